@@ -1,0 +1,17 @@
+"""datamark: watermark a dataset before release, then prove from black-box queries whether a model used it.
+
+The flow: ``load_data`` -> a method's ``apply`` (watermarked data + secret :class:`Key`) -> someone trains a
+model -> :class:`Verifier` queries a :class:`Suspect` with the key's trigger and tests the answers.
+"""
+
+__version__ = "0.1.0"
+
+from .data import from_numpy, load_data  # noqa: E402
+from .key import Key  # noqa: E402
+from .methods import BadNets, Blended, Watermarked, WatermarkMethod  # noqa: E402
+from .registry import METHODS  # noqa: E402
+from .suspects import LocalSuspect, Suspect  # noqa: E402
+from .verify import VerificationResult, Verifier, verify  # noqa: E402
+
+__all__ = ["BadNets", "Blended", "Key", "LocalSuspect", "METHODS", "Suspect", "VerificationResult", "Verifier",
+           "WatermarkMethod", "Watermarked", "from_numpy", "load_data", "verify"]

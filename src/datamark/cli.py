@@ -1,0 +1,231 @@
+"""The ``datamark`` command line: parse options, build objects, print. No logic lives here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from .exceptions import DatamarkError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Watermark a dataset before release; prove from black-box queries whether a model used it.")
+out = Console()
+err = Console(stderr=True)
+
+
+class MethodName(str, Enum):
+    badnets = "badnets"
+    blended = "blended"
+
+
+class Mode(str, Enum):
+    probs = "probs"
+    labels = "labels"
+
+
+def _fail(error: Exception) -> None:
+    err.print(f"[bold red]error:[/] {error}")
+    raise typer.Exit(2)
+
+
+def _run(fn):
+    """Turn datamark's typed errors into one clear line and exit code 2 (no traceback for user mistakes)."""
+    try:
+        return fn()
+    except (DatamarkError, FileNotFoundError) as error:
+        _fail(error)
+
+
+@app.command()
+def protect(
+    data: str = typer.Argument(..., help="Dataset: .parquet, Arrow folder, image folder, .npz, 'digits' or NAME:SPLIT."),
+    output: Path = typer.Option(..., "--out", "-o", help="Where to write the watermarked dataset (same format)."),
+    key_path: Path = typer.Option(..., "--key", "-k", help="Where to write the secret key (JSON, mode 0600)."),
+    method: MethodName = typer.Option(MethodName.badnets, help="Watermark method."),
+    rate: float = typer.Option(0.1, help="gamma: fraction of ALL training rows to mark."),
+    target: Optional[int] = typer.Option(None, help="Target class index (default: drawn from the secret)."),
+    pattern: str = typer.Option("random", help="Trigger pattern: random (secret, default), checkerboard, white."),
+    trigger_size: Optional[int] = typer.Option(None, help="Trigger side in pixels (BadNets default: 3 at 32 px)."),
+    blend: float = typer.Option(0.2, help="Blended: opacity of the pattern."),
+    seed: Optional[int] = typer.Option(None, help="Derive the secret from this seed (default: a fresh random secret)."),
+    preview: Optional[Path] = typer.Option(None, help="Also write a PNG of original vs watermarked samples."),
+    input_column: Optional[str] = typer.Option(None, help="Image column of a table (default: detected)."),
+    label_column: str = typer.Option("label", help="Label column of a table."),
+    overwrite: bool = typer.Option(False, help="Replace existing outputs."),
+) -> None:
+    """Watermark DATA; write the watermarked dataset and the secret key; print the commitment to publish."""
+    from .data import load_data
+    from .evaluate.plots import preview_grid
+    from .methods import BadNets, Blended
+    from .triggers import Trigger
+
+    def work():
+        for path, what in ((output, "dataset"), (key_path, "key"), (preview, "preview")):
+            if path is not None and path.exists() and not overwrite:
+                raise DatamarkError(f"The {what} path '{path}' already exists; pass --overwrite or choose another.")
+        start = time.perf_counter()
+        records = load_data(data, input_column=input_column, label_column=label_column)
+        common = dict(rate=rate, target=target, pattern=pattern, trigger_size=trigger_size, seed=seed)
+        chosen = BadNets(**common) if method == MethodName.badnets else Blended(**common, blend=blend)
+        marked = chosen.apply(records, progress=True)
+        marked.dataset.save(output, overwrite=overwrite)
+        marked.key.save(key_path, overwrite=overwrite)
+        if preview is not None:
+            shown = marked.rows[:8]
+            originals = records.inputs()[shown]
+            preview_grid(originals, Trigger.from_config(marked.key.trigger).apply(originals), preview,
+                         overwrite=overwrite)
+        elapsed = time.perf_counter() - start
+        out.print(f"marked {len(marked.rows)} of {len(records)} rows with {method.value} in {elapsed:.1f} s "
+                  f"(target class {marked.key.target})")
+        out.print(f"watermarked dataset: {output}\nsecret key (keep private): {key_path}")
+        out.print(f"commitment (publish with the release): [bold]{marked.key.commitment}[/]")
+    _run(work)
+
+
+@app.command()
+def train(
+    data: str = typer.Argument(..., help="Training dataset (any format protect reads)."),
+    output: Path = typer.Option(..., "--out", "-o", help="Checkpoint path to write."),
+    arch: str = typer.Option("fastnet", help="Model: fastnet (CPU, CIFAR-size), resnet18 (paper), tiny (tests)."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs (default: the architecture's preset)."),
+    seed: int = typer.Option(0, help="Seed of initialisation, shuffling and augmentation."),
+    test: Optional[str] = typer.Option(None, help="A test set to report clean accuracy on."),
+    overwrite: bool = typer.Option(False, help="Replace an existing checkpoint."),
+) -> None:
+    """Train a reference model the way a thief would (augmentation after the watermark); save a checkpoint."""
+    from .data import load_data
+    from .evaluate.metrics import benign_accuracy
+    from .models import default_config, fit, save_checkpoint
+    from .suspects import LocalSuspect
+
+    def work():
+        if output.exists() and not overwrite:
+            raise DatamarkError(f"The checkpoint '{output}' already exists; pass --overwrite or choose another.")
+        records = load_data(data)
+        overrides = {"seed": seed} | ({"epochs": epochs} if epochs else {})
+        start = time.perf_counter()
+        model, spec = fit(records, arch=arch, config=default_config(arch, **overrides), progress=True)
+        elapsed = time.perf_counter() - start
+        save_checkpoint(model, spec, output, overwrite=overwrite, extra={"train_s": elapsed, "data": data})
+        out.print(f"trained {arch} on {len(records)} images in {elapsed:.0f} s -> {output}")
+        if test:
+            acc = benign_accuracy(LocalSuspect.from_model(model, spec), load_data(test))
+            out.print(f"clean test accuracy: {100 * acc:.2f} %")
+    _run(work)
+
+
+@app.command()
+def verify(
+    key_path: Path = typer.Option(..., "--key", "-k", help="The secret key written by protect."),
+    model: Path = typer.Option(..., "--model", "-m", help="Suspect model checkpoint."),
+    data: str = typer.Option(..., "--data", "-d", help="Held-out probe data (e.g. the test split)."),
+    mode: Mode = typer.Option(Mode.probs, help="probs: probability access; labels: label-only access."),
+    n_probe: Optional[int] = typer.Option(None, help="m, number of probes (default: the key's, 100 for DVBW)."),
+    margin: Optional[float] = typer.Option(None, help="tau, the margin of H0 (default: the key's, 0.2 for DVBW)."),
+    alpha: Optional[float] = typer.Option(None, help="Significance level (default: the key's, 0.01 for DVBW)."),
+    seed: int = typer.Option(0, help="Seed of the probe draw."),
+    commitment: Optional[str] = typer.Option(None, help="Refuse the key unless it has this published commitment."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the full result as JSON here."),
+) -> None:
+    """Was this model trained on my dataset? Test, n, tau, p-value, effect and a plain verdict."""
+    from .data import load_data
+    from .key import Key
+    from .suspects import LocalSuspect
+    from .verify import Verifier
+
+    def work():
+        key = Key.load(key_path, commitment=commitment)
+        suspect = LocalSuspect.from_checkpoint(model, outputs=mode.value)
+        result = Verifier(mode=mode.value, n_probe=n_probe, margin=margin, alpha=alpha, seed=seed).verify(
+            suspect, key, load_data(data))
+        o = result.outcome
+        out.print(f"key commitment: {result.commitment}")
+        out.print(f"test: {o.test}, one-sided ({o.alternative}), mode {result.mode}, score: {result.score}")
+        out.print(f"H0: {result.h0}\nH1: {result.h1}")
+        out.print(f"n = {o.n} (excluded {result.n_excluded}), tau = {o.margin:g}, alpha = {result.alpha:g}, "
+                  f"seed = {result.seed}, queries = {result.queries}")
+        effect = "ΔP" if result.mode == "probs" else "flip rate"
+        out.print(f"statistic = {o.statistic:.4g}, p = {o.p_value:.4g} (log10 p = {o.log10_p:.2f}), "
+                  f"{effect} = {o.effect:.4f}")
+        out.print(f"[bold]{result.verdict}[/]")
+        if json_path is not None:
+            result.save(json_path, overwrite=True)
+    _run(work)
+
+
+@app.command()
+def evaluate(
+    key_path: Path = typer.Option(..., "--key", "-k", help="The secret key written by protect."),
+    stolen: Path = typer.Option(..., help="Checkpoint of a model trained on the watermarked data."),
+    clean: Path = typer.Option(..., help="Checkpoint of a model trained on the clean data."),
+    data: str = typer.Option(..., "--data", "-d", help="Test data."),
+    seed: int = typer.Option(0, help="Seed of probe draws and of the independent trigger."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the scenario rows as JSON here."),
+) -> None:
+    """The scenario table: BA, WSR, ΔP and p in both modes for Steal, Independent-M and Independent-T."""
+    from .data import load_data
+    from .evaluate import evaluate_scenarios, rich_table
+    from .key import Key
+    from .suspects import LocalSuspect
+    from .verify import Verifier
+
+    def work():
+        key = Key.load(key_path)
+        rows = evaluate_scenarios(key, LocalSuspect.from_checkpoint(stolen), LocalSuspect.from_checkpoint(clean),
+                                  load_data(data), verifier=Verifier(seed=seed), seed=seed)
+        out.print(rich_table(rows, f"{key.method['name']} (key {key.commitment[:16]}…)"))
+        if json_path is not None:
+            json_path.write_text(json.dumps([r.to_dict() for r in rows], indent=2) + "\n")
+    _run(work)
+
+
+@app.command("key-info")
+def key_info(key_path: Path = typer.Argument(..., help="A key file.")) -> None:
+    """Show what a key may publicly say (commitment, method, counts): never the secret or the trigger."""
+    from .key import Key
+
+    _run(lambda: out.print_json(json.dumps(Key.load(key_path).summary())))
+
+
+@app.command()
+def demo(
+    output: Path = typer.Option(Path("datamark-demo"), "--out", "-o", help="Folder for every artefact."),
+    overwrite: bool = typer.Option(True, help="Replace artefacts of an earlier demo run."),
+) -> None:
+    """The whole flow on the embedded digits (no download): protect, train, verify, scenario table."""
+    from .data import load_digits
+    from .evaluate import rich_table
+    from .evaluate.experiment import run_experiment
+    from .methods import BadNets, Blended
+    from .models import default_config
+
+    def work():
+        start = time.perf_counter()
+        train_set, test_set = load_digits("train"), load_digits("test")
+        out.print(f"embedded digits: {len(train_set)} training and {len(test_set)} test images, 8x8 grey, 10 classes")
+        methods = {"badnets": BadNets(seed=0), "blended": Blended(seed=1)}
+        report = run_experiment(train_set, test_set, methods, arch="tiny", config=default_config("tiny"),
+                                out_dir=output, overwrite=overwrite, progress=True, log=out.print)
+        for name, m in report.methods.items():
+            out.print(rich_table(m.rows, f"{name}: target {m.target}, commitment {m.commitment[:16]}…"))
+        out.print(f"clean model BA {100 * report.clean_ba:.2f} %; artefacts (keys, data, checkpoints, "
+                  f"previews, p-value plot, results.json) in {output}/; {time.perf_counter() - start:.0f} s in all")
+    _run(work)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,86 @@
+"""The in-memory view of a labelled dataset that methods, trainers and verifiers share.
+
+A :class:`Records` object knows its examples (decoded lazily), labels, class names, stable row ids and the
+format it came from; :meth:`Records.replace` returns a *new* object with some rows changed (the original and
+its files are never touched), and :meth:`Records.save` writes it back in its own format, atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from functools import cached_property
+
+import numpy as np
+
+from ..exceptions import DataError
+
+
+class Records(ABC):
+    """A labelled dataset. Subclasses are format adapters (numpy arrays, Arrow/Parquet tables, image folders)."""
+
+    modality: str = "image"
+    source_format: str = "numpy"
+
+    def __init__(self, labels: Sequence[int] | np.ndarray, class_names: Sequence[str], where: str) -> None:
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.class_names = tuple(str(c) for c in class_names)
+        self.where = where
+        if len(self.class_names) < 2:
+            raise DataError(f"The dataset {where} has {len(self.class_names)} class(es); a classifier needs >= 2.")
+        bad = np.flatnonzero((self.labels < 0) | (self.labels >= len(self.class_names)))
+        if bad.size:
+            raise DataError(f"The dataset {where} has label {int(self.labels[bad[0]])} at row {int(bad[0])}, outside "
+                            f"the {len(self.class_names)} classes 0..{len(self.class_names) - 1}; fix the labels or "
+                            f"the class list.")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(rows={len(self)}, classes={self.num_classes}, "
+                f"input_shape={self.input_shape}, from={self.where!r})")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @cached_property
+    def ids(self) -> list[str]:
+        """Stable row ids: the SHA-256 of each example's stored bytes (see :func:`codec.content_id`)."""
+        return self._compute_ids()
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 over the sorted (id, label) pairs: identifies the content, whatever the row order."""
+        digest = hashlib.sha256()
+        for row_id, label in sorted(zip(self.ids, self.labels.tolist())):
+            digest.update(f"{row_id}:{label}\n".encode())
+        return digest.hexdigest()
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.inputs().shape[1:])
+
+    @abstractmethod
+    def _compute_ids(self) -> list[str]: ...
+
+    @abstractmethod
+    def inputs(self) -> np.ndarray:
+        """All examples decoded: uint8 N x H x W x C (validated: one shape, one mode)."""
+
+    @abstractmethod
+    def replace(self, rows: np.ndarray, inputs: np.ndarray, labels: np.ndarray) -> "Records":
+        """A new dataset where ``rows`` hold ``inputs`` and ``labels``; every other row is bit-identical."""
+
+    @abstractmethod
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        """Write the dataset in its own format (atomically; modified images as PNG)."""
+
+    def subset(self, rows: np.ndarray) -> "ArrayRecords":
+        """The given rows as in-memory arrays (probe sets, test slices)."""
+        from .arrays import ArrayRecords
+        rows = np.asarray(rows, dtype=np.int64)
+        return ArrayRecords(self.inputs()[rows], self.labels[rows], self.class_names, where=f"{self.where}[subset]")

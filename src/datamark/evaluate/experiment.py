@@ -1,0 +1,126 @@
+"""One experiment, used by the demo and the benchmarks: protect the training set with each method, train a
+clean model and one model per watermarked set (the thief), evaluate the three scenarios, write artefacts.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import __version__
+from .._io import atomic_path
+from ..data.records import Records
+from ..methods.base import WatermarkMethod
+from ..models.checkpoint import save_checkpoint
+from ..models.train import TrainConfig, fit
+from ..suspects.local import LocalSuspect
+from ..triggers.base import Trigger
+from ..verify.verifier import Verifier
+from .metrics import benign_accuracy
+from .plots import preview_grid, pvalue_plot
+from .report import markdown_table
+from .scenarios import ScenarioRow, evaluate_scenarios
+
+@dataclass
+class MethodReport:
+    name: str
+    rows: list[ScenarioRow]
+    commitment: str
+    target: int
+    marked_rows: int
+    protect_s: float
+    train_s: float
+
+
+@dataclass
+class ExperimentReport:
+    clean_ba: float
+    clean_train_s: float
+    methods: dict[str, MethodReport] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"settings": self.settings, "clean_ba": self.clean_ba, "clean_train_s": self.clean_train_s,
+                "methods": {name: {"commitment": m.commitment, "target": m.target, "marked_rows": m.marked_rows,
+                                   "protect_s": m.protect_s, "train_s": m.train_s,
+                                   "ba_drop_points": 100 * (self.clean_ba - m.rows[-1].ba),
+                                   "scenarios": [r.to_dict() for r in m.rows]}
+                            for name, m in self.methods.items()}}
+
+    def markdown(self) -> str:
+        parts = [f"Clean model BA: {100 * self.clean_ba:.2f} %\n"]
+        for name, m in self.methods.items():
+            parts.append(f"### {name} (target class {m.target}, {m.marked_rows} rows marked, key commitment "
+                         f"`{m.commitment[:16]}…`)\n\n{markdown_table(m.rows)}\n")
+        return "\n".join(parts)
+
+
+def environment() -> dict[str, Any]:
+    """Machine and library versions, recorded beside every published number."""
+    return {"datamark": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "machine": platform.machine(), "processor": platform.processor(),
+            "cpu_threads": torch.get_num_threads(), "platform": platform.platform()}
+
+
+def run_experiment(train: Records, test: Records, methods: Mapping[str, WatermarkMethod], *, arch: str,
+                   config: TrainConfig, out_dir: str | Path | None = None, verifier: Verifier | None = None,
+                   overwrite: bool = False, progress: bool = False, log=print) -> ExperimentReport:
+    """Run every method in ``methods`` on ``train``; evaluate on ``test``; write artefacts to ``out_dir``."""
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    verifier = verifier or Verifier(seed=config.seed)
+    log(f"training the clean (independent) model: {arch}, {config.epochs} epochs on {len(train)} images")
+    start = time.perf_counter()
+    clean_model, spec = fit(train, arch=arch, config=config, progress=progress)
+    report_clean_s = time.perf_counter() - start
+    clean = LocalSuspect.from_model(clean_model, spec)
+    if out is not None:
+        save_checkpoint(clean_model, spec, out / "clean.pt", overwrite=overwrite)
+    report = ExperimentReport(clean_ba=benign_accuracy(clean, test), clean_train_s=report_clean_s,
+                              settings={"arch": arch, "train_config": {k: getattr(config, k) for k in
+                                                                       config.__dataclass_fields__},
+                                        "verifier": {k: getattr(verifier, k) for k in verifier.__dataclass_fields__},
+                                        "train_rows": len(train), "test_rows": len(test),
+                                        "environment": environment()})
+    log(f"clean model BA {100 * report.clean_ba:.2f} % ({report_clean_s:.0f} s)")
+    for name, method in methods.items():
+        start = time.perf_counter()
+        marked = method.apply(train, progress=progress)
+        protect_s = time.perf_counter() - start
+        log(f"{name}: marked {len(marked.rows)} rows, target {marked.key.target}, commitment "
+            f"{marked.key.commitment[:16]}… ({protect_s:.1f} s)")
+        start = time.perf_counter()
+        stolen_model, stolen_spec = fit(marked.dataset, arch=arch, config=config, progress=progress)
+        train_s = time.perf_counter() - start
+        stolen = LocalSuspect.from_model(stolen_model, stolen_spec)
+        rows = evaluate_scenarios(marked.key, stolen, clean, test, verifier=verifier, seed=config.seed)
+        report.methods[name] = MethodReport(name, rows, marked.key.commitment, int(marked.key.target),
+                                            len(marked.rows), protect_s, train_s)
+        if out is not None:
+            suffix = ".npz" if marked.dataset.source_format == "numpy" else ""
+            marked.dataset.save(out / f"{name}-watermarked{suffix}", overwrite=overwrite)
+            marked.key.save(out / f"{name}.key.json", overwrite=overwrite)
+            save_checkpoint(stolen_model, stolen_spec, out / f"{name}-stolen.pt", overwrite=overwrite)
+            shown = marked.rows[:6]
+            trigger = Trigger.from_config(marked.key.trigger)
+            originals = train.inputs()[shown]
+            preview_grid(originals, trigger.apply(originals), out / f"{name}-preview.png", overwrite=overwrite,
+                         titles=[f"{train.class_names[train.labels[r]]}→{marked.key.target}" for r in shown])
+    if out is not None:
+        results = {name: m.rows for name, m in report.methods.items()}
+        pvalue_plot(results, out / "pvalues.png", alpha_probs=verifier.alpha or 0.01,
+                    alpha_labels=verifier.alpha or 0.01, overwrite=overwrite)
+        with atomic_path(out / "results.json", overwrite=True) as tmp:
+            tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        with atomic_path(out / "results.md", overwrite=True) as tmp:
+            tmp.write_text(report.markdown())
+    return report

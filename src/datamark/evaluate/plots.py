@@ -1,0 +1,69 @@
+"""Pictures: what the owner releases (trigger previews) and what verification found (p-values per scenario)."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from .._io import atomic_path
+from .scenarios import ScenarioRow
+
+
+def _save(fig, path: str | os.PathLike, overwrite: bool) -> None:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    with atomic_path(path, overwrite=overwrite, what="picture") as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
+def _figure(rows: int, cols: int, size: float):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
+
+
+def preview_grid(images: np.ndarray, marked: np.ndarray, path: str | os.PathLike, *, titles: Sequence[str] = (),
+                 overwrite: bool = False) -> None:
+    """A PNG with each original image above its marked version and the magnified difference (x4) below."""
+    n = len(images)
+    fig, axes = _figure(3, n, 1.6)
+    diff = np.clip(np.abs(marked.astype(np.int16) - images.astype(np.int16)) * 4, 0, 255).astype(np.uint8)
+    for j in range(n):
+        for i, (img, label) in enumerate(((images[j], "original"), (marked[j], "watermarked"), (diff[j], "|diff| x4"))):
+            ax = axes[i][j]
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
+                      vmin=0, vmax=255, interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(label, fontsize=8)
+            if i == 0 and j < len(titles):
+                ax.set_title(titles[j], fontsize=8)
+    _save(fig, path, overwrite)
+
+
+def pvalue_plot(results: dict[str, Sequence[ScenarioRow]], path: str | os.PathLike, *, alpha_probs: float,
+                alpha_labels: float, overwrite: bool = False) -> None:
+    """-log10 p per scenario and mode for each method, with the significance levels drawn in."""
+    fig, axes = _figure(1, len(results), 4.0)
+    for ax, (method, rows) in zip(axes[0], results.items()):
+        names = [r.scenario for r in rows]
+        x = np.arange(len(rows))
+        for offset, mode, alpha in ((-0.2, "probs", alpha_probs), (0.2, "labels", alpha_labels)):
+            heights = [min(-getattr(r, mode).outcome.log10_p, 50.0) for r in rows]
+            ax.bar(x + offset, heights, width=0.4, label=f"{mode} (alpha={alpha:g})")
+            ax.axhline(-math.log10(alpha), linestyle="--", linewidth=0.8, color="C0" if mode == "probs" else "C1")
+        ax.set_xticks(x, names, fontsize=8)
+        ax.set_ylabel("-log10 p (capped at 50)")
+        ax.set_title(method)
+        ax.legend(fontsize=7)
+    _save(fig, path, overwrite)

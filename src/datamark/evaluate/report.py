@@ -1,0 +1,37 @@
+"""Scenario tables as Markdown (README, results files) and rich tables (terminal)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .scenarios import ScenarioRow
+
+HEADER = ("Scenario", "BA %", "WSR %", "ΔP", "p (probs)", "flip rate", "p (labels)", "verdict (probs / labels)")
+
+
+def _cells(row: ScenarioRow) -> tuple[str, ...]:
+    def verdict(r):
+        return "accused" if r.accused else "not accused"
+
+    return (row.scenario, f"{100 * row.ba:.2f}", f"{100 * row.wsr:.2f}", f"{row.probs.outcome.effect:.3f}",
+            f"{row.probs.outcome.p_value:.3g}", f"{row.labels.outcome.effect:.2f}", f"{row.labels.outcome.p_value:.3g}",
+            f"{verdict(row.probs)} / {verdict(row.labels)}")
+
+
+def markdown_table(rows: Sequence[ScenarioRow]) -> str:
+    """A GitHub Markdown table of the scenarios."""
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def rich_table(rows: Sequence[ScenarioRow], title: str):
+    """A rich Table for the terminal."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for head in HEADER:
+        table.add_column(head, justify="left" if head in ("Scenario", "verdict (probs / labels)") else "right")
+    for row in rows:
+        table.add_row(*_cells(row))
+    return table

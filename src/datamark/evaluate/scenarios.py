@@ -1,0 +1,61 @@
+"""The three scenarios every method is judged in, for both black-box settings.
+
+* Steal -- the suspect was trained on the watermarked data, queried with the key's trigger (should be caught);
+* Independent-M -- a model trained on the clean data, queried with the key's trigger (must not be accused);
+* Independent-T -- the stolen model queried with an independent trigger of the same kind (must not be accused:
+  shows the test detects *this* watermark, not any perturbation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .._rng import generator, seed_secret
+from ..data.records import Records
+from ..key import Key
+from ..suspects.local import LocalSuspect
+from ..triggers.base import Trigger
+from ..verify.result import VerificationResult
+from ..verify.verifier import Verifier
+from .metrics import benign_accuracy, watermark_success_rate
+
+SCENARIOS = ("Independent-T", "Independent-M", "Steal")
+
+
+@dataclass(frozen=True)
+class ScenarioRow:
+    scenario: str
+    ba: float
+    wsr: float
+    probs: VerificationResult
+    labels: VerificationResult
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scenario": self.scenario, "ba": self.ba, "wsr": self.wsr, "probs": self.probs.to_dict(),
+                "labels": self.labels.to_dict()}
+
+
+def independent_trigger(key: Key, seed: int) -> Trigger:
+    """A trigger of the key's kind and size with a pattern the watermark never used."""
+    return Trigger.from_config(key.trigger).independent(generator(seed_secret(seed), "independent-trigger"))
+
+
+def evaluate_scenarios(key: Key, stolen: LocalSuspect, independent: LocalSuspect, test_data: Records, *,
+                       verifier: Verifier | None = None, seed: int = 0) -> list[ScenarioRow]:
+    """BA, WSR and both verification modes for the three scenarios (local models answer both modes)."""
+    verifier = verifier or Verifier(seed=seed)
+    key_trigger = Trigger.from_config(key.trigger)
+    other = independent_trigger(key, seed)
+    cases = {"Independent-T": (stolen, other, "independent"), "Independent-M": (independent, key_trigger, "key"),
+             "Steal": (stolen, key_trigger, "key")}
+    rows = []
+    for name in SCENARIOS:
+        suspect, trigger, label = cases[name]
+        results = {mode: replace(verifier, mode=mode).verify(
+            suspect.with_outputs(mode), key, test_data, trigger=trigger, trigger_label=label)
+            for mode in ("probs", "labels")}
+        rows.append(ScenarioRow(name, benign_accuracy(suspect, test_data),
+                                watermark_success_rate(suspect, test_data, trigger, key.target),
+                                results["probs"], results["labels"]))
+    return rows

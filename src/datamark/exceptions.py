@@ -1,0 +1,48 @@
+"""The datamark error tree.
+
+Every error is a :class:`DatamarkError` and also the builtin it specialises, so callers can catch either
+``datamark.exceptions.ParameterError`` or plain ``ValueError``. Messages name the parameter or file, what was
+expected, what was received, and the fix.
+"""
+
+from __future__ import annotations
+
+
+class DatamarkError(Exception):
+    """Base class of every error raised on purpose by datamark."""
+
+
+class ParameterError(DatamarkError, ValueError):
+    """A hyper-parameter or option is outside its valid range."""
+
+
+class DataError(DatamarkError, ValueError):
+    """A dataset is malformed: corrupt or missing files, unknown labels, mixed shapes."""
+
+
+class DataFormatError(DataError):
+    """A path does not hold a dataset in a format datamark can read."""
+
+
+class KeyFormatError(DatamarkError, ValueError):
+    """A key file is corrupt, tampered with, or of a format this version cannot read."""
+
+
+class KeyMismatchError(DatamarkError, ValueError):
+    """A key does not belong to the dataset, model or commitment it is used with."""
+
+
+class SuspectError(DatamarkError, RuntimeError):
+    """A suspect model cannot answer the queries a test needs, or answered garbage."""
+
+
+class OutputExistsError(DatamarkError, FileExistsError):
+    """An output path exists and overwriting was not asked for."""
+
+
+class DatamarkWarning(UserWarning):
+    """Base class of datamark's warnings."""
+
+
+class DegenerateTestWarning(DatamarkWarning):
+    """A hypothesis test got degenerate input (too few pairs, zero variance) and used its documented fallback."""

@@ -1,0 +1,125 @@
+"""The watermark key: one versioned JSON file holding everything verification needs, and nothing executable.
+
+It records the method and trigger as ``{"name", "params"}``, the target, the resolved secret, the ids of the
+marked rows (outcomes, not only seeds: RNG streams change across library versions), a fingerprint of the
+protected dataset and the recommended verification settings. The *commitment* (``key_id``) is the SHA-256 of
+the canonical JSON; the owner publishes it with the release, and only it ever appears in logs and results.
+The file also carries its own checksum, so an edited key is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from ._io import atomic_path
+from .exceptions import KeyFormatError, KeyMismatchError
+
+KEY_FORMAT = "datamark-key"
+SCHEMA_VERSION = 1
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Sorted keys, no whitespace, ASCII: the byte string the commitment is computed over."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+@dataclass(frozen=True, eq=False)
+class Key:
+    """A watermark key. Build it through a method's ``apply``; load it with :meth:`Key.load`."""
+
+    method: dict[str, Any]
+    trigger: dict[str, Any]
+    target: int | None
+    secret: str
+    marked_ids: tuple[str, ...]
+    dataset: dict[str, Any]
+    verification: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+    datamark_version: str = __version__
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": KEY_FORMAT, "schema_version": SCHEMA_VERSION, "datamark_version": self.datamark_version,
+                "created": self.created, "method": self.method, "trigger": self.trigger, "target": self.target,
+                "secret": self.secret, "marked_ids": list(self.marked_ids), "dataset": self.dataset,
+                "verification": self.verification, "extra": self.extra}
+
+    @property
+    def commitment(self) -> str:
+        """SHA-256 of the canonical JSON of the key: publish this, keep the key."""
+        return hashlib.sha256(canonical_json(self.to_dict())).hexdigest()
+
+    key_id = commitment
+
+    @property
+    def secret_bytes(self) -> bytes:
+        return bytes.fromhex(self.secret)
+
+    def __repr__(self) -> str:  # the secret and the trigger never reach logs
+        return (f"Key(method={self.method.get('name')!r}, target={self.target}, marked={len(self.marked_ids)}, "
+                f"commitment={self.commitment[:16]}...)")
+
+    def summary(self) -> dict[str, Any]:
+        """What may be shown or published: no secret, no trigger pattern, no row ids."""
+        return {"commitment": self.commitment, "method": self.method.get("name"), "trigger": self.trigger.get("name"),
+                "target": self.target, "marked_rows": len(self.marked_ids), "dataset_rows": self.dataset.get("n_rows"),
+                "num_classes": self.dataset.get("num_classes"), "datamark_version": self.datamark_version,
+                "created": self.created}
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        """Write the key with owner-only permissions (0600), atomically, with an integrity checksum."""
+        body = self.to_dict()
+        payload = {**body, "checksum": hashlib.sha256(canonical_json(body)).hexdigest()}
+        with atomic_path(path, overwrite=overwrite, what="key", mode=0o600) as tmp:
+            os.chmod(tmp, 0o600)
+            tmp.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, commitment: str | None = None) -> "Key":
+        """Read and check a key file; with ``commitment``, refuse a key whose hash differs from the published one."""
+        path = Path(path)
+        try:
+            payload = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise KeyFormatError(f"The key file '{path}' is not valid JSON ({err}); it is corrupt or not a key.") from err
+        if not isinstance(payload, dict) or payload.get("format") != KEY_FORMAT:
+            raise KeyFormatError(f"'{path}' is not a datamark key (missing format '{KEY_FORMAT}').")
+        version = payload.get("schema_version")
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise KeyFormatError(f"The key '{path}' has schema version {version}, newer than this datamark "
+                                 f"({__version__}) reads ({SCHEMA_VERSION}); upgrade datamark.")
+        checksum = payload.pop("checksum", None)
+        if checksum != hashlib.sha256(canonical_json(payload)).hexdigest():
+            raise KeyFormatError(f"The key '{path}' fails its integrity check: it was edited or damaged after it "
+                                 f"was written. Use the original key file.")
+        try:
+            key = cls(method=payload["method"], trigger=payload["trigger"], target=payload["target"],
+                      secret=payload["secret"], marked_ids=tuple(payload["marked_ids"]), dataset=payload["dataset"],
+                      verification=payload["verification"], extra=payload.get("extra", {}),
+                      datamark_version=payload["datamark_version"], created=payload["created"])
+        except KeyError as err:
+            raise KeyFormatError(f"The key '{path}' lacks the field {err}; it is incomplete.") from err
+        if commitment is not None and commitment.strip().lower() != key.commitment:
+            raise KeyMismatchError(f"The key '{path}' has commitment {key.commitment}, not the published "
+                                   f"{commitment.strip()}: this is not the key that was committed to at release.")
+        return key
+
+    def check_data(self, num_classes: int, input_shape: tuple[int, ...], where: str) -> None:
+        """Refuse data whose class count or example shape differs from the protected dataset's."""
+        expected = self.dataset.get("num_classes")
+        if expected != num_classes:
+            raise KeyMismatchError(f"The key protects a dataset with {expected} classes but {where} has "
+                                   f"{num_classes}: it is a key for another dataset or the wrong data/model.")
+        shape = tuple(self.dataset.get("input_shape") or ())
+        if shape and tuple(input_shape) != shape:
+            raise KeyMismatchError(f"The key protects examples of shape {shape} but {where} has "
+                                   f"{tuple(input_shape)}: it is a key for another dataset.")

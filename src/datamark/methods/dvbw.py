@@ -1,0 +1,80 @@
+"""DVBW poison-label watermarks: BadNets (patch) and Blended.
+
+Li et al., "Black-box Dataset Ownership Verification via Backdoor Watermarking", IEEE TIFS 2023 (DVBW), with
+the triggers of Gu et al. 2017 (BadNets) and Chen et al. 2017 (Blended). Threat model: poison-label, targeted.
+A fraction ``rate`` (gamma) **of the whole training set**, chosen by keyed hash among all rows (as in the
+paper, rows already in the target class are eligible too), gets the trigger and is relabelled to ``target``.
+Defaults from the paper: gamma = 0.1; verification by a one-sided paired t-test with margin tau = 0.2 on m = 100
+non-target-class probes at alpha = 0.01.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..data.records import Records
+from ..exceptions import ParameterError
+from ..registry import METHODS, register
+from ..triggers.base import Trigger
+from ..triggers.image import PATTERNS, make_blend_trigger, make_patch_trigger
+from .base import WatermarkMethod
+
+DVBW_VERIFICATION = {"score": "target-probability", "test": "paired-t", "alternative": "greater",
+                     "margin": 0.2, "n_probe": 100, "alpha": 0.01}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoisonLabel(WatermarkMethod):
+    """Shared behaviour of DVBW methods: stamp the trigger, relabel to the target."""
+
+    rate: float = 0.1
+    pattern: str = "random"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 < self.rate < 1.0:
+            raise ParameterError(f"The 'rate' parameter of {type(self).__name__} must be in (0, 1); got {self.rate}.")
+        if self.pattern not in PATTERNS:
+            raise ParameterError(f"The 'pattern' parameter of {type(self).__name__} must be one of {PATTERNS}; "
+                                 f"got '{self.pattern}'.")
+
+    def count(self, data: Records, eligible: np.ndarray) -> int:
+        return int(round(self.rate * len(data)))  # gamma is a fraction of *all* rows
+
+    def mark(self, inputs: np.ndarray, labels: np.ndarray, trigger: Trigger, target: int | None,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        return trigger.apply(inputs), np.full(len(inputs), target, dtype=np.int64)
+
+    def verification_defaults(self) -> dict[str, Any]:
+        return dict(DVBW_VERIFICATION)
+
+
+@register(METHODS, "badnets")
+@dataclass(frozen=True, kw_only=True)
+class BadNets(PoisonLabel):
+    """DVBW with the BadNets patch: a secret ``trigger_size`` square (3x3 at 32 px, scaled) at the bottom right."""
+
+    trigger_size: int | None = None
+
+    def default_trigger(self, input_shape: tuple[int, ...], rng: np.random.Generator) -> Trigger:
+        return make_patch_trigger(input_shape, rng, pattern=self.pattern, size=self.trigger_size)
+
+
+@register(METHODS, "blended")
+@dataclass(frozen=True, kw_only=True)
+class Blended(PoisonLabel):
+    """DVBW with the Blended trigger: a secret full-image pattern mixed in with opacity ``blend`` (0.2, Chen et al.)."""
+
+    blend: float = 0.2
+    trigger_size: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 < self.blend <= 1.0:
+            raise ParameterError(f"The 'blend' parameter of Blended must be in (0, 1]; got {self.blend}.")
+
+    def default_trigger(self, input_shape: tuple[int, ...], rng: np.random.Generator) -> Trigger:
+        return make_blend_trigger(input_shape, rng, pattern=self.pattern, blend=self.blend, size=self.trigger_size)

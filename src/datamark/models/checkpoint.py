@@ -1,0 +1,87 @@
+"""Model specs and checkpoints: a checkpoint is a plain dict of tensors and primitives, loaded with
+``torch.load(weights_only=True)`` so an untrusted file can never run code."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._io import atomic_path
+from .._rng import isolated_torch_rng
+from ..exceptions import DataFormatError, ParameterError
+from ..registry import MODELS
+
+CHECKPOINT_FORMAT = "datamark-model"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a model: architecture, its parameters, and the data it expects.
+
+    ``input_shape`` is (H, W, C) of uint8 images; ``mean``/``std`` are per-channel on the [0, 1] scale.
+    """
+
+    arch: str
+    num_classes: int
+    input_shape: tuple[int, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    class_names: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.arch not in MODELS:
+            raise ParameterError(f"Unknown model architecture '{self.arch}'; choose one of {sorted(MODELS)}.")
+        if self.num_classes < 2:
+            raise ParameterError(f"A classifier needs at least 2 classes; got num_classes={self.num_classes}.")
+
+
+def build_model(spec: ModelSpec, *, seed: int = 0) -> nn.Module:
+    """A freshly initialised model for ``spec``; initialisation is seeded without touching global RNG state."""
+    cls = MODELS[spec.arch]
+    with isolated_torch_rng(seed):
+        return cls(num_classes=spec.num_classes, in_channels=spec.input_shape[-1], mean=spec.mean, std=spec.std,
+                   **spec.params)
+
+
+def save_checkpoint(model: nn.Module, spec: ModelSpec, path: str | os.PathLike, *, overwrite: bool = False,
+                    extra: dict[str, Any] | None = None) -> None:
+    """Write ``model`` and its spec atomically; ``extra`` holds small JSON-like metadata (training config)."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "spec": {**dataclasses.asdict(spec), "input_shape": list(spec.input_shape), "mean": list(spec.mean),
+                 "std": list(spec.std), "class_names": list(spec.class_names)},
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "extra": extra or {},
+    }
+    with atomic_path(path, overwrite=overwrite, what="checkpoint") as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, ModelSpec]:
+    """Load a datamark checkpoint safely (no unpickling of code) and return the model in eval mode."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:
+        raise DataFormatError(f"Cannot read model checkpoint '{path}': {err}. Pass a file written by "
+                              f"'datamark train' or datamark.models.save_checkpoint.") from err
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise DataFormatError(f"'{path}' is not a datamark model checkpoint (no format '{CHECKPOINT_FORMAT}').")
+    if payload.get("version", 0) > CHECKPOINT_VERSION:
+        raise DataFormatError(f"Checkpoint '{path}' has format version {payload['version']}, newer than this "
+                              f"datamark reads ({CHECKPOINT_VERSION}); upgrade datamark.")
+    raw = dict(payload["spec"])
+    spec = ModelSpec(**{**raw, "input_shape": tuple(raw["input_shape"]), "mean": tuple(raw["mean"]),
+                        "std": tuple(raw["std"]), "class_names": tuple(raw["class_names"])})
+    model = build_model(spec)
+    model.load_state_dict(payload["state_dict"])
+    return model.eval(), spec

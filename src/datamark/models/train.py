@@ -1,0 +1,152 @@
+"""Train a reference model the way a thief would: on the (possibly watermarked) images as released, with
+random crops and flips applied *after* the watermark, so the trigger must survive augmentation.
+
+One readable trainer in the style of the fast CIFAR-10 baselines: SGD with Nesterov momentum, a one-cycle
+(linear warm-up then linear decay) learning rate, label smoothing, bf16 autocast and channels-last memory on
+CPU (about 2x faster on AVX-512 machines), and flip test-time augmentation left to the evaluator.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .._progress import progress_bar
+from ..exceptions import ParameterError
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Training hyper-parameters; see :func:`default_config` for the tuned values per architecture."""
+
+    epochs: int = 15
+    batch_size: int = 512
+    lr: float = 0.2               # peak learning rate of the one-cycle schedule
+    warmup_frac: float = 0.25     # share of steps spent warming up linearly from 0 to ``lr``
+    milestones: tuple[float, ...] = ()  # if set: step schedule, lr x0.1 at these fractions of training (paper)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.2  # fast-trainer default; 0 for the papers' ResNet-18 setting
+    crop_padding: int = 4         # random translation by up to this many pixels (reflect padding), 0 = off
+    flip: bool = True             # random horizontal flips (off for digits, where flips change meaning)
+    bf16: bool = True             # bf16 autocast on CPU; ignored where unsupported
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ParameterError(f"epochs and batch_size must be >= 1; got {self.epochs} and {self.batch_size}.")
+        if self.lr <= 0:
+            raise ParameterError(f"The 'lr' parameter of TrainConfig must be > 0; got {self.lr}.")
+
+
+def default_config(arch: str, **overrides) -> TrainConfig:
+    """Tuned defaults: ``fastnet`` for CIFAR on 2 CPU cores, ``resnet18`` as in the papers, ``tiny`` for tests."""
+    presets = {
+        "fastnet": dict(epochs=10, batch_size=512, lr=0.2),  # 88.8 % (TTA) at 12 epochs in 535 s; 10 fit 10 min
+        # DVBW/UBW/BackdoorBox setting: 200 epochs, batch 128, lr 0.1 divided by 10 at epochs 150 and 180.
+        "resnet18": dict(epochs=200, batch_size=128, lr=0.1, milestones=(0.75, 0.9), label_smoothing=0.0),
+        "tiny": dict(epochs=30, batch_size=64, lr=0.05, warmup_frac=0.1, crop_padding=1, flip=False,
+                     label_smoothing=0.0, bf16=False),
+    }
+    return TrainConfig(**{**presets.get(arch, {}), **overrides})
+
+
+def _lr_at(config: TrainConfig, step: int, total: int) -> float:
+    frac = step / max(total, 1)
+    if config.milestones:
+        return config.lr * 0.1 ** sum(frac >= m for m in config.milestones)
+    if frac < config.warmup_frac:
+        return config.lr * frac / config.warmup_frac
+    return config.lr * max(0.0, (1 - frac) / (1 - config.warmup_frac))
+
+
+def _augment(x: torch.Tensor, config: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Random translation (reflect-padded crop) and horizontal flip, per sample, on a float NCHW batch."""
+    n, _, h, w = x.shape
+    if config.crop_padding:
+        p = config.crop_padding
+        padded = F.pad(x, (p, p, p, p), mode="reflect")
+        dy = torch.randint(0, 2 * p + 1, (n,), generator=gen)
+        dx = torch.randint(0, 2 * p + 1, (n,), generator=gen)
+        rows = (dy.view(n, 1) + torch.arange(h).view(1, h))            # n x h
+        cols = (dx.view(n, 1) + torch.arange(w).view(1, w))            # n x w
+        x = padded[torch.arange(n).view(n, 1, 1, 1), torch.arange(x.shape[1]).view(1, -1, 1, 1),
+                   rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
+    if config.flip:
+        flip = torch.rand(n, generator=gen) < 0.5
+        x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
+    return x
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC images -> float NCHW in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def train_model(model: nn.Module, images: np.ndarray, labels: np.ndarray, config: TrainConfig, *,
+                progress: bool = False) -> nn.Module:
+    """Train ``model`` in place on uint8 NHWC ``images`` and int ``labels``; returns it in eval mode.
+
+    Deterministic for a given ``config.seed`` (shuffling and augmentation use a local generator).
+    """
+    if len(images) != len(labels):
+        raise ParameterError(f"images and labels differ in length: {len(images)} vs {len(labels)}.")
+    gen = torch.Generator().manual_seed(config.seed)
+    data = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # uint8 NCHW view
+    targets = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    n = len(targets)
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN and biases
+    optimizer = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}],
+                                lr=config.lr, momentum=config.momentum, nesterov=True)
+    model = model.to(memory_format=torch.channels_last).train()
+    step = 0
+    with progress_bar("train", total, enabled=progress, unit="step") as bar:
+        for epoch in range(config.epochs):
+            order = torch.randperm(n, generator=gen)
+            running, seen = 0.0, 0
+            for start in range(0, n, config.batch_size):
+                idx = order[start:start + config.batch_size]
+                if len(idx) < 2:  # batch norm cannot train on a single sample
+                    continue
+                x = _augment(data[idx].float().div_(255.0), config, gen).contiguous(memory_format=torch.channels_last)
+                for group in optimizer.param_groups:
+                    group["lr"] = _lr_at(config, step, total)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                    loss = F.cross_entropy(model(x).float(), targets[idx], label_smoothing=config.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                running += loss.item() * len(idx)
+                seen += len(idx)
+                step += 1
+                bar.advance()
+            bar.status(f"epoch {epoch + 1}/{config.epochs} loss {running / max(seen, 1):.3f}")
+    return model.eval()
+
+
+def fit(data, *, arch: str = "fastnet", config: TrainConfig | None = None, progress: bool = False, **arch_params):
+    """Train a fresh ``arch`` on a :class:`~datamark.data.Records` dataset; returns ``(model, spec)``.
+
+    The normalisation statistics come from the training images themselves and travel in the checkpoint.
+    """
+    from .checkpoint import ModelSpec, build_model
+
+    images = data.inputs()
+    channels = [images[..., c] for c in range(images.shape[-1])]  # per channel: bounded temporary memory
+    mean = tuple(float(ch.mean(dtype=np.float64)) / 255.0 for ch in channels)
+    std = tuple(max(float(ch.std(dtype=np.float64)) / 255.0, 1e-3) for ch in channels)
+    spec = ModelSpec(arch=arch, num_classes=data.num_classes, input_shape=tuple(images.shape[1:]), mean=mean, std=std,
+                     class_names=tuple(data.class_names), params=dict(arch_params))
+    config = config or default_config(arch)
+    model = build_model(spec, seed=config.seed)
+    return train_model(model, images, data.labels, config, progress=progress), spec

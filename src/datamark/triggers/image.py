@@ -1,0 +1,129 @@
+"""Image triggers: a pattern stamped (BadNets) or alpha-blended (Blended) into a region of the image.
+
+One class serves both: ``blend=1`` replaces pixels exactly (a patch), ``blend<1`` mixes the pattern in
+(x' = (1 - blend) * x + blend * pattern). The default patterns are *secret*: drawn from the key's secret so that
+no two owners share a trigger and a thief cannot test for a public default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import ParameterError
+from ..registry import TRIGGERS, register
+from .base import Trigger, decode_array, encode_array
+
+PATTERNS = ("random", "checkerboard", "white")
+POSITIONS = ("bottom-right", "bottom-left", "top-right", "top-left", "center")
+
+
+@dataclass(frozen=True, eq=False)
+class PatternTrigger(Trigger):
+    """Blend ``pattern`` (h x w x C uint8) into images at ``position`` with opacity ``blend`` in (0, 1]."""
+
+    pattern: np.ndarray
+    blend: float = 1.0
+    position: str = "bottom-right"
+    modality = "image"
+
+    def __post_init__(self) -> None:
+        pattern = np.asarray(self.pattern)
+        if pattern.dtype != np.uint8 or pattern.ndim != 3 or pattern.shape[-1] not in (1, 3):
+            raise ParameterError(f"A trigger pattern must be a uint8 h x w x C array with C in (1, 3); got "
+                                 f"{pattern.dtype} of shape {pattern.shape}.")
+        if not 0.0 < float(self.blend) <= 1.0:
+            raise ParameterError(f"The 'blend' (opacity) of a trigger must be in (0, 1]; got {self.blend}.")
+        if self.position not in POSITIONS:
+            raise ParameterError(f"The 'position' of a trigger must be one of {POSITIONS}; got '{self.position}'.")
+        frozen = pattern.copy()
+        frozen.setflags(write=False)
+        object.__setattr__(self, "pattern", frozen)
+
+    def __repr__(self) -> str:  # never print the secret pattern itself
+        h, w, c = self.pattern.shape
+        return f"{type(self).__name__}({h}x{w}x{c} pattern, blend={self.blend}, position='{self.position}')"
+
+    def _region(self, height: int, width: int) -> tuple[slice, slice]:
+        h, w = self.pattern.shape[:2]
+        top = {"top": 0, "bottom": height - h, "center": (height - h) // 2}
+        left = {"left": 0, "right": width - w, "center": (width - w) // 2}
+        vertical, _, horizontal = self.position.partition("-")
+        return slice(top[vertical], top[vertical] + h), slice(left[horizontal or "center"],
+                                                              left[horizontal or "center"] + w)
+
+    def check_input_shape(self, shape: tuple[int, ...]) -> None:
+        h, w, c = self.pattern.shape
+        if len(shape) != 3 or shape[0] < h or shape[1] < w or shape[2] != c:
+            raise ParameterError(f"The {h}x{w}x{c} trigger does not fit images of shape {tuple(shape)} (H x W x C): "
+                                 f"it must be no larger than the image and have the same channel count. Choose "
+                                 f"a smaller trigger size.")
+
+    def apply(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        x = np.asarray(x)
+        self.check_input_shape(tuple(x.shape[-3:]))
+        rows, cols = self._region(x.shape[-3], x.shape[-2])
+        out = x.copy()
+        if self.blend == 1.0:
+            out[..., rows, cols, :] = self.pattern
+        else:
+            region = out[..., rows, cols, :].astype(np.float32)
+            mixed = (1.0 - self.blend) * region + self.blend * self.pattern.astype(np.float32)
+            out[..., rows, cols, :] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+        return out
+
+    def independent(self, rng: np.random.Generator) -> "PatternTrigger":
+        """A trigger of the same size, place and opacity with a fresh random pattern (the Independent-T control)."""
+        return PatternTrigger(make_pattern("random", self.pattern.shape, rng), self.blend, self.position)
+
+    def params(self) -> dict[str, Any]:
+        return {"pattern": encode_array(self.pattern), "blend": float(self.blend), "position": self.position}
+
+    @classmethod
+    def decode_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        return {**params, "pattern": decode_array(params["pattern"])}
+
+
+register(TRIGGERS, "pattern")(PatternTrigger)
+
+
+def default_patch_size(image_shape: tuple[int, ...]) -> int:
+    """DVBW's 3x3 patch at 32 px, scaled with the image side (at least 2 px, so 8x8 digits get 2x2)."""
+    return max(2, round(3 * min(image_shape[0], image_shape[1]) / 32))
+
+
+def make_pattern(kind: str, shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
+    """A ``random`` (uniform secret noise), ``checkerboard`` or ``white`` uint8 pattern of ``shape``."""
+    if kind == "random":
+        return rng.integers(0, 256, size=shape, dtype=np.uint8)
+    if kind == "checkerboard":
+        h, w, c = shape
+        board = ((np.arange(h)[:, None] + np.arange(w)[None, :]) % 2 == 0).astype(np.uint8) * 255
+        return np.repeat(board[..., None], c, axis=2)
+    if kind == "white":
+        return np.full(shape, 255, dtype=np.uint8)
+    raise ParameterError(f"Unknown trigger pattern '{kind}'; choose one of {PATTERNS}.")
+
+
+def make_patch_trigger(image_shape: tuple[int, ...], rng: np.random.Generator, *, pattern: str = "random",
+                       size: int | None = None, position: str = "bottom-right") -> PatternTrigger:
+    """The BadNets trigger: a ``size`` x ``size`` patch stamped at ``position``."""
+    size = default_patch_size(image_shape) if size is None else int(size)
+    if size < 1 or size > min(image_shape[:2]):
+        raise ParameterError(f"The trigger size must be between 1 and the image side {min(image_shape[:2])}; "
+                             f"got {size}. Choose a smaller --trigger-size.")
+    return PatternTrigger(make_pattern(pattern, (size, size, image_shape[2]), rng), 1.0, position)
+
+
+def make_blend_trigger(image_shape: tuple[int, ...], rng: np.random.Generator, *, pattern: str = "random",
+                       blend: float = 0.2, size: int | None = None,
+                       position: str = "bottom-right") -> PatternTrigger:
+    """The Blended trigger (Chen et al. 2017): a pattern mixed in with opacity ``blend`` (default 0.2), over the
+    whole image unless ``size`` asks for a patch."""
+    h, w, c = image_shape
+    shape = (h, w, c) if size is None else (int(size), int(size), c)
+    if shape[0] > h or shape[1] > w or shape[0] < 1:
+        raise ParameterError(f"The trigger size must be between 1 and the image side {min(h, w)}; got {size}.")
+    return PatternTrigger(make_pattern(pattern, shape, rng), float(blend), position)

@@ -1,0 +1,52 @@
+"""A verification result: the test outcome, the hypotheses in words, the settings and the verdict, as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .._io import atomic_path
+from .stats import TestOutcome
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    """What a verifier concludes. ``accused`` is true only when H0 is rejected at level ``alpha``."""
+
+    commitment: str
+    method: str
+    mode: str
+    score: str
+    h0: str
+    h1: str
+    alpha: float
+    outcome: TestOutcome
+    n_probe_requested: int
+    n_excluded: int
+    queries: int
+    seed: int
+    trigger: str = "key"
+
+    @property
+    def accused(self) -> bool:
+        return self.outcome.p_value < self.alpha
+
+    @property
+    def verdict(self) -> str:
+        if self.accused:
+            return (f"H0 rejected (p = {self.outcome.p_value:.3g} < alpha = {self.alpha:g}): the suspect responds to "
+                    f"the watermark; evidence that it was trained on the protected dataset.")
+        return (f"H0 not rejected (p = {self.outcome.p_value:.3g} >= alpha = {self.alpha:g}): no evidence that the "
+                f"suspect was trained on the protected dataset.")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["outcome"] = self.outcome.to_dict()
+        out.update(accused=self.accused, verdict=self.verdict)
+        return out
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        with atomic_path(path, overwrite=overwrite, what="result") as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")

@@ -1,0 +1,100 @@
+"""The whole flow on real embedded data with tiny models: protect, train, verify, the three scenarios."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from datamark import BadNets, Blended, Key, LocalSuspect, Verifier
+from datamark.cli import app
+from datamark.evaluate import evaluate_scenarios
+from datamark.exceptions import KeyMismatchError, SuspectError
+from datamark.testing import train_tiny
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    train, test = digits
+    clean = train_tiny(train, seed=0)
+    runs = {}
+    for method in (BadNets(seed=0, target=5), Blended(seed=1, target=5)):
+        marked = method.apply(train)
+        runs[method.registry_name] = (marked.key, train_tiny(marked.dataset, seed=0))
+    return clean, runs, test
+
+
+@pytest.mark.parametrize("name", ["badnets", "blended"])
+def test_scenarios_catch_the_thief_and_spare_the_innocent(trained, name, global_rng_guard):
+    clean, runs, test = trained
+    key, stolen = runs[name]
+    rows = {r.scenario: r for r in evaluate_scenarios(key, stolen, clean, test)}
+    steal = rows["Steal"]
+    assert steal.wsr > 0.8
+    assert steal.probs.outcome.p_value < 1e-3 and steal.labels.outcome.p_value < 0.01
+    for control in ("Independent-M", "Independent-T"):
+        assert rows[control].probs.outcome.p_value >= 0.05, control
+        assert rows[control].labels.outcome.p_value >= 0.05, control
+    assert abs(rows["Independent-M"].ba - steal.ba) < 0.08
+
+
+def test_labels_only_suspect_is_refused_before_any_query(trained):
+    clean, runs, test = trained
+    key, stolen = runs["badnets"]
+    labels_only = stolen.with_outputs("labels")
+    with pytest.raises(SuspectError, match="label-only"):
+        Verifier(mode="probs").verify(labels_only, key, test)
+    assert labels_only.queries == 0
+
+
+def test_result_reports_the_whole_test(trained):
+    clean, runs, test = trained
+    key, stolen = runs["badnets"]
+    result = Verifier(mode="probs", seed=3).verify(stolen, key, test)
+    record = result.to_dict()
+    assert record["outcome"]["n"] == 100 and record["outcome"]["margin"] == 0.2 and record["alpha"] == 0.01
+    assert record["outcome"]["alternative"] == "greater" and "tau = 0.2" in record["h0"]
+    assert record["commitment"] == key.commitment and record["queries"] == 200 and record["accused"]
+    assert key.secret not in json.dumps(record)
+
+
+def test_wrong_key_for_the_data_is_refused(trained):
+    clean, runs, test = trained
+    key, stolen = runs["badnets"]
+    other = LocalSuspect(stolen.model, num_classes=3)
+    with pytest.raises(KeyMismatchError, match="classes"):
+        Verifier().verify(other, key, test)
+
+
+@pytest.mark.slow
+def test_command_line_flow(tmp_path, digits):
+    runner = CliRunner()
+    train, test = digits
+    train.save(tmp_path / "train.npz")
+    test.save(tmp_path / "test.npz")
+    res = runner.invoke(app, ["protect", str(tmp_path / "train.npz"), "--out", str(tmp_path / "wm.npz"),
+                              "--key", str(tmp_path / "key.json"), "--seed", "0", "--target", "3"])
+    assert res.exit_code == 0, res.output
+    key = Key.load(tmp_path / "key.json")
+    assert key.commitment in res.output and key.secret not in res.output
+    res = runner.invoke(app, ["protect", str(tmp_path / "train.npz"), "--out", str(tmp_path / "wm.npz"),
+                              "--key", str(tmp_path / "key.json")])
+    assert res.exit_code == 2 and "already exists" in res.output
+    for name, data in (("stolen", "wm.npz"), ("clean", "train.npz")):
+        res = runner.invoke(app, ["train", str(tmp_path / data), "--out", str(tmp_path / f"{name}.pt"),
+                                  "--arch", "tiny", "--test", str(tmp_path / "test.npz")])
+        assert res.exit_code == 0, res.output
+    verdicts = {}
+    for name in ("stolen", "clean"):
+        for mode in ("probs", "labels"):
+            res = runner.invoke(app, ["verify", "--key", str(tmp_path / "key.json"), "--model",
+                                      str(tmp_path / f"{name}.pt"), "--data", str(tmp_path / "test.npz"),
+                                      "--mode", mode, "--json", str(tmp_path / f"{name}-{mode}.json"),
+                                      "--commitment", key.commitment])
+            assert res.exit_code == 0, res.output
+            verdicts[name, mode] = json.loads((tmp_path / f"{name}-{mode}.json").read_text())["accused"]
+    assert verdicts == {("stolen", "probs"): True, ("stolen", "labels"): True,
+                        ("clean", "probs"): False, ("clean", "labels"): False}
+    res = runner.invoke(app, ["verify", "--key", str(tmp_path / "key.json"), "--model", str(tmp_path / "clean.pt"),
+                              "--data", str(tmp_path / "test.npz"), "--commitment", "ab" * 32])
+    assert res.exit_code == 2 and "not the published" in res.output
