@@ -80,12 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     result["protect_speed"] = speed
     result["targets"] = TARGETS
     result["checks"] = check(result)
-    result["command"] = "python " + " ".join(["benchmarks/dvbw_cifar10.py", *(argv if argv is not None else sys.argv[1:])])
+    args_text = argv if argv is not None else sys.argv[1:]
+    result["command"] = "python " + " ".join(["benchmarks/dvbw_cifar10.py", *args_text])
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     md = [f"# DVBW on CIFAR-10 ({arch}, {config.epochs} epochs)\n", f"Command: `{result['command']}`\n",
-          f"Machine: {result['settings']['environment']['platform']}, {result['settings']['environment']['cpu_threads']}"
-          f" threads, torch {result['settings']['environment']['torch']}\n",
+          "Machine: {platform}, {cpu_threads} threads, torch {torch}\n".format(**result["settings"]["environment"]),
           f"Protect speed (BadNets, all {speed['rows']} images, read + mark + write): {speed['seconds']:.1f} s\n",
           f"Training time per model: clean {report.clean_train_s:.0f} s\n", report.markdown(),
           "\nChecks against the issue's targets: " + json.dumps(result["checks"]) + "\n"]

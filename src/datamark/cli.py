@@ -8,7 +8,6 @@ import sys
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -46,18 +45,18 @@ def _run(fn):
 
 @app.command()
 def protect(
-    data: str = typer.Argument(..., help="Dataset: .parquet, Arrow folder, image folder, .npz, 'digits' or NAME:SPLIT."),
+    data: str = typer.Argument(..., help="Dataset: .parquet, Arrow folder, image folder, .npz, 'digits', NAME:SPLIT."),
     output: Path = typer.Option(..., "--out", "-o", help="Where to write the watermarked dataset (same format)."),
     key_path: Path = typer.Option(..., "--key", "-k", help="Where to write the secret key (JSON, mode 0600)."),
     method: MethodName = typer.Option(MethodName.badnets, help="Watermark method."),
     rate: float = typer.Option(0.1, help="gamma: fraction of ALL training rows to mark."),
-    target: Optional[int] = typer.Option(None, help="Target class index (default: drawn from the secret)."),
+    target: int | None = typer.Option(None, help="Target class index (default: drawn from the secret)."),
     pattern: str = typer.Option("random", help="Trigger pattern: random (secret, default), checkerboard, white."),
-    trigger_size: Optional[int] = typer.Option(None, help="Trigger side in pixels (BadNets default: 3 at 32 px)."),
+    trigger_size: int | None = typer.Option(None, help="Trigger side in pixels (BadNets default: 3 at 32 px)."),
     blend: float = typer.Option(0.2, help="Blended: opacity of the pattern."),
-    seed: Optional[int] = typer.Option(None, help="Derive the secret from this seed (default: a fresh random secret)."),
-    preview: Optional[Path] = typer.Option(None, help="Also write a PNG of original vs watermarked samples."),
-    input_column: Optional[str] = typer.Option(None, help="Image column of a table (default: detected)."),
+    seed: int | None = typer.Option(None, help="Derive the secret from this seed (default: a fresh random secret)."),
+    preview: Path | None = typer.Option(None, help="Also write a PNG of original vs watermarked samples."),
+    input_column: str | None = typer.Option(None, help="Image column of a table (default: detected)."),
     label_column: str = typer.Option("label", help="Label column of a table."),
     overwrite: bool = typer.Option(False, help="Replace existing outputs."),
 ) -> None:
@@ -96,9 +95,9 @@ def train(
     data: str = typer.Argument(..., help="Training dataset (any format protect reads)."),
     output: Path = typer.Option(..., "--out", "-o", help="Checkpoint path to write."),
     arch: str = typer.Option("fastnet", help="Model: fastnet (CPU, CIFAR-size), resnet18 (paper), tiny (tests)."),
-    epochs: Optional[int] = typer.Option(None, help="Epochs (default: the architecture's preset)."),
+    epochs: int | None = typer.Option(None, help="Epochs (default: the architecture's preset)."),
     seed: int = typer.Option(0, help="Seed of initialisation, shuffling and augmentation."),
-    test: Optional[str] = typer.Option(None, help="A test set to report clean accuracy on."),
+    test: str | None = typer.Option(None, help="A test set to report clean accuracy on."),
     overwrite: bool = typer.Option(False, help="Replace an existing checkpoint."),
 ) -> None:
     """Train a reference model the way a thief would (augmentation after the watermark); save a checkpoint."""
@@ -129,12 +128,12 @@ def verify(
     model: Path = typer.Option(..., "--model", "-m", help="Suspect model checkpoint."),
     data: str = typer.Option(..., "--data", "-d", help="Held-out probe data (e.g. the test split)."),
     mode: Mode = typer.Option(Mode.probs, help="probs: probability access; labels: label-only access."),
-    n_probe: Optional[int] = typer.Option(None, help="m, number of probes (default: the key's, 100 for DVBW)."),
-    margin: Optional[float] = typer.Option(None, help="tau, the margin of H0 (default: the key's, 0.2 for DVBW)."),
-    alpha: Optional[float] = typer.Option(None, help="Significance level (default: the key's, 0.01 for DVBW)."),
+    n_probe: int | None = typer.Option(None, help="m, number of probes (default: the key's, 100 for DVBW)."),
+    margin: float | None = typer.Option(None, help="tau, the margin of H0 (default: the key's, 0.2 for DVBW)."),
+    alpha: float | None = typer.Option(None, help="Significance level (default: the key's, 0.01 for DVBW)."),
     seed: int = typer.Option(0, help="Seed of the probe draw."),
-    commitment: Optional[str] = typer.Option(None, help="Refuse the key unless it has this published commitment."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the full result as JSON here."),
+    commitment: str | None = typer.Option(None, help="Refuse the key unless it has this published commitment."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the full result as JSON here."),
 ) -> None:
     """Was this model trained on my dataset? Test, n, tau, p-value, effect and a plain verdict."""
     from .data import load_data
@@ -169,7 +168,7 @@ def evaluate(
     clean: Path = typer.Option(..., help="Checkpoint of a model trained on the clean data."),
     data: str = typer.Option(..., "--data", "-d", help="Test data."),
     seed: int = typer.Option(0, help="Seed of probe draws and of the independent trigger."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the scenario rows as JSON here."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the scenario rows as JSON here."),
 ) -> None:
     """The scenario table: BA, WSR, ΔP and p in both modes for Steal, Independent-M and Independent-T."""
     from .data import load_data

@@ -82,7 +82,7 @@ class Key:
             tmp.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, commitment: str | None = None) -> "Key":
+    def load(cls, path: str | os.PathLike, *, commitment: str | None = None) -> Key:
         """Read and check a key file; with ``commitment``, refuse a key whose hash differs from the published one."""
         path = Path(path)
         try:
@@ -90,7 +90,8 @@ class Key:
         except FileNotFoundError:
             raise
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise KeyFormatError(f"The key file '{path}' is not valid JSON ({err}); it is corrupt or not a key.") from err
+            raise KeyFormatError(f"The key file '{path}' is not valid JSON ({err}); it is corrupt or not a key."
+                                 ) from err
         if not isinstance(payload, dict) or payload.get("format") != KEY_FORMAT:
             raise KeyFormatError(f"'{path}' is not a datamark key (missing format '{KEY_FORMAT}').")
         version = payload.get("schema_version")

@@ -44,7 +44,7 @@ class ArrayRecords(Records):
     def inputs(self) -> np.ndarray:
         return self._images
 
-    def replace(self, rows: np.ndarray, inputs: np.ndarray, labels: np.ndarray) -> "ArrayRecords":
+    def replace(self, rows: np.ndarray, inputs: np.ndarray, labels: np.ndarray) -> ArrayRecords:
         images, new_labels = self._images.copy(), self.labels.copy()
         images[rows], new_labels[rows] = inputs, labels
         return ArrayRecords(images, new_labels, self.class_names, where=f"{self.where}[watermarked]")
@@ -55,7 +55,7 @@ class ArrayRecords(Records):
                 np.savez(f, images=self._images, labels=self.labels, class_names=np.array(self.class_names))
 
     @classmethod
-    def load_npz(cls, path: str | os.PathLike) -> "ArrayRecords":
+    def load_npz(cls, path: str | os.PathLike) -> ArrayRecords:
         try:
             with np.load(path, allow_pickle=False) as npz:
                 return cls(npz["images"], npz["labels"], [str(c) for c in npz["class_names"]], where=f"'{path}'")

@@ -73,10 +73,10 @@ class ArrowRecords(Records):
                                           for i, b in enumerate(self._bytes)], self.where)
         return self._decoded
 
-    def replace(self, rows: np.ndarray, inputs: np.ndarray, labels: np.ndarray) -> "ArrowRecords":
+    def replace(self, rows: np.ndarray, inputs: np.ndarray, labels: np.ndarray) -> ArrowRecords:
         images = list(self._bytes)
         paths = self.table.column(self.input_column).combine_chunks().field("path").to_pylist()
-        for row, image in zip(rows.tolist(), inputs):
+        for row, image in zip(rows.tolist(), inputs, strict=False):
             images[row] = encode_png(image)
             paths[row] = None
         image_type = self.table.schema.field(self.input_column).type
@@ -89,9 +89,9 @@ class ArrowRecords(Records):
                                       self.table.schema.field(self.input_column), column)
         table = table.set_column(table.column_names.index(self.label_column),
                                  self.table.schema.field(self.label_column), pa.array(new_labels, label_type))
-        out = ArrowRecords(table.replace_schema_metadata(self.table.schema.metadata), where=f"{self.where}[watermarked]",
-                           source_format=self.source_format, input_column=self.input_column,
-                           label_column=self.label_column)
+        out = ArrowRecords(table.replace_schema_metadata(self.table.schema.metadata),
+                           where=f"{self.where}[watermarked]", source_format=self.source_format,
+                           input_column=self.input_column, label_column=self.label_column)
         if self._decoded is not None:
             decoded = self._decoded.copy()
             decoded[rows] = inputs
@@ -108,7 +108,7 @@ class ArrowRecords(Records):
                 pq.write_table(self.table, tmp)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, **columns) -> "ArrowRecords":
+    def load(cls, path: str | os.PathLike, **columns) -> ArrowRecords:
         path = Path(path)
         if path.is_dir():
             datasets = _import_datasets()
@@ -127,7 +127,7 @@ class ArrowRecords(Records):
 
     @classmethod
     def from_hf(cls, dataset, *, where: str = "(Hugging Face dataset)", source_format: str = "arrow",
-                **columns) -> "ArrowRecords":
+                **columns) -> ArrowRecords:
         """Wrap an in-memory ``datasets.Dataset`` (its Arrow table is shared, not copied)."""
         table = dataset.with_format(None).data.table
         if dataset._indices is not None:

@@ -37,7 +37,7 @@ class FolderRecords(Records):
         self._decoded: np.ndarray | None = None
 
     @classmethod
-    def load(cls, root: str | os.PathLike) -> "FolderRecords":
+    def load(cls, root: str | os.PathLike) -> FolderRecords:
         root = Path(root)
         class_names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not class_names:
@@ -72,12 +72,12 @@ class FolderRecords(Records):
     def inputs(self) -> np.ndarray:
         if self._decoded is None:
             self._decoded = stack_images([decode_image(b, f"'{self.root / rel}'")
-                                          for b, rel in zip(self._read(), self.files)], self.where)
+                                          for b, rel in zip(self._read(), self.files, strict=False)], self.where)
         return self._decoded
 
-    def replace(self, rows: np.ndarray, inputs: np.ndarray, labels: np.ndarray) -> "FolderRecords":
+    def replace(self, rows: np.ndarray, inputs: np.ndarray, labels: np.ndarray) -> FolderRecords:
         changed = dict(self._changed)
-        changed.update({int(r): encode_png(img) for r, img in zip(rows, inputs)})
+        changed.update({int(r): encode_png(img) for r, img in zip(rows, inputs, strict=False)})
         new_labels = self.labels.copy()
         new_labels[rows] = labels
         out = FolderRecords(self.root, self.files, new_labels, list(self.class_names), changed)

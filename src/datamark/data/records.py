@@ -12,10 +12,14 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..exceptions import DataError
+
+if TYPE_CHECKING:
+    from .arrays import ArrayRecords
 
 
 class Records(ABC):
@@ -56,7 +60,7 @@ class Records(ABC):
     def fingerprint(self) -> str:
         """SHA-256 over the sorted (id, label) pairs: identifies the content, whatever the row order."""
         digest = hashlib.sha256()
-        for row_id, label in sorted(zip(self.ids, self.labels.tolist())):
+        for row_id, label in sorted(zip(self.ids, self.labels.tolist(), strict=False)):
             digest.update(f"{row_id}:{label}\n".encode())
         return digest.hexdigest()
 
@@ -72,14 +76,14 @@ class Records(ABC):
         """All examples decoded: uint8 N x H x W x C (validated: one shape, one mode)."""
 
     @abstractmethod
-    def replace(self, rows: np.ndarray, inputs: np.ndarray, labels: np.ndarray) -> "Records":
+    def replace(self, rows: np.ndarray, inputs: np.ndarray, labels: np.ndarray) -> Records:
         """A new dataset where ``rows`` hold ``inputs`` and ``labels``; every other row is bit-identical."""
 
     @abstractmethod
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
         """Write the dataset in its own format (atomically; modified images as PNG)."""
 
-    def subset(self, rows: np.ndarray) -> "ArrayRecords":
+    def subset(self, rows: np.ndarray) -> ArrayRecords:
         """The given rows as in-memory arrays (probe sets, test slices)."""
         from .arrays import ArrayRecords
         rows = np.asarray(rows, dtype=np.int64)

@@ -29,6 +29,7 @@ from .plots import preview_grid, pvalue_plot
 from .report import markdown_table
 from .scenarios import ScenarioRow, evaluate_scenarios
 
+
 @dataclass
 class MethodReport:
     name: str

@@ -55,7 +55,7 @@ def pvalue_plot(results: dict[str, Sequence[ScenarioRow]], path: str | os.PathLi
                 alpha_labels: float, overwrite: bool = False) -> None:
     """-log10 p per scenario and mode for each method, with the significance levels drawn in."""
     fig, axes = _figure(1, len(results), 4.0)
-    for ax, (method, rows) in zip(axes[0], results.items()):
+    for ax, (method, rows) in zip(axes[0], results.items(), strict=False):
         names = [r.scenario for r in rows]
         x = np.arange(len(rows))
         for offset, mode, alpha in ((-0.2, "probs", alpha_probs), (0.2, "labels", alpha_labels)):

@@ -98,12 +98,12 @@ def train_model(model: nn.Module, images: np.ndarray, labels: np.ndarray, config
         raise ParameterError(f"images and labels differ in length: {len(images)} vs {len(labels)}.")
     gen = torch.Generator().manual_seed(config.seed)
     data = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # uint8 NCHW view
-    targets = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    targets = torch.tensor(np.asarray(labels), dtype=torch.long)  # a copy: Arrow labels are read-only
     n = len(targets)
     steps_per_epoch = math.ceil(n / config.batch_size)
     total = steps_per_epoch * config.epochs
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for _name, p in model.named_parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN and biases
     optimizer = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}],

@@ -28,17 +28,17 @@ class LocalSuspect:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, *, outputs: Outputs = "probs", batch_size: int = 512
-                        ) -> "LocalSuspect":
+                        ) -> LocalSuspect:
         model, spec = load_checkpoint(path)
         return cls.from_model(model, spec, outputs=outputs, batch_size=batch_size)
 
     @classmethod
     def from_model(cls, model: nn.Module, spec: ModelSpec, *, outputs: Outputs = "probs",
-                   batch_size: int = 512) -> "LocalSuspect":
+                   batch_size: int = 512) -> LocalSuspect:
         return cls(model, num_classes=spec.num_classes, input_shape=spec.input_shape, outputs=outputs,
                    batch_size=batch_size)
 
-    def with_outputs(self, outputs: Outputs) -> "LocalSuspect":
+    def with_outputs(self, outputs: Outputs) -> LocalSuspect:
         """The same model answering ``outputs`` (to run both black-box settings on one local model)."""
         return LocalSuspect(self.model, num_classes=self.num_classes, input_shape=self.input_shape, outputs=outputs,
                             batch_size=self.batch_size)

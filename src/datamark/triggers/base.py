@@ -27,7 +27,7 @@ class Trigger(ABC):
         """Return a marked copy of ``x`` (one example or a batch); ``x`` itself is never modified."""
 
     @abstractmethod
-    def independent(self, rng: np.random.Generator) -> "Trigger":
+    def independent(self, rng: np.random.Generator) -> Trigger:
         """A trigger of the same kind drawn afresh from ``rng``: the wrong trigger of the Independent-T control."""
 
     @abstractmethod
@@ -42,7 +42,7 @@ class Trigger(ABC):
         return {"name": self.registry_name, "params": self.params()}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Trigger":
+    def from_config(cls, config: dict[str, Any]) -> Trigger:
         """Rebuild any registered trigger from ``{"name", "params"}``."""
         try:
             trigger_cls = TRIGGERS[config["name"]]

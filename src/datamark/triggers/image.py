@@ -74,7 +74,7 @@ class PatternTrigger(Trigger):
             out[..., rows, cols, :] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
         return out
 
-    def independent(self, rng: np.random.Generator) -> "PatternTrigger":
+    def independent(self, rng: np.random.Generator) -> PatternTrigger:
         """A trigger of the same size, place and opacity with a fresh random pattern (the Independent-T control)."""
         return PatternTrigger(make_pattern("random", self.pattern.shape, rng), self.blend, self.position)
 
