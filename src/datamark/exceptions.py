@@ -36,6 +36,18 @@ class SuspectError(DatamarkError, RuntimeError):
     """A suspect model cannot answer the queries a test needs, or answered garbage."""
 
 
+class EndpointError(SuspectError):
+    """A remote suspect cannot be reached, times out, refuses requests, or does not speak the expected protocol."""
+
+
+class QueryBudgetError(SuspectError):
+    """A query would exceed the suspect's hard query budget; raised before the query is sent."""
+
+
+class EvidenceError(DatamarkError, ValueError):
+    """An evidence file is corrupt, tampered with, or does not belong to the run that reads it."""
+
+
 class OutputExistsError(DatamarkError, FileExistsError):
     """An output path exists and overwriting was not asked for."""
 

@@ -1,0 +1,98 @@
+"""The Open Inference Protocol (KServe V2) tensor format, shared by the client (:mod:`.http`) and the reference
+server (:mod:`.serve`) so both sides encode and decode images the same way.
+
+A V2 tensor is ``{"name", "datatype", "shape", "data"}`` with ``data`` the row-major flattened values
+(nested lists are accepted too). Images in datamark are uint8 N x H x W x C arrays; a :class:`TensorFormat`
+says how an endpoint wants them: datatype (UINT8 or FP32), layout (NHWC or NCHW) and, for FP32, the value of
+a white pixel (255 or 1). See https://kserve.github.io/website/latest/modelserving/data_plane/v2_protocol/.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from ..exceptions import ParameterError
+
+Datatype = Literal["UINT8", "FP32"]
+Layout = Literal["NHWC", "NCHW"]
+
+#: V2 datatype name -> numpy dtype, for the tensors datamark sends and reads.
+NUMPY_DTYPES: dict[str, type] = {"UINT8": np.uint8, "INT32": np.int32, "INT64": np.int64, "FP32": np.float32,
+                                  "FP64": np.float64}
+
+
+@dataclass(frozen=True)
+class TensorFormat:
+    """How an endpoint wants a batch of images: ``datatype``, ``layout`` and ``scale`` (value of white, FP32)."""
+
+    datatype: Datatype = "UINT8"
+    layout: Layout = "NHWC"
+    scale: float = 255.0
+
+    def __post_init__(self) -> None:
+        if self.datatype not in ("UINT8", "FP32"):
+            raise ParameterError(f"The input 'datatype' must be 'UINT8' or 'FP32'; got '{self.datatype}'.")
+        if self.layout not in ("NHWC", "NCHW"):
+            raise ParameterError(f"The input 'layout' must be 'NHWC' or 'NCHW'; got '{self.layout}'.")
+        if self.scale not in (1.0, 255.0):
+            raise ParameterError(f"The input 'scale' (value of a white pixel) must be 255 or 1; got {self.scale}.")
+        if self.datatype == "UINT8" and self.scale != 255.0:
+            raise ParameterError("UINT8 inputs always use the 0-255 scale; pass scale=255 or datatype='FP32'.")
+
+    def shape(self, hwc: tuple[int, ...]) -> list[int]:
+        """The V2 shape of a batch of any size (-1) of ``hwc`` images, in this layout."""
+        h, w, c = hwc
+        return [-1, h, w, c] if self.layout == "NHWC" else [-1, c, h, w]
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """uint8 N x H x W x C images -> the array to send (layout, datatype and scale applied)."""
+        arr = np.asarray(images)
+        if self.layout == "NCHW":
+            arr = arr.transpose(0, 3, 1, 2)
+        if self.datatype == "FP32":
+            arr = arr.astype(np.float32) * np.float32(self.scale / 255.0)
+        return np.ascontiguousarray(arr)
+
+    def decode(self, arr: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`encode`: a received array -> uint8 N x H x W x C images."""
+        if arr.ndim != 4:
+            raise ParameterError(f"Expected a 4-d {self.layout} image batch; got shape {list(arr.shape)}.")
+        if self.datatype == "FP32":
+            arr = np.clip(np.rint(arr.astype(np.float64) * (255.0 / self.scale)), 0, 255)
+        arr = arr.astype(np.uint8)
+        return arr.transpose(0, 2, 3, 1) if self.layout == "NCHW" else arr
+
+
+def to_tensor(name: str, arr: np.ndarray, datatype: str) -> dict[str, Any]:
+    """A V2 tensor (JSON-ready dict) holding ``arr`` flattened in row-major order."""
+    return {"name": name, "datatype": datatype, "shape": list(arr.shape), "data": np.ravel(arr).tolist()}
+
+
+def from_tensor(tensor: Any, where: str) -> np.ndarray:
+    """A V2 tensor dict -> numpy array of its declared shape and datatype; ValueError naming the bad field."""
+    if not isinstance(tensor, dict):
+        raise ValueError(f"{where} is not a JSON object with name/datatype/shape/data")
+    missing = [f for f in ("datatype", "shape", "data") if f not in tensor]
+    if missing:
+        raise ValueError(f"{where} has no field {', '.join(repr(m) for m in missing)}")
+    datatype, shape = tensor["datatype"], tensor["shape"]
+    if datatype not in NUMPY_DTYPES:
+        raise ValueError(f"{where} has datatype {datatype!r}; expected one of {sorted(NUMPY_DTYPES)}")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise ValueError(f"{where} has shape {shape!r}; expected a list of non-negative integers")
+    try:
+        # float64 first so NaN/inf and out-of-range values are caught by validation, not silently cast.
+        flat = np.asarray(tensor["data"], dtype=np.float64).ravel()
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where} has non-numeric 'data' ({err})") from err
+    if flat.size != int(np.prod(shape)):
+        raise ValueError(f"{where} has {flat.size} values in 'data' but its shape {shape} needs {int(np.prod(shape))}")
+    dtype = NUMPY_DTYPES[datatype]
+    if np.issubdtype(dtype, np.integer):
+        if not np.isfinite(flat).all() or (flat != np.rint(flat)).any():
+            raise ValueError(f"{where} has datatype {datatype} but non-integer 'data'")
+        return flat.astype(dtype).reshape(shape)
+    return flat.reshape(shape) if dtype == np.float64 else flat.astype(dtype).reshape(shape)
