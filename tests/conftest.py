@@ -19,3 +19,23 @@ def global_rng_guard():
     yield
     assert np.array_equal(np.random.get_state()[1], np_state), "numpy's global RNG was used"
     assert torch.equal(torch.get_rng_state(), torch_state), "torch's global RNG was used"
+
+
+@pytest.fixture(scope="session")
+def tiny_pair(digits):
+    """(key, stolen, clean, test): BadNets (target 5) on the digits; tiny models on the marked and the clean data.
+
+    Trained with one thread: on a busy 2-core machine thread contention makes tiny models 100x slower.
+    """
+    from datamark import BadNets
+    from datamark.testing import train_tiny
+
+    train, test = digits
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        marked = BadNets(seed=0, target=5).apply(train)
+        stolen, clean = train_tiny(marked.dataset, seed=0, epochs=15), train_tiny(train, seed=1, epochs=15)
+    finally:
+        torch.set_num_threads(threads)
+    return marked.key, stolen, clean, test

@@ -28,6 +28,7 @@ class VerificationResult:
     queries: int
     seed: int
     trigger: str = "key"
+    sequential: dict[str, Any] | None = None  # how a sequential run stopped (None for a fixed-n test)
 
     @property
     def accused(self) -> bool:
