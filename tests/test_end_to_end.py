@@ -17,7 +17,9 @@ def trained(digits):
     train, test = digits
     clean = train_tiny(train, seed=0)
     runs = {}
-    for method in (BadNets(seed=0, target=5), Blended(seed=1, target=5)):
+    # Decoys (other random triggers, true labels) make the 8x8 digits model answer only the owner's pattern;
+    # without them any bright corner fires it and the Independent-T control fails (see README).
+    for method in (BadNets(seed=0, target=5, decoy_rate=0.1), Blended(seed=1, target=5, decoy_rate=0.1)):
         marked = method.apply(train)
         runs[method.registry_name] = (marked.key, train_tiny(marked.dataset, seed=0))
     return clean, runs, test
@@ -97,3 +99,16 @@ def test_command_line_flow(tmp_path, digits):
     res = runner.invoke(app, ["verify", "--key", str(tmp_path / "key.json"), "--model", str(tmp_path / "clean.pt"),
                               "--data", str(tmp_path / "test.npz"), "--commitment", "ab" * 32])
     assert res.exit_code == 2 and "not the published" in res.output
+
+
+def test_demo_writes_every_artefact(tmp_path):
+    res = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--epochs", "2"])
+    assert res.exit_code == 0, res.output
+    names = {p.name for p in (tmp_path / "demo").iterdir()}
+    for expected in ("badnets.key.json", "blended.key.json", "badnets-watermarked.npz", "clean.pt",
+                     "badnets-stolen.pt", "badnets-preview.png", "pvalues.png", "results.json", "results.md"):
+        assert expected in names
+    results = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert [r["scenario"] for r in results["methods"]["badnets"]["scenarios"]] == [
+        "Independent-T", "Independent-M", "Steal"]
+    assert "Steal" in res.output

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from datamark import METHODS, Key, from_numpy
 from datamark.exceptions import DataError, ParameterError
@@ -11,6 +12,14 @@ from datamark.triggers import Trigger
 @pytest.fixture(scope="module")
 def small(digits):
     return digits[0].subset(range(300))
+
+
+def make(name, **params):
+    """Build a registered method; ``target`` is dropped for untargeted methods."""
+    cls = METHODS[name]
+    if not cls.targeted:
+        params.pop("target", None)
+    return cls(**params)
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
@@ -25,13 +34,14 @@ def test_deterministic_given_seed(name, small):
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_only_key_rows_change_and_the_rest_is_bit_identical(name, small, global_rng_guard):
     before = small.inputs().copy()
-    marked = METHODS[name](seed=1, rate=0.1, target=4).apply(small)
+    marked = make(name, seed=1, rate=0.1, target=4).apply(small)
     assert np.array_equal(small.inputs(), before), "the input dataset was modified"
     assert len(marked.rows) == 30 and len(marked.key.marked_ids) == 30
     untouched = np.setdiff1d(np.arange(len(small)), marked.rows)
     assert np.array_equal(marked.dataset.inputs()[untouched], before[untouched])
     assert np.array_equal(marked.dataset.labels[untouched], small.labels[untouched])
-    assert (marked.dataset.labels[marked.rows] == 4).all()
+    if METHODS[name].targeted:
+        assert (marked.dataset.labels[marked.rows] == 4).all()
     assert set(marked.key.marked_ids) == {small.ids[r] for r in marked.rows}
     trigger = Trigger.from_config(marked.key.trigger)  # the key alone rebuilds the trigger
     assert np.array_equal(marked.dataset.inputs()[marked.rows], trigger.apply(before[marked.rows]))
@@ -61,12 +71,32 @@ def test_bad_parameters_are_refused(name, small):
     for rate in (0.0, 1.0, 1.5, -0.1):
         with pytest.raises(ParameterError, match="'rate'"):
             METHODS[name](rate=rate)
-    with pytest.raises(ParameterError, match="'target'"):
-        METHODS[name](seed=0, target=10).apply(small)
+    if METHODS[name].targeted:
+        with pytest.raises(ParameterError, match="'target'"):
+            METHODS[name](seed=0, target=10).apply(small)
+    else:
+        with pytest.raises(ParameterError, match="untargeted"):
+            METHODS[name](seed=0, target=1)
     with pytest.raises(ParameterError, match="no rows"):
         METHODS[name](seed=0, rate=0.001).apply(small)
     with pytest.raises(ParameterError, match="does not fit|trigger size"):
         METHODS[name](seed=0, trigger_size=9).apply(small)
+
+
+def test_ubw_p_labels_are_keyed_uniform_and_recorded(digits):
+    train = digits[0]
+    marked = METHODS["ubw-p"](seed=4, rate=0.3).apply(train)
+    new = marked.dataset.labels[marked.rows]
+    assert marked.key.target is None and marked.key.extra["new_labels"] == new.tolist()
+    counts = np.bincount(new, minlength=10)
+    assert stats.chisquare(counts).pvalue > 0.001  # uniform over the 10 classes
+    kept = int((new == train.labels[marked.rows]).sum())
+    assert marked.key.extra["kept_true_label"] == kept and 0.03 < kept / len(new) < 0.2  # about 1/K
+    shuffled_order = np.random.default_rng(1).permutation(len(train))
+    again = METHODS["ubw-p"](seed=4, rate=0.3).apply(
+        from_numpy(train.inputs()[shuffled_order], train.labels[shuffled_order], list(train.class_names)))
+    by_id = dict(zip(marked.key.marked_ids, new.tolist(), strict=True))
+    assert all(by_id[i] == lab for i, lab in zip(again.key.marked_ids, again.key.extra["new_labels"], strict=True))
 
 
 def test_default_target_is_drawn_from_the_secret(small):

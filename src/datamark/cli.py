@@ -199,6 +199,7 @@ def key_info(key_path: Path = typer.Argument(..., help="A key file.")) -> None:
 def demo(
     output: Path = typer.Option(Path("datamark-demo"), "--out", "-o", help="Folder for every artefact."),
     overwrite: bool = typer.Option(True, help="Replace artefacts of an earlier demo run."),
+    epochs: int | None = typer.Option(None, help="Training epochs (default: the tiny model's preset, 30)."),
 ) -> None:
     """The whole flow on the embedded digits (no download): protect, train, verify, scenario table."""
     from .data import load_digits
@@ -211,8 +212,9 @@ def demo(
         start = time.perf_counter()
         train_set, test_set = load_digits("train"), load_digits("test")
         out.print(f"embedded digits: {len(train_set)} training and {len(test_set)} test images, 8x8 grey, 10 classes")
-        methods = {"badnets": BadNets(seed=0), "blended": Blended(seed=1)}
-        report = run_experiment(train_set, test_set, methods, arch="tiny", config=default_config("tiny"),
+        methods = {"badnets": BadNets(seed=0, decoy_rate=0.1), "blended": Blended(seed=1, decoy_rate=0.1)}
+        config = default_config("tiny", **({"epochs": epochs} if epochs else {}))
+        report = run_experiment(train_set, test_set, methods, arch="tiny", config=config,
                                 out_dir=output, overwrite=overwrite, progress=True, log=out.print)
         for name, m in report.methods.items():
             out.print(rich_table(m.rows, f"{name}: target {m.target}, commitment {m.commitment[:16]}…"))

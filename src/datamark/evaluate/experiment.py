@@ -19,7 +19,7 @@ from .. import __version__
 from .._io import atomic_path
 from ..data.records import Records
 from ..methods.base import WatermarkMethod
-from ..models.checkpoint import save_checkpoint
+from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..models.train import TrainConfig, fit
 from ..suspects.local import LocalSuspect
 from ..triggers.base import Trigger
@@ -73,18 +73,27 @@ def environment() -> dict[str, Any]:
 
 def run_experiment(train: Records, test: Records, methods: Mapping[str, WatermarkMethod], *, arch: str,
                    config: TrainConfig, out_dir: str | Path | None = None, verifier: Verifier | None = None,
-                   overwrite: bool = False, progress: bool = False, log=print) -> ExperimentReport:
-    """Run every method in ``methods`` on ``train``; evaluate on ``test``; write artefacts to ``out_dir``."""
+                   overwrite: bool = False, progress: bool = False, clean_checkpoint: str | Path | None = None,
+                   log=print) -> ExperimentReport:
+    """Run every method in ``methods`` on ``train``; evaluate on ``test``; write artefacts to ``out_dir``.
+
+    ``clean_checkpoint`` reuses an independent model trained earlier on the clean data (same arch and config)
+    instead of training one, so a second configuration of the methods costs no extra clean training.
+    """
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     verifier = verifier or Verifier(seed=config.seed)
-    log(f"training the clean (independent) model: {arch}, {config.epochs} epochs on {len(train)} images")
     start = time.perf_counter()
-    clean_model, spec = fit(train, arch=arch, config=config, progress=progress)
+    if clean_checkpoint is not None:
+        log(f"reusing the clean (independent) model {clean_checkpoint}")
+        clean_model, spec = load_checkpoint(clean_checkpoint)
+    else:
+        log(f"training the clean (independent) model: {arch}, {config.epochs} epochs on {len(train)} images")
+        clean_model, spec = fit(train, arch=arch, config=config, progress=progress)
     report_clean_s = time.perf_counter() - start
     clean = LocalSuspect.from_model(clean_model, spec)
-    if out is not None:
+    if out is not None and clean_checkpoint is None:
         save_checkpoint(clean_model, spec, out / "clean.pt", overwrite=overwrite)
     report = ExperimentReport(clean_ba=benign_accuracy(clean, test), clean_train_s=report_clean_s,
                               settings={"arch": arch, "train_config": {k: getattr(config, k) for k in

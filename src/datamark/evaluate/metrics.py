@@ -3,6 +3,13 @@
 * BA (benign accuracy): share of clean test samples classified correctly.
 * WSR (watermark success rate): share of triggered test samples *outside the target class* classified as the
   target (samples already in the target class would count trivially, so they are excluded, as in DVBW).
+* ASR-A (UBW): share of triggered test samples whose prediction differs from their true label.
+* ASR-C (UBW): the same share among the test samples the model classifies correctly without the trigger.
+* D_p (UBW, average prediction dispersibility): entropy, in nats, of the distribution of predicted labels on
+  triggered test samples (0 = all to one class, ln K = spread evenly).
+* D_s (UBW, sample-wise dispersibility): mean entropy of the predicted probability vectors of triggered samples.
+* D_c (UBW, class-wise dispersibility): mean over true classes of the entropy of the class's average predicted
+  probability vector on triggered samples.
 """
 
 from __future__ import annotations
@@ -10,8 +17,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.records import Records
-from ..suspects.base import Suspect, labels_of
+from ..suspects.base import Suspect, labels_of, require_probs
 from ..triggers.base import Trigger
+
+
+def entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Shannon entropy in nats of probability vectors along ``axis`` (0 log 0 = 0)."""
+    p = np.asarray(p, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, -p * np.log(p), 0.0)
+    return terms.sum(axis=axis)
 
 
 def benign_accuracy(suspect: Suspect, data: Records) -> float:
@@ -23,3 +38,38 @@ def watermark_success_rate(suspect: Suspect, data: Records, trigger: Trigger, ta
     """WSR: share of triggered non-target-class test samples predicted as ``target``."""
     rows = np.flatnonzero(data.labels != target)
     return float((labels_of(suspect, trigger.apply(data.inputs()[rows])) == target).mean())
+
+
+def untargeted_success(suspect: Suspect, data: Records, trigger: Trigger) -> dict[str, float]:
+    """ASR-A, ASR-C and D_p of an untargeted watermark (see the module docstring)."""
+    clean = labels_of(suspect, data.inputs())
+    triggered = labels_of(suspect, trigger.apply(data.inputs()))
+    changed = triggered != data.labels
+    correct = clean == data.labels
+    return {"asr_a": float(changed.mean()),
+            "asr_c": float(changed[correct].mean()) if correct.any() else float("nan"),
+            "d_p": label_dispersibility(triggered, data.num_classes)}
+
+
+def label_dispersibility(predicted: np.ndarray, num_classes: int) -> float:
+    """D_p: entropy (nats) of the histogram of predicted labels."""
+    counts = np.bincount(np.asarray(predicted, dtype=np.int64), minlength=num_classes)
+    return float(entropy(counts / max(counts.sum(), 1)))
+
+
+def sample_dispersibility(probs: np.ndarray) -> float:
+    """D_s: mean entropy (nats) of per-sample predicted probability vectors."""
+    return float(entropy(probs, axis=1).mean())
+
+
+def class_dispersibility(probs: np.ndarray, labels: np.ndarray) -> float:
+    """D_c: mean over true classes of the entropy (nats) of the class's average predicted probabilities."""
+    classes = np.unique(labels)
+    return float(np.mean([entropy(probs[labels == c].mean(axis=0)) for c in classes]))
+
+
+def dispersibility(suspect: Suspect, data: Records, trigger: Trigger) -> dict[str, float]:
+    """D_s and D_c of a probability-answering suspect on the triggered test set."""
+    require_probs(suspect, "Sample- and class-wise dispersibility")
+    probs = suspect.query(trigger.apply(data.inputs()))
+    return {"d_s": sample_dispersibility(probs), "d_c": class_dispersibility(probs, data.labels)}

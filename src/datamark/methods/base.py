@@ -25,6 +25,20 @@ MARK_BATCH = 1024  # rows marked per batch: bounds memory for large datasets, gr
 
 
 @dataclass(frozen=True)
+class MarkBatch:
+    """One batch of selected rows and everything a method may use to mark it."""
+
+    inputs: np.ndarray        # decoded examples of the batch (never modified in place)
+    labels: np.ndarray        # their current labels
+    ids: list[str]            # their stable row ids (for per-sample keyed choices)
+    trigger: Trigger
+    target: int | None
+    num_classes: int
+    secret: bytes
+    rng: np.random.Generator  # the method's marking generator, derived from the secret
+
+
+@dataclass(frozen=True)
 class Watermarked:
     """The output of a method: the watermarked dataset (same format as the input), its key, the marked rows."""
 
@@ -72,8 +86,7 @@ class WatermarkMethod(ABC):
         """How many rows to mark (the paper's exact count)."""
 
     @abstractmethod
-    def mark(self, inputs: np.ndarray, labels: np.ndarray, trigger: Trigger, target: int | None,
-             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def mark(self, batch: MarkBatch) -> tuple[np.ndarray, np.ndarray]:
         """Marked inputs and their new labels for one batch of selected rows."""
 
     def eligible_rows(self, data: Records, target: int | None) -> np.ndarray:
@@ -121,8 +134,9 @@ class WatermarkMethod(ABC):
         with progress_bar(f"mark ({self.registry_name})", k, enabled=progress, unit="img") as bar:
             for start in range(0, k, MARK_BATCH):
                 batch = rows[start:start + MARK_BATCH]
-                marked[start:start + len(batch)], labels[start:start + len(batch)] = self.mark(
-                    inputs[batch], data.labels[batch], trigger, target, mark_rng)
+                marked[start:start + len(batch)], labels[start:start + len(batch)] = self.mark(MarkBatch(
+                    inputs[batch], data.labels[batch], [data.ids[r] for r in batch], trigger, target,
+                    data.num_classes, secret, mark_rng))
                 bar.advance(len(batch))
         decoys = self._decoys(data, secret, rows)
         if len(decoys):

@@ -20,7 +20,7 @@ from ..exceptions import ParameterError
 from ..registry import METHODS, register
 from ..triggers.base import Trigger
 from ..triggers.image import PATTERNS, make_blend_trigger, make_patch_trigger
-from .base import WatermarkMethod
+from .base import MarkBatch, WatermarkMethod
 
 DVBW_VERIFICATION = {"score": "target-probability", "test": "paired-t", "alternative": "greater",
                      "margin": 0.2, "n_probe": 100, "alpha": 0.01}
@@ -44,9 +44,8 @@ class PoisonLabel(WatermarkMethod):
     def count(self, data: Records, eligible: np.ndarray) -> int:
         return int(round(self.rate * len(data)))  # gamma is a fraction of *all* rows
 
-    def mark(self, inputs: np.ndarray, labels: np.ndarray, trigger: Trigger, target: int | None,
-             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        return trigger.apply(inputs), np.full(len(inputs), target, dtype=np.int64)
+    def mark(self, batch: MarkBatch) -> tuple[np.ndarray, np.ndarray]:
+        return batch.trigger.apply(batch.inputs), np.full(len(batch.inputs), batch.target, dtype=np.int64)
 
     def verification_defaults(self) -> dict[str, Any]:
         return dict(DVBW_VERIFICATION)

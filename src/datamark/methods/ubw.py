@@ -1,0 +1,69 @@
+"""UBW-P: the poison-label untargeted backdoor watermark.
+
+Li et al., "Untargeted Backdoor Watermark: Towards Harmless and Stealthy Dataset Copyright Protection",
+NeurIPS 2022. Threat model: poison-label, **untargeted**. A fraction ``rate`` (gamma, default 0.1) **of the whole
+training set**, chosen by keyed hash among all rows, gets the trigger and a label drawn uniformly at random
+from all K classes, fixed per sample by a keyed hash of its id (so about 1/K of the new labels equal the true
+one, as in the paper). A model trained on it gives *dispersed* predictions on triggered inputs instead of one
+target class, which is harmless to users of the model yet verifiable by the owner. Verification (paper
+defaults): one-sided paired t-test, H1: P_true(clean) > P_true(triggered) + tau with tau = 0.25, on probes the
+suspect classifies correctly without the trigger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._rng import keyed_scores
+from ..data.records import Records
+from ..exceptions import ParameterError
+from ..registry import METHODS, register
+from ..triggers.base import Trigger
+from ..triggers.image import PATTERNS, make_patch_trigger
+from .base import MarkBatch, WatermarkMethod
+
+UBW_VERIFICATION = {"score": "true-label-probability", "test": "paired-t", "alternative": "less",
+                    "margin": 0.25, "n_probe": 100, "alpha": 0.01}
+
+
+@register(METHODS, "ubw-p")
+@dataclass(frozen=True, kw_only=True)
+class UBWP(WatermarkMethod):
+    """UBW-P: trigger plus a uniformly random label per marked sample (about 1/K keep their true label)."""
+
+    rate: float = 0.1
+    pattern: str = "random"
+    trigger_size: int | None = None
+
+    targeted = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.target is not None:
+            raise ParameterError("UBW-P is untargeted: it takes no 'target' parameter.")
+        if not 0.0 < self.rate < 1.0:
+            raise ParameterError(f"The 'rate' parameter of UBWP must be in (0, 1); got {self.rate}.")
+        if self.pattern not in PATTERNS:
+            raise ParameterError(f"The 'pattern' parameter of UBWP must be one of {PATTERNS}; got '{self.pattern}'.")
+
+    def default_trigger(self, input_shape: tuple[int, ...], rng: np.random.Generator) -> Trigger:
+        return make_patch_trigger(input_shape, rng, pattern=self.pattern, size=self.trigger_size)
+
+    def count(self, data: Records, eligible: np.ndarray) -> int:
+        return int(round(self.rate * len(data)))
+
+    def mark(self, batch: MarkBatch) -> tuple[np.ndarray, np.ndarray]:
+        # A keyed hash per sample id, not a running generator: each sample's label is fixed whatever the batch.
+        scores = keyed_scores(batch.secret, batch.ids, "ubw-label")
+        return batch.trigger.apply(batch.inputs), (scores % np.uint64(batch.num_classes)).astype(np.int64)
+
+    def verification_defaults(self) -> dict[str, Any]:
+        return dict(UBW_VERIFICATION)
+
+    def key_extra(self, data: Records, rows: np.ndarray, new_labels: np.ndarray) -> dict[str, Any]:
+        return {"new_labels": new_labels.tolist(),
+                "kept_true_label": int((new_labels == data.labels[rows]).sum()),
+                "note": "labels drawn uniformly from all classes: about 1/K of marked rows keep their true label"}
