@@ -30,6 +30,16 @@ class Mode(str, Enum):
     labels = "labels"
 
 
+class Datatype(str, Enum):
+    UINT8 = "UINT8"
+    FP32 = "FP32"
+
+
+class Layout(str, Enum):
+    NHWC = "NHWC"
+    NCHW = "NCHW"
+
+
 def _fail(error: Exception) -> None:
     err.print(f"[bold red]error:[/] {error}")
     raise typer.Exit(2)
@@ -122,17 +132,62 @@ def train(
     _run(work)
 
 
+def _print_result(result, evidence: Path | None) -> None:
+    o = result.outcome
+    out.print(f"key commitment: {result.commitment}")
+    out.print(f"test: {o.test}, one-sided ({o.alternative}), mode {result.mode}, score: {result.score}")
+    out.print(f"H0: {result.h0}\nH1: {result.h1}")
+    out.print(f"n = {o.n} (excluded {result.n_excluded}), tau = {o.margin:g}, alpha = {result.alpha:g}, "
+              f"seed = {result.seed}, queries = {result.queries}")
+    effect = "ΔP" if result.mode == "probs" else "flip rate"
+    out.print(f"statistic = {o.statistic:.4g}, p = {o.p_value:.4g} (log10 p = {o.log10_p:.2f}), "
+              f"{effect} = {o.effect:.4f}")
+    if result.sequential is not None:
+        seq = result.sequential
+        out.print(f"sequential: stopped on {seq['stopped']} after {seq['probes_used']} probes in {seq['rounds']} "
+                  f"rounds (max e-value 10^{seq['max_e_value_log10']:.2f}; futility e-value "
+                  f"10^{seq['futility_e_value_log10']:.2f})")
+    if evidence is not None:
+        from .verify.evidence import check_evidence
+
+        report = check_evidence(evidence)
+        out.print(f"evidence: {evidence} ({report.queries} recorded queries; last hash {report.last_hash})")
+    out.print(f"[bold]{result.verdict}[/]")
+
+
 @app.command()
 def verify(
     key_path: Path = typer.Option(..., "--key", "-k", help="The secret key written by protect."),
-    model: Path = typer.Option(..., "--model", "-m", help="Suspect model checkpoint."),
     data: str = typer.Option(..., "--data", "-d", help="Held-out probe data (e.g. the test split)."),
+    model: Path | None = typer.Option(None, "--model", "-m", help="Suspect model checkpoint (local)."),
+    endpoint: str | None = typer.Option(None, help="Suspect server URL speaking the Open Inference Protocol "
+                                           "(KServe V2), e.g. http://127.0.0.1:8080."),
+    model_name: str = typer.Option("model", help="Endpoint: the model's name (/v2/models/NAME)."),
+    input_name: str | None = typer.Option(None, help="Endpoint: input tensor name (default: the only one)."),
+    output_name: str | None = typer.Option(None, help="Endpoint: output tensor name (default: the only one)."),
+    datatype: Datatype = typer.Option(Datatype.UINT8, help="Endpoint: input datatype."),
+    layout: Layout = typer.Option(Layout.NHWC, help="Endpoint: input layout."),
+    scale: float = typer.Option(255.0, help="Endpoint: value of a white pixel for FP32 inputs (255 or 1)."),
+    num_classes: int | None = typer.Option(None, help="Endpoint: class count (default: the key's)."),
+    batch_size: int = typer.Option(64, help="Examples per request (and per evidence entry)."),
+    timeout: float = typer.Option(10.0, help="Endpoint: seconds per request before it counts as failed."),
+    retries: int = typer.Option(3, help="Endpoint: retries of a timed-out, 429 or 5xx request (backoff doubles)."),
+    rate_limit: float | None = typer.Option(None, help="Endpoint: most requests per second."),
+    budget: int | None = typer.Option(None, help="Endpoint: hard cap on examples sent (a resumed run counts "
+                                         "the queries already in its evidence file)."),
     mode: Mode = typer.Option(Mode.probs, help="probs: probability access; labels: label-only access."),
+    sequential: bool = typer.Option(False, help="Anytime-valid sequential test: query in rounds, stop as soon as "
+                                    "the evidence is conclusive (--n-probe is then the maximum)."),
+    round_size: int = typer.Option(10, help="Sequential: probes per round."),
     n_probe: int | None = typer.Option(None, help="m, number of probes (default: the key's, 100 for DVBW)."),
     margin: float | None = typer.Option(None, help="tau, the margin of H0 (default: the key's, 0.2 for DVBW)."),
     alpha: float | None = typer.Option(None, help="Significance level (default: the key's, 0.01 for DVBW)."),
     seed: int = typer.Option(0, help="Seed of the probe draw."),
     commitment: str | None = typer.Option(None, help="Refuse the key unless it has this published commitment."),
+    evidence: Path | None = typer.Option(None, help="Record every query batch in this new hash-chained "
+                                            "evidence file (JSON Lines)."),
+    resume: Path | None = typer.Option(None, help="Continue the interrupted run recorded in this evidence file "
+                                          "(same key, data and settings); answered probes are not asked again."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the full result as JSON here."),
 ) -> None:
     """Was this model trained on my dataset? Test, n, tau, p-value, effect and a plain verdict."""
@@ -140,24 +195,91 @@ def verify(
     from .key import Key
     from .suspects import LocalSuspect
     from .verify import Verifier
+    from .verify.evidence import check_evidence, verify_with_evidence
+    from .verify.sequential import SequentialVerifier
 
     def work():
+        if (model is None) == (endpoint is None):
+            raise DatamarkError("Pass exactly one suspect: --model CHECKPOINT or --endpoint URL.")
+        if evidence is not None and resume is not None:
+            raise DatamarkError("Pass --evidence FILE for a new run or --resume FILE to continue one, not both.")
+        if budget is not None and endpoint is None:
+            raise DatamarkError("--budget caps the queries sent to an endpoint; it needs --endpoint.")
         key = Key.load(key_path, commitment=commitment)
-        suspect = LocalSuspect.from_checkpoint(model, outputs=mode.value)
-        result = Verifier(mode=mode.value, n_probe=n_probe, margin=margin, alpha=alpha, seed=seed).verify(
-            suspect, key, load_data(data))
-        o = result.outcome
-        out.print(f"key commitment: {result.commitment}")
-        out.print(f"test: {o.test}, one-sided ({o.alternative}), mode {result.mode}, score: {result.score}")
-        out.print(f"H0: {result.h0}\nH1: {result.h1}")
-        out.print(f"n = {o.n} (excluded {result.n_excluded}), tau = {o.margin:g}, alpha = {result.alpha:g}, "
-                  f"seed = {result.seed}, queries = {result.queries}")
-        effect = "ΔP" if result.mode == "probs" else "flip rate"
-        out.print(f"statistic = {o.statistic:.4g}, p = {o.p_value:.4g} (log10 p = {o.log10_p:.2f}), "
-                  f"{effect} = {o.effect:.4f}")
-        out.print(f"[bold]{result.verdict}[/]")
+        probes = load_data(data)
+        settings = dict(mode=mode.value, n_probe=n_probe, margin=margin, alpha=alpha, seed=seed)
+        verifier = SequentialVerifier(**settings, batch_size=round_size) if sequential else Verifier(**settings)
+        if endpoint is not None:
+            from .suspects.http import HTTPSuspect
+
+            spent = check_evidence(resume).queries if resume is not None else 0
+            suspect = HTTPSuspect(endpoint, model_name, input_name=input_name, output_name=output_name,
+                                  datatype=datatype.value, layout=layout.value, scale=scale,
+                                  num_classes=num_classes or key.dataset.get("num_classes"), batch_size=batch_size,
+                                  budget=None if budget is None else max(0, budget - spent), timeout_s=timeout,
+                                  retries=retries, rate_limit_per_s=rate_limit)
+        else:
+            suspect = LocalSuspect.from_checkpoint(model, outputs=mode.value)
+        record = evidence or resume
+        if record is not None:
+            result = verify_with_evidence(verifier, suspect, key, probes, record, resume=resume is not None,
+                                          batch_size=batch_size)
+        else:
+            result = verifier.verify(suspect, key, probes)
+        _print_result(result, record)
         if json_path is not None:
             result.save(json_path, overwrite=True)
+    _run(work)
+
+
+@app.command()
+def serve(
+    checkpoint: Path = typer.Argument(..., help="Model checkpoint to serve."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8080, help="TCP port."),
+    outputs: Mode = typer.Option(Mode.probs, "--outputs", help="Answer probabilities or labels only."),
+    model_name: str = typer.Option("model", help="Name under /v2/models/."),
+    datatype: Datatype = typer.Option(Datatype.UINT8, help="Input datatype the server declares."),
+    layout: Layout = typer.Option(Layout.NHWC, help="Input layout the server declares."),
+    scale: float = typer.Option(255.0, help="Value of a white pixel for FP32 inputs (255 or 1)."),
+) -> None:
+    """Serve a checkpoint over the Open Inference Protocol (KServe V2) until interrupted."""
+    from .suspects._v2 import TensorFormat
+    from .suspects.serve import serve as run_server
+
+    def work():
+        fmt = TensorFormat(datatype.value, layout.value, scale)
+        err.print(f"serving {checkpoint} as '{model_name}' ({outputs.value}) on http://{host}:{port}/v2 ; Ctrl-C stops")
+        run_server(checkpoint, host=host, port=port, model_name=model_name, outputs=outputs.value, fmt=fmt)
+    _run(work)
+
+
+@app.command("evidence")
+def evidence_check(
+    path: Path = typer.Argument(..., help="An evidence file written by verify --evidence."),
+    key_path: Path | None = typer.Option(None, "--key", "-k", help="With --data: re-run the test from the "
+                                            "recorded answers and check they imply the recorded result."),
+    data: str | None = typer.Option(None, "--data", "-d", help="The probe data of the run."),
+) -> None:
+    """Check an evidence file's hash chain (and, with the key and data, that its answers imply its verdict)."""
+    from .verify.evidence import check_evidence, reverify
+
+    def work():
+        report = check_evidence(path)
+        header, result = report.header, report.result
+        out.print(f"chain intact: {len(report.entries)} entries, {len(report.batches)} query batches, "
+                  f"{report.queries} queries; last hash {report.last_hash}")
+        out.print(f"key commitment: {header['commitment']}; test: {json.dumps(header['test'])}")
+        out.print(f"result: {result['verdict'] if result else 'none (the run is unfinished; continue it with --resume)'}")
+        if (key_path is None) != (data is None):
+            raise DatamarkError("Re-verification needs both --key and --data.")
+        if key_path is not None:
+            from .data import load_data
+            from .key import Key
+
+            again = reverify(path, Key.load(key_path), load_data(data))
+            out.print(f"re-verified from the recorded answers: p = {again.outcome.p_value:.4g}, "
+                      f"accused = {again.accused}")
     _run(work)
 
 

@@ -1,0 +1,132 @@
+"""The command line over HTTP: ``datamark serve`` in a real process, ``verify --endpoint``, evidence and resume."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from datamark.cli import app
+from datamark.models.checkpoint import ModelSpec, save_checkpoint
+from datamark.suspects.serve import bind
+
+
+def _save(suspect, path):
+    """A checkpoint of a tiny test model (normalisation buffers travel in the state dict)."""
+    spec = ModelSpec(arch="tiny", num_classes=10, input_shape=(8, 8, 1), mean=(0.0,), std=(1.0,),
+                     params={"width": 16})
+    save_checkpoint(suspect.model, spec, path)
+
+
+def _wait_ready(url, proc, timeout_s=60.0):
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        assert proc.poll() is None, proc.stderr.read()
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=1.0).status_code == 200:
+                return time.monotonic() - start
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise AssertionError("datamark serve did not become ready")
+
+
+@pytest.fixture
+def files(tiny_pair, tmp_path):
+    key, stolen, clean, test = tiny_pair
+    key.save(tmp_path / "key.json")
+    test.save(tmp_path / "test.npz")
+    _save(stolen, tmp_path / "stolen.pt")
+    _save(clean, tmp_path / "clean.pt")
+    return tmp_path, key
+
+
+@pytest.fixture
+def served(files):
+    """``datamark serve stolen.pt`` in its own process on a free port."""
+    tmp_path, _ = files
+    with bind() as probe:
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "datamark.cli", "serve", str(tmp_path / "stolen.pt"), "--port",
+                             str(port), "--model-name", "stolen"], stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        startup_s = _wait_ready(url, proc)
+        yield url, proc, startup_s
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _verify(tmp_path, *extra):
+    return CliRunner().invoke(app, ["verify", "--key", str(tmp_path / "key.json"), "--data",
+                                    str(tmp_path / "test.npz"), *extra])
+
+
+def test_serve_starts_in_seconds_answers_v2_and_stops_cleanly(served):
+    url, proc, startup_s = served
+    assert startup_s < 30  # typically 2-4 s: importing torch dominates
+    meta = httpx.get(f"{url}/v2/models/stolen").json()
+    assert meta["inputs"][0] == {"name": "input", "datatype": "UINT8", "shape": [-1, 8, 8, 1]}
+    assert meta["outputs"][0] == {"name": "probs", "datatype": "FP32", "shape": [-1, 10]}
+    bad = httpx.post(f"{url}/v2/models/stolen/infer", json={"inputs": [{"name": "input", "datatype": "UINT8",
+                                                                       "shape": [1, 8, 8], "data": [0] * 64}]})
+    assert bad.status_code == 400 and "shape" in bad.json()["error"]
+    proc.send_signal(signal.SIGTERM)
+    # uvicorn shuts down gracefully, then re-raises the signal so the exit status says why it stopped.
+    assert proc.wait(timeout=10) in (0, -signal.SIGTERM)
+    assert "Traceback" not in proc.stderr.read()
+
+
+def test_verify_endpoint_sequential_with_evidence_then_check(served, files):
+    url, _, _ = served
+    tmp_path, key = files
+    evidence = tmp_path / "run.jsonl"
+    res = _verify(tmp_path, "--endpoint", url, "--model-name", "stolen", "--sequential", "--evidence",
+                  str(evidence), "--json", str(tmp_path / "r.json"), "--budget", "400")
+    assert res.exit_code == 0, res.output
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["accused"] and result["sequential"]["stopped"] == "evidence" and result["queries"] < 200
+    assert "sequential: stopped on evidence" in res.output and "last hash" in res.output
+    res = CliRunner().invoke(app, ["evidence", str(evidence), "--key", str(tmp_path / "key.json"), "--data",
+                                   str(tmp_path / "test.npz")])
+    assert res.exit_code == 0 and "chain intact" in res.output and "accused = True" in res.output, res.output
+    lines = evidence.read_text().splitlines()
+    lines[1] = lines[1].replace('"batch"', '"batch "')
+    evidence.write_text("\n".join(lines) + "\n")
+    res = CliRunner().invoke(app, ["evidence", str(evidence)])
+    assert res.exit_code == 2 and "line 2" in res.output
+
+
+def test_verify_endpoint_resume_and_option_errors(served, files):
+    url, proc, _ = served
+    tmp_path, _ = files
+    evidence = tmp_path / "run.jsonl"
+    # A budget too small for the fixed test is refused before any query; the evidence holds only its header.
+    res = _verify(tmp_path, "--endpoint", url, "--model-name", "stolen", "--mode", "labels", "--evidence",
+                  str(evidence), "--budget", "100")
+    assert res.exit_code == 2 and "needs 200 queries" in res.output
+    res = _verify(tmp_path, "--endpoint", url, "--model-name", "stolen", "--mode", "labels", "--resume",
+                  str(evidence), "--json", str(tmp_path / "r.json"))
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "r.json").read_text())["accused"]
+    res = _verify(tmp_path, "--endpoint", url, "--model-name", "stolen", "--layout", "NCHW")
+    assert res.exit_code == 2 and "--layout" in res.output
+    res = _verify(tmp_path, "--endpoint", url, "--model", str(tmp_path / "clean.pt"))
+    assert res.exit_code == 2 and "exactly one suspect" in res.output
+    proc.kill()
+    proc.wait()
+    res = _verify(tmp_path, "--endpoint", url, "--model-name", "stolen", "--retries", "1")
+    assert res.exit_code == 2 and "failed after 2 attempt" in res.output
+
+
+def test_verify_local_model_with_evidence(files):
+    tmp_path, _ = files
+    res = _verify(tmp_path, "--model", str(tmp_path / "clean.pt"), "--sequential", "--evidence",
+                  str(tmp_path / "clean.jsonl"))
+    assert res.exit_code == 0, res.output
+    assert "H0 not rejected" in res.output and "sequential: stopped on futility" in res.output
