@@ -62,9 +62,15 @@ def served(files):
             proc.wait()
 
 
+def _invoke(*args):
+    """Run the CLI; ``res.text`` is its output with rich's line wrapping undone."""
+    res = CliRunner().invoke(app, list(args))
+    res.text = " ".join(res.output.split())
+    return res
+
+
 def _verify(tmp_path, *extra):
-    return CliRunner().invoke(app, ["verify", "--key", str(tmp_path / "key.json"), "--data",
-                                    str(tmp_path / "test.npz"), *extra])
+    return _invoke("verify", "--key", str(tmp_path / "key.json"), "--data", str(tmp_path / "test.npz"), *extra)
 
 
 def test_serve_starts_in_seconds_answers_v2_and_stops_cleanly(served):
@@ -91,15 +97,14 @@ def test_verify_endpoint_sequential_with_evidence_then_check(served, files):
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["accused"] and result["sequential"]["stopped"] == "evidence" and result["queries"] < 200
-    assert "sequential: stopped on evidence" in res.output and "last hash" in res.output
-    res = CliRunner().invoke(app, ["evidence", str(evidence), "--key", str(tmp_path / "key.json"), "--data",
-                                   str(tmp_path / "test.npz")])
-    assert res.exit_code == 0 and "chain intact" in res.output and "accused = True" in res.output, res.output
+    assert "sequential: stopped on evidence" in res.text and "last hash" in res.text
+    res = _invoke("evidence", str(evidence), "--key", str(tmp_path / "key.json"), "--data", str(tmp_path / "test.npz"))
+    assert res.exit_code == 0 and "chain intact" in res.text and "accused = True" in res.text, res.output
     lines = evidence.read_text().splitlines()
     lines[1] = lines[1].replace('"batch"', '"batch "')
     evidence.write_text("\n".join(lines) + "\n")
-    res = CliRunner().invoke(app, ["evidence", str(evidence)])
-    assert res.exit_code == 2 and "line 2" in res.output
+    res = _invoke("evidence", str(evidence))
+    assert res.exit_code == 2 and "line 2" in res.text
 
 
 def test_verify_endpoint_resume_and_option_errors(served, files):
@@ -109,19 +114,19 @@ def test_verify_endpoint_resume_and_option_errors(served, files):
     # A budget too small for the fixed test is refused before any query; the evidence holds only its header.
     res = _verify(tmp_path, "--endpoint", url, "--model-name", "stolen", "--mode", "labels", "--evidence",
                   str(evidence), "--budget", "100")
-    assert res.exit_code == 2 and "needs 200 queries" in res.output
+    assert res.exit_code == 2 and "needs 200 queries" in res.text
     res = _verify(tmp_path, "--endpoint", url, "--model-name", "stolen", "--mode", "labels", "--resume",
                   str(evidence), "--json", str(tmp_path / "r.json"))
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "r.json").read_text())["accused"]
     res = _verify(tmp_path, "--endpoint", url, "--model-name", "stolen", "--layout", "NCHW")
-    assert res.exit_code == 2 and "--layout" in res.output
+    assert res.exit_code == 2 and "--layout" in res.text
     res = _verify(tmp_path, "--endpoint", url, "--model", str(tmp_path / "clean.pt"))
-    assert res.exit_code == 2 and "exactly one suspect" in res.output
+    assert res.exit_code == 2 and "exactly one suspect" in res.text
     proc.kill()
     proc.wait()
     res = _verify(tmp_path, "--endpoint", url, "--model-name", "stolen", "--retries", "1")
-    assert res.exit_code == 2 and "failed after 2 attempt" in res.output
+    assert res.exit_code == 2 and "failed after 2 attempt" in res.text
 
 
 def test_verify_local_model_with_evidence(files):
@@ -129,4 +134,4 @@ def test_verify_local_model_with_evidence(files):
     res = _verify(tmp_path, "--model", str(tmp_path / "clean.pt"), "--sequential", "--evidence",
                   str(tmp_path / "clean.jsonl"))
     assert res.exit_code == 0, res.output
-    assert "H0 not rejected" in res.output and "sequential: stopped on futility" in res.output
+    assert "H0 not rejected" in res.text and "sequential: stopped on futility" in res.text

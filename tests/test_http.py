@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from datamark import Verifier
-from datamark.exceptions import EndpointError, QueryBudgetError, SuspectError
+from datamark.exceptions import EndpointError, ParameterError, QueryBudgetError, SuspectError
 from datamark.suspects._v2 import TensorFormat
 from datamark.suspects.http import HTTPSuspect
 from datamark.suspects.serve import BackgroundServer, create_app
@@ -214,3 +214,46 @@ def test_server_killed_mid_run_then_resumed(tiny_pair, tmp_path):
         assert remote.queries == 200 - 64
     assert math.isclose(result.outcome.log10_p, reference.outcome.log10_p, rel_tol=1e-4)
     assert check_evidence(path).result["accused"]
+
+
+def _tf_serving_app(suspect):
+    """A TensorFlow-Serving-style REST app: {"instances": [...]} in, {"predictions": [...]} out."""
+    from fastapi import FastAPI, Request
+
+    app = FastAPI()
+
+    @app.post("/v1/models/m:predict")
+    async def predict(request: Request):
+        images = np.asarray((await request.json())["instances"], dtype=np.uint8)
+        return {"predictions": suspect.query(images).tolist()}
+    return app
+
+
+def test_generic_json_endpoint_described_by_a_template(tiny_pair, tmp_path):
+    from datamark.suspects import JSONSuspect, JSONTemplate
+
+    key, stolen, _, test = tiny_pair
+    (tmp_path / "tf.json").write_text(json.dumps({"request": {"instances": "$inputs"},
+                                                  "response_path": "predictions", "path": "/v1/models/m:predict"}))
+    template = JSONTemplate.load(tmp_path / "tf.json")
+    with BackgroundServer(_tf_serving_app(stolen)) as srv:
+        with JSONSuspect(srv.url, template, num_classes=10, batch_size=50, **FAST) as remote:
+            result = SequentialVerifier().verify(remote, key, test)
+    assert result.accused and result.queries == remote.queries
+
+
+def test_json_template_errors_name_the_path():
+    from datamark.suspects import JSONSuspect, JSONTemplate
+
+    with pytest.raises(ParameterError, match=r"\$inputs"):
+        JSONTemplate(request={"instances": []})
+    nested = JSONTemplate(request={"batch": {"x": "$inputs"}}, response_path="result.0.labels", outputs="labels")
+    assert nested.fill([1, 2]) == {"batch": {"x": [1, 2]}}
+    transport = httpx.MockTransport(lambda r: httpx.Response(200, json={"result": [{"probs": [0.1]}]}))
+    with JSONSuspect("http://suspect.test", nested, num_classes=10, transport=transport, **FAST) as remote:
+        with pytest.raises(SuspectError, match="without 'result.0.labels': nothing at 'labels' under result.0"):
+            remote.query(IMAGES)
+    transport = httpx.MockTransport(lambda r: httpx.Response(200, json={"result": [{"labels": [1, 2, 12, 3]}]}))
+    with JSONSuspect("http://suspect.test", nested, num_classes=10, transport=transport, **FAST) as remote:
+        with pytest.raises(SuspectError, match=r"suspect.test/predict \('result.0.labels'\).*outside 0..9"):
+            remote.query(IMAGES)

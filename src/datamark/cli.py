@@ -163,6 +163,8 @@ def verify(
     endpoint: str | None = typer.Option(None, help="Suspect server URL speaking the Open Inference Protocol "
                                            "(KServe V2), e.g. http://127.0.0.1:8080."),
     model_name: str = typer.Option("model", help="Endpoint: the model's name (/v2/models/NAME)."),
+    template: Path | None = typer.Option(None, help="Endpoint: a JSON template file describing a non-V2 JSON API "
+                                         "(request with \"$inputs\", response_path, outputs, path)."),
     input_name: str | None = typer.Option(None, help="Endpoint: input tensor name (default: the only one)."),
     output_name: str | None = typer.Option(None, help="Endpoint: output tensor name (default: the only one)."),
     datatype: Datatype = typer.Option(Datatype.UINT8, help="Endpoint: input datatype."),
@@ -210,14 +212,17 @@ def verify(
         settings = dict(mode=mode.value, n_probe=n_probe, margin=margin, alpha=alpha, seed=seed)
         verifier = SequentialVerifier(**settings, batch_size=round_size) if sequential else Verifier(**settings)
         if endpoint is not None:
-            from .suspects.http import HTTPSuspect
+            from .suspects import HTTPSuspect, JSONSuspect, JSONTemplate
 
             spent = check_evidence(resume).queries if resume is not None else 0
-            suspect = HTTPSuspect(endpoint, model_name, input_name=input_name, output_name=output_name,
-                                  datatype=datatype.value, layout=layout.value, scale=scale,
-                                  num_classes=num_classes or key.dataset.get("num_classes"), batch_size=batch_size,
-                                  budget=None if budget is None else max(0, budget - spent), timeout_s=timeout,
-                                  retries=retries, rate_limit_per_s=rate_limit)
+            common = dict(num_classes=num_classes or key.dataset.get("num_classes"), batch_size=batch_size,
+                          budget=None if budget is None else max(0, budget - spent), timeout_s=timeout,
+                          retries=retries, rate_limit_per_s=rate_limit)
+            if template is not None:
+                suspect = JSONSuspect(endpoint, JSONTemplate.load(template), **common)
+            else:
+                suspect = HTTPSuspect(endpoint, model_name, input_name=input_name, output_name=output_name,
+                                      datatype=datatype.value, layout=layout.value, scale=scale, **common)
         else:
             suspect = LocalSuspect.from_checkpoint(model, outputs=mode.value)
         record = evidence or resume

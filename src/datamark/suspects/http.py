@@ -13,33 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import EndpointError, ParameterError, QueryBudgetError, SuspectError
+from ..exceptions import EndpointError, ParameterError, SuspectError
+from ._remote import RemoteSuspect
 from ._transport import Transport
 from ._v2 import TensorFormat, from_tensor, to_tensor
 from .base import Outputs, validate_output
 
 
-class BudgetMixin:
-    """A hard cap on the number of examples sent; :meth:`_spend` raises before the cap would be passed."""
-
-    budget: int | None
-    queries: int
-
-    @property
-    def budget_left(self) -> int | None:
-        """Examples that may still be sent (None: no budget)."""
-        return None if self.budget is None else self.budget - self.queries
-
-    def _spend(self, n: int, source: str) -> None:
-        left = self.budget_left
-        if left is not None and n > left:
-            raise QueryBudgetError(f"Querying {n} more example(s) from {source} would exceed the query budget of "
-                                   f"{self.budget} ({self.queries} used); raise the budget (--budget) or probe less "
-                                   f"(--n-probe, or --sequential to stop as soon as the evidence is conclusive).")
-        self.queries += n
-
-
-class HTTPSuspect(BudgetMixin):
+class HTTPSuspect(RemoteSuspect):
     """A V2 endpoint as a :class:`~datamark.suspects.Suspect`.
 
     Args:
@@ -139,12 +120,12 @@ class HTTPSuspect(BudgetMixin):
                 "datatype": self.format.datatype, "layout": self.format.layout, "scale": self.format.scale,
                 "outputs": self.outputs, "num_classes": self.num_classes}
 
-    def _infer(self, images: np.ndarray) -> np.ndarray:
+    def _ask(self, images: np.ndarray) -> np.ndarray:
         sent = self.format.encode(images)
         self._check_shape(tuple(sent.shape[1:]))
         payload = {"inputs": [to_tensor(self.input_name, sent, self.format.datatype)],
                    "outputs": [{"name": self.output_name}]}
-        self._spend(len(images), self.endpoint)
+        self._spend(len(images))
         answer = self._http.request("POST", f"/v2/models/{self.model_name}/infer", payload)
         where = f"The endpoint {self.endpoint}"
         tensors = answer.get("outputs") if isinstance(answer, dict) else None
@@ -162,25 +143,3 @@ class HTTPSuspect(BudgetMixin):
             out = out[:, 0]  # [N, 1] label tensors are common (Triton); same information as [N]
         return validate_output(out, self.outputs, len(images), self.num_classes,
                                f"{where} (output '{self.output_name}')")
-
-    def query(self, inputs: np.ndarray) -> np.ndarray:
-        """Probabilities (N x K) or labels (N) for uint8 N x H x W x C ``inputs``, ``batch_size`` per request."""
-        inputs = np.asarray(inputs)
-        if inputs.ndim != 4 or inputs.dtype != np.uint8:
-            raise SuspectError(f"HTTPSuspect.query takes uint8 N x H x W x C images; got {inputs.dtype} "
-                               f"{inputs.shape}.")
-        if self.budget_left is not None and len(inputs) > self.budget_left:
-            self._spend(len(inputs), self.endpoint)  # raises before any request of this call is sent
-        chunks = [self._infer(inputs[s:s + self.batch_size]) for s in range(0, len(inputs), self.batch_size)]
-        if not chunks:
-            return np.zeros((0, self.num_classes)) if self.outputs == "probs" else np.zeros(0, dtype=np.int64)
-        return np.concatenate(chunks)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> "HTTPSuspect":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -1,0 +1,131 @@
+"""A suspect behind any JSON-over-HTTP endpoint, described by a small template instead of a protocol.
+
+Many deployed models speak neither V2 nor anything standard: TensorFlow Serving's REST API takes
+``{"instances": [...]}`` and answers ``{"predictions": [...]}``; a hand-written Flask app may answer
+``{"result": {"probs": [...]}}``. A :class:`JSONTemplate` says where the batch of images goes in the request
+(the string ``"$inputs"`` anywhere in the request JSON) and where the answers are in the response (a dotted
+path; integers index lists), so one client covers them all with the same timeouts, retries, budget and
+validation as :class:`~datamark.suspects.http.HTTPSuspect`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import ParameterError, SuspectError
+from ._transport import Transport
+from ._v2 import TensorFormat
+from .base import Outputs, validate_output
+from ._remote import RemoteSuspect
+
+PLACEHOLDER = "$inputs"
+
+
+@dataclass(frozen=True)
+class JSONTemplate:
+    """Where a JSON endpoint takes the images and puts the answers.
+
+    Args:
+        request: the request body with the string ``"$inputs"`` where the image batch goes (nested lists).
+        response_path: dotted path of the answers in the response, e.g. ``"predictions"`` or ``"result.probs"``.
+        outputs: "probs" (an N x K list) or "labels" (a list of N integers) at ``response_path``.
+        path: URL path of the endpoint, e.g. ``"/v1/models/m:predict"``.
+        datatype / layout / scale: the image encoding (FP32 images are sent as floats).
+    """
+
+    request: dict[str, Any] = field(default_factory=lambda: {"instances": PLACEHOLDER})
+    response_path: str = "predictions"
+    outputs: Outputs = "probs"
+    path: str = "/predict"
+    datatype: str = "UINT8"
+    layout: str = "NHWC"
+    scale: float = 255.0
+
+    def __post_init__(self) -> None:
+        if PLACEHOLDER not in json.dumps(self.request):
+            raise ParameterError(f"The JSON template's 'request' must contain the string '{PLACEHOLDER}' where the "
+                                 f"images go; got {json.dumps(self.request)}.")
+        if self.outputs not in ("probs", "labels"):
+            raise ParameterError(f"The JSON template's 'outputs' must be 'probs' or 'labels'; got '{self.outputs}'.")
+        if not self.response_path:
+            raise ParameterError("The JSON template's 'response_path' is empty; give e.g. 'predictions'.")
+        TensorFormat(self.datatype, self.layout, float(self.scale))  # type: ignore[arg-type]  # validates
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "JSONTemplate":
+        """A template from a JSON file with the fields of this class."""
+        try:
+            return cls(**json.loads(open(path, encoding="utf-8").read()))
+        except (ValueError, TypeError) as err:
+            raise ParameterError(f"The JSON template '{path}' is not valid: {err}. Expected an object with "
+                                 f"'request', 'response_path', 'outputs' and optionally 'path', 'datatype', "
+                                 f"'layout', 'scale'.") from err
+
+    def fill(self, batch: list) -> Any:
+        def walk(node):
+            if node == PLACEHOLDER:
+                return batch
+            if isinstance(node, dict):
+                return {k: walk(v) for k, v in node.items()}
+            if isinstance(node, list):
+                return [walk(v) for v in node]
+            return node
+        return walk(self.request)
+
+    def extract(self, answer: Any, where: str) -> Any:
+        node = answer
+        for i, part in enumerate(self.response_path.split(".")):
+            step = int(part) if part.lstrip("-").isdigit() and isinstance(node, list) else part
+            try:
+                node = node[step]
+            except (KeyError, IndexError, TypeError):
+                done = ".".join(self.response_path.split(".")[:i]) or "(the top level)"
+                raise SuspectError(f"{where} answered without '{self.response_path}': nothing at '{part}' under "
+                                   f"{done} of {json.dumps(answer)[:300]}") from None
+        return node
+
+
+class JSONSuspect(RemoteSuspect):
+    """A generic JSON endpoint as a :class:`~datamark.suspects.Suspect` (see :class:`JSONTemplate`).
+
+    ``num_classes`` is required (a plain JSON API does not declare it); the other options are those of
+    :class:`~datamark.suspects.http.HTTPSuspect`.
+    """
+
+    def __init__(self, url: str, template: JSONTemplate, *, num_classes: int, batch_size: int = 64,
+                 budget: int | None = None, timeout_s: float = 10.0, retries: int = 3, backoff_s: float = 0.2,
+                 rate_limit_per_s: float | None = None, transport: Any = None, **transport_options: Any) -> None:
+        if num_classes < 2 or batch_size < 1:
+            raise ParameterError(f"num_classes must be >= 2 and batch_size >= 1; got {num_classes}, {batch_size}.")
+        self.template, self.num_classes, self.outputs = template, int(num_classes), template.outputs
+        self.format = TensorFormat(template.datatype, template.layout, float(template.scale))  # type: ignore[arg-type]
+        self.batch_size, self.budget, self.queries = batch_size, budget, 0
+        self._http = Transport(url, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s,
+                               rate_limit_per_s=rate_limit_per_s, transport=transport, **transport_options)
+        self.endpoint = f"{self._http.base_url}{template.path}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "http-json", "endpoint": self.endpoint, "template": asdict(self.template),
+                "num_classes": self.num_classes}
+
+    def _ask(self, images: np.ndarray) -> np.ndarray:
+        body = self.template.fill(self.format.encode(images).tolist())
+        self._spend(len(images))
+        where = f"The endpoint {self.endpoint}"
+        found = self.template.extract(self._http.request("POST", self.template.path, body), where)
+        try:
+            out = np.asarray(found, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise SuspectError(f"{where} answered non-numeric '{self.template.response_path}' ({err}).") from err
+        if self.outputs == "labels":
+            if out.ndim == 2 and out.shape[1] == 1:
+                out = out[:, 0]
+            if np.isfinite(out).all() and (out == np.rint(out)).all():
+                out = out.astype(np.int64)
+        return validate_output(out, self.outputs, len(images), self.num_classes,
+                               f"{where} ('{self.template.response_path}')")
