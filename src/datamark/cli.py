@@ -275,7 +275,8 @@ def evidence_check(
         out.print(f"chain intact: {len(report.entries)} entries, {len(report.batches)} query batches, "
                   f"{report.queries} queries; last hash {report.last_hash}")
         out.print(f"key commitment: {header['commitment']}; test: {json.dumps(header['test'])}")
-        out.print(f"result: {result['verdict'] if result else 'none (the run is unfinished; continue it with --resume)'}")
+        unfinished = "none (the run is unfinished; continue it with --resume)"
+        out.print(f"result: {result['verdict'] if result else unfinished}")
         if (key_path is None) != (data is None):
             raise DatamarkError("Re-verification needs both --key and --data.")
         if key_path is not None:

@@ -108,7 +108,7 @@ class HTTPSuspect(RemoteSuspect):
 
     def _check_shape(self, sent: tuple[int, ...]) -> None:
         declared = self.input_shape_declared[1:]
-        if any(isinstance(d, int) and d >= 0 and d != s for d, s in zip(declared, sent)):
+        if any(isinstance(d, int) and d >= 0 and d != s for d, s in zip(declared, sent, strict=True)):
             raise self._mismatch(f"input '{self.input_name}' has shape {self.input_shape_declared} but datamark "
                                  f"would send [N, {', '.join(map(str, sent))}] ({self.format.layout})",
                                  "Check --layout (NHWC or NCHW) and that the probe data fit the model.")

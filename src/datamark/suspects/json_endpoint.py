@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import ParameterError, SuspectError
+from ._remote import RemoteSuspect
 from ._transport import Transport
 from ._v2 import TensorFormat
 from .base import Outputs, validate_output
-from ._remote import RemoteSuspect
 
 PLACEHOLDER = "$inputs"
 
@@ -57,7 +57,7 @@ class JSONTemplate:
         TensorFormat(self.datatype, self.layout, float(self.scale))  # type: ignore[arg-type]  # validates
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "JSONTemplate":
+    def load(cls, path: str | os.PathLike) -> JSONTemplate:
         """A template from a JSON file with the fields of this class."""
         try:
             return cls(**json.loads(open(path, encoding="utf-8").read()))

@@ -19,7 +19,7 @@ import os
 import socket
 import threading
 import time
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +73,7 @@ def create_app(suspect: Suspect, *, model_name: str, input_shape: tuple[int, ...
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
 
-    def check_model(name: str) -> Optional[JSONResponse]:
+    def check_model(name: str) -> JSONResponse | None:
         return None if name == model_name else error(404, f"Unknown model '{name}'; this server has '{model_name}'.")
 
     @app.get("/v2")

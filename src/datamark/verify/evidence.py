@@ -128,7 +128,7 @@ class EvidenceLog:
         self.path, self.entries = path, entries
 
     @classmethod
-    def create(cls, path: str | os.PathLike, header: dict[str, Any], *, overwrite: bool = False) -> "EvidenceLog":
+    def create(cls, path: str | os.PathLike, header: dict[str, Any], *, overwrite: bool = False) -> EvidenceLog:
         """A new file holding only ``header`` (written atomically: it appears whole or not at all)."""
         path = check_output(path, overwrite=overwrite, what="evidence")
         entry = {"type": "header", "format": EVIDENCE_FORMAT, "version": EVIDENCE_VERSION,
@@ -139,7 +139,7 @@ class EvidenceLog:
         return cls(path, [entry])
 
     @classmethod
-    def reopen(cls, path: str | os.PathLike) -> "EvidenceLog":
+    def reopen(cls, path: str | os.PathLike) -> EvidenceLog:
         """An existing file, chain checked, a torn last line (a crash mid-write) cut off."""
         path = Path(path)
         entries, valid = _read(path)
@@ -175,7 +175,7 @@ class RecordingSuspect:
         self._replay: dict[str, Any] = {}
         for entry in log.entries:
             if entry["type"] == "batch":
-                self._replay.update(zip(entry["inputs"], entry["response"]))
+                self._replay.update(zip(entry["inputs"], entry["response"], strict=True))
 
     @property
     def budget_left(self) -> int | None:
@@ -192,7 +192,7 @@ class RecordingSuspect:
             self.fresh += len(missing)
             new = [hashes[i] for i in missing]
             self.log.append("batch", inputs=new, response=answers.tolist())
-            self._replay.update(zip(new, answers.tolist()))
+            self._replay.update(zip(new, answers.tolist(), strict=True))
         self.replayed += len(hashes) - len(missing)
         dtype = np.float64 if self.outputs == "probs" else np.int64
         return np.asarray([self._replay[h] for h in hashes], dtype=dtype)
