@@ -68,7 +68,6 @@ def create_app(suspect: Suspect, *, model_name: str, input_shape: tuple[int, ...
     metadata = model_metadata(model_name, suspect, input_shape, fmt, input_name)
     out_name, out_type = metadata["outputs"][0]["name"], metadata["outputs"][0]["datatype"]
     lock = threading.Lock()
-    app.state.requests = 0
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
@@ -118,7 +117,6 @@ def create_app(suspect: Suspect, *, model_name: str, input_shape: tuple[int, ...
 
     @app.post("/v2/models/{name}/infer")
     async def infer(name: str, request: Request):
-        app.state.requests += 1
         if (bad := check_model(name)) is not None:
             return bad
         try:
