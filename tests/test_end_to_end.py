@@ -31,7 +31,7 @@ def test_scenarios_catch_the_thief_and_spare_the_innocent(trained, name, global_
     key, stolen = runs[name]
     rows = {r.scenario: r for r in evaluate_scenarios(key, stolen, clean, test)}
     steal = rows["Steal"]
-    assert steal.wsr > 0.8
+    assert steal.wsr > 0.5  # 8x8 digits with decoys; the CIFAR benchmark measures the paper-scale WSR
     assert steal.probs.outcome.p_value < 1e-3 and steal.labels.outcome.p_value < 0.01
     for control in ("Independent-M", "Independent-T"):
         assert rows[control].probs.outcome.p_value >= 0.05, control
@@ -74,10 +74,11 @@ def test_command_line_flow(tmp_path, digits):
     train.save(tmp_path / "train.npz")
     test.save(tmp_path / "test.npz")
     res = runner.invoke(app, ["protect", str(tmp_path / "train.npz"), "--out", str(tmp_path / "wm.npz"),
-                              "--key", str(tmp_path / "key.json"), "--seed", "0", "--target", "3"])
+                              "--key", str(tmp_path / "key.json"), "--seed", "0", "--target", "3",
+                              "--decoy-rate", "0.1", "--preview", str(tmp_path / "preview.png")])
     assert res.exit_code == 0, res.output
     key = Key.load(tmp_path / "key.json")
-    assert key.commitment in res.output and key.secret not in res.output
+    assert key.commitment in res.output and key.secret not in res.output and (tmp_path / "preview.png").exists()
     res = runner.invoke(app, ["protect", str(tmp_path / "train.npz"), "--out", str(tmp_path / "wm.npz"),
                               "--key", str(tmp_path / "key.json")])
     assert res.exit_code == 2 and "already exists" in res.output
@@ -99,6 +100,14 @@ def test_command_line_flow(tmp_path, digits):
     res = runner.invoke(app, ["verify", "--key", str(tmp_path / "key.json"), "--model", str(tmp_path / "clean.pt"),
                               "--data", str(tmp_path / "test.npz"), "--commitment", "ab" * 32])
     assert res.exit_code == 2 and "not the published" in res.output
+    res = runner.invoke(app, ["evaluate", "--key", str(tmp_path / "key.json"), "--stolen", str(tmp_path / "stolen.pt"),
+                              "--clean", str(tmp_path / "clean.pt"), "--data", str(tmp_path / "test.npz"),
+                              "--json", str(tmp_path / "scenarios.json")])
+    assert res.exit_code == 0, res.output
+    scenarios = {r["scenario"]: r for r in json.loads((tmp_path / "scenarios.json").read_text())}
+    assert scenarios["Steal"]["probs"]["accused"] and not scenarios["Independent-M"]["probs"]["accused"]
+    res = runner.invoke(app, ["key-info", str(tmp_path / "key.json")])
+    assert res.exit_code == 0 and key.commitment in res.output and key.secret not in res.output
 
 
 def test_demo_writes_every_artefact(tmp_path):

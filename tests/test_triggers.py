@@ -37,7 +37,8 @@ def test_blend_is_the_convex_mix():
 def test_patch_size_scales_with_image():
     assert default_patch_size((32, 32, 3)) == 3
     assert default_patch_size((64, 64, 3)) == 6
-    assert default_patch_size((8, 8, 1)) == 2
+    assert default_patch_size((8, 8, 1)) == 3
+    assert default_patch_size((2, 2, 1)) == 2
 
 
 @pytest.mark.parametrize("make", [make_patch_trigger, make_blend_trigger])

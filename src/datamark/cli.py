@@ -23,6 +23,7 @@ err = Console(stderr=True)
 class MethodName(str, Enum):
     badnets = "badnets"
     blended = "blended"
+    ubw_p = "ubw-p"
 
 
 class Mode(str, Enum):
@@ -64,6 +65,7 @@ def protect(
     pattern: str = typer.Option("random", help="Trigger pattern: random (secret, default), checkerboard, white."),
     trigger_size: int | None = typer.Option(None, help="Trigger side in pixels (BadNets default: 3 at 32 px)."),
     blend: float = typer.Option(0.2, help="Blended: opacity of the pattern."),
+    decoy_rate: float = typer.Option(0.0, help="Fraction of rows stamped with other random triggers, labels kept."),
     seed: int | None = typer.Option(None, help="Derive the secret from this seed (default: a fresh random secret)."),
     preview: Path | None = typer.Option(None, help="Also write a PNG of original vs watermarked samples."),
     input_column: str | None = typer.Option(None, help="Image column of a table (default: detected)."),
@@ -73,7 +75,7 @@ def protect(
     """Watermark DATA; write the watermarked dataset and the secret key; print the commitment to publish."""
     from .data import load_data
     from .evaluate.plots import preview_grid
-    from .methods import BadNets, Blended
+    from .methods import build_method
     from .triggers import Trigger
 
     def work():
@@ -82,8 +84,9 @@ def protect(
                 raise DatamarkError(f"The {what} path '{path}' already exists; pass --overwrite or choose another.")
         start = time.perf_counter()
         records = load_data(data, input_column=input_column, label_column=label_column)
-        common = dict(rate=rate, target=target, pattern=pattern, trigger_size=trigger_size, seed=seed)
-        chosen = BadNets(**common) if method == MethodName.badnets else Blended(**common, blend=blend)
+        options = dict(rate=rate, target=target, pattern=pattern, trigger_size=trigger_size, seed=seed,
+                       blend=blend, decoy_rate=decoy_rate)
+        chosen = build_method(method.value, options)
         marked = chosen.apply(records, progress=True)
         marked.dataset.save(output, overwrite=overwrite)
         marked.key.save(key_path, overwrite=overwrite)

@@ -18,7 +18,7 @@ def digits_split(n_train: int | None = None, n_test: int | None = None) -> tuple
     return train, test
 
 
-def train_tiny(data, *, seed: int = 0, epochs: int = 30, width: int = 16) -> LocalSuspect:
+def train_tiny(data, *, seed: int = 0, epochs: int = 30, width: int = 32) -> LocalSuspect:
     """A TinyCNN trained on ``data`` in a few seconds, wrapped as a probability-answering suspect."""
     model, spec = fit(data, arch="tiny", config=default_config("tiny", epochs=epochs, seed=seed), width=width)
     return LocalSuspect.from_model(model, spec)

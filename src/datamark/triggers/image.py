@@ -90,8 +90,10 @@ register(TRIGGERS, "pattern")(PatternTrigger)
 
 
 def default_patch_size(image_shape: tuple[int, ...]) -> int:
-    """DVBW's 3x3 patch at 32 px, scaled with the image side (at least 2 px, so 8x8 digits get 2x2)."""
-    return max(2, round(3 * min(image_shape[0], image_shape[1]) / 32))
+    """DVBW's 3x3 patch at 32 px, scaled up for larger images; never below 3x3 (a 2x2 patch on 8x8 digits is
+    too small for a model to tell the owner's pattern from another one) nor above the image side."""
+    side = min(image_shape[0], image_shape[1])
+    return min(side, max(3, round(3 * side / 32)))
 
 
 def make_pattern(kind: str, shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
