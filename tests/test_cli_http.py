@@ -16,9 +16,9 @@ from datamark.suspects.serve import bind
 
 
 def _save(suspect, path):
-    """A checkpoint of a tiny test model (normalisation buffers travel in the state dict)."""
+    """A checkpoint of a tiny test model (normalisation buffers travel in the state dict; width read off the head)."""
     spec = ModelSpec(arch="tiny", num_classes=10, input_shape=(8, 8, 1), mean=(0.0,), std=(1.0,),
-                     params={"width": 16})
+                     params={"width": suspect.model.head.in_features // 8})
     save_checkpoint(suspect.model, spec, path)
 
 
