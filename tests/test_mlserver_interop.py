@@ -1,0 +1,70 @@
+"""Interop: HTTPSuspect verifies a model served by Seldon MLServer (a third-party V2 server).
+
+Skipped unless ``mlserver`` is installed (it is not a datamark dependency and pins its own FastAPI, so it
+lives in a separate environment: see examples/mlserver/runtime.py).
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from datamark import Verifier
+from datamark.suspects import HTTPSuspect
+from datamark.suspects.serve import bind
+from datamark.verify import SequentialVerifier
+
+pytest.importorskip("mlserver")
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mlserver"
+
+
+def _free_port():
+    with bind() as sock:
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def mlserver_url(tiny_pair, tmp_path):
+    from test_cli_http import _save
+
+    _, stolen, _, _ = tiny_pair
+    shutil.copy(EXAMPLE / "runtime.py", tmp_path)
+    shutil.copy(EXAMPLE / "model-settings.json", tmp_path)
+    _save(stolen, tmp_path / "model.pt")
+    port = _free_port()
+    (tmp_path / "settings.json").write_text(json.dumps({
+        "http_port": port, "grpc_port": _free_port(), "metrics_port": _free_port(), "parallel_workers": 0,
+        "metrics_endpoint": None}))
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "mlserver"), "start", str(tmp_path)], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stderr.read()
+            try:
+                if httpx.get(f"{url}/v2/models/suspect/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "MLServer did not become ready"
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_verify_against_mlserver(mlserver_url, tiny_pair):
+    key, stolen, _, test = tiny_pair
+    with HTTPSuspect(mlserver_url, "suspect", batch_size=50) as remote:
+        fixed = Verifier().verify(remote, key, test)
+        sequential = SequentialVerifier().verify(remote, key, test)
+    local = Verifier().verify(stolen, key, test)
+    assert fixed.accused and sequential.accused
+    assert abs(fixed.outcome.log10_p - local.outcome.log10_p) < 1e-3 * abs(local.outcome.log10_p)
