@@ -95,8 +95,9 @@ def betting_state(x, *, margin: float, lower: float, upper: float, bet_cap: floa
         return SequentialState(0, 0.0, 0.0, 0.0, float("nan"))
     main = betting_log_wealth(x, margin=margin, lower=lower, bet_cap=bet_cap)
     mirror = betting_log_wealth(-x, margin=-margin, lower=-upper, bet_cap=bet_cap)
-    return SequentialState(len(x), float(main[-1]), float(max(0.0, main.max())), float(mirror.max()),
-                           float(x.mean()))
+    # Wealth starts at 1 (log 0), so the running maxima are >= 0; "+ 0.0" turns -0.0 into 0.0 for printing.
+    return SequentialState(len(x), float(main[-1]) + 0.0, float(max(0.0, main.max())),
+                           float(max(0.0, mirror.max())), float(x.mean()))
 
 
 def sequential_outcome(state: SequentialState, *, margin: float, what: str) -> TestOutcome:
