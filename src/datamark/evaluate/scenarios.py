@@ -49,13 +49,14 @@ def evaluate_scenarios(key: Key, stolen: LocalSuspect, independent: LocalSuspect
     other = independent_trigger(key, seed)
     cases = {"Independent-T": (stolen, other, "independent"), "Independent-M": (independent, key_trigger, "key"),
              "Steal": (stolen, key_trigger, "key")}
+    accuracy = {id(s): benign_accuracy(s, test_data) for s in (stolen, independent)}  # once per model
     rows = []
     for name in SCENARIOS:
         suspect, trigger, label = cases[name]
         results = {mode: replace(verifier, mode=mode).verify(
             suspect.with_outputs(mode), key, test_data, trigger=trigger, trigger_label=label)
             for mode in ("probs", "labels")}
-        rows.append(ScenarioRow(name, benign_accuracy(suspect, test_data),
+        rows.append(ScenarioRow(name, accuracy[id(suspect)],
                                 watermark_success_rate(suspect, test_data, trigger, key.target),
                                 results["probs"], results["labels"]))
     return rows
