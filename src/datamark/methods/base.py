@@ -36,6 +36,8 @@ class MarkBatch:
     num_classes: int
     secret: bytes
     rng: np.random.Generator  # the method's marking generator, derived from the secret
+    rows: np.ndarray | None = None  # their row positions in the dataset
+    context: Any = None             # what :meth:`WatermarkMethod.prepare` returned (e.g. a base model)
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,34 @@ class WatermarkMethod(ABC):
         """The test and its settings recommended for this method, stored in the key."""
         return {}
 
+    def prepare(self, data: Records, inputs: np.ndarray, *, secret: bytes, target: int | None, trigger: Trigger,
+                progress: bool = False) -> Any:
+        """Work done once before rows are chosen and marked (load or train a base model, ...); the value is
+        handed to :meth:`select_rows`, :meth:`mark` (as ``batch.context``) and :meth:`key_extra`."""
+        return None
+
+    def select_rows(self, data: Records, inputs: np.ndarray, *, secret: bytes, eligible: np.ndarray, k: int,
+                    context: Any = None) -> np.ndarray:
+        """Sorted positions of the ``k`` rows to mark: by default the eligible rows with the smallest keyed hash."""
+        return select_smallest(keyed_scores(secret, data.ids, "mark"), k, eligible)
+
+    def mark_rows(self, data: Records, inputs: np.ndarray, rows: np.ndarray, *, trigger: Trigger,
+                  target: int | None, secret: bytes, context: Any = None, progress: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Marked inputs and labels of all selected ``rows``: :meth:`mark` batch by batch, unless a method marks
+        its rows jointly (bi-level crafting optimises every poison against one objective)."""
+        k, input_shape = len(rows), tuple(inputs.shape[1:])
+        marked, labels = np.empty((k, *input_shape), dtype=np.uint8), np.empty(k, dtype=np.int64)
+        mark_rng = generator(secret, "mark")
+        with progress_bar(f"mark ({self.registry_name})", k, enabled=progress, unit="img") as bar:
+            for start in range(0, k, MARK_BATCH):
+                batch = rows[start:start + MARK_BATCH]
+                marked[start:start + len(batch)], labels[start:start + len(batch)] = self.mark(MarkBatch(
+                    inputs[batch], data.labels[batch], [data.ids[r] for r in batch], trigger, target,
+                    data.num_classes, secret, mark_rng, batch, context))
+                bar.advance(len(batch))
+        return marked, labels
+
     # --- the template --------------------------------------------------------------------------------------
     def params(self) -> dict[str, Any]:
         """Hyper-parameters as JSON values, for the key (the trigger is stored on its own)."""
@@ -128,21 +158,17 @@ class WatermarkMethod(ABC):
         if k > int(eligible.sum()):
             raise ParameterError(f"{type(self).__name__} needs {k} rows but only {int(eligible.sum())} are "
                                  f"eligible in {data.where}; lower the rate.")
-        rows = select_smallest(keyed_scores(secret, data.ids, "mark"), k, eligible)
-        marked, labels = np.empty((k, *input_shape), dtype=np.uint8), np.empty(k, dtype=np.int64)
-        mark_rng = generator(secret, "mark")
-        with progress_bar(f"mark ({self.registry_name})", k, enabled=progress, unit="img") as bar:
-            for start in range(0, k, MARK_BATCH):
-                batch = rows[start:start + MARK_BATCH]
-                marked[start:start + len(batch)], labels[start:start + len(batch)] = self.mark(MarkBatch(
-                    inputs[batch], data.labels[batch], [data.ids[r] for r in batch], trigger, target,
-                    data.num_classes, secret, mark_rng))
-                bar.advance(len(batch))
+        context = self.prepare(data, inputs, secret=secret, target=target, trigger=trigger, progress=progress)
+        rows = np.sort(np.asarray(self.select_rows(data, inputs, secret=secret, eligible=eligible, k=k,
+                                                   context=context), dtype=np.int64))
+        marked, labels = self.mark_rows(data, inputs, rows, trigger=trigger, target=target, secret=secret,
+                                        context=context, progress=progress)
         decoys = self._decoys(data, secret, rows)
         if len(decoys):
             rows_all = np.concatenate([rows, decoys])
             order = np.argsort(rows_all)
-            decoy_inputs = np.stack([trigger.independent(mark_rng).apply(inputs[r]) for r in decoys])
+            decoy_rng = generator(secret, "mark")  # the stream decoys have always used: keeps old runs reproducible
+            decoy_inputs = np.stack([trigger.independent(decoy_rng).apply(inputs[r]) for r in decoys])
             watermarked = data.replace(rows_all[order], np.concatenate([marked, decoy_inputs])[order],
                                        np.concatenate([labels, data.labels[decoys]])[order])
         else:
@@ -154,7 +180,7 @@ class WatermarkMethod(ABC):
                            "input_shape": list(input_shape), "modality": data.modality,
                            "format": data.source_format},
                   verification=self.verification_defaults(),
-                  extra={**self.key_extra(data, rows, labels),
+                  extra={**self.key_extra(data, rows, labels, context=context),
                          **({"decoy_ids": [data.ids[r] for r in decoys]} if len(decoys) else {})})
         return Watermarked(watermarked, key, rows)
 
@@ -170,6 +196,7 @@ class WatermarkMethod(ABC):
                                  f"are left. Lower decoy_rate or rate.")
         return select_smallest(keyed_scores(secret, data.ids, "decoy"), k, free)
 
-    def key_extra(self, data: Records, rows: np.ndarray, new_labels: np.ndarray) -> dict[str, Any]:
+    def key_extra(self, data: Records, rows: np.ndarray, new_labels: np.ndarray, *, context: Any = None
+                  ) -> dict[str, Any]:
         """Method-specific outcomes to keep in the key (none by default)."""
         return {}

@@ -63,7 +63,8 @@ class UBWP(WatermarkMethod):
     def verification_defaults(self) -> dict[str, Any]:
         return dict(UBW_VERIFICATION)
 
-    def key_extra(self, data: Records, rows: np.ndarray, new_labels: np.ndarray) -> dict[str, Any]:
+    def key_extra(self, data: Records, rows: np.ndarray, new_labels: np.ndarray, *, context: Any = None
+                  ) -> dict[str, Any]:
         return {"new_labels": new_labels.tolist(),
                 "kept_true_label": int((new_labels == data.labels[rows]).sum()),
                 "note": "labels drawn uniformly from all classes: about 1/K of marked rows keep their true label"}
