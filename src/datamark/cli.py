@@ -96,8 +96,8 @@ def protect(
             preview_grid(originals, Trigger.from_config(marked.key.trigger).apply(originals), preview,
                          overwrite=overwrite)
         elapsed = time.perf_counter() - start
-        out.print(f"marked {len(marked.rows)} of {len(records)} rows with {method.value} in {elapsed:.1f} s "
-                  f"(target class {marked.key.target})")
+        goal = f"target class {marked.key.target}" if marked.key.target is not None else "untargeted"
+        out.print(f"marked {len(marked.rows)} of {len(records)} rows with {method.value} in {elapsed:.1f} s ({goal})")
         out.print(f"watermarked dataset: {output}\nsecret key (keep private): {key_path}")
         out.print(f"commitment (publish with the release): [bold]{marked.key.commitment}[/]")
     _run(work)
@@ -348,7 +348,8 @@ def demo(
         report = run_experiment(train_set, test_set, methods, arch="tiny", config=config,
                                 out_dir=output, overwrite=overwrite, progress=True, log=out.print)
         for name, m in report.methods.items():
-            out.print(rich_table(m.rows, f"{name}: target {m.target}, commitment {m.commitment[:16]}…"))
+            goal = f"target {m.target}" if m.target is not None else "untargeted"
+            out.print(rich_table(m.rows, f"{name}: {goal}, commitment {m.commitment[:16]}…"))
         out.print(f"clean model BA {100 * report.clean_ba:.2f} %; artefacts (keys, data, checkpoints, "
                   f"previews, p-value plot, results.json) in {output}/; {time.perf_counter() - start:.0f} s in all")
     _run(work)

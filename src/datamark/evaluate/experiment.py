@@ -35,7 +35,7 @@ class MethodReport:
     name: str
     rows: list[ScenarioRow]
     commitment: str
-    target: int
+    target: int | None  # None for untargeted methods
     marked_rows: int
     protect_s: float
     train_s: float
@@ -59,7 +59,8 @@ class ExperimentReport:
     def markdown(self) -> str:
         parts = [f"Clean model BA: {100 * self.clean_ba:.2f} %\n"]
         for name, m in self.methods.items():
-            parts.append(f"### {name} (target class {m.target}, {m.marked_rows} rows marked, key commitment "
+            goal = f"target class {m.target}" if m.target is not None else "untargeted"
+            parts.append(f"### {name} ({goal}, {m.marked_rows} rows marked, key commitment "
                          f"`{m.commitment[:16]}…`)\n\n{markdown_table(m.rows)}\n")
         return "\n".join(parts)
 
@@ -113,7 +114,7 @@ def run_experiment(train: Records, test: Records, methods: Mapping[str, Watermar
         train_s = time.perf_counter() - start
         stolen = LocalSuspect.from_model(stolen_model, stolen_spec)
         rows = evaluate_scenarios(marked.key, stolen, clean, test, verifier=verifier, seed=config.seed)
-        report.methods[name] = MethodReport(name, rows, marked.key.commitment, int(marked.key.target),
+        report.methods[name] = MethodReport(name, rows, marked.key.commitment, marked.key.target,
                                             len(marked.rows), protect_s, train_s)
         if out is not None:
             suffix = ".npz" if marked.dataset.source_format == "numpy" else ""
@@ -124,7 +125,8 @@ def run_experiment(train: Records, test: Records, methods: Mapping[str, Watermar
             trigger = Trigger.from_config(marked.key.trigger)
             originals = train.inputs()[shown]
             preview_grid(originals, trigger.apply(originals), out / f"{name}-preview.png", overwrite=overwrite,
-                         titles=[f"{train.class_names[train.labels[r]]}→{marked.key.target}" for r in shown])
+                         titles=[f"{train.class_names[train.labels[r]]}→{train.class_names[marked.dataset.labels[r]]}"
+                                 for r in shown])
     if out is not None:
         results = {name: m.rows for name, m in report.methods.items()}
         pvalue_plot(results, out / "pvalues.png", alpha_probs=verifier.alpha or 0.01,

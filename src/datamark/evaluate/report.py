@@ -6,21 +6,31 @@ from collections.abc import Sequence
 
 from .scenarios import ScenarioRow
 
-HEADER = ("Scenario", "BA %", "WSR %", "ΔP", "p (probs)", "flip rate", "p (labels)", "verdict (probs / labels)")
+TARGETED = ("Scenario", "BA %", "WSR %", "ΔP", "p (probs)", "flip rate", "p (labels)", "verdict (probs / labels)")
+UNTARGETED = ("Scenario", "BA %", "ASR-A %", "ASR-C %", "D_p", "ΔP", "p (probs)", "flip rate", "p (labels)",
+              "verdict (probs / labels)")
+
+
+def _header(rows: Sequence[ScenarioRow]) -> tuple[str, ...]:
+    return UNTARGETED if any(r.extra for r in rows) else TARGETED
 
 
 def _cells(row: ScenarioRow) -> tuple[str, ...]:
     def verdict(r):
         return "accused" if r.accused else "not accused"
 
-    return (row.scenario, f"{100 * row.ba:.2f}", f"{100 * row.wsr:.2f}", f"{row.probs.outcome.effect:.3f}",
+    success = (f"{100 * row.wsr:.2f}",)
+    if row.extra:
+        success += (f"{100 * row.extra['asr_c']:.2f}", f"{row.extra['d_p']:.4f}")
+    return (row.scenario, f"{100 * row.ba:.2f}", *success, f"{row.probs.outcome.effect:.3f}",
             f"{row.probs.outcome.p_value:.3g}", f"{row.labels.outcome.effect:.2f}", f"{row.labels.outcome.p_value:.3g}",
             f"{verdict(row.probs)} / {verdict(row.labels)}")
 
 
 def markdown_table(rows: Sequence[ScenarioRow]) -> str:
-    """A GitHub Markdown table of the scenarios."""
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    """A GitHub Markdown table of the scenarios (WSR for targeted keys; ASR-A, ASR-C, D_p for untargeted)."""
+    header = _header(rows)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
     return "\n".join(lines)
 
@@ -30,7 +40,7 @@ def rich_table(rows: Sequence[ScenarioRow], title: str):
     from rich.table import Table
 
     table = Table(title=title)
-    for head in HEADER:
+    for head in _header(rows):
         table.add_column(head, justify="left" if head in ("Scenario", "verdict (probs / labels)") else "right")
     for row in rows:
         table.add_row(*_cells(row))

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .._rng import generator, seed_secret
@@ -18,22 +18,28 @@ from ..suspects.local import LocalSuspect
 from ..triggers.base import Trigger
 from ..verify.result import VerificationResult
 from ..verify.verifier import Verifier
-from .metrics import benign_accuracy, watermark_success_rate
+from .metrics import benign_accuracy, untargeted_success, watermark_success_rate
 
 SCENARIOS = ("Independent-T", "Independent-M", "Steal")
 
 
 @dataclass(frozen=True)
 class ScenarioRow:
+    """One scenario: BA, the watermark's success rate (WSR; ASR-A for untargeted keys), both verifications.
+
+    ``extra`` holds the untargeted metrics beside ASR-A (``asr_c``, ``d_p``); it is empty for targeted keys.
+    """
+
     scenario: str
     ba: float
     wsr: float
     probs: VerificationResult
     labels: VerificationResult
+    extra: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"scenario": self.scenario, "ba": self.ba, "wsr": self.wsr, "probs": self.probs.to_dict(),
-                "labels": self.labels.to_dict()}
+        return {"scenario": self.scenario, "ba": self.ba, "wsr": self.wsr, **self.extra,
+                "probs": self.probs.to_dict(), "labels": self.labels.to_dict()}
 
 
 def independent_trigger(key: Key, seed: int) -> Trigger:
@@ -43,7 +49,8 @@ def independent_trigger(key: Key, seed: int) -> Trigger:
 
 def evaluate_scenarios(key: Key, stolen: LocalSuspect, independent: LocalSuspect, test_data: Records, *,
                        verifier: Verifier | None = None, seed: int = 0) -> list[ScenarioRow]:
-    """BA, WSR and both verification modes for the three scenarios (local models answer both modes)."""
+    """BA, WSR (or ASR-A, ASR-C, D_p) and both verification modes for the three scenarios (local models
+    answer both modes)."""
     verifier = verifier or Verifier(seed=seed)
     key_trigger = Trigger.from_config(key.trigger)
     other = independent_trigger(key, seed)
@@ -56,7 +63,10 @@ def evaluate_scenarios(key: Key, stolen: LocalSuspect, independent: LocalSuspect
         results = {mode: replace(verifier, mode=mode).verify(
             suspect.with_outputs(mode), key, test_data, trigger=trigger, trigger_label=label)
             for mode in ("probs", "labels")}
-        rows.append(ScenarioRow(name, accuracy[id(suspect)],
-                                watermark_success_rate(suspect, test_data, trigger, key.target),
-                                results["probs"], results["labels"]))
+        if key.target is not None:
+            wsr, extra = watermark_success_rate(suspect, test_data, trigger, key.target), {}
+        else:
+            extra = untargeted_success(suspect, test_data, trigger)
+            wsr = extra.pop("asr_a")
+        rows.append(ScenarioRow(name, accuracy[id(suspect)], wsr, results["probs"], results["labels"], extra))
     return rows

@@ -13,9 +13,10 @@ The bet is aGRAPA (the approximate growth-rate-optimal lambda = mean / second mo
 one pseudo-observation so the first bet is small), capped at ``bet_cap`` / (m - lower); W-S & R use caps of
 1/2 to 3/4.
 
-- Probability mode: x = P_target(triggered) - P_target(clean) in [-1, 1], m = tau.
-- Label-only mode: x = 1 if the trigger sends a probe to the target (probes already predicted as the target
-  without it are set aside), in {0, 1}, m = p0 = tau.
+- Probability mode: x = P_target(triggered) - P_target(clean) in [-1, 1], m = tau; for an untargeted key
+  x = P_true(clean) - P_true(triggered), on probes the suspect classifies correctly.
+- Label-only mode: x = 1 if the trigger sends a probe to the target (untargeted: off its true label); probes
+  that already do so without it are set aside; x in {0, 1}, m = p0 = tau.
 
 Futility: a mirror martingale tests H0': E[x] >= m. Reaching 1/alpha there shows, at level alpha, that the
 trigger moves the suspect by less than tau, so the run stops early for an innocent model too. Stopping for
@@ -38,7 +39,7 @@ from ..suspects.base import Suspect
 from ..triggers.base import Trigger
 from .result import VerificationResult
 from .stats import TestOutcome
-from .verifier import Verifier
+from .verifier import Objective, PairedScores, Verifier, trigger_of
 
 _LN10 = math.log(10.0)
 
@@ -133,31 +134,32 @@ class SequentialVerifier(Verifier):
         return {**super().settings(key), "verifier": "sequential", "batch_size": self.batch_size,
                 "futility": self.futility, "bet_cap": self.bet_cap}
 
-    def _observations(self, treated: np.ndarray, control: np.ndarray) -> np.ndarray:
+    def _observations(self, scores: PairedScores, objective: Objective) -> np.ndarray:
+        """The betting test's observations, oriented so that H1 is "mean above tau"."""
         if self.mode == "probs":
-            return treated - control
-        return treated[control == 0]
+            diff = scores.treated - scores.control
+            return (diff if objective.targeted else -diff)[scores.kept]
+        return scores.treated[scores.kept]
 
     def verify(self, suspect: Suspect, key: Key, data: Records, *, trigger: Trigger | None = None,
                trigger_label: str = "key") -> VerificationResult:
         """Like :meth:`Verifier.verify`, in rounds, stopping as soon as the evidence is conclusive."""
         (n_probe, margin, alpha), rows = self._prepare(suspect, key, data, keyed_order=True)
-        trigger = trigger or Trigger.from_config(key.trigger)
+        trigger, objective = trigger_of(key, trigger), Objective.of(key)
         inputs = data.inputs()
         lower = -1.0 if self.mode == "probs" else 0.0
-        start, treated, control = suspect.queries, [], []
+        start, rounds_scores = suspect.queries, []
         state, stop, rounds = betting_state([], margin=margin, lower=lower, upper=1.0), "max_probes", 0
         for first in range(0, len(rows), self.batch_size):
-            clean = inputs[rows[first:first + self.batch_size]]
+            batch = rows[first:first + self.batch_size]
+            clean = inputs[batch]
             left = getattr(suspect, "budget_left", None)
             if left is not None and left < 2 * len(clean):
                 stop = "budget"
                 break
-            scores = self._query(suspect, clean, trigger.apply(clean), key.target)
-            treated.append(scores.treated)
-            control.append(scores.control)
+            rounds_scores.append(self._query(suspect, clean, trigger.apply(clean), data.labels[batch], objective))
             rounds += 1
-            x = self._observations(np.concatenate(treated), np.concatenate(control))
+            x = np.concatenate([self._observations(s, objective) for s in rounds_scores])
             state = betting_state(x, margin=margin, lower=lower, upper=1.0, bet_cap=self.bet_cap)
             if state.rejected(alpha):
                 stop = "evidence"
@@ -165,9 +167,12 @@ class SequentialVerifier(Verifier):
             if self.futility and state.futile(alpha):
                 stop = "futility"
                 break
-        probes = sum(len(t) for t in treated)
-        score, h0, h1 = self._hypotheses(margin)
-        what = "mean(P_target(triggered) - P_target(clean))" if self.mode == "probs" else "P(flip to target)"
+        probes = sum(len(s.treated) for s in rounds_scores)
+        score, h0, h1 = self._hypotheses(margin, objective)
+        what = {(True, "probs"): "mean(P_target(triggered) - P_target(clean))",
+                (True, "labels"): "P(flip to target)",
+                (False, "probs"): "mean(P_true(clean) - P_true(triggered))",
+                (False, "labels"): "P(flip off the true label)"}[objective.targeted, self.mode]
         details = {"stopped": stop, "probes_used": probes, "rounds": rounds, "batch_size": self.batch_size,
                    "e_value_log10": state.log_wealth / _LN10, "max_e_value_log10": state.max_log_wealth / _LN10,
                    "futility_e_value_log10": state.futility_log_wealth / _LN10, "bet_cap": self.bet_cap}

@@ -1,11 +1,20 @@
 """Black-box verification: draw probes, pair clean and triggered versions, query the suspect, test.
 
-Probability mode (DVBW): the score of each probe is the suspect's probability of the target class, with and
-without the trigger, and a one-sided paired t-test with margin tau asks whether the trigger raises it by more
-than tau. Label-only mode: probes the suspect already assigns to the target without the trigger are set aside
-(they cannot show a change), and an exact one-sided binomial test asks whether the trigger sends more than a
-fraction tau of the others to the target. Both nulls hold for any model that did not learn the watermark as
-long as the trigger moves it by at most tau; the label-only test is exact, so its false-positive rate is <= alpha.
+What the watermark does to a probe comes from the key (:class:`Objective`):
+
+* **targeted** (DVBW, clean-label): the score of a probe is the suspect's probability of the target class, with
+  and without the trigger; a one-sided paired test with margin tau (t-test, or Wilcoxon signed-rank where the
+  key says so) asks whether the trigger *raises* it by more than tau. Probes come from outside the target class.
+* **untargeted** (UBW): the score is the probability of the probe's *true* label; the same test, in the other
+  direction, asks whether the trigger *lowers* it by more than tau (H1: P_benign > P_triggered + tau). Only probes
+  the suspect classifies correctly without the trigger are used, as in the paper: more clean probes are queried
+  until ``n_probe`` correct ones are found.
+
+Label-only mode: a probe "succeeds" when the trigger sends its prediction to the target (targeted) or away from
+the true label (untargeted); probes that already succeed without the trigger are set aside (they cannot show a
+change), and an exact one-sided binomial test asks whether more than a fraction tau of the others succeed. Every
+null holds for any model that did not learn the watermark as long as the trigger moves it by at most tau; the
+label-only test is exact, so its false-positive rate is <= alpha.
 """
 
 from __future__ import annotations
@@ -22,21 +31,68 @@ from ..key import Key
 from ..suspects.base import Suspect, labels_of, require_probs
 from ..triggers.base import Trigger
 from .result import VerificationResult
-from .stats import binomial_test, paired_ttest
+from .stats import TestOutcome, binomial_test, paired_ttest, wilcoxon_signed_rank
 
 Mode = Literal["probs", "labels"]
+PAIRED_TESTS = {"paired-t": paired_ttest, "wilcoxon": wilcoxon_signed_rank}
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What a key's watermark does to a probe: push it to ``target`` or (``target is None``) off its true label.
+
+    ``test`` is the paired test of probability mode ("paired-t" or "wilcoxon"), as the key recommends.
+    """
+
+    target: int | None
+    test: str = "paired-t"
+
+    @classmethod
+    def of(cls, key: Key) -> Objective:
+        test = str(key.verification.get("test", "paired-t"))
+        if test not in PAIRED_TESTS:
+            raise ParameterError(f"The key recommends the test '{test}', which this datamark does not know; "
+                                 f"known: {sorted(PAIRED_TESTS)}. Upgrade datamark.")
+        return cls(key.target, test)
+
+    @property
+    def targeted(self) -> bool:
+        return self.target is not None
+
+    @property
+    def alternative(self) -> str:
+        """The direction of H1 on (triggered - clean) scores: up for the target, down for the true label."""
+        return "greater" if self.targeted else "less"
+
+    def eligible(self, labels: np.ndarray) -> np.ndarray:
+        """Rows that may serve as probes: outside the target class (targeted) or all rows (untargeted)."""
+        return labels != self.target if self.targeted else np.ones(len(labels), dtype=bool)
+
+    def probability(self, probs: np.ndarray, true: np.ndarray) -> np.ndarray:
+        """The score of probability mode: P(target) or P(true label) per probe."""
+        return probs[:, self.target] if self.targeted else probs[np.arange(len(probs)), true]
+
+    def success(self, labels: np.ndarray, true: np.ndarray) -> np.ndarray:
+        """The score of label-only mode: 1.0 where the prediction is the target / is not the true label."""
+        hit = labels == self.target if self.targeted else labels != true
+        return hit.astype(np.float64)
+
+    def paired_test(self, treated: np.ndarray, control: np.ndarray, margin: float) -> TestOutcome:
+        return PAIRED_TESTS[self.test](treated, control, margin=margin, alternative=self.alternative)
 
 
 @dataclass(frozen=True)
 class PairedScores:
-    """Per-probe scores with (treated) and without (control) the trigger.
+    """Per-probe scores with (treated) and without (control) the trigger, and which probes the test uses.
 
-    Probability mode: the target-class probability. Label-only mode: 1.0 where the predicted label is the
-    target, else 0.0 (probes with ``control == 1`` cannot show a change and are set aside by the tests).
+    Probability mode: the probability of the target (targeted) or of the true label (untargeted); ``kept`` is
+    all probes, or for untargeted keys those the suspect classifies correctly. Label-only mode: 1.0 where the
+    probe succeeds (see :meth:`Objective.success`); ``kept`` is the probes that do not succeed without the trigger.
     """
 
     treated: np.ndarray
     control: np.ndarray
+    kept: np.ndarray
 
 
 def check_budget(suspect: Suspect, n: int) -> None:
@@ -84,11 +140,12 @@ class Verifier:
         Rows come in position order, or with ``keyed_order`` in the order of their keyed hash: a random order
         fixed by the seed, which a sequential test needs (any prefix is then a random sample of the probes).
         """
-        eligible = data.labels != key.target if key.target is not None else np.ones(len(data), dtype=bool)
+        eligible = Objective.of(key).eligible(data.labels)
         available = int(eligible.sum())
         if available < 2:
-            raise ParameterError(f"The probe data {data.where} has {available} rows outside the target class; "
-                                 f"verification needs at least 2 (and {n_probe} by default).")
+            where = "outside the target class" if key.target is not None else "in all"
+            raise ParameterError(f"The probe data {data.where} has {available} rows {where}; verification needs at "
+                                 f"least 2 (and {n_probe} by default).")
         k = min(n_probe, available)
         scores = keyed_scores(seed_secret(self.seed), data.ids, "probe")
         rows = select_smallest(scores, k, eligible)
@@ -100,38 +157,78 @@ class Verifier:
         return {"verifier": "fixed", "mode": self.mode, "n_probe": n_probe, "margin": margin, "alpha": alpha,
                 "seed": self.seed}
 
-    def _prepare(self, suspect: Suspect, key: Key, data: Records, *, keyed_order: bool = False
-                 ) -> tuple[tuple[int, float, float], np.ndarray]:
+    def _prepare(self, suspect: Suspect, key: Key, data: Records, *, keyed_order: bool = False,
+                 all_rows: bool = False) -> tuple[tuple[int, float, float], np.ndarray]:
         """Check the key, data and suspect agree (before any query); return the settings and the probe rows."""
-        if key.target is None:
-            raise ParameterError("This verifier handles targeted watermarks; the key has no target class.")
         settings = self._settings(key)
         key.check_data(data.num_classes, data.input_shape, f"the probe data {data.where}")
         key.check_data(suspect.num_classes, data.input_shape, "the suspect model")
         if self.mode == "probs":
             require_probs(suspect, "Probability-mode verification")
-        return settings, self.select_probes(key, data, settings[0], keyed_order=keyed_order)
+        n = len(data) if all_rows else settings[0]
+        return settings, self.select_probes(key, data, n, keyed_order=keyed_order)
 
-    def _query(self, suspect: Suspect, clean: np.ndarray, triggered: np.ndarray, target: int) -> PairedScores:
+    def _scores(self, clean_out: np.ndarray, triggered_out: np.ndarray, true: np.ndarray,
+                objective: Objective) -> PairedScores:
+        """Per-probe scores of this mode from the suspect's answers on clean and triggered probes."""
+        if self.mode == "probs":
+            control, treated = objective.probability(clean_out, true), objective.probability(triggered_out, true)
+            kept = np.ones(len(true), dtype=bool) if objective.targeted else clean_out.argmax(1) == true
+            return PairedScores(treated, control, kept)
+        control, treated = objective.success(clean_out, true), objective.success(triggered_out, true)
+        return PairedScores(treated, control, control == 0)
+
+    def _answers(self, suspect: Suspect, inputs: np.ndarray) -> np.ndarray:
+        return suspect.query(inputs) if self.mode == "probs" else labels_of(suspect, inputs)
+
+    def _query(self, suspect: Suspect, clean: np.ndarray, triggered: np.ndarray, true: np.ndarray,
+               objective: Objective) -> PairedScores:
         """One query of the clean and triggered probes; the per-probe scores of this mode."""
         n = len(clean)
         check_budget(suspect, 2 * n)
-        both = np.concatenate([clean, triggered])
-        if self.mode == "probs":
-            score = suspect.query(both)[:, target]
-        else:
-            score = (labels_of(suspect, both) == target).astype(np.float64)
-        return PairedScores(treated=score[n:], control=score[:n])
+        out = self._answers(suspect, np.concatenate([clean, triggered]))
+        return self._scores(out[:n], out[n:], true, objective)
 
-    def _hypotheses(self, margin: float) -> tuple[str, str, str]:
-        """(score, H0, H1) in words for this mode."""
+    def _correct_probes(self, suspect: Suspect, inputs: np.ndarray, labels: np.ndarray, rows: np.ndarray,
+                        n_probe: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """Query clean candidates in keyed order until ``n_probe`` are classified correctly (untargeted keys).
+
+        Returns the kept rows, the suspect's answers on them, and how many candidates were set aside.
+        """
+        kept_rows, kept_out, asked = [], [], 0
+        while sum(len(r) for r in kept_rows) < n_probe and asked < len(rows):
+            have = sum(len(r) for r in kept_rows)
+            rate = have / asked if asked else 1.0
+            ask = rows[asked:asked + max(1, int(np.ceil((n_probe - have) / max(rate, 0.1))))]
+            check_budget(suspect, len(ask) + n_probe - have)
+            out = self._answers(suspect, inputs[ask])
+            predicted = out.argmax(1) if self.mode == "probs" else out
+            correct = np.flatnonzero(predicted == labels[ask])[:n_probe - have]
+            kept_rows.append(ask[correct])
+            kept_out.append(out[correct])
+            asked += len(ask)
+        found = sum(len(r) for r in kept_rows)
+        return np.concatenate(kept_rows), np.concatenate(kept_out), asked - found
+
+    def _hypotheses(self, margin: float, objective: Objective) -> tuple[str, str, str]:
+        """(score, H0, H1) in words for this mode and objective."""
+        if objective.targeted:
+            if self.mode == "probs":
+                return ("target-class probability",
+                        f"mean(P_target(triggered) - P_target(clean)) <= tau = {margin:g}",
+                        f"mean(P_target(triggered) - P_target(clean)) > tau = {margin:g}")
+            return ("predicted label",
+                    f"P(label(triggered) = target | label(clean) != target) <= tau = {margin:g} "
+                    f"(the trigger sends at most a fraction tau of probes to the target)",
+                    f"P(label(triggered) = target | label(clean) != target) > tau = {margin:g}")
         if self.mode == "probs":
-            return ("target-class probability", f"mean(P_target(triggered) - P_target(clean)) <= tau = {margin:g}",
-                    f"mean(P_target(triggered) - P_target(clean)) > tau = {margin:g}")
+            return ("true-label probability (probes classified correctly)",
+                    f"mean(P_true(clean) - P_true(triggered)) <= tau = {margin:g}",
+                    f"mean(P_true(clean) - P_true(triggered)) > tau = {margin:g} (P_b > P_t + tau)")
         return ("predicted label",
-                f"P(label(triggered) = target | label(clean) != target) <= tau = {margin:g} "
-                f"(the trigger sends at most a fraction tau of probes to the target)",
-                f"P(label(triggered) = target | label(clean) != target) > tau = {margin:g}")
+                f"P(label(triggered) != true | label(clean) = true) <= tau = {margin:g} "
+                f"(the trigger changes at most a fraction tau of correct predictions)",
+                f"P(label(triggered) != true | label(clean) = true) > tau = {margin:g}")
 
     def verify(self, suspect: Suspect, key: Key, data: Records, *, trigger: Trigger | None = None,
                trigger_label: str = "key") -> VerificationResult:
@@ -139,23 +236,33 @@ class Verifier:
 
         ``trigger`` replaces the key's trigger (the Independent-T control); the key's is used otherwise.
         """
-        (n_probe, margin, alpha), rows = self._prepare(suspect, key, data)
-        trigger = trigger or Trigger.from_config(key.trigger)
-        clean = data.inputs()[rows]
+        objective = Objective.of(key)
         start = suspect.queries
-        scores = self._query(suspect, clean, trigger.apply(clean), key.target)
+        if objective.targeted:
+            (n_probe, margin, alpha), rows = self._prepare(suspect, key, data)
+            clean = data.inputs()[rows]
+            scores = self._query(suspect, clean, trigger_of(key, trigger).apply(clean), data.labels[rows], objective)
+            excluded = int((~scores.kept).sum())
+        else:  # all candidate rows in keyed order; clean queries until n_probe are classified correctly
+            (n_probe, margin, alpha), rows = self._prepare(suspect, key, data, keyed_order=True, all_rows=True)
+            inputs = data.inputs()
+            rows, clean_out, excluded = self._correct_probes(suspect, inputs, data.labels, rows, n_probe)
+            triggered_out = self._answers(suspect, trigger_of(key, trigger).apply(inputs[rows]))
+            scores = self._scores(clean_out, triggered_out, data.labels[rows], objective)
         if self.mode == "probs":
-            outcome = paired_ttest(scores.treated, scores.control, margin=margin, alternative="greater")
-            excluded = 0
+            outcome = objective.paired_test(scores.treated[scores.kept], scores.control[scores.kept], margin)
         else:
-            kept = scores.control == 0
-            excluded = int((~kept).sum())
-            outcome = binomial_test(int(scores.treated[kept].sum()), int(kept.sum()), p0=margin)
-        score, h0, h1 = self._hypotheses(margin)
+            outcome = binomial_test(int(scores.treated[scores.kept].sum()), int(scores.kept.sum()), p0=margin)
+        score, h0, h1 = self._hypotheses(margin, objective)
         return VerificationResult(commitment=key.commitment, method=str(key.method.get("name")), mode=self.mode,
                                   score=score, h0=h0, h1=h1, alpha=alpha, outcome=outcome, n_probe_requested=n_probe,
                                   n_excluded=excluded, queries=suspect.queries - start, seed=self.seed,
                                   trigger=trigger_label)
+
+
+def trigger_of(key: Key, trigger: Trigger | None = None) -> Trigger:
+    """``trigger`` if given (the Independent-T control), else the key's own trigger."""
+    return trigger or Trigger.from_config(key.trigger)
 
 
 def verify(suspect: Suspect, key: Key, data: Records, *, mode: Mode = "probs", **settings) -> VerificationResult:

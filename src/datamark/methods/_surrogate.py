@@ -1,0 +1,69 @@
+"""The base (surrogate) model a clean-label or gradient-matching method crafts its perturbations against.
+
+The owner either passes a checkpoint (``base_model``) or lets datamark train one on the clean data; either way
+the model must match the data (class count, image shape), and its training cost is part of the protect step.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from .._rng import torch_seed
+from ..data.records import Records
+from ..exceptions import ParameterError
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """A model in eval mode, its spec, and where it came from (for the key and the cost report)."""
+
+    model: nn.Module
+    spec: Any
+    source: str          # "checkpoint:<path>" or "trained:<arch>"
+    train_seconds: float
+
+
+def resolve_base_model(data: Records, *, checkpoint: str | None, arch: str, epochs: int | None, secret: bytes,
+                       owner: str, progress: bool = False) -> BaseModel:
+    """Load ``checkpoint`` or train ``arch`` on ``data`` (seeded from the secret); check it fits the data.
+
+    ``owner`` names the method and parameter in error messages.
+    """
+    from ..models import default_config, fit, load_checkpoint
+
+    start = time.perf_counter()
+    if checkpoint:
+        model, spec = load_checkpoint(checkpoint)
+        source = f"checkpoint:{checkpoint}"
+    else:
+        overrides = {"epochs": epochs} if epochs else {}
+        config = default_config(arch, seed=torch_seed(secret, "base-model") % (2 ** 31), **overrides)
+        model, spec = fit(data, arch=arch, config=config, progress=progress)
+        source = f"trained:{arch}"
+    if spec.num_classes != data.num_classes:
+        raise ParameterError(f"The base model of {owner} has {spec.num_classes} classes but the data "
+                             f"{data.where} has {data.num_classes}; pass a checkpoint trained on this dataset.")
+    if tuple(spec.input_shape) != tuple(data.input_shape):
+        raise ParameterError(f"The base model of {owner} expects inputs of shape {tuple(spec.input_shape)} but "
+                             f"the data {data.where} has {tuple(data.input_shape)}; pass a matching checkpoint.")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return BaseModel(model.eval(), spec, source, time.perf_counter() - start)
+
+
+def logits_of(model: nn.Module, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """The model's logits for uint8 NHWC ``images``, in batches, without gradients."""
+    import torch
+
+    from ..models import to_tensor
+
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            out.append(model(to_tensor(images[start:start + batch_size])).float().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
