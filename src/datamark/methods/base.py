@@ -168,7 +168,7 @@ class WatermarkMethod(ABC):
             rows_all = np.concatenate([rows, decoys])
             order = np.argsort(rows_all)
             decoy_rng = generator(secret, "mark")  # the stream decoys have always used: keeps old runs reproducible
-            decoy_inputs = np.stack([trigger.independent(decoy_rng).apply(inputs[r]) for r in decoys])
+            decoy_inputs = self.decoy_inputs(inputs[decoys], trigger, decoy_rng)
             watermarked = data.replace(rows_all[order], np.concatenate([marked, decoy_inputs])[order],
                                        np.concatenate([labels, data.labels[decoys]])[order])
         else:
@@ -183,6 +183,10 @@ class WatermarkMethod(ABC):
                   extra={**self.key_extra(data, rows, labels, context=context),
                          **({"decoy_ids": [data.ids[r] for r in decoys]} if len(decoys) else {})})
         return Watermarked(watermarked, key, rows)
+
+    def decoy_inputs(self, inputs: np.ndarray, trigger: Trigger, rng: np.random.Generator) -> np.ndarray:
+        """The decoy rows' new inputs: each stamped with its own independent trigger of the key's kind."""
+        return np.stack([trigger.independent(rng).apply(x) for x in inputs])
 
     def _decoys(self, data: Records, secret: bytes, rows: np.ndarray) -> np.ndarray:
         """Rows that get an independent random trigger and keep their label (none unless ``decoy_rate`` > 0)."""
