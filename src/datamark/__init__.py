@@ -8,10 +8,10 @@ __version__ = "0.1.0"
 
 from .data import from_numpy, load_data  # noqa: E402
 from .key import Key  # noqa: E402
-from .methods import UBWP, BadNets, Blended, Watermarked, WatermarkMethod  # noqa: E402
+from .methods import UBWP, BadNets, Blended, CleanLabel, LabelConsistent, Watermarked, WatermarkMethod  # noqa: E402
 from .registry import METHODS  # noqa: E402
 from .suspects import LocalSuspect, Suspect  # noqa: E402
 from .verify import VerificationResult, Verifier, verify  # noqa: E402
 
-__all__ = ["UBWP", "BadNets", "Blended", "Key", "LocalSuspect", "METHODS", "Suspect", "VerificationResult", "Verifier",
-           "WatermarkMethod", "Watermarked", "from_numpy", "load_data", "verify"]
+__all__ = ["UBWP", "BadNets", "Blended", "CleanLabel", "Key", "LabelConsistent", "LocalSuspect", "METHODS", "Suspect",
+           "VerificationResult", "Verifier", "WatermarkMethod", "Watermarked", "from_numpy", "load_data", "verify"]

@@ -1,9 +1,9 @@
 """Watermark methods: each a frozen dataclass of hyper-parameters whose ``apply`` returns data and key."""
 
 from .base import MarkBatch, Watermarked, WatermarkMethod
+from .clean_label import CleanLabel, LabelConsistent
 from .dvbw import BadNets, Blended, PoisonLabel
 from .ubw import UBWP
-
 
 
 def build_method(name: str, options: dict) -> WatermarkMethod:
@@ -21,4 +21,5 @@ def build_method(name: str, options: dict) -> WatermarkMethod:
     return cls(**{k: v for k, v in options.items() if k in accepted})
 
 
-__all__ = ["build_method", "UBWP", "BadNets", "Blended", "MarkBatch", "PoisonLabel", "WatermarkMethod", "Watermarked"]
+__all__ = ["build_method", "UBWP", "BadNets", "Blended", "CleanLabel", "LabelConsistent", "MarkBatch", "PoisonLabel",
+           "WatermarkMethod", "Watermarked"]

@@ -1,7 +1,8 @@
 """Triggers: what a watermark stamps into an example (image patterns now; text and audio share the contract)."""
 
 from .base import Trigger
+from .corners import CornerTrigger
 from .image import PatternTrigger, default_patch_size, make_blend_trigger, make_patch_trigger, make_pattern
 
-__all__ = ["PatternTrigger", "Trigger", "default_patch_size", "make_blend_trigger", "make_patch_trigger",
-           "make_pattern"]
+__all__ = ["CornerTrigger", "PatternTrigger", "Trigger", "default_patch_size", "make_blend_trigger",
+           "make_patch_trigger", "make_pattern"]

@@ -16,7 +16,7 @@ from ..exceptions import ParameterError
 from ..registry import TRIGGERS, register
 from .base import Trigger, decode_array, encode_array
 
-PATTERNS = ("random", "checkerboard", "white")
+PATTERNS = ("random", "checkerboard", "white", "mosaic")
 POSITIONS = ("bottom-right", "bottom-left", "top-right", "top-left", "center")
 
 
@@ -97,7 +97,12 @@ def default_patch_size(image_shape: tuple[int, ...]) -> int:
 
 
 def make_pattern(kind: str, shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
-    """A ``random`` (uniform secret noise), ``checkerboard`` or ``white`` uint8 pattern of ``shape``."""
+    """A ``random`` (uniform secret noise), ``checkerboard``, ``white`` or ``mosaic`` uint8 pattern of ``shape``.
+
+    ``mosaic`` is a texture of random-colour square tiles, each 1/8 of the shorter side (4 px at 32 px): coarse
+    enough to survive the down-sampling of a CNN's first stages and a blend at low opacity, which fine uniform
+    noise does not (the texture trigger of clean-label watermarks, Tang et al. 2023).
+    """
     if kind == "random":
         return rng.integers(0, 256, size=shape, dtype=np.uint8)
     if kind == "checkerboard":
@@ -106,6 +111,11 @@ def make_pattern(kind: str, shape: tuple[int, int, int], rng: np.random.Generato
         return np.repeat(board[..., None], c, axis=2)
     if kind == "white":
         return np.full(shape, 255, dtype=np.uint8)
+    if kind == "mosaic":
+        h, w, c = shape
+        tile = max(1, min(h, w) // 8)
+        tiles = rng.integers(0, 256, size=(-(-h // tile), -(-w // tile), c), dtype=np.uint8)
+        return np.repeat(np.repeat(tiles, tile, axis=0), tile, axis=1)[:h, :w]
     raise ParameterError(f"Unknown trigger pattern '{kind}'; choose one of {PATTERNS}.")
 
 

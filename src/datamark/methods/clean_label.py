@@ -1,0 +1,191 @@
+"""Clean-label backdoor watermarks: PGD perturbation of target-class images, then a trigger; labels unchanged.
+
+CleanLabel follows Tang et al., "Did You Train on My Dataset? Towards Public Dataset Protection with Clean-Label
+Backdoor Watermarking", SIGKDD Explorations 2023; LabelConsistent is its ancestor, Turner et al.,
+"Label-Consistent Backdoor Attacks", 2019, which shares all the code and changes only defaults and trigger.
+
+Threat model: **clean-label**, targeted. Only rows of the target class C are eligible; ``class_rate`` r is a
+fraction **of the target class** (not of all rows, unlike DVBW's ``rate``): round(r * n_C) of them are chosen by
+keyed hash. Each is first made hard to classify from its natural features by an untargeted L-inf PGD against a
+base model (so a model trained on it must lean on the trigger to fit the correct label C), then stamped with
+the trigger. Labels never change, so the release survives a manual label audit. Verification: the trigger
+should raise P(C) on images of other classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .._rng import torch_seed
+from ..data.records import Records
+from ..exceptions import ParameterError
+from ..registry import METHODS, MODELS, register
+from ..triggers.base import Trigger
+from ..triggers.corners import CornerTrigger
+from ..triggers.image import PATTERNS, default_patch_size, make_blend_trigger, make_patch_trigger, make_pattern
+from ._pgd import PGDStats, check_budget, pgd_perturb
+from ._surrogate import BaseModel, resolve_base_model
+from .base import MarkBatch, WatermarkMethod
+from .dvbw import DVBW_VERIFICATION
+
+TRIGGER_KINDS = ("patch", "blend", "corners")
+DEFAULT_PATTERN = {"patch": "random", "blend": "mosaic", "corners": "checkerboard"}
+CLEAN_LABEL_VERIFICATION = {"score": "target-probability", "test": "wilcoxon", "alternative": "greater",
+                            "margin": 0.1, "n_probe": 200, "alpha": 0.05}
+
+
+def colourful_patch_size(image_shape: tuple[int, ...]) -> int:
+    """6x6 at 32 px (3.5 % of the image), scaled, at least 3x3. Why larger than DVBW's 3x3: a clean-label poison
+    competes with the image's own features (PGD weakens them but does not erase them) and the trigger must
+    still be visible after the thief's random 4-px crops, so the patch has to be an easier feature to learn."""
+    side = min(image_shape[0], image_shape[1])
+    return min(side, max(3, round(6 * side / 32)))
+
+
+@dataclass
+class Crafting:
+    """What :meth:`CleanLabel.prepare` hands to marking: the base model, then the cost of the PGD run."""
+
+    base: BaseModel
+    target_rows: int
+    pgd: PGDStats | None = None
+
+
+@register(METHODS, "clean-label")
+@dataclass(frozen=True, kw_only=True)
+class CleanLabel(WatermarkMethod):
+    """Clean-label watermark of Tang et al. 2023: PGD (eps 16/255, step 4/255, 40 steps) against a base model,
+    then a secret trigger, on ``class_rate`` = 10 % **of the target class** (labels unchanged).
+
+    ``trigger_kind``: ``patch`` (a secret colourful patch, :func:`colourful_patch_size`, bottom right),
+    ``blend`` (a secret random-colour mosaic texture over the whole image at opacity ``blend``) or ``corners``
+    (Turner's +-``amplitude`` pattern in all four corners). ``pattern`` overrides the kind's default pattern.
+    ``base_model`` is a checkpoint trained on this dataset; None trains ``base_arch`` on the clean data (for
+    ``base_epochs``, default: the architecture's preset), and that training is part of the protect cost.
+    """
+
+    class_rate: float = 0.1
+    eps: float = 16 / 255
+    step_size: float = 4 / 255
+    steps: int = 40
+    trigger_kind: str = "patch"
+    pattern: str | None = None
+    trigger_size: int | None = None
+    blend: float = 0.2
+    amplitude: float = 64 / 255
+    base_model: str | None = None
+    base_arch: str = "fastnet"
+    base_epochs: int | None = None
+    pgd_batch_size: int = 256
+
+    verification: ClassVar[dict[str, Any]] = CLEAN_LABEL_VERIFICATION
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        name = type(self).__name__
+        if not (isinstance(self.class_rate, (int, float)) and 0.0 < self.class_rate <= 1.0):
+            raise ParameterError(f"The 'class_rate' parameter of {name} must be in (0, 1] (a fraction of the target "
+                                 f"class); got {self.class_rate!r}.")
+        check_budget("eps", self.eps, name)
+        check_budget("step_size", self.step_size, name)
+        for param in ("blend", "amplitude"):
+            if not 0.0 < getattr(self, param) <= 1.0:
+                raise ParameterError(f"The '{param}' parameter of {name} must be in (0, 1]; got "
+                                     f"{getattr(self, param)}.")
+        if int(self.steps) < 1 or int(self.pgd_batch_size) < 1:
+            raise ParameterError(f"The 'steps' and 'pgd_batch_size' parameters of {name} must be >= 1; got "
+                                 f"{self.steps} and {self.pgd_batch_size}.")
+        if self.trigger_kind not in TRIGGER_KINDS:
+            raise ParameterError(f"The 'trigger_kind' parameter of {name} must be one of {TRIGGER_KINDS}; got "
+                                 f"'{self.trigger_kind}'.")
+        if self.pattern is not None and self.pattern not in PATTERNS:
+            raise ParameterError(f"The 'pattern' parameter of {name} must be one of {PATTERNS} or None (the "
+                                 f"trigger kind's default); got '{self.pattern}'.")
+        if self.base_arch not in MODELS:
+            raise ParameterError(f"The 'base_arch' parameter of {name} must be one of {sorted(MODELS)}; got "
+                                 f"'{self.base_arch}'.")
+        if self.base_epochs is not None and int(self.base_epochs) < 1:
+            raise ParameterError(f"The 'base_epochs' parameter of {name} must be >= 1 or None; got {self.base_epochs}.")
+
+    # --- which rows ----------------------------------------------------------------------------------------
+    def eligible_rows(self, data: Records, target: int | None) -> np.ndarray:
+        return np.asarray(data.labels) == target  # clean label: only images that already belong to C
+
+    def count(self, data: Records, eligible: np.ndarray) -> int:
+        n_class = int(eligible.sum())
+        name = type(self).__name__
+        if n_class == 0:
+            raise ParameterError(f"{name} marks images of the target class, but the target class has no rows in "
+                                 f"{data.where}; choose a 'target' class present in the data.")
+        k = int(round(self.class_rate * n_class))
+        if k < 1:
+            raise ParameterError(f"The 'class_rate' parameter of {name} marks no rows: round({self.class_rate} x "
+                                 f"{n_class} target-class rows) = 0; raise class_rate to at least {1 / n_class:.3g}.")
+        return k
+
+    # --- how to mark -----------------------------------------------------------------------------------------
+    def default_trigger(self, input_shape: tuple[int, ...], rng: np.random.Generator) -> Trigger:
+        pattern = self.pattern or DEFAULT_PATTERN[self.trigger_kind]
+        if self.trigger_kind == "patch":
+            size = colourful_patch_size(input_shape) if self.trigger_size is None else self.trigger_size
+            return make_patch_trigger(input_shape, rng, pattern=pattern, size=size)
+        if self.trigger_kind == "blend":
+            return make_blend_trigger(input_shape, rng, pattern=pattern, blend=self.blend, size=self.trigger_size)
+        size = default_patch_size(input_shape) if self.trigger_size is None else int(self.trigger_size)
+        if size < 1:
+            raise ParameterError(f"The trigger size must be >= 1; got {size}.")
+        return CornerTrigger.from_pattern(make_pattern(pattern, (size, size, input_shape[-1]), rng), self.amplitude)
+
+    def prepare(self, data: Records, inputs: np.ndarray, *, secret: bytes, target: int | None, trigger: Trigger,
+                progress: bool = False) -> Crafting:
+        return Crafting(resolve_base_model(data, checkpoint=self.base_model, arch=self.base_arch,
+                                           epochs=self.base_epochs, secret=secret, owner=type(self).__name__,
+                                           progress=progress),
+                        int(np.sum(np.asarray(data.labels) == target)))
+
+    def _craft(self, context: Crafting, inputs: np.ndarray, labels: np.ndarray, trigger: Trigger, secret: bytes,
+               progress: bool) -> tuple[np.ndarray, np.ndarray]:
+        perturbed, context.pgd = pgd_perturb(context.base.model, inputs, labels, eps=self.eps,
+                                             step_size=self.step_size, steps=self.steps,
+                                             seed=torch_seed(secret, "pgd"), batch_size=self.pgd_batch_size,
+                                             progress=progress, owner=type(self).__name__)
+        return trigger.apply(perturbed), np.asarray(labels, dtype=np.int64).copy()  # labels unchanged
+
+    def mark(self, batch: MarkBatch) -> tuple[np.ndarray, np.ndarray]:
+        return self._craft(batch.context, batch.inputs, batch.labels, batch.trigger, batch.secret, False)
+
+    def mark_rows(self, data: Records, inputs: np.ndarray, rows: np.ndarray, *, trigger: Trigger,
+                  target: int | None, secret: bytes, context: Any = None, progress: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """All rows in one PGD run (it batches itself and shows its own images/s bar)."""
+        return self._craft(context, inputs[rows], data.labels[rows], trigger, secret, progress)
+
+    # --- what the key says -----------------------------------------------------------------------------------
+    def verification_defaults(self) -> dict[str, Any]:
+        return dict(self.verification)
+
+    def key_extra(self, data: Records, rows: np.ndarray, new_labels: np.ndarray, *, context: Any = None
+                  ) -> dict[str, Any]:
+        pgd = context.pgd
+        return {"class_rate": self.class_rate, "class_rate_relative_to": "the target class (not all rows)",
+                "target_class_rows": context.target_rows, "base_model": context.base.source,
+                "base_model_train_s": context.base.train_seconds,
+                "pgd_s": pgd.seconds if pgd else None, "pgd_images_per_s": pgd.images_per_s if pgd else None}
+
+
+@register(METHODS, "label-consistent")
+@dataclass(frozen=True, kw_only=True)
+class LabelConsistent(CleanLabel):
+    """Label-consistent backdoor of Turner et al. 2019 as a watermark: PGD with eps 8/255 (their smaller
+    budget; step 2/255, 40 steps), then their 3x3 checkerboard (scaled for other sizes) *added* with reduced
+    amplitude 64/255 in all four corners, mirrored, so it survives horizontal flips. Verification as DVBW
+    (paired t-test, tau 0.2, m 100, alpha 0.01), the setting backdoor baselines are compared in."""
+
+    eps: float = 8 / 255
+    step_size: float = 2 / 255
+    trigger_kind: str = "corners"
+
+    verification: ClassVar[dict[str, Any]] = DVBW_VERIFICATION
