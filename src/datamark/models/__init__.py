@@ -2,13 +2,15 @@
 
 from ..registry import MODELS
 from .fastnet import FastNet
-from .resnet import ResNet18
+from .resnet import ResNet18, ResNet20
 from .tiny import TinyCNN
+from .vgg import VGG11
 
-MODELS.update({"tiny": TinyCNN, "fastnet": FastNet, "resnet18": ResNet18})
+MODELS.update({"tiny": TinyCNN, "fastnet": FastNet, "resnet18": ResNet18, "resnet20": ResNet20, "vgg11": VGG11})
 
 from .checkpoint import ModelSpec, build_model, load_checkpoint, save_checkpoint  # noqa: E402
+from .features import embed, features_of  # noqa: E402
 from .train import TrainConfig, default_config, fit, train_model  # noqa: E402
 
-__all__ = ["FastNet", "ModelSpec", "ResNet18", "TinyCNN", "TrainConfig", "build_model", "default_config", "fit",
-           "load_checkpoint", "save_checkpoint", "train_model"]
+__all__ = ["FastNet", "ModelSpec", "ResNet18", "ResNet20", "TinyCNN", "TrainConfig", "VGG11", "build_model",
+           "default_config", "embed", "features_of", "fit", "load_checkpoint", "save_checkpoint", "train_model"]

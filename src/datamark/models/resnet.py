@@ -41,3 +41,28 @@ class ResNet18(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+class ResNet20(nn.Module):
+    """The CIFAR ResNet of He et al. 2016 (Sec. 4.2): three stages of ``(depth - 2) / 6`` basic blocks, widths
+    (16, 32, 64) x ``width / 16``; ResNet-20 has 0.27 M parameters and about 41 M multiply-adds per 32 px image,
+    small enough for 2 CPU cores. Used, with VGG-11 and FastNet, for clean-label transferability."""
+
+    def __init__(self, num_classes: int, in_channels: int, mean: Sequence[float], std: Sequence[float],
+                 depth: int = 20, width: int = 16) -> None:
+        super().__init__()
+        if depth < 8 or (depth - 2) % 6:
+            raise ValueError(f"ResNet depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, ...); got {depth}.")
+        blocks = (depth - 2) // 6
+        layers: list[nn.Module] = [Normalize(mean, std), conv_bn(in_channels, width), nn.ReLU(inplace=True)]
+        c_in = width
+        for c_out, stride in ((width, 1), (2 * width, 2), (4 * width, 2)):
+            for i in range(blocks):
+                layers.append(BasicBlock(c_in, c_out, stride if i == 0 else 1))
+                c_in = c_out
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
