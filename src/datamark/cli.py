@@ -24,6 +24,8 @@ class MethodName(str, Enum):
     badnets = "badnets"
     blended = "blended"
     ubw_p = "ubw-p"
+    clean_label = "clean-label"
+    label_consistent = "label-consistent"
 
 
 class Mode(str, Enum):
@@ -62,10 +64,18 @@ def protect(
     method: MethodName = typer.Option(MethodName.badnets, help="Watermark method."),
     rate: float = typer.Option(0.1, help="gamma: fraction of ALL training rows to mark."),
     target: int | None = typer.Option(None, help="Target class index (default: drawn from the secret)."),
-    pattern: str = typer.Option("random", help="Trigger pattern: random (secret, default), checkerboard, white."),
+    pattern: str | None = typer.Option(None, help="Trigger pattern: random (secret; the default), checkerboard, "
+                                       "white, mosaic (clean-label default: by trigger kind)."),
     trigger_size: int | None = typer.Option(None, help="Trigger side in pixels (BadNets default: 3 at 32 px)."),
     blend: float = typer.Option(0.2, help="Blended: opacity of the pattern."),
     decoy_rate: float = typer.Option(0.0, help="Fraction of rows stamped with other random triggers, labels kept."),
+    class_rate: float | None = typer.Option(None, help="Clean-label: fraction of the TARGET CLASS to mark "
+                                            "(default 0.1)."),
+    trigger_kind: str | None = typer.Option(None, help="Clean-label: patch (default), blend (mosaic texture) or "
+                                            "corners (label-consistent default)."),
+    eps: float | None = typer.Option(None, help="Clean-label: PGD budget on the [0, 1] scale (16/255 = 0.0627)."),
+    base_model: Path | None = typer.Option(None, help="Clean-label: checkpoint of a model trained on DATA to craft "
+                                           "against (default: train one, which is part of the cost)."),
     seed: int | None = typer.Option(None, help="Derive the secret from this seed (default: a fresh random secret)."),
     preview: Path | None = typer.Option(None, help="Also write a PNG of original vs watermarked samples."),
     input_column: str | None = typer.Option(None, help="Image column of a table (default: detected)."),
@@ -74,9 +84,8 @@ def protect(
 ) -> None:
     """Watermark DATA; write the watermarked dataset and the secret key; print the commitment to publish."""
     from .data import load_data
-    from .evaluate.plots import preview_grid
+    from .evaluate.preview import watermark_stages
     from .methods import build_method
-    from .triggers import Trigger
 
     def work():
         for path, what in ((output, "dataset"), (key_path, "key"), (preview, "preview")):
@@ -84,22 +93,44 @@ def protect(
                 raise DatamarkError(f"The {what} path '{path}' already exists; pass --overwrite or choose another.")
         start = time.perf_counter()
         records = load_data(data, input_column=input_column, label_column=label_column)
-        options = dict(rate=rate, target=target, pattern=pattern, trigger_size=trigger_size, seed=seed,
-                       blend=blend, decoy_rate=decoy_rate)
+        options = dict(rate=rate, target=target, trigger_size=trigger_size, seed=seed, blend=blend,
+                       decoy_rate=decoy_rate)
+        optional = dict(pattern=pattern, class_rate=class_rate, trigger_kind=trigger_kind, eps=eps,
+                        base_model=None if base_model is None else str(base_model))
+        options.update({k: v for k, v in optional.items() if v is not None})  # unset: the method's default
         chosen = build_method(method.value, options)
         marked = chosen.apply(records, progress=True)
         marked.dataset.save(output, overwrite=overwrite)
         marked.key.save(key_path, overwrite=overwrite)
         if preview is not None:
-            shown = marked.rows[:8]
-            originals = records.inputs()[shown]
-            preview_grid(originals, Trigger.from_config(marked.key.trigger).apply(originals), preview,
-                         overwrite=overwrite)
+            watermark_stages(marked.key, records, marked.dataset, preview, overwrite=overwrite)
         elapsed = time.perf_counter() - start
         goal = f"target class {marked.key.target}" if marked.key.target is not None else "untargeted"
         out.print(f"marked {len(marked.rows)} of {len(records)} rows with {method.value} in {elapsed:.1f} s ({goal})")
         out.print(f"watermarked dataset: {output}\nsecret key (keep private): {key_path}")
         out.print(f"commitment (publish with the release): [bold]{marked.key.commitment}[/]")
+    _run(work)
+
+
+@app.command()
+def preview(
+    key_path: Path = typer.Option(..., "--key", "-k", help="The secret key written by protect."),
+    watermarked: str = typer.Option(..., "--watermarked", "-w", help="The watermarked dataset protect wrote."),
+    original: str = typer.Option(..., "--original", help="The original dataset the key was made from."),
+    output: Path = typer.Option(..., "--out", "-o", help="PNG to write."),
+    n: int = typer.Option(8, help="How many marked images to show."),
+    magnify: float = typer.Option(5.0, help="Magnification of the change, drawn around mid-grey."),
+    overwrite: bool = typer.Option(False, help="Replace an existing PNG."),
+) -> None:
+    """Show marked images side by side: original, perturbed only (if the method perturbs), watermarked, change."""
+    from .data import load_data
+    from .evaluate.preview import watermark_stages
+    from .key import Key
+
+    def work():
+        shown = watermark_stages(Key.load(key_path), load_data(original), load_data(watermarked), output, n=n,
+                                 magnify=magnify, overwrite=overwrite)
+        out.print(f"{shown} marked images -> {output}")
     _run(work)
 
 

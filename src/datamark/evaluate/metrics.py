@@ -10,15 +10,24 @@
 * D_s (UBW, sample-wise dispersibility): mean entropy of the predicted probability vectors of triggered samples.
 * D_c (UBW, class-wise dispersibility): mean over true classes of the entropy of the class's average predicted
   probability vector on triggered samples.
+* AD (clean label, accuracy drop): clean model's BA minus the watermarked model's BA, in percentage points.
+* TSR (clean label, trigger success rate): WSR under the name of Tang et al. 2023.
+* WDR (clean label, watermark detection rate): share of R resamples of n non-target test samples in which the
+  one-sided Wilcoxon signed-rank test with margin tau rejects at alpha (the pool is queried once).
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
+from .._rng import generator, seed_secret
 from ..data.records import Records
+from ..exceptions import DegenerateTestWarning, ParameterError
 from ..suspects.base import Suspect, labels_of, require_probs
 from ..triggers.base import Trigger
+from ..verify.stats import wilcoxon_signed_rank
 
 
 def entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -73,3 +82,40 @@ def dispersibility(suspect: Suspect, data: Records, trigger: Trigger) -> dict[st
     require_probs(suspect, "Sample- and class-wise dispersibility")
     probs = suspect.query(trigger.apply(data.inputs()))
     return {"d_s": sample_dispersibility(probs), "d_c": class_dispersibility(probs, data.labels)}
+
+
+def accuracy_drop(clean_ba: float, watermarked_ba: float) -> float:
+    """AD: how many percentage points of benign accuracy the watermark costs (negative: it gained)."""
+    return 100.0 * (float(clean_ba) - float(watermarked_ba))
+
+
+def trigger_success_rate(suspect: Suspect, data: Records, trigger: Trigger, target: int) -> float:
+    """TSR (Tang et al. 2023): share of triggered non-target test samples classified as ``target`` (= WSR)."""
+    return watermark_success_rate(suspect, data, trigger, target)
+
+
+def watermark_detection_rate(suspect: Suspect, data: Records, trigger: Trigger, target: int, *, draws: int = 100,
+                             n: int = 200, margin: float = 0.1, alpha: float = 0.05, seed: int = 0) -> float:
+    """WDR: share of ``draws`` resamples of ``n`` non-target test samples (without replacement within a draw) in
+    which the one-sided Wilcoxon signed-rank test, H1: P_target(triggered) - P_target(clean) > ``margin``,
+    rejects at ``alpha``. Every non-target sample is queried once, clean and triggered; the draws resample those
+    answers (seeded from ``seed``), so R tests cost 2 x pool queries, not 2 x R x n.
+    """
+    if draws < 1 or n < 2:
+        raise ParameterError(f"WDR needs draws >= 1 and n >= 2 samples per draw; got draws={draws}, n={n}.")
+    require_probs(suspect, "The watermark detection rate (WDR)")
+    rows = np.flatnonzero(data.labels != target)
+    if len(rows) < 2:
+        raise ParameterError(f"WDR needs at least 2 test samples outside the target class {target}; "
+                             f"{data.where} has {len(rows)}.")
+    clean = data.inputs()[rows]
+    probs = suspect.query(np.concatenate([clean, trigger.apply(clean)]))
+    control, treated = probs[:len(rows), target], probs[len(rows):, target]
+    rng, k, rejected = generator(seed_secret(seed), "wdr"), min(n, len(rows)), 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateTestWarning)  # all-equal draws are a documented p = 1
+        for _ in range(draws):
+            pick = rng.choice(len(rows), size=k, replace=False)
+            outcome = wilcoxon_signed_rank(treated[pick], control[pick], margin=margin, alternative="greater")
+            rejected += outcome.p_value < alpha
+    return rejected / draws

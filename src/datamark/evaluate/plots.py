@@ -35,12 +35,19 @@ def _figure(rows: int, cols: int, size: float):
 def preview_grid(images: np.ndarray, marked: np.ndarray, path: str | os.PathLike, *, titles: Sequence[str] = (),
                  overwrite: bool = False) -> None:
     """A PNG with each original image above its marked version and the magnified difference (x4) below."""
-    n = len(images)
-    fig, axes = _figure(3, n, 1.6)
     diff = np.clip(np.abs(marked.astype(np.int16) - images.astype(np.int16)) * 4, 0, 255).astype(np.uint8)
-    for j in range(n):
-        for i, (img, label) in enumerate(((images[j], "original"), (marked[j], "watermarked"), (diff[j], "|diff| x4"))):
-            ax = axes[i][j]
+    stages_grid([("original", images), ("watermarked", marked), ("|diff| x4", diff)], path, titles=titles,
+                overwrite=overwrite)
+
+
+def stages_grid(stages: Sequence[tuple[str, np.ndarray]], path: str | os.PathLike, *, titles: Sequence[str] = (),
+                overwrite: bool = False) -> None:
+    """A PNG with one row per named stage (each an N x H x W x C uint8 batch) and one column per image."""
+    n = len(stages[0][1])
+    fig, axes = _figure(len(stages), n, 1.6)
+    for i, (label, images) in enumerate(stages):
+        for j in range(n):
+            img, ax = images[j], axes[i][j]
             ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
                       vmin=0, vmax=255, interpolation="nearest")
             ax.set_xticks([]), ax.set_yticks([])
