@@ -60,7 +60,7 @@ def logits_of(model: nn.Module, images: np.ndarray, batch_size: int = 512) -> np
     """The model's logits for uint8 NHWC ``images``, in batches, without gradients."""
     import torch
 
-    from ..models import to_tensor
+    from ..models.train import to_tensor
 
     out = []
     with torch.no_grad():
