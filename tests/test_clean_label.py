@@ -161,3 +161,22 @@ def test_preview_png_is_written_by_library_and_cli(digits, base, tmp_path):
                                  str(tmp_path / "cli.png")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "cli.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_benchmark_smoke_run(tmp_path):
+    """The CIFAR-10 benchmark script end to end on a tiny subset (about 45 s; skipped without the data)."""
+    import importlib.util
+    from pathlib import Path
+
+    from datamark.data import shared_data_dir
+
+    if not (shared_data_dir() / "cifar10").exists():
+        pytest.skip("CIFAR-10 is not in the shared data folder")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "cleanlabel_cifar10.py"
+    spec = importlib.util.spec_from_file_location("cleanlabel_cifar10", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--smoke", "--work", str(tmp_path / "work"), "--results", str(tmp_path)]) == 0
+    text = (tmp_path / "cleanlabel_cifar10_smoke.md").read_text()
+    assert "Transferability" in text and "SMOKE RUN" in text

@@ -118,7 +118,7 @@ def spectral_signatures(features: np.ndarray, labels: np.ndarray, *, poison_frac
     for c in np.unique(labels):
         rows = np.flatnonzero(labels == c)
         centred = features[rows].astype(np.float64) - features[rows].mean(axis=0)
-        top = np.linalg.svd(centred, full_matrices=False)[2][0]
+        top = np.linalg.eigh(centred.T @ centred)[1][:, -1]  # top right singular vector, via the D x D Gram
         scores = (centred @ top) ** 2
         k = min(len(rows), math.ceil(round(factor * poison_fraction * len(rows), 6)))  # no float-noise extra row
         flagged.append(rows[np.argsort(-scores, kind="stable")[:k]])
@@ -142,7 +142,8 @@ def activation_clustering(features: np.ndarray, labels: np.ndarray, *, dims: int
         d = min(dims, x.shape[1], len(rows) - 1)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # FastICA convergence warnings: the reduction is still usable
-            reduced = FastICA(d, whiten="unit-variance", max_iter=400, random_state=seed).fit_transform(x)
+            reduced = FastICA(d, whiten="unit-variance", whiten_solver="eigh", max_iter=400,
+                              random_state=seed).fit_transform(x)
             assign = KMeans(2, n_init=10, random_state=seed).fit_predict(reduced)
         small = int(np.bincount(assign, minlength=2).argmin())
         if (assign == small).mean() < threshold:
