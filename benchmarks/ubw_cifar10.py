@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="Cross-trigger decoys for the poison-label methods (0 = the papers).")
     parser.add_argument("--clean-checkpoint", type=Path, default=None,
                         help="Reuse this clean model (same arch/config) as the independent model and surrogate.")
-    parser.add_argument("--craft-steps", type=int, default=None, help="Override the crafting steps (UBW-C, SA).")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="Set a method parameter (e.g. craft_steps=30, rate=0.02) for every method that has it.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("runs/ubw_cifar10"), help="Models and datasets.")
     parser.add_argument("--name", default="ubw_cifar10", help="Base name of the results files.")
@@ -96,8 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         train = train.subset(range(args.train_rows))
     options = {"seed": args.seed, "target": train.num_classes // 2, "decoy_rate": args.decoy_rate,
                "base_model": str(args.clean_checkpoint) if args.clean_checkpoint else None, "base_arch": arch}
-    if args.craft_steps:
-        options["craft_steps"] = args.craft_steps
+    for item in args.param:
+        name, _, value = item.partition("=")
+        options[name.strip()] = json.loads(value)
     names = [n.strip() for n in args.methods.split(",") if n.strip()]
     methods = {name: build_method(name, options) for name in names}
     start = time.perf_counter()

@@ -3,7 +3,10 @@
 from .base import MarkBatch, Watermarked, WatermarkMethod
 from .clean_label import CleanLabel, LabelConsistent
 from .dvbw import BadNets, Blended, PoisonLabel
+from .sleeper_agent import SleeperAgent
 from .ubw import UBWP
+from .ubw_c import UBWC
+from .wanet import WaNet
 
 
 def build_method(name: str, options: dict) -> WatermarkMethod:
@@ -21,5 +24,5 @@ def build_method(name: str, options: dict) -> WatermarkMethod:
     return cls(**{k: v for k, v in options.items() if k in accepted})
 
 
-__all__ = ["build_method", "UBWP", "BadNets", "Blended", "CleanLabel", "LabelConsistent", "MarkBatch", "PoisonLabel",
-           "WatermarkMethod", "Watermarked"]
+__all__ = ["build_method", "SleeperAgent", "UBWC", "UBWP", "BadNets", "Blended", "CleanLabel", "LabelConsistent",
+           "MarkBatch", "PoisonLabel", "WatermarkMethod", "WaNet", "Watermarked"]

@@ -3,6 +3,7 @@
 from .base import Trigger
 from .corners import CornerTrigger
 from .image import PatternTrigger, default_patch_size, make_blend_trigger, make_patch_trigger, make_pattern
+from .warp import WarpTrigger
 
-__all__ = ["CornerTrigger", "PatternTrigger", "Trigger", "default_patch_size", "make_blend_trigger",
+__all__ = ["CornerTrigger", "PatternTrigger", "Trigger", "WarpTrigger", "default_patch_size", "make_blend_trigger",
            "make_patch_trigger", "make_pattern"]
