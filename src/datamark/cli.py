@@ -20,12 +20,14 @@ out = Console()
 err = Console(stderr=True)
 
 
-class MethodName(str, Enum):
-    badnets = "badnets"
-    blended = "blended"
-    ubw_p = "ubw-p"
-    clean_label = "clean-label"
-    label_consistent = "label-consistent"
+def _method_names() -> dict[str, str]:
+    from . import methods  # noqa: F401 -- importing the package registers every method
+    from .registry import METHODS
+
+    return {name.replace("-", "_"): name for name in sorted(METHODS)}
+
+
+MethodName = Enum("MethodName", _method_names(), type=str)  # every registered method, by its key-file name
 
 
 class Mode(str, Enum):
@@ -62,20 +64,23 @@ def protect(
     output: Path = typer.Option(..., "--out", "-o", help="Where to write the watermarked dataset (same format)."),
     key_path: Path = typer.Option(..., "--key", "-k", help="Where to write the secret key (JSON, mode 0600)."),
     method: MethodName = typer.Option(MethodName.badnets, help="Watermark method."),
-    rate: float = typer.Option(0.1, help="gamma: fraction of ALL training rows to mark."),
+    rate: float | None = typer.Option(None, help="gamma: fraction of ALL training rows to mark (default: the "
+                                      "method's paper, 0.1 for most)."),
     target: int | None = typer.Option(None, help="Target class index (default: drawn from the secret)."),
     pattern: str | None = typer.Option(None, help="Trigger pattern: random (secret; the default), checkerboard, "
                                        "white, mosaic (clean-label default: by trigger kind)."),
     trigger_size: int | None = typer.Option(None, help="Trigger side in pixels (BadNets default: 3 at 32 px)."),
     blend: float = typer.Option(0.2, help="Blended: opacity of the pattern."),
-    decoy_rate: float = typer.Option(0.0, help="Fraction of rows stamped with other random triggers, labels kept."),
+    decoy_rate: float | None = typer.Option(None, help="Fraction of rows stamped with other random triggers, labels "
+                                            "kept (default 0, WaNet 0.2; 0.1 recommended for DVBW and UBW-P)."),
     class_rate: float | None = typer.Option(None, help="Clean-label: fraction of the TARGET CLASS to mark "
                                             "(default 0.1)."),
     trigger_kind: str | None = typer.Option(None, help="Clean-label: patch (default), blend (mosaic texture) or "
                                             "corners (label-consistent default)."),
     eps: float | None = typer.Option(None, help="Clean-label: PGD budget on the [0, 1] scale (16/255 = 0.0627)."),
-    base_model: Path | None = typer.Option(None, help="Clean-label: checkpoint of a model trained on DATA to craft "
-                                           "against (default: train one, which is part of the cost)."),
+    base_model: Path | None = typer.Option(None, help="Clean-label, UBW-C, Sleeper Agent: checkpoint of a model "
+                                           "trained on DATA to craft against (default: train one, part of the cost)."),
+    craft_steps: int | None = typer.Option(None, help="UBW-C, Sleeper Agent: gradient-matching steps (paper: 250)."),
     seed: int | None = typer.Option(None, help="Derive the secret from this seed (default: a fresh random secret)."),
     preview: Path | None = typer.Option(None, help="Also write a PNG of original vs watermarked samples."),
     input_column: str | None = typer.Option(None, help="Image column of a table (default: detected)."),
@@ -93,9 +98,9 @@ def protect(
                 raise DatamarkError(f"The {what} path '{path}' already exists; pass --overwrite or choose another.")
         start = time.perf_counter()
         records = load_data(data, input_column=input_column, label_column=label_column)
-        options = dict(rate=rate, target=target, trigger_size=trigger_size, seed=seed, blend=blend,
-                       decoy_rate=decoy_rate)
-        optional = dict(pattern=pattern, class_rate=class_rate, trigger_kind=trigger_kind, eps=eps,
+        options = dict(target=target, trigger_size=trigger_size, seed=seed, blend=blend)
+        optional = dict(rate=rate, decoy_rate=decoy_rate, pattern=pattern, class_rate=class_rate,
+                        trigger_kind=trigger_kind, eps=eps, craft_steps=craft_steps,
                         base_model=None if base_model is None else str(base_model))
         options.update({k: v for k, v in optional.items() if v is not None})  # unset: the method's default
         chosen = build_method(method.value, options)

@@ -75,7 +75,7 @@ def target_gradient(model: nn.Module, objective: Objective, images: np.ndarray, 
     total = [torch.zeros_like(p) for p in params]
     for start in range(0, len(images), batch_size):
         x = _to_float(images[start:start + batch_size])
-        y = torch.as_tensor(labels[start:start + batch_size], dtype=torch.long)
+        y = torch.tensor(np.array(labels[start:start + batch_size]), dtype=torch.long)
         grads = _flat_grad(objective(model, x, y) * len(x) / len(images), params, create_graph=False)
         total = [t + g for t, g in zip(total, grads, strict=True)]
     return [t.detach() for t in total]
@@ -103,7 +103,7 @@ def craft(model: nn.Module, poisons: np.ndarray, labels: np.ndarray, target_grad
         raise ParameterError(f"Poisons must be uint8 N x H x W x C images; got {poisons.dtype} {poisons.shape}.")
     gen = torch.Generator().manual_seed(seed)
     base = _to_float(poisons)
-    y_all = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    y_all = torch.tensor(np.array(labels), dtype=torch.long)
     u = (torch.rand(base.shape, generator=gen) * 2 - 1) * 0.5  # random start inside half the ball
     u.requires_grad_(True)
     optimizer = torch.optim.Adam([u], lr=settings.lr)
@@ -183,7 +183,7 @@ def head_gradient_norms(model: nn.Module, images: np.ndarray, labels: np.ndarray
             x = _to_float(images[start:start + batch_size])
             h = model.features(x).flatten(1).float()
             p = F.softmax(model.head(h).float(), dim=1)
-            y = torch.as_tensor(np.asarray(labels[start:start + batch_size]), dtype=torch.long)
+            y = torch.tensor(np.array(labels[start:start + batch_size]), dtype=torch.long)
             p[torch.arange(len(y)), y] -= 1.0
             out[start:start + len(x)] = (p.norm(dim=1) * h.norm(dim=1)).numpy()
     return out
