@@ -96,6 +96,11 @@ def test_crafted_methods_reject_bad_input(small, tmp_path):
     save_checkpoint(build_model(spec), spec, tmp_path / "two.pt")
     with pytest.raises(ParameterError, match="2 classes"):
         UBWC(seed=0, craft_steps=1, base_model=str(tmp_path / "two.pt")).apply(small)
+    spec = ModelSpec(arch="tiny", num_classes=10, input_shape=(16, 16, 1), mean=(0.5,), std=(0.25,),
+                     params={"width": 4})
+    save_checkpoint(build_model(spec), spec, tmp_path / "big.pt")
+    with pytest.raises(ParameterError, match="shape"):
+        SleeperAgent(seed=0, target=1, craft_steps=1, base_model=str(tmp_path / "big.pt")).apply(small)
 
 
 def test_wanet_warps_relabels_and_adds_noise_mode_decoys(small, global_rng_guard):
