@@ -121,7 +121,13 @@ class Runner:
 
 
 def method(args: argparse.Namespace, rate: float, trigger: str, base: str) -> CleanLabel:
-    return CleanLabel(seed=args.seed, target=args.target, class_rate=rate, trigger_kind=trigger, base_model=base)
+    return CleanLabel(seed=args.seed, target=args.target, class_rate=rate, trigger_kind=trigger, base_model=base,
+                      decoy_rate=args.decoy_rate)
+
+
+def suffix(args: argparse.Namespace) -> str:
+    """Setting-name suffix of runs with decoys (kept apart from the paper's setting in the results)."""
+    return f"-decoys{args.decoy_rate:g}" if args.decoy_rate else ""
 
 
 def main_part(runner: Runner, train: Records, args: argparse.Namespace) -> tuple[list[dict], str]:
@@ -134,8 +140,9 @@ def main_part(runner: Runner, train: Records, args: argparse.Namespace) -> tuple
     model, spec = load_checkpoint(clean_path)
     clean = LocalSuspect.from_model(model, spec)
     clean_ba = benign_accuracy(clean, runner.test)
-    rows = [runner.setting(f"main-{t}-r{args.main_rate:g}", train, method(args, args.main_rate, t, str(clean_path)),
-                           arch="fastnet", epochs=args.epochs, clean=clean, clean_ba=clean_ba, detectors=True,
+    rows = [runner.setting(f"main-{t}-r{args.main_rate:g}{suffix(args)}", train,
+                           method(args, args.main_rate, t, str(clean_path)), arch="fastnet", epochs=args.epochs,
+                           clean=clean, clean_ba=clean_ba, detectors=True,
                            scenarios=True) for t in args.triggers]
     return rows, str(clean_path)
 
@@ -145,7 +152,7 @@ def sweep_part(runner: Runner, train: Records, args: argparse.Namespace, base: s
     model, spec, _ = runner.model("clean-sweep", train, "fastnet", args.sweep_epochs)
     clean = LocalSuspect.from_model(model, spec)
     clean_ba = benign_accuracy(clean, runner.test)
-    return [runner.setting(f"sweep-{t}-r{r:g}", train, method(args, r, t, base), arch="fastnet",
+    return [runner.setting(f"sweep-{t}-r{r:g}{suffix(args)}", train, method(args, r, t, base), arch="fastnet",
                            epochs=args.sweep_epochs, clean=clean, clean_ba=clean_ba, detectors=True)
             for r in args.rates for t in args.triggers]
 
@@ -162,8 +169,8 @@ def transfer_part(runner: Runner, train: Records, args: argparse.Namespace) -> l
     for a in args.transfer_archs:
         for b in args.transfer_archs:
             _, clean_b, ba_b = bases[b]
-            rows.append(runner.setting(f"transfer-{a}-to-{b}", subset, method(args, args.main_rate, "patch",
-                                                                               bases[a][0]),
+            rows.append(runner.setting(f"transfer-{a}-to-{b}{suffix(args)}", subset,
+                                       method(args, args.main_rate, "patch", bases[a][0]),
                                        arch=b, epochs=args.transfer_epochs, clean=clean_b, clean_ba=ba_b,
                                        detectors=False) | {"perturb_arch": a, "suspect_arch": b})
     return rows
@@ -182,7 +189,9 @@ def markdown(result: dict[str, Any]) -> str:
     head = ("| setting | r | trigger | marked | BA % | AD pts | TSR % | WDR % | " + " | ".join(
         f"{d} R/P %" for d in ("confidence", "autoencoder", "spectral-signatures", "activation-clustering")) + " |")
     for part, title in (("main", "Main (full setting: FastNet, preset epochs, all rows)"),
-                        ("sweep", "Rate sweep (cheaper setting: fewer epochs)")):
+                        ("main_decoys", "Main with decoys (other random triggers on 10 % of rows, labels kept)"),
+                        ("sweep", "Rate sweep (cheaper setting: fewer epochs)"),
+                        ("sweep_decoys", "Rate sweep with decoys (cheaper setting)")):
         if not result.get(part):
             continue
         lines += [f"## {title}\n", head, "|" + "---|" * 12]
@@ -193,6 +202,16 @@ def markdown(result: dict[str, Any]) -> str:
                          f"{pct(r['ba'])} | {r['ad_points']:+.2f} | {pct(r['tsr'])} ({pct(r['clean_model']['tsr'])}) | "
                          f"{pct(r['wdr'])} ({pct(r['clean_model']['wdr'])}) | {wsd} |")
         lines.append("")
+        with_scenarios = [r for r in result[part] if r.get("scenarios")]
+        if with_scenarios:
+            lines += ["Scenarios (p-values, probs: Wilcoxon with margin 0.1; labels: exact binomial, tau 0.1):\n",
+                      "| setting | Steal | Independent-M | Independent-T |", "|---|---|---|---|"]
+            for r in with_scenarios:
+                cells = {s["scenario"]: f"{s['probs']['outcome']['p_value']:.3g} / "
+                                        f"{s['labels']['outcome']['p_value']:.3g}" for s in r["scenarios"]}
+                lines.append(f"| {r['setting']} | {cells['Steal']} | {cells['Independent-M']} | "
+                             f"{cells['Independent-T']} |")
+            lines.append("")
     if result.get("transfer"):
         archs = list(dict.fromkeys(r["perturb_arch"] for r in result["transfer"]))
         cell = {(r["perturb_arch"], r["suspect_arch"]): r for r in result["transfer"]}
@@ -231,6 +250,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--wdr-draws", type=int, default=100)
     p.add_argument("--ae-epochs", type=int, default=2, help="Autoencoder detector epochs.")
     p.add_argument("--target", type=int, default=5, help="Target class (K/2, as in the DVBW benchmark).")
+    p.add_argument("--decoy-rate", type=float, default=0.0,
+                   help="Decoys: other random triggers on this fraction of rows, labels kept (0 = the paper).")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path, default=Path("runs/cleanlabel_cifar10"))
     p.add_argument("--results", type=Path, default=RESULTS, help="Folder of the JSON and Markdown results.")
@@ -271,9 +292,10 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                               "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
     start = time.perf_counter()
     base = str(args.clean_checkpoint) if args.clean_checkpoint else None
+    tag = "_decoys" if args.decoy_rate else ""  # runs with decoys are kept beside the paper's setting
     if "main" in args.parts:
-        result["main"], base = main_part(runner, train, args)
-        first = result["main"][0]
+        result["main" + tag], base = main_part(runner, train, args)
+        first = result["main" + tag][0]
         result["cost"] = {k: first[k] for k in ("class_rate", "marked_rows", "protect_s", "pgd_images_per_s")}
         recorded = torch.load(base, map_location="cpu", weights_only=True).get("extra", {}).get("train_s")
         result["cost"]["base_model_train_s"] = (
@@ -283,9 +305,9 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         if base is None:
             runner.model("clean-main", train, "fastnet", args.epochs)
             base = str(runner.work / "clean-main.pt")
-        result["sweep"] = sweep_part(runner, train, args, base)
+        result["sweep" + tag] = sweep_part(runner, train, args, base)
     if "transfer" in args.parts:
-        result["transfer"] = transfer_part(runner, train, args)
+        result["transfer" + tag] = transfer_part(runner, train, args)
     result["wall_s"] = time.perf_counter() - start
     name = "cleanlabel_cifar10_smoke" if args.smoke else "cleanlabel_cifar10"
     args.results.mkdir(parents=True, exist_ok=True)

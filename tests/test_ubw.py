@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from datamark import UBWP, Verifier
 from datamark.evaluate import evaluate_scenarios
@@ -12,7 +13,17 @@ from datamark.verify.sequential import SequentialVerifier
 
 @pytest.fixture(scope="module")
 def ubw_run(digits):
+    """UBW-P on the digits; tiny models trained on one thread (thread contention on 2 busy cores is costly)."""
     train, test = digits
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _ubw_run(train, test)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _ubw_run(train, test):
     # 8x8 digits: a 3x3 patch covers 14 % of the image, so decoys (other patches, true labels) are needed for
     # the Independent-T control, as for DVBW (see README).
     marked = UBWP(seed=0, rate=0.25, decoy_rate=0.25).apply(train)
