@@ -11,6 +11,16 @@ def digits():
     return digits_split()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models and PGD on one thread: on a busy 2-core machine thread contention makes them 100x slower.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")`` so it is set before module fixtures train."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def global_rng_guard():
     """Fail if the code under test touched numpy's or torch's global RNG."""

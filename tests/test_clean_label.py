@@ -24,14 +24,7 @@ from datamark.models.train import to_tensor
 from datamark.testing import train_tiny
 from datamark.triggers import CornerTrigger, Trigger, make_pattern
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models and PGD on one thread: on a busy 2-core machine thread contention makes them 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models and PGD on one thread (see conftest)
 
 
 @pytest.fixture(scope="module")

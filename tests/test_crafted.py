@@ -12,13 +12,7 @@ from datamark.models import ModelSpec, build_model, default_config, fit, load_ch
 from datamark.models.train import to_tensor
 from datamark.triggers import Trigger, WarpTrigger
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models and PGD on one thread (see conftest)
 
 
 @pytest.fixture(scope="module")

@@ -4,21 +4,13 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
 from scipy import stats
 
 from datamark import METHODS, Key, from_numpy
 from datamark.exceptions import DataError, ParameterError
 from datamark.triggers import Trigger
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models and PGD on one thread: on a busy 2-core machine thread contention makes them 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models and PGD on one thread (see conftest)
 
 
 @pytest.fixture(scope="module")

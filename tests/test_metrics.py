@@ -3,8 +3,13 @@ import math
 import numpy as np
 import pytest
 
-from datamark.evaluate.metrics import (class_dispersibility, entropy, label_dispersibility, sample_dispersibility,
-                                       untargeted_success)
+from datamark.evaluate.metrics import (
+    class_dispersibility,
+    entropy,
+    label_dispersibility,
+    sample_dispersibility,
+    untargeted_success,
+)
 from datamark.triggers import make_patch_trigger
 
 
