@@ -316,10 +316,10 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         previous = json.loads(path.read_text())
         earlier = previous.get("commands") or {part: previous["command"] for part in ("main", "sweep", "transfer")
                                                 if previous.get(part)}
-        result["commands"] = {**earlier, **{part: command for part in args.parts}}
+        result["commands"] = {**earlier, **{part + tag: command for part in args.parts}}
         result = {**previous, **result}
     else:
-        result["commands"] = {part: command for part in args.parts}
+        result["commands"] = {part + tag: command for part in args.parts}
     path.write_text(json.dumps(result, indent=2, default=float) + "\n")
     text = markdown(result) + f"\nTotal wall time: {result['wall_s']:.0f} s\n"
     (args.results / f"{name}.md").write_text(text)
