@@ -111,24 +111,23 @@ def craft(model: nn.Module, poisons: np.ndarray, labels: np.ndarray, target_grad
         optimizer, milestones=[int(settings.steps * f) for f in (3 / 8, 5 / 8, 7 / 8)], gamma=0.1)
     retrain_at = ({int(settings.steps * (i + 1) / (settings.retrain_rounds + 1))
                    for i in range(settings.retrain_rounds)} if retrain is not None else set())
-    model.eval()
-    params = [p for p in model.parameters()]
-    for p in params:
-        p.requires_grad_(True)
-    target = target_grad_fn(model)
-    target_norm = torch.sqrt(sum((t * t).sum() for t in target))
+    def arm(surrogate: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+        """Eval mode, gradients on its parameters; its target gradient and that gradient's norm."""
+        surrogate.eval()
+        weights = list(surrogate.parameters())
+        for w in weights:
+            w.requires_grad_(True)
+        grad = target_grad_fn(surrogate)
+        return weights, grad, torch.sqrt(sum((g * g).sum() for g in grad))
+
+    params, target, target_norm = arm(model)
     start, losses = time.perf_counter(), []
     n = len(base)
     with progress_bar("craft (gradient matching)", settings.steps, enabled=progress, unit="step") as bar:
         for step in range(settings.steps):
             if step in retrain_at:
                 model = retrain(_poisoned(base, u, settings.eps))
-                model.eval()
-                params = list(model.parameters())
-                for p in params:
-                    p.requires_grad_(True)
-                target = target_grad_fn(model)
-                target_norm = torch.sqrt(sum((t * t).sum() for t in target))
+                params, target, target_norm = arm(model)
             order = torch.randperm(n, generator=gen)
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0

@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from torch import nn
 
 from .._rng import torch_seed
@@ -55,15 +54,3 @@ def resolve_base_model(data: Records, *, checkpoint: str | None, arch: str, epoc
         p.requires_grad_(False)
     return BaseModel(model.eval(), spec, source, time.perf_counter() - start)
 
-
-def logits_of(model: nn.Module, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """The model's logits for uint8 NHWC ``images``, in batches, without gradients."""
-    import torch
-
-    from ..models.train import to_tensor
-
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            out.append(model(to_tensor(images[start:start + batch_size])).float().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
