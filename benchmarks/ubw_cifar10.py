@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     env = fresh["settings"]["environment"]
     md = [f"# UBW and baselines on CIFAR-10 ({arch}, {config.epochs} epochs)\n",
           "Each method's command is in the JSON; the latest: `" + command + "`\n",
-          f"Machine: {env['platform']}, {env['cpu_threads']} threads, torch {env['torch']}. 'Malicious' is the "
+          f"Machine: {env['platform']}, {env['cpu_threads']} threads, device {env.get('device', 'cpu')}, torch "
+          f"{env['torch']}. 'Malicious' is the "
           f"Steal scenario. ASR is ASR-A for the untargeted methods and WSR for the targeted baselines.\n",
           summary_markdown(results), "", "Checks against the issue's targets: "
           + json.dumps({n: e["checks"] for n, e in results["methods"].items()}) + "\n"]

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from .._device import device_name
 from .._io import atomic_path
 from ..data.records import Records
 from ..methods.base import WatermarkMethod
@@ -29,6 +30,8 @@ from .plots import preview_grid, pvalue_plot
 from .report import markdown_table
 from .scenarios import ScenarioRow, evaluate_scenarios
 
+PUBLIC_DETAILS = ("craft", "base_model", "base_train_seconds")  # key notes that reveal nothing secret
+
 
 @dataclass
 class MethodReport:
@@ -39,6 +42,7 @@ class MethodReport:
     marked_rows: int
     protect_s: float
     train_s: float
+    details: dict[str, Any] = field(default_factory=dict)  # the key's public cost/quality notes (crafting)
 
 
 @dataclass
@@ -51,7 +55,7 @@ class ExperimentReport:
     def to_dict(self) -> dict[str, Any]:
         return {"settings": self.settings, "clean_ba": self.clean_ba, "clean_train_s": self.clean_train_s,
                 "methods": {name: {"commitment": m.commitment, "target": m.target, "marked_rows": m.marked_rows,
-                                   "protect_s": m.protect_s, "train_s": m.train_s,
+                                   "protect_s": m.protect_s, "train_s": m.train_s, "details": m.details,
                                    "ba_drop_points": 100 * (self.clean_ba - m.rows[-1].ba),
                                    "scenarios": [r.to_dict() for r in m.rows]}
                             for name, m in self.methods.items()}}
@@ -69,7 +73,7 @@ def environment() -> dict[str, Any]:
     """Machine and library versions, recorded beside every published number."""
     return {"datamark": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version(), "machine": platform.machine(), "processor": platform.processor(),
-            "cpu_threads": torch.get_num_threads(), "platform": platform.platform()}
+            "cpu_threads": torch.get_num_threads(), "platform": platform.platform(), "device": device_name()}
 
 
 def run_experiment(train: Records, test: Records, methods: Mapping[str, WatermarkMethod], *, arch: str,
@@ -114,8 +118,9 @@ def run_experiment(train: Records, test: Records, methods: Mapping[str, Watermar
         train_s = time.perf_counter() - start
         stolen = LocalSuspect.from_model(stolen_model, stolen_spec)
         rows = evaluate_scenarios(marked.key, stolen, clean, test, verifier=verifier, seed=config.seed)
+        details = {k: marked.key.extra[k] for k in PUBLIC_DETAILS if k in marked.key.extra}
         report.methods[name] = MethodReport(name, rows, marked.key.commitment, marked.key.target,
-                                            len(marked.rows), protect_s, train_s)
+                                            len(marked.rows), protect_s, train_s, details)
         if out is not None:
             suffix = ".npz" if marked.dataset.source_format == "numpy" else ""
             marked.dataset.save(out / f"{name}-watermarked{suffix}", overwrite=overwrite)

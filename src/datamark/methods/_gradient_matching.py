@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._device import compute_device, device_of, on_device
 from .._progress import progress_bar
 from ..exceptions import ParameterError
 
@@ -73,9 +74,10 @@ def target_gradient(model: nn.Module, objective: Objective, images: np.ndarray, 
     """The gradient of the objective over the triggered samples (averaged over batches), detached."""
     params = [p for p in model.parameters() if p.requires_grad]
     total = [torch.zeros_like(p) for p in params]
+    device = device_of(model)
     for start in range(0, len(images), batch_size):
-        x = _to_float(images[start:start + batch_size])
-        y = torch.tensor(np.array(labels[start:start + batch_size]), dtype=torch.long)
+        x = _to_float(images[start:start + batch_size]).to(device)
+        y = torch.tensor(np.array(labels[start:start + batch_size]), dtype=torch.long).to(device)
         grads = _flat_grad(objective(model, x, y) * len(x) / len(images), params, create_graph=False)
         total = [t + g for t, g in zip(total, grads, strict=True)]
     return [t.detach() for t in total]
@@ -97,14 +99,16 @@ def craft(model: nn.Module, poisons: np.ndarray, labels: np.ndarray, target_grad
 
     ``target_grad_fn(model)`` recomputes the target gradient for the current surrogate; ``retrain(poisoned)``
     returns a surrogate trained from scratch on the data with the current poisons (used when
-    ``settings.retrain_rounds`` > 0). Returns the poisoned uint8 images and a cost/quality report.
+    ``settings.retrain_rounds`` > 0). Returns the poisoned uint8 images and a cost/quality report. Runs on
+    :func:`~datamark._device.compute_device`; the surrogate goes back to where it was.
     """
     if poisons.dtype != np.uint8 or poisons.ndim != 4:
         raise ParameterError(f"Poisons must be uint8 N x H x W x C images; got {poisons.dtype} {poisons.shape}.")
-    gen = torch.Generator().manual_seed(seed)
-    base = _to_float(poisons)
-    y_all = torch.tensor(np.array(labels), dtype=torch.long)
-    u = (torch.rand(base.shape, generator=gen) * 2 - 1) * 0.5  # random start inside half the ball
+    gen = torch.Generator().manual_seed(seed)  # draws stay on the CPU: the same crafting on every device
+    device, home = compute_device(), device_of(model)
+    base = _to_float(poisons).to(device)
+    y_all = torch.tensor(np.array(labels), dtype=torch.long).to(device)
+    u = ((torch.rand(base.shape, generator=gen) * 2 - 1) * 0.5).to(device)  # random start inside half the ball
     u.requires_grad_(True)
     optimizer = torch.optim.Adam([u], lr=settings.lr)
     schedule = torch.optim.lr_scheduler.MultiStepLR(
@@ -113,13 +117,14 @@ def craft(model: nn.Module, poisons: np.ndarray, labels: np.ndarray, target_grad
                    for i in range(settings.retrain_rounds)} if retrain is not None else set())
     def arm(surrogate: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
         """Eval mode, gradients on its parameters; its target gradient and that gradient's norm."""
-        surrogate.eval()
+        surrogate.to(device).eval()
         weights = list(surrogate.parameters())
         for w in weights:
             w.requires_grad_(True)
         grad = target_grad_fn(surrogate)
         return weights, grad, torch.sqrt(sum((g * g).sum() for g in grad))
 
+    surrogate = model
     params, target, target_norm = arm(model)
     start, losses = time.perf_counter(), []
     n = len(base)
@@ -132,25 +137,27 @@ def craft(model: nn.Module, poisons: np.ndarray, labels: np.ndarray, target_grad
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
             for first in range(0, n, settings.batch_size):
-                idx = order[first:first + settings.batch_size]
+                idx = order[first:first + settings.batch_size].to(device)
                 x = (base[idx] + settings.eps * u[idx].clamp(-1, 1)).clamp(0, 1)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=settings.bf16):
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.bf16):
                     logits = model(_augment(x, gen)).float()
                 loss_train = F.cross_entropy(logits, y_all[idx])
                 grads = _flat_grad(loss_train, params, create_graph=True)
                 loss = matching_loss(grads, target, target_norm)
                 (loss * len(idx) / n).backward(inputs=[u])
-                step_loss += loss.item() * len(idx) / n
+                step_loss = step_loss + loss.detach() * len(idx) / n  # no per-batch sync on a GPU
             u.grad = u.grad.sign()
             optimizer.step()
             schedule.step()
             with torch.no_grad():
                 u.clamp_(-1, 1)
-            losses.append(step_loss)
+            losses.append(float(step_loss))
             bar.advance()
-            bar.status(f"matching loss {step_loss:.3f}")
+            bar.status(f"matching loss {losses[-1]:.3f}")
     for p in params:
         p.requires_grad_(False)
+    surrogate.to(home)
+    model.to(home)
     seconds = time.perf_counter() - start
     report = {"craft_seconds": seconds, "steps": settings.steps, "poisons": n,
               "images_per_second": n * settings.steps / max(seconds, 1e-9),
@@ -165,7 +172,7 @@ def _poisoned(base: torch.Tensor, u: torch.Tensor, eps: float) -> np.ndarray:
         hi = torch.floor((base + eps).clamp(0, 1) * 255 + 1e-6)
         x = torch.round((base + eps * u.clamp(-1, 1)).clamp(0, 1) * 255)
         x = torch.minimum(torch.maximum(x, lo), hi)
-    return x.to(torch.uint8).permute(0, 2, 3, 1).numpy().copy()
+    return x.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy().copy()
 
 
 def head_gradient_norms(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 512
@@ -177,14 +184,14 @@ def head_gradient_norms(model: nn.Module, images: np.ndarray, labels: np.ndarray
         raise ParameterError(f"Ranking poisons by gradient norm needs a model with 'features' and 'head' "
                              f"(fastnet, tiny, resnet18); got {type(model).__name__}.")
     out = np.empty(len(images), dtype=np.float64)
-    with torch.no_grad():
+    with torch.no_grad(), on_device(model) as device:
         for start in range(0, len(images), batch_size):
-            x = _to_float(images[start:start + batch_size])
+            x = _to_float(images[start:start + batch_size]).to(device)
             h = model.features(x).flatten(1).float()
             p = F.softmax(model.head(h).float(), dim=1)
-            y = torch.tensor(np.array(labels[start:start + batch_size]), dtype=torch.long)
-            p[torch.arange(len(y)), y] -= 1.0
-            out[start:start + len(x)] = (p.norm(dim=1) * h.norm(dim=1)).numpy()
+            y = torch.tensor(np.array(labels[start:start + batch_size]), dtype=torch.long).to(device)
+            p[torch.arange(len(y), device=device), y] -= 1.0
+            out[start:start + len(x)] = (p.norm(dim=1) * h.norm(dim=1)).cpu().numpy()
     return out
 
 

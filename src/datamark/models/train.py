@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._device import compute_device
 from .._progress import progress_bar
 from ..exceptions import ParameterError
 
@@ -73,17 +74,19 @@ def _lr_at(config: TrainConfig, step: int, total: int) -> float:
 def _augment(x: torch.Tensor, config: TrainConfig, gen: torch.Generator) -> torch.Tensor:
     """Random translation (reflect-padded crop) and horizontal flip, per sample, on a float NCHW batch."""
     n, _, h, w = x.shape
+    device = x.device
     if config.crop_padding:
         p = config.crop_padding
         padded = F.pad(x, (p, p, p, p), mode="reflect")
-        dy = torch.randint(0, 2 * p + 1, (n,), generator=gen)
-        dx = torch.randint(0, 2 * p + 1, (n,), generator=gen)
-        rows = (dy.view(n, 1) + torch.arange(h).view(1, h))            # n x h
-        cols = (dx.view(n, 1) + torch.arange(w).view(1, w))            # n x w
-        x = padded[torch.arange(n).view(n, 1, 1, 1), torch.arange(x.shape[1]).view(1, -1, 1, 1),
-                   rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
+        dy = torch.randint(0, 2 * p + 1, (n,), generator=gen).to(device)  # drawn on the CPU: same on every device
+        dx = torch.randint(0, 2 * p + 1, (n,), generator=gen).to(device)
+        rows = (dy.view(n, 1) + torch.arange(h, device=device).view(1, h))            # n x h
+        cols = (dx.view(n, 1) + torch.arange(w, device=device).view(1, w))            # n x w
+        x = padded[torch.arange(n, device=device).view(n, 1, 1, 1),
+                   torch.arange(x.shape[1], device=device).view(1, -1, 1, 1), rows.view(n, 1, h, 1),
+                   cols.view(n, 1, 1, w)]
     if config.flip:
-        flip = torch.rand(n, generator=gen) < 0.5
+        flip = (torch.rand(n, generator=gen) < 0.5).to(device)
         x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
     return x
 
@@ -97,46 +100,48 @@ def train_model(model: nn.Module, images: np.ndarray, labels: np.ndarray, config
                 progress: bool = False) -> nn.Module:
     """Train ``model`` in place on uint8 NHWC ``images`` and int ``labels``; returns it in eval mode.
 
-    Deterministic for a given ``config.seed`` (shuffling and augmentation use a local generator).
+    Deterministic for a given ``config.seed`` (shuffling and augmentation use a local generator). Runs on
+    :func:`~datamark._device.compute_device` (a GPU when one is visible) and returns the model on the CPU.
     """
     if len(images) != len(labels):
         raise ParameterError(f"images and labels differ in length: {len(images)} vs {len(labels)}.")
     gen = torch.Generator().manual_seed(config.seed)
-    data = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # uint8 NCHW view
-    targets = torch.tensor(np.asarray(labels), dtype=torch.long)  # a copy: Arrow labels are read-only
+    device = compute_device()
+    data = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(device)  # uint8 NCHW
+    targets = torch.tensor(np.asarray(labels), dtype=torch.long).to(device)  # a copy: Arrow labels are read-only
     n = len(targets)
     steps_per_epoch = math.ceil(n / config.batch_size)
     total = steps_per_epoch * config.epochs
+    model = model.to(device=device, memory_format=torch.channels_last).train()  # before the optimizer sees it
     decay, no_decay = [], []
     for _name, p in model.named_parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN and biases
     optimizer = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}],
                                 lr=config.lr, momentum=config.momentum, nesterov=True)
-    model = model.to(memory_format=torch.channels_last).train()
     step = 0
     with progress_bar("train", total, enabled=progress, unit="step") as bar:
         for epoch in range(config.epochs):
             order = torch.randperm(n, generator=gen)
             running, seen = 0.0, 0
             for start in range(0, n, config.batch_size):
-                idx = order[start:start + config.batch_size]
+                idx = order[start:start + config.batch_size].to(device)
                 if len(idx) < 2:  # batch norm cannot train on a single sample
                     continue
                 x = _augment(data[idx].float().div_(255.0), config, gen).contiguous(memory_format=torch.channels_last)
                 for group in optimizer.param_groups:
                     group["lr"] = _lr_at(config, step, total)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
                     loss = F.cross_entropy(model(x).float(), targets[idx], label_smoothing=config.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                running += loss.item() * len(idx)
+                running = running + loss.detach() * len(idx)  # no per-step sync on a GPU
                 seen += len(idx)
                 step += 1
                 bar.advance()
-            bar.status(f"epoch {epoch + 1}/{config.epochs} loss {running / max(seen, 1):.3f}")
-    return model.eval()
+            bar.status(f"epoch {epoch + 1}/{config.epochs} loss {float(running) / max(seen, 1):.3f}")
+    return model.cpu().eval()
 
 
 def fit(data, *, arch: str = "fastnet", config: TrainConfig | None = None, progress: bool = False, **arch_params):

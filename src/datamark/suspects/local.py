@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._device import device_of
 from ..exceptions import SuspectError
 from ..models.checkpoint import ModelSpec, load_checkpoint
 from ..models.train import to_tensor
@@ -52,10 +53,11 @@ class LocalSuspect:
         self.model.eval()
         chunks = []
         try:
+            device = device_of(self.model)  # the CPU, unless the caller put the model on a GPU
             with torch.no_grad():
                 for start in range(0, len(inputs), self.batch_size):
-                    logits = self.model(to_tensor(inputs[start:start + self.batch_size]))
-                    chunks.append(torch.softmax(logits.float(), dim=1).numpy())
+                    logits = self.model(to_tensor(inputs[start:start + self.batch_size]).to(device))
+                    chunks.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
         finally:
             self.model.train(was_training)
         self.queries += len(inputs)
