@@ -86,13 +86,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="Reuse this clean model (same arch/config) as the independent model and surrogate.")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="Set a method parameter (e.g. craft_steps=30, rate=0.02) for every method that has it.")
+    parser.add_argument("--train-param", action="append", default=[], metavar="NAME=VALUE",
+                        help="Override a field of the training recipe (e.g. label_smoothing=0) for every model.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("runs/ubw_cifar10"), help="Models and datasets.")
     parser.add_argument("--name", default="ubw_cifar10", help="Base name of the results files.")
     args = parser.parse_args(argv)
 
     arch = "resnet18" if args.paper else "fastnet"
-    config = default_config(arch, seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
+    recipe = {name.strip(): json.loads(value) for name, _, value in (p.partition("=") for p in args.train_param)}
+    config = default_config(arch, seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}), **recipe)
     train, test = load_data("cifar10:train"), load_data("cifar10:test")
     if args.train_rows:
         train = train.subset(range(args.train_rows))

@@ -44,9 +44,16 @@ def test_ubwc_perturbs_within_budget_and_keeps_labels(small, ubwc, global_rng_gu
     assert ubwc.key.target is None and ubwc.key.verification["alternative"] == "less"
 
 
-def test_ubwc_poisons_push_triggered_predictions_toward_dispersion(small, ubwc, surrogate):
+@pytest.fixture(scope="module")
+def ubwc_paper(small, surrogate):
+    """The paper's objective alone (no keep-correct term on independently triggered sources)."""
+    return UBWC(seed=0, rate=0.1, craft_steps=30, lr=0.1, base_model=surrogate, decoy_weight=0.0).apply(small)
+
+
+def test_ubwc_poisons_push_triggered_predictions_toward_dispersion(small, ubwc_paper, surrogate):
     """One training step on the crafted poisons raises CE + beta * entropy on triggered samples more than the
     same step on the unperturbed rows: the gradient alignment the crafting optimised."""
+    ubwc = ubwc_paper
     model, _ = load_checkpoint(surrogate)
     trigger = Trigger.from_config(ubwc.key.trigger)
     others = np.setdiff1d(np.arange(len(small)), ubwc.rows)[:200]
@@ -80,11 +87,22 @@ def test_sleeper_agent_poisons_only_the_target_class(small, surrogate):
     assert np.array_equal(marked.dataset.labels, small.labels)
 
 
+def test_decoy_term_changes_the_crafting_and_is_recorded(ubwc, ubwc_paper):
+    """The keep-correct term on independently triggered sources is part of the target (datamark's default for
+    UBW-C); weight 0 is the paper's objective and crafts different poisons from the same secret."""
+    assert ubwc.key.extra["craft"]["decoy_weight"] == 1.0
+    paper = ubwc_paper
+    assert np.array_equal(paper.rows, ubwc.rows) and paper.key.extra["craft"]["decoy_weight"] == 0.0
+    assert not np.array_equal(paper.dataset.inputs()[paper.rows], ubwc.dataset.inputs()[ubwc.rows])
+
+
 def test_crafted_methods_reject_bad_input(small, tmp_path):
     with pytest.raises(ParameterError, match="eps"):
         UBWC(eps=16)
     with pytest.raises(ParameterError, match="untargeted"):
         UBWC(target=1)
+    with pytest.raises(ParameterError, match="decoy_weight"):
+        UBWC(decoy_weight=-0.5)
     spec = ModelSpec(arch="tiny", num_classes=2, input_shape=small.input_shape, mean=(0.5,), std=(0.25,),
                      params={"width": 4})
     save_checkpoint(build_model(spec), spec, tmp_path / "two.pt")

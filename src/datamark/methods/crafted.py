@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from .._rng import generator, torch_seed
 from ..data.records import Records
@@ -47,6 +48,10 @@ class CraftedCleanLabel(WatermarkMethod):
     base_model: str | None = None    # checkpoint of the surrogate; None trains one (its cost is reported)
     base_arch: str = "fastnet"
     base_epochs: int | None = None
+    # A datamark addition (0 = the papers): weight of a keep-correct term in the target objective on the same
+    # sources stamped with *independent* triggers (one each, as decoy rows get), so the poisons teach "this
+    # trigger", not "any patch here"; without it a wrong trigger fires the watermark (Independent-T fails).
+    decoy_weight: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -56,6 +61,8 @@ class CraftedCleanLabel(WatermarkMethod):
         if not 0.0 < self.eps <= 1.0:
             raise ParameterError(f"The 'eps' parameter of {name} must be in (0, 1] (pixel scale, 16/255 = "
                                  f"0.0627); got {self.eps}.")
+        if self.decoy_weight < 0:
+            raise ParameterError(f"The 'decoy_weight' parameter of {name} must be >= 0; got {self.decoy_weight}.")
         if self.n_source < 1:
             raise ParameterError(f"The 'n_source' parameter of {name} must be >= 1; got {self.n_source}.")
         if self.pattern not in PATTERNS:
@@ -106,8 +113,15 @@ class CraftedCleanLabel(WatermarkMethod):
         sources = np.sort(sources[pick])
         triggered, source_labels = trigger.apply(inputs[sources]), np.asarray(data.labels[sources])
 
+        decoyed = (self.decoy_inputs(inputs[sources], trigger, generator(secret, "craft-decoys"))
+                   if self.decoy_weight > 0 else None)
+
         def target_grad(model):
-            return target_gradient(model, lambda m, x, y: self.objective(m, x, y, target), triggered, source_labels)
+            grad = target_gradient(model, lambda m, x, y: self.objective(m, x, y, target), triggered, source_labels)
+            if decoyed is None:
+                return grad
+            keep = target_gradient(model, lambda m, x, y: F.cross_entropy(m(x).float(), y), decoyed, source_labels)
+            return [g + self.decoy_weight * k for g, k in zip(grad, keep, strict=True)]
 
         def retrain(poisoned: np.ndarray) -> torch.nn.Module:
             from ..models import build_model, default_config, train_model
@@ -122,7 +136,7 @@ class CraftedCleanLabel(WatermarkMethod):
         labels = np.asarray(data.labels[rows], dtype=np.int64)
         poisoned, report = craft(base.model, inputs[rows], labels, target_grad, self.settings(),
                                  seed=torch_seed(secret, "craft"), retrain=retrain, progress=progress)
-        context.report.update(report, n_source=len(sources))
+        context.report.update(report, n_source=len(sources), decoy_weight=self.decoy_weight)
         return poisoned, labels
 
     def key_extra(self, data: Records, rows: np.ndarray, new_labels: np.ndarray, *, context: Any = None

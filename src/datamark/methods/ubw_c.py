@@ -32,6 +32,7 @@ class UBWC(CraftedCleanLabel):
     """UBW-C: gradient-matched clean-label poisons; triggered predictions become wrong and dispersed."""
 
     beta: float = 2.0
+    decoy_weight: float = 1.0  # datamark's default (the paper: 0); see CraftedCleanLabel and the README
 
     targeted = False
 
