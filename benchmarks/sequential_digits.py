@@ -65,8 +65,9 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 def markdown(report: dict) -> str:
     lines = ["# Sequential (betting e-process) vs fixed-n verification, embedded digits, tiny models", "",
-             f"{report['date']}; seeds {report['seeds']}; {report['epochs']} epochs; {report['threads']} torch thread(s); alpha = 0.01, tau = 0.2; "
-             f"{report['seconds']:.0f} s in all.", f"Command: `{report['command']}`.", "",
+             f"{report['date']}; seeds {report['seeds']}; {report['epochs']} epochs; {report['threads']} torch "
+             f"thread(s); alpha = 0.01, tau = 0.2; {report['seconds']:.0f} s in all.",
+             f"Command: `{report['command']}`.", "",
              "| model | mode | runs | accused (fixed) | accused (sequential) | queries fixed | queries sequential "
              "mean [min, max] | stops |", "|---|---|---:|---:|---:|---:|---:|---|"]
     lines += [f"| {s['model']} | {s['mode']} | {s['runs']} | {s['fixed_accused']} | {s['seq_accused']} | "
@@ -86,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     rows = [r for seed in range(args.seeds) for r in run_seed(seed, args.epochs)]
-    report = {"command": " ".join(["python", *sys.argv]), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "seeds": list(range(args.seeds)), "epochs": args.epochs, "threads": args.threads, "seconds": time.perf_counter() - start,
+    report = {"command": " ".join(["python", *sys.argv]),
+              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seeds": list(range(args.seeds)),
+              "epochs": args.epochs, "threads": args.threads, "seconds": time.perf_counter() - start,
               "environment": environment(), "summary": summarise(rows), "runs": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "sequential_digits.json").write_text(json.dumps(report, indent=2) + "\n")
