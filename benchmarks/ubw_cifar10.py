@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="Set a method parameter (e.g. craft_steps=30, rate=0.02) for every method that has it.")
     parser.add_argument("--train-param", action="append", default=[], metavar="NAME=VALUE",
                         help="Override a field of the training recipe (e.g. label_smoothing=0) for every model.")
+    parser.add_argument("--control-triggers", type=int, default=0,
+                        help="Run the verifier's trigger-specificity control with this many independent triggers.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("runs/ubw_cifar10"), help="Models and datasets.")
     parser.add_argument("--name", default="ubw_cifar10", help="Base name of the results files.")
@@ -107,9 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     names = [n.strip() for n in args.methods.split(",") if n.strip()]
     methods = {name: build_method(name, {**options, **({"decoy_rate": args.decoy_rate} if name == "ubw-p" else {})})
                for name in names}
+    verifier = Verifier(seed=args.seed, n_control_triggers=args.control_triggers)
     start = time.perf_counter()
-    report = run_experiment(train, test, methods, arch=arch, config=config, out_dir=args.work,
-                            verifier=Verifier(seed=args.seed), overwrite=True, progress=False,
+    report = run_experiment(train, test, methods, arch=arch, config=config, out_dir=args.work, verifier=verifier,
+                            overwrite=True, progress=False,
                             clean_checkpoint=args.clean_checkpoint, log=lambda m: print(m, flush=True))
     fresh = report.to_dict()
     args_text = argv if argv is not None else sys.argv[1:]

@@ -181,6 +181,10 @@ def _print_result(result, evidence: Path | None) -> None:
     effect = "ΔP" if result.mode == "probs" else "flip rate"
     out.print(f"statistic = {o.statistic:.4g}, p = {o.p_value:.4g} (log10 p = {o.log10_p:.2f}), "
               f"{effect} = {o.effect:.4f}")
+    if result.specificity is not None:
+        spec = result.specificity
+        out.print(f"specificity control ({spec.test}, H0: {spec.null_hypothesis}, the key's trigger vs independent "
+                  f"ones): n = {spec.n}, p = {spec.p_value:.4g}, effect = {spec.effect:.4f}")
     if result.sequential is not None:
         seq = result.sequential
         out.print(f"sequential: stopped on {seq['stopped']} after {seq['probes_used']} probes in {seq['rounds']} "
@@ -224,6 +228,10 @@ def verify(
     margin: float | None = typer.Option(None, help="tau, the margin of H0 (default: the key's, 0.2 for DVBW)."),
     alpha: float | None = typer.Option(None, help="Significance level (default: the key's, 0.01 for DVBW)."),
     seed: int = typer.Option(0, help="Seed of the probe draw."),
+    control_triggers: int = typer.Option(0, "--control-triggers", help="Also query this many independent "
+                                         "random triggers and accuse only if the key's trigger outranks them "
+                                         "(exact rank test; needs at least 1/alpha, e.g. 100 at alpha 0.01). "
+                                         "Recommended where a method's Independent-T control fails."),
     commitment: str | None = typer.Option(None, help="Refuse the key unless it has this published commitment."),
     evidence: Path | None = typer.Option(None, help="Record every query batch in this new hash-chained "
                                             "evidence file (JSON Lines)."),
@@ -248,7 +256,8 @@ def verify(
             raise DatamarkError("--budget caps the queries sent to an endpoint; it needs --endpoint.")
         key = Key.load(key_path, commitment=commitment)
         probes = load_data(data)
-        settings = dict(mode=mode.value, n_probe=n_probe, margin=margin, alpha=alpha, seed=seed)
+        settings = dict(mode=mode.value, n_probe=n_probe, margin=margin, alpha=alpha, seed=seed,
+                        n_control_triggers=control_triggers)
         verifier = SequentialVerifier(**settings, batch_size=round_size) if sequential else Verifier(**settings)
         if endpoint is not None:
             from .suspects import HTTPSuspect, JSONSuspect, JSONTemplate

@@ -11,27 +11,39 @@ UNTARGETED = ("Scenario", "BA %", "ASR-A %", "ASR-C %", "D_p", "ΔP", "p (probs)
               "verdict (probs / labels)")
 
 
+SPECIFICITY = "p specificity (probs / labels)"
+
+
+def _controlled(rows: Sequence[ScenarioRow]) -> bool:
+    return any(r.probs.specificity is not None for r in rows)
+
+
 def _header(rows: Sequence[ScenarioRow]) -> tuple[str, ...]:
-    return UNTARGETED if any(r.extra for r in rows) else TARGETED
+    head = UNTARGETED if any(r.extra for r in rows) else TARGETED
+    return (*head[:-1], SPECIFICITY, head[-1]) if _controlled(rows) else head
 
 
-def _cells(row: ScenarioRow) -> tuple[str, ...]:
+def _cells(row: ScenarioRow, controlled: bool = False) -> tuple[str, ...]:
     def verdict(r):
         return "accused" if r.accused else "not accused"
+
+    def p_specificity(r):
+        return f"{r.specificity.p_value:.3g}" if r.specificity is not None else "–"
 
     success = (f"{100 * row.wsr:.2f}",)
     if row.extra:
         success += (f"{100 * row.extra['asr_c']:.2f}", f"{row.extra['d_p']:.4f}")
+    control = (f"{p_specificity(row.probs)} / {p_specificity(row.labels)}",) if controlled else ()
     return (row.scenario, f"{100 * row.ba:.2f}", *success, f"{row.probs.outcome.effect:.3f}",
             f"{row.probs.outcome.p_value:.3g}", f"{row.labels.outcome.effect:.2f}", f"{row.labels.outcome.p_value:.3g}",
-            f"{verdict(row.probs)} / {verdict(row.labels)}")
+            *control, f"{verdict(row.probs)} / {verdict(row.labels)}")
 
 
 def markdown_table(rows: Sequence[ScenarioRow]) -> str:
     """A GitHub Markdown table of the scenarios (WSR for targeted keys; ASR-A, ASR-C, D_p for untargeted)."""
     header = _header(rows)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    lines += ["| " + " | ".join(_cells(r, _controlled(rows))) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -43,5 +55,5 @@ def rich_table(rows: Sequence[ScenarioRow], title: str):
     for head in _header(rows):
         table.add_column(head, justify="left" if head in ("Scenario", "verdict (probs / labels)") else "right")
     for row in rows:
-        table.add_row(*_cells(row))
+        table.add_row(*_cells(row, _controlled(rows)))
     return table

@@ -249,7 +249,7 @@ def verifier_from_settings(settings: dict[str, Any]) -> Verifier:
     if settings.get("verifier") == "sequential":
         return SequentialVerifier(**common, batch_size=settings["batch_size"], futility=settings["futility"],
                                   bet_cap=settings["bet_cap"])
-    return Verifier(**common)
+    return Verifier(**common, n_control_triggers=int(settings.get("n_control_triggers", 0)))
 
 
 def reverify(path: str | os.PathLike, key: Key, data: Records) -> VerificationResult:

@@ -29,13 +29,20 @@ class VerificationResult:
     seed: int
     trigger: str = "key"
     sequential: dict[str, Any] | None = None  # how a sequential run stopped (None for a fixed-n test)
+    specificity: TestOutcome | None = None  # the trigger-specificity control, if it ran (see the verifier)
 
     @property
     def accused(self) -> bool:
-        return self.outcome.p_value < self.alpha
+        """H0 rejected, and -- where the specificity control ran -- the key's trigger beat the control triggers."""
+        specific = self.specificity is None or self.specificity.p_value < self.alpha
+        return self.outcome.p_value < self.alpha and specific
 
     @property
     def verdict(self) -> str:
+        if self.outcome.p_value < self.alpha and not self.accused:
+            return (f"H0 rejected (p = {self.outcome.p_value:.3g}) but the trigger-specificity control failed "
+                    f"(p = {self.specificity.p_value:.3g} >= alpha = {self.alpha:g}): independent triggers of the "
+                    f"same kind move the suspect as much as the key's, so this is no evidence of *this* watermark.")
         if self.accused:
             return (f"H0 rejected (p = {self.outcome.p_value:.3g} < alpha = {self.alpha:g}): the suspect responds to "
                     f"the watermark; evidence that it was trained on the protected dataset.")
@@ -45,6 +52,7 @@ class VerificationResult:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["outcome"] = self.outcome.to_dict()
+        out["specificity"] = self.specificity.to_dict() if self.specificity is not None else None
         out.update(accused=self.accused, verdict=self.verdict)
         return out
 

@@ -125,6 +125,9 @@ class SequentialVerifier(Verifier):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.n_control_triggers:
+            raise ParameterError("The trigger-specificity control runs with the fixed-n test only; drop "
+                                 "--sequential or --control-triggers.")
         if self.batch_size < 1:
             raise ParameterError(f"The sequential 'batch_size' (probes per round) must be >= 1; got {self.batch_size}.")
         if not 0.0 < self.bet_cap < 1.0:

@@ -15,6 +15,13 @@ the true label (untargeted); probes that already succeed without the trigger are
 change), and an exact one-sided binomial test asks whether more than a fraction tau of the others succeed. Every
 null holds for any model that did not learn the watermark as long as the trigger moves it by at most tau; the
 label-only test is exact, so its false-positive rate is <= alpha.
+
+Trigger-specificity control (``n_control_triggers`` = k > 0, a datamark addition): the kept probes are also
+queried with k *independent* triggers of the key's kind, and an exact Monte Carlo rank test asks whether the
+key's trigger moves the suspect more than random triggers of its kind do (p = (1 + #controls at least as strong)
+/ (k + 1)). The suspect is accused only if both tests reject (an intersection-union test: its level is still
+alpha). It guards against a model that reacts to *any* trigger of that kind -- for instance one trained on
+somebody else's watermark of the same family -- which the first test alone would take for this key's watermark.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .._rng import keyed_scores, seed_secret, select_smallest
+from .._rng import generator, keyed_scores, seed_secret, select_smallest
 from ..data.records import Records
 from ..exceptions import ParameterError, QueryBudgetError
 from ..key import Key
@@ -113,8 +120,11 @@ class Verifier:
     margin: float | None = None
     alpha: float | None = None
     seed: int = 0
+    n_control_triggers: int = 0  # independent triggers of the specificity control (0 = off)
 
     def __post_init__(self) -> None:
+        if self.n_control_triggers < 0:
+            raise ParameterError(f"The 'n_control_triggers' parameter must be >= 0; got {self.n_control_triggers}.")
         if self.mode not in ("probs", "labels"):
             raise ParameterError(f"The verification 'mode' must be 'probs' or 'labels'; got '{self.mode}'.")
         if self.n_probe is not None and self.n_probe < 2:
@@ -155,7 +165,8 @@ class Verifier:
         """The resolved settings of a run with ``key`` (what an evidence file records and a resume must match)."""
         n_probe, margin, alpha = self._settings(key)
         return {"verifier": "fixed", "mode": self.mode, "n_probe": n_probe, "margin": margin, "alpha": alpha,
-                "seed": self.seed}
+                "seed": self.seed, **({"n_control_triggers": self.n_control_triggers} if self.n_control_triggers
+                                      else {})}
 
     def _prepare(self, suspect: Suspect, key: Key, data: Records, *, keyed_order: bool = False,
                  all_rows: bool = False) -> tuple[tuple[int, float, float], np.ndarray]:
@@ -238,26 +249,64 @@ class Verifier:
         """
         objective = Objective.of(key)
         start = suspect.queries
+        used = trigger_of(key, trigger)
         if objective.targeted:
             (n_probe, margin, alpha), rows = self._prepare(suspect, key, data)
             clean = data.inputs()[rows]
-            scores = self._query(suspect, clean, trigger_of(key, trigger).apply(clean), data.labels[rows], objective)
+            scores = self._query(suspect, clean, used.apply(clean), data.labels[rows], objective)
             excluded = int((~scores.kept).sum())
         else:  # all candidate rows in keyed order; clean queries until n_probe are classified correctly
             (n_probe, margin, alpha), rows = self._prepare(suspect, key, data, keyed_order=True, all_rows=True)
             inputs = data.inputs()
             rows, clean_out, excluded = self._correct_probes(suspect, inputs, data.labels, rows, n_probe)
-            triggered_out = self._answers(suspect, trigger_of(key, trigger).apply(inputs[rows]))
+            triggered_out = self._answers(suspect, used.apply(inputs[rows]))
             scores = self._scores(clean_out, triggered_out, data.labels[rows], objective)
         if self.mode == "probs":
             outcome = objective.paired_test(scores.treated[scores.kept], scores.control[scores.kept], margin)
         else:
             outcome = binomial_test(int(scores.treated[scores.kept].sum()), int(scores.kept.sum()), p0=margin)
+        specificity = (self._specificity(suspect, used, data.inputs()[rows], data.labels[rows], scores, objective,
+                                         alpha) if self.n_control_triggers else None)
         score, h0, h1 = self._hypotheses(margin, objective)
         return VerificationResult(commitment=key.commitment, method=str(key.method.get("name")), mode=self.mode,
                                   score=score, h0=h0, h1=h1, alpha=alpha, outcome=outcome, n_probe_requested=n_probe,
                                   n_excluded=excluded, queries=suspect.queries - start, seed=self.seed,
-                                  trigger=trigger_label)
+                                  trigger=trigger_label, specificity=specificity)
+
+    def _specificity(self, suspect: Suspect, used: Trigger, probes: np.ndarray, true: np.ndarray,
+                     scores: PairedScores, objective: Objective, alpha: float) -> TestOutcome:
+        """Is ``used`` an outlier among random triggers of its kind? A Monte Carlo rank test over triggers.
+
+        Each of the ``n_control_triggers`` independent triggers is applied to the same kept probes; a trigger's
+        effect is its mean score there (probability of the target / of *not* the true label, or success rate).
+        Under H0 -- the suspect reacts to triggers of this kind but did not learn *this* one -- the key's trigger,
+        drawn from the same distribution, is exchangeable with the controls, so p = (1 + #controls at least as
+        strong) / (k + 1) is exact. Its smallest value is 1 / (k + 1), so k >= 1 / alpha - 1 is required.
+        """
+        k = self.n_control_triggers
+        if 1.0 / (k + 1) >= alpha:
+            raise ParameterError(f"The specificity control's smallest p-value is 1/(k+1) = {1 / (k + 1):.3g}, not "
+                                 f"below alpha = {alpha:g}; use at least {int(np.ceil(1 / alpha))} control triggers.")
+        kept = np.flatnonzero(scores.kept)
+        check_budget(suspect, k * len(kept))
+        rng = generator(seed_secret(self.seed), "control-triggers")
+
+        def strength(score: np.ndarray) -> float:  # larger = more watermark-like, in both directions
+            return float(score.mean() if objective.targeted or self.mode == "labels" else -score.mean())
+
+        effects = []
+        for _ in range(k):
+            out = self._answers(suspect, used.independent(rng).apply(probes[kept]))
+            score = (objective.probability(out, true[kept]) if self.mode == "probs"
+                     else objective.success(out, true[kept]))
+            effects.append(strength(score))
+        key_effect = strength(scores.treated[kept])
+        stronger = int(sum(e >= key_effect for e in effects))
+        p = (1 + stronger) / (k + 1)
+        null = "the key's trigger is exchangeable with random triggers of its kind (the suspect did not learn it)"
+        return TestOutcome("trigger rank (Monte Carlo)", "greater", null, 0.0, k, float(stronger), p,
+                           float(np.log10(p)), key_effect - float(np.mean(effects)),
+                           f"{stronger} of {k} independent triggers moved the suspect at least as much as the key's")
 
 
 def trigger_of(key: Key, trigger: Trigger | None = None) -> Trigger:

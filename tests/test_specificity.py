@@ -1,0 +1,104 @@
+"""The trigger-specificity control: a suspect that reacts to *any* trigger of the key's kind is not accused."""
+
+import numpy as np
+import pytest
+
+from datamark import UBWP, BadNets, Verifier
+from datamark.exceptions import ParameterError
+from datamark.triggers import Trigger
+from datamark.verify.evidence import verifier_from_settings
+from datamark.verify.sequential import SequentialVerifier
+
+pytestmark = pytest.mark.filterwarnings("ignore::datamark.exceptions.DegenerateTestWarning")  # synthetic suspects
+
+
+class _PatchSuspect:
+    """Knows the probe images: answers the true label on a clean probe; on an altered one (a triggered probe) it
+    answers ``react(true label)`` -- for every alteration, or only for the inputs in ``responds_to``."""
+
+    def __init__(self, data, react, outputs, responds_to=None):
+        self.images, self.labels = data.inputs().astype(int), np.asarray(data.labels)
+        self.responds = None if responds_to is None else {x.tobytes() for x in responds_to}
+        self.react, self.outputs, self.num_classes, self.queries = react, outputs, 10, 0
+
+    def _label(self, x):
+        distance = np.abs(self.images - x.astype(int)).reshape(len(self.images), -1).sum(1)
+        nearest = int(distance.argmin())  # a trigger alters only a small patch: the probe it came from
+        label = int(self.labels[nearest])
+        altered = distance[nearest] > 0
+        reacts = self.responds is None or x.tobytes() in self.responds
+        return self.react(label) if altered and reacts else label
+
+    def query(self, inputs):
+        self.queries += len(inputs)
+        labels = np.array([self._label(x) for x in inputs])
+        if self.outputs == "labels":
+            return labels
+        probs = np.full((len(inputs), 10), 0.01)
+        probs[np.arange(len(inputs)), labels] = 0.91
+        return probs
+
+
+def _suspects(key, test, react, outputs):
+    """(generic, specific): reacts to every altered probe / only to probes carrying the key's own trigger."""
+    own = Trigger.from_config(key.trigger).apply(test.inputs())
+    return _PatchSuspect(test, react, outputs), _PatchSuspect(test, react, outputs, responds_to=own)
+
+
+@pytest.fixture(scope="module")
+def probes(digits):
+    train, test = digits
+    return train.subset(range(300)), test.subset(range(150))
+
+
+@pytest.mark.parametrize("mode", ["probs", "labels"])
+def test_targeted_generic_reaction_is_not_accused_with_the_control(probes, mode):
+    train, test = probes
+    key = BadNets(seed=0, target=5).apply(train).key
+    generic, specific = _suspects(key, test, lambda label: 5, mode)
+    plain = Verifier(mode=mode, n_probe=60).verify(generic, key, test)
+    assert plain.accused and plain.specificity is None  # without the control: a false accusation
+    checked = Verifier(mode=mode, n_probe=60, alpha=0.05, n_control_triggers=20).verify(generic, key, test)
+    assert not checked.accused and checked.outcome.p_value < checked.alpha
+    assert checked.specificity.p_value == 1.0 and "specificity control failed" in checked.verdict
+    assert checked.to_dict()["specificity"]["n"] == 20
+    real = Verifier(mode=mode, n_probe=60, alpha=0.05, n_control_triggers=20).verify(specific, key, test)
+    assert real.accused and real.specificity.p_value == pytest.approx(1 / 21)  # the smallest possible: 1/(k+1)
+    assert real.queries == 2 * 60 + 20 * 60  # clean + key-triggered + twenty control triggers per kept probe
+
+
+def test_untargeted_control_uses_the_correct_probes(probes):
+    train, test = probes
+    key = UBWP(seed=0).apply(train).key
+    generic, specific = _suspects(key, test, lambda label: (label + 1) % 10, "probs")
+    assert not Verifier(n_probe=50, n_control_triggers=100).verify(generic, key, test).accused
+    real = Verifier(n_probe=50, n_control_triggers=100).verify(specific, key, test)  # alpha 0.01 from the key
+    assert real.accused and real.specificity.p_value == pytest.approx(1 / 101) and real.specificity.effect > 0.5
+    with pytest.raises(ParameterError, match="at least 100 control triggers"):
+        Verifier(n_probe=50, n_control_triggers=20).verify(specific, key, test)
+
+
+def test_control_settings_round_trip_and_errors(probes):
+    train, _ = probes
+    key = BadNets(seed=0, target=5).apply(train).key
+    settings = Verifier(n_control_triggers=4).settings(key)
+    assert verifier_from_settings(settings).n_control_triggers == 4
+    assert "n_control_triggers" not in Verifier().settings(key)  # old evidence headers still match
+    with pytest.raises(ParameterError, match="n_control_triggers"):
+        Verifier(n_control_triggers=-1)
+    with pytest.raises(ParameterError, match="fixed-n test only"):
+        SequentialVerifier(n_control_triggers=2)
+
+
+def test_scenarios_report_the_control(tiny_pair):
+    """On a real (tiny) stolen model the key's trigger beats independent ones; the table shows the control."""
+    from datamark.evaluate import evaluate_scenarios
+    from datamark.evaluate.report import SPECIFICITY, markdown_table
+
+    key, stolen, clean, test = tiny_pair
+    rows = {r.scenario: r for r in evaluate_scenarios(key, stolen, clean, test,
+                                                      verifier=Verifier(alpha=0.05, n_control_triggers=39))}
+    assert rows["Steal"].probs.accused and rows["Steal"].labels.accused
+    assert rows["Steal"].probs.specificity.p_value == pytest.approx(1 / 40)
+    assert not rows["Independent-T"].probs.accused and not rows["Independent-M"].labels.accused
+    assert SPECIFICITY in markdown_table(list(rows.values()))
