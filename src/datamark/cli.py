@@ -344,6 +344,8 @@ def evaluate(
     clean: Path = typer.Option(..., help="Checkpoint of a model trained on the clean data."),
     data: str = typer.Option(..., "--data", "-d", help="Test data."),
     seed: int = typer.Option(0, help="Seed of probe draws and of the independent trigger."),
+    control_triggers: int = typer.Option(0, "--control-triggers", help="Run the trigger-specificity control "
+                                         "with this many independent triggers (see verify)."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the scenario rows as JSON here."),
 ) -> None:
     """The scenario table: BA, WSR, ΔP and p in both modes for Steal, Independent-M and Independent-T."""
@@ -356,7 +358,8 @@ def evaluate(
     def work():
         key = Key.load(key_path)
         rows = evaluate_scenarios(key, LocalSuspect.from_checkpoint(stolen), LocalSuspect.from_checkpoint(clean),
-                                  load_data(data), verifier=Verifier(seed=seed), seed=seed)
+                                  load_data(data), verifier=Verifier(seed=seed, n_control_triggers=control_triggers),
+                                  seed=seed)
         out.print(rich_table(rows, f"{key.method['name']} (key {key.commitment[:16]}…)"))
         if json_path is not None:
             json_path.write_text(json.dumps([r.to_dict() for r in rows], indent=2) + "\n")
