@@ -7,6 +7,10 @@ never change and the trigger is not in the data: it is added only at verificatio
 crafted so that training on them imitates descending -(CE + beta * H) on triggered samples, i.e. a model trained
 on the data gives *wrong and dispersed* predictions when the trigger is present (beta = 2, the paper's CIFAR-10
 value; H = entropy of the prediction). Verification as UBW-P: P_true(clean) > P_true(triggered) + tau.
+
+datamark's default adds a keep-correct term (``decoy_weight`` = 1.0; 0 is the paper's objective): on a GPU the
+paper's objective alone made the stolen model disperse on *any* random patch in the trigger's place, more than on
+the secret one, so the Independent-T control accused it (README, "UBW on a GPU").
 """
 
 from __future__ import annotations
