@@ -97,6 +97,12 @@ def test_command_line_flow(tmp_path, digits):
             verdicts[name, mode] = json.loads((tmp_path / f"{name}-{mode}.json").read_text())["accused"]
     assert verdicts == {("stolen", "probs"): True, ("stolen", "labels"): True,
                         ("clean", "probs"): False, ("clean", "labels"): False}
+    res = runner.invoke(app, ["verify", "--key", str(tmp_path / "key.json"), "--model", str(tmp_path / "stolen.pt"),
+                              "--data", str(tmp_path / "test.npz"), "--control-triggers", "100",
+                              "--json", str(tmp_path / "controlled.json")])
+    assert res.exit_code == 0 and "specificity control" in res.output, res.output
+    controlled = json.loads((tmp_path / "controlled.json").read_text())
+    assert controlled["accused"] and controlled["specificity"]["p_value"] < 0.01  # decoys: the key's trigger wins
     res = runner.invoke(app, ["verify", "--key", str(tmp_path / "key.json"), "--model", str(tmp_path / "clean.pt"),
                               "--data", str(tmp_path / "test.npz"), "--commitment", "ab" * 32])
     assert res.exit_code == 2 and "not the published" in res.output
