@@ -25,6 +25,7 @@ from torch.nn import functional as F
 from .._device import compute_device, device_of, on_device
 from .._progress import progress_bar
 from ..exceptions import ParameterError
+from ..models.train import to_tensor
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -51,10 +52,6 @@ class CraftSettings:
             raise ParameterError(f"The crafting 'lr' must be > 0; got {self.lr}.")
 
 
-def _to_float(images: np.ndarray) -> torch.Tensor:
-    return torch.tensor(np.asarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
-
-
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Differentiable random flip and shift (up to 4 px, reflect padding), one draw per batch."""
     if torch.rand(1, generator=gen).item() < 0.5:
@@ -76,7 +73,7 @@ def target_gradient(model: nn.Module, objective: Objective, images: np.ndarray, 
     total = [torch.zeros_like(p) for p in params]
     device = device_of(model)
     for start in range(0, len(images), batch_size):
-        x = _to_float(images[start:start + batch_size]).to(device)
+        x = to_tensor(images[start:start + batch_size]).to(device)
         y = torch.tensor(np.array(labels[start:start + batch_size]), dtype=torch.long).to(device)
         grads = _flat_grad(objective(model, x, y) * len(x) / len(images), params, create_graph=False)
         total = [t + g for t, g in zip(total, grads, strict=True)]
@@ -106,7 +103,7 @@ def craft(model: nn.Module, poisons: np.ndarray, labels: np.ndarray, target_grad
         raise ParameterError(f"Poisons must be uint8 N x H x W x C images; got {poisons.dtype} {poisons.shape}.")
     gen = torch.Generator().manual_seed(seed)  # draws stay on the CPU: the same crafting on every device
     device, home = compute_device(), device_of(model)
-    base = _to_float(poisons).to(device)
+    base = to_tensor(poisons).to(device)
     y_all = torch.tensor(np.array(labels), dtype=torch.long).to(device)
     u = ((torch.rand(base.shape, generator=gen) * 2 - 1) * 0.5).to(device)  # random start inside half the ball
     u.requires_grad_(True)
@@ -186,7 +183,7 @@ def head_gradient_norms(model: nn.Module, images: np.ndarray, labels: np.ndarray
     out = np.empty(len(images), dtype=np.float64)
     with torch.no_grad(), on_device(model) as device:
         for start in range(0, len(images), batch_size):
-            x = _to_float(images[start:start + batch_size]).to(device)
+            x = to_tensor(images[start:start + batch_size]).to(device)
             h = model.features(x).flatten(1).float()
             p = F.softmax(model.head(h).float(), dim=1)
             y = torch.tensor(np.array(labels[start:start + batch_size]), dtype=torch.long).to(device)

@@ -172,6 +172,10 @@ class Verifier:
                  all_rows: bool = False) -> tuple[tuple[int, float, float], np.ndarray]:
         """Check the key, data and suspect agree (before any query); return the settings and the probe rows."""
         settings = self._settings(key)
+        k, alpha = self.n_control_triggers, settings[2]
+        if k and 1.0 / (k + 1) >= alpha:
+            raise ParameterError(f"The specificity control's smallest p-value is 1/(k+1) = {1 / (k + 1):.3g}, not "
+                                 f"below alpha = {alpha:g}; use at least {int(np.ceil(1 / alpha))} control triggers.")
         key.check_data(data.num_classes, data.input_shape, f"the probe data {data.where}")
         key.check_data(suspect.num_classes, data.input_shape, "the suspect model")
         if self.mode == "probs":
@@ -182,12 +186,15 @@ class Verifier:
     def _scores(self, clean_out: np.ndarray, triggered_out: np.ndarray, true: np.ndarray,
                 objective: Objective) -> PairedScores:
         """Per-probe scores of this mode from the suspect's answers on clean and triggered probes."""
+        control, treated = self._score(clean_out, true, objective), self._score(triggered_out, true, objective)
         if self.mode == "probs":
-            control, treated = objective.probability(clean_out, true), objective.probability(triggered_out, true)
             kept = np.ones(len(true), dtype=bool) if objective.targeted else clean_out.argmax(1) == true
             return PairedScores(treated, control, kept)
-        control, treated = objective.success(clean_out, true), objective.success(triggered_out, true)
         return PairedScores(treated, control, control == 0)
+
+    def _score(self, out: np.ndarray, true: np.ndarray, objective: Objective) -> np.ndarray:
+        """The per-probe score of this mode: a probability (probs) or 1.0 for success (labels)."""
+        return objective.probability(out, true) if self.mode == "probs" else objective.success(out, true)
 
     def _answers(self, suspect: Suspect, inputs: np.ndarray) -> np.ndarray:
         return suspect.query(inputs) if self.mode == "probs" else labels_of(suspect, inputs)
@@ -252,21 +259,22 @@ class Verifier:
         used = trigger_of(key, trigger)
         if objective.targeted:
             (n_probe, margin, alpha), rows = self._prepare(suspect, key, data)
-            clean = data.inputs()[rows]
-            scores = self._query(suspect, clean, used.apply(clean), data.labels[rows], objective)
+            probes = data.inputs()[rows]
+            scores = self._query(suspect, probes, used.apply(probes), data.labels[rows], objective)
             excluded = int((~scores.kept).sum())
         else:  # all candidate rows in keyed order; clean queries until n_probe are classified correctly
             (n_probe, margin, alpha), rows = self._prepare(suspect, key, data, keyed_order=True, all_rows=True)
             inputs = data.inputs()
             rows, clean_out, excluded = self._correct_probes(suspect, inputs, data.labels, rows, n_probe)
-            triggered_out = self._answers(suspect, used.apply(inputs[rows]))
+            probes = inputs[rows]
+            triggered_out = self._answers(suspect, used.apply(probes))
             scores = self._scores(clean_out, triggered_out, data.labels[rows], objective)
         if self.mode == "probs":
             outcome = objective.paired_test(scores.treated[scores.kept], scores.control[scores.kept], margin)
         else:
             outcome = binomial_test(int(scores.treated[scores.kept].sum()), int(scores.kept.sum()), p0=margin)
-        specificity = (self._specificity(suspect, used, data.inputs()[rows], data.labels[rows], scores, objective,
-                                         alpha) if self.n_control_triggers else None)
+        specificity = (self._specificity(suspect, used, probes, data.labels[rows], scores, objective)
+                       if self.n_control_triggers else None)
         score, h0, h1 = self._hypotheses(margin, objective)
         return VerificationResult(commitment=key.commitment, method=str(key.method.get("name")), mode=self.mode,
                                   score=score, h0=h0, h1=h1, alpha=alpha, outcome=outcome, n_probe_requested=n_probe,
@@ -274,7 +282,7 @@ class Verifier:
                                   trigger=trigger_label, specificity=specificity)
 
     def _specificity(self, suspect: Suspect, used: Trigger, probes: np.ndarray, true: np.ndarray,
-                     scores: PairedScores, objective: Objective, alpha: float) -> TestOutcome:
+                     scores: PairedScores, objective: Objective) -> TestOutcome:
         """Is ``used`` an outlier among random triggers of its kind? A Monte Carlo rank test over triggers.
 
         Each of the ``n_control_triggers`` independent triggers is applied to the same kept probes; a trigger's
@@ -283,10 +291,7 @@ class Verifier:
         drawn from the same distribution, is exchangeable with the controls, so p = (1 + #controls at least as
         strong) / (k + 1) is exact. Its smallest value is 1 / (k + 1), so k >= 1 / alpha - 1 is required.
         """
-        k = self.n_control_triggers
-        if 1.0 / (k + 1) >= alpha:
-            raise ParameterError(f"The specificity control's smallest p-value is 1/(k+1) = {1 / (k + 1):.3g}, not "
-                                 f"below alpha = {alpha:g}; use at least {int(np.ceil(1 / alpha))} control triggers.")
+        k = self.n_control_triggers  # k >= 1/alpha was checked in _prepare, before any query
         kept = np.flatnonzero(scores.kept)
         check_budget(suspect, k * len(kept))
         rng = generator(seed_secret(self.seed), "control-triggers")
@@ -297,9 +302,7 @@ class Verifier:
         effects = []
         for _ in range(k):
             out = self._answers(suspect, used.independent(rng).apply(probes[kept]))
-            score = (objective.probability(out, true[kept]) if self.mode == "probs"
-                     else objective.success(out, true[kept]))
-            effects.append(strength(score))
+            effects.append(strength(self._score(out, true[kept], objective)))
         key_effect = strength(scores.treated[kept])
         stronger = int(sum(e >= key_effect for e in effects))
         p = (1 + stronger) / (k + 1)
