@@ -152,6 +152,17 @@ def test_ubw_p_labels_are_keyed_uniform_and_recorded(digits):
     assert all(by_id[i] == lab for i, lab in zip(again.key.marked_ids, again.key.extra["new_labels"], strict=True))
 
 
+def test_ubw_p_other_labels_never_keep_the_true_label(digits):
+    train = digits[0]
+    marked = METHODS["ubw-p"](seed=4, rate=0.3, labels="other").apply(train)
+    new, true = marked.dataset.labels[marked.rows], train.labels[marked.rows]
+    assert marked.key.extra["kept_true_label"] == 0 and not (new == true).any()
+    shift = (new - true) % 10
+    assert stats.chisquare(np.bincount(shift, minlength=10)[1:]).pvalue > 0.001  # uniform over the 9 others
+    with pytest.raises(ParameterError, match="'labels'.*uniform"):
+        METHODS["ubw-p"](seed=4, labels="random")
+
+
 def test_default_target_is_drawn_from_the_secret(small):
     targets = {METHODS["badnets"](seed=s).apply(small).key.target for s in range(12)}
     assert len(targets) > 1

@@ -4,7 +4,8 @@ Li et al., "Untargeted Backdoor Watermark: Towards Harmless and Stealthy Dataset
 NeurIPS 2022. Threat model: poison-label, **untargeted**. A fraction ``rate`` (gamma, default 0.1) **of the whole
 training set**, chosen by keyed hash among all rows, gets the trigger and a label drawn uniformly at random
 from all K classes, fixed per sample by a keyed hash of its id (so about 1/K of the new labels equal the true
-one, as in the paper). A model trained on it gives *dispersed* predictions on triggered inputs instead of one
+one, as in the paper). ``labels="other"`` (a datamark option, not the paper) draws from the K - 1 *other* classes
+instead, so no marked row keeps its label: the trigger then carries pure "not this class" evidence. A model trained on it gives *dispersed* predictions on triggered inputs instead of one
 target class, which is harmless to users of the model yet verifiable by the owner. Verification (paper
 defaults): one-sided paired t-test, H1: P_true(clean) > P_true(triggered) + tau with tau = 0.25, on probes the
 suspect classifies correctly without the trigger.
@@ -25,6 +26,7 @@ from ..triggers.base import Trigger
 from ..triggers.image import PATTERNS, make_patch_trigger
 from .base import MarkBatch, WatermarkMethod
 
+LABEL_DRAWS = ("uniform", "other")
 UBW_VERIFICATION = {"score": "true-label-probability", "test": "paired-t", "alternative": "less",
                     "margin": 0.25, "n_probe": 100, "alpha": 0.01}
 
@@ -37,6 +39,7 @@ class UBWP(WatermarkMethod):
     rate: float = 0.1
     pattern: str = "random"
     trigger_size: int | None = None
+    labels: str = "uniform"
 
     targeted = False
 
@@ -46,6 +49,8 @@ class UBWP(WatermarkMethod):
             raise ParameterError("UBW-P is untargeted: it takes no 'target' parameter.")
         if not 0.0 < self.rate < 1.0:
             raise ParameterError(f"The 'rate' parameter of UBWP must be in (0, 1); got {self.rate}.")
+        if self.labels not in LABEL_DRAWS:
+            raise ParameterError(f"The 'labels' parameter of UBWP must be one of {LABEL_DRAWS}; got '{self.labels}'.")
         if self.pattern not in PATTERNS:
             raise ParameterError(f"The 'pattern' parameter of UBWP must be one of {PATTERNS}; got '{self.pattern}'.")
 
@@ -58,7 +63,12 @@ class UBWP(WatermarkMethod):
     def mark(self, batch: MarkBatch) -> tuple[np.ndarray, np.ndarray]:
         # A keyed hash per sample id, not a running generator: each sample's label is fixed whatever the batch.
         scores = keyed_scores(batch.secret, batch.ids, "ubw-label")
-        return batch.trigger.apply(batch.inputs), (scores % np.uint64(batch.num_classes)).astype(np.int64)
+        k = batch.num_classes
+        if self.labels == "uniform":
+            new = (scores % np.uint64(k)).astype(np.int64)
+        else:  # a uniform shift of 1 .. K-1 classes away from the true label
+            new = (batch.labels.astype(np.int64) + 1 + (scores % np.uint64(k - 1)).astype(np.int64)) % k
+        return batch.trigger.apply(batch.inputs), new
 
     def verification_defaults(self) -> dict[str, Any]:
         return dict(UBW_VERIFICATION)
@@ -67,4 +77,6 @@ class UBWP(WatermarkMethod):
                   ) -> dict[str, Any]:
         return {"new_labels": new_labels.tolist(),
                 "kept_true_label": int((new_labels == data.labels[rows]).sum()),
-                "note": "labels drawn uniformly from all classes: about 1/K of marked rows keep their true label"}
+                "note": ("labels drawn uniformly from all classes: about 1/K of marked rows keep their true label"
+                         if self.labels == "uniform" else
+                         "labels drawn uniformly from the other K - 1 classes: no marked row keeps its true label")}
