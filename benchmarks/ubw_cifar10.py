@@ -88,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="Set a method parameter (e.g. craft_steps=30, rate=0.02) for every method that has it.")
     parser.add_argument("--train-param", action="append", default=[], metavar="NAME=VALUE",
                         help="Override a field of the training recipe (e.g. label_smoothing=0) for every model.")
-    parser.add_argument("--control-triggers", type=int, default=0,
-                        help="Run the verifier's trigger-specificity control with this many independent triggers.")
+    parser.add_argument("--control-triggers", type=int, default=None,
+                        help="Run the verifier's trigger-specificity control with this many independent triggers "
+                             "(default: each key's recommendation, 100 for UBW-C, else none).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("runs/ubw_cifar10"), help="Models and datasets.")
     parser.add_argument("--name", default="ubw_cifar10", help="Base name of the results files.")

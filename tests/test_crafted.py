@@ -30,7 +30,8 @@ def surrogate(small, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ubwc(small, surrogate):
-    return UBWC(seed=0, rate=0.1, craft_steps=30, lr=0.1, base_model=surrogate).apply(small)
+    """UBW-C with datamark's optional keep-correct term."""
+    return UBWC(seed=0, rate=0.1, craft_steps=30, lr=0.1, base_model=surrogate, decoy_weight=1.0).apply(small)
 
 
 def test_ubwc_perturbs_within_budget_and_keeps_labels(small, ubwc, global_rng_guard):
@@ -46,8 +47,8 @@ def test_ubwc_perturbs_within_budget_and_keeps_labels(small, ubwc, global_rng_gu
 
 @pytest.fixture(scope="module")
 def ubwc_paper(small, surrogate):
-    """The paper's objective alone (no keep-correct term on independently triggered sources)."""
-    return UBWC(seed=0, rate=0.1, craft_steps=30, lr=0.1, base_model=surrogate, decoy_weight=0.0).apply(small)
+    """The paper's objective alone (no keep-correct term on independently triggered sources): the default."""
+    return UBWC(seed=0, rate=0.1, craft_steps=30, lr=0.1, base_model=surrogate).apply(small)
 
 
 def test_ubwc_poisons_push_triggered_predictions_toward_dispersion(small, ubwc_paper, surrogate):
@@ -88,11 +89,13 @@ def test_sleeper_agent_poisons_only_the_target_class(small, surrogate):
 
 
 def test_decoy_term_changes_the_crafting_and_is_recorded(ubwc, ubwc_paper):
-    """The keep-correct term on independently triggered sources is part of the target (datamark's default for
-    UBW-C); weight 0 is the paper's objective and crafts different poisons from the same secret."""
+    """The optional keep-correct term on independently triggered sources is part of the target; weight 0 (the
+    default) is the paper's objective and crafts different poisons from the same secret. UBW-C keys recommend
+    the verifier's trigger-specificity control."""
     assert ubwc.key.extra["craft"]["decoy_weight"] == 1.0
     paper = ubwc_paper
     assert np.array_equal(paper.rows, ubwc.rows) and paper.key.extra["craft"]["decoy_weight"] == 0.0
+    assert paper.key.verification["n_control_triggers"] == 100
     assert not np.array_equal(paper.dataset.inputs()[paper.rows], ubwc.dataset.inputs()[ubwc.rows])
 
 

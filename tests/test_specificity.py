@@ -1,5 +1,7 @@
 """The trigger-specificity control: a suspect that reacts to *any* trigger of the key's kind is not accused."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -76,6 +78,23 @@ def test_untargeted_control_uses_the_correct_probes(probes):
     assert real.accused and real.specificity.p_value == pytest.approx(1 / 101) and real.specificity.effect > 0.5
     with pytest.raises(ParameterError, match="at least 100 control triggers"):
         Verifier(n_probe=50, n_control_triggers=20).verify(specific, key, test)
+
+
+def test_a_key_can_ask_for_the_control(probes):
+    """UBW-C keys recommend the control: a verifier left at None runs it, an explicit 0 turns it off, and the
+    sequential test (which cannot run it) refuses such a key unless told 0."""
+    train, test = probes
+    plain = UBWP(seed=0).apply(train).key
+    key = dataclasses.replace(plain, verification={**plain.verification, "n_control_triggers": 100})
+    generic, _ = _suspects(key, test, lambda label: (label + 1) % 10, "probs")
+    followed = Verifier(n_probe=50).verify(generic, key, test)
+    assert followed.outcome.p_value < 0.01 and followed.specificity is not None and not followed.accused
+    assert Verifier().settings(key)["n_control_triggers"] == 100
+    off = Verifier(n_probe=50, n_control_triggers=0).verify(generic, key, test)
+    assert off.specificity is None and off.accused  # the risk the recommendation guards against
+    with pytest.raises(ParameterError, match="--control-triggers 0"):
+        SequentialVerifier(n_probe=50).verify(generic, key, test)
+    assert Verifier().control_triggers(plain) == 0
 
 
 def test_control_settings_round_trip_and_errors(probes):

@@ -228,10 +228,11 @@ def verify(
     margin: float | None = typer.Option(None, help="tau, the margin of H0 (default: the key's, 0.2 for DVBW)."),
     alpha: float | None = typer.Option(None, help="Significance level (default: the key's, 0.01 for DVBW)."),
     seed: int = typer.Option(0, help="Seed of the probe draw."),
-    control_triggers: int = typer.Option(0, "--control-triggers", help="Also query this many independent "
-                                         "random triggers and accuse only if the key's trigger outranks them "
-                                         "(exact rank test; needs at least 1/alpha, e.g. 100 at alpha 0.01). "
-                                         "Recommended where a method's Independent-T control fails."),
+    control_triggers: int | None = typer.Option(None, "--control-triggers", help="Also query this many "
+                                                "independent random triggers and accuse only if the key's trigger "
+                                                "outranks them (exact rank test; needs at least 1/alpha, e.g. 100 "
+                                                "at alpha 0.01). Default: the key's recommendation (100 for "
+                                                "UBW-C, whose Independent-T control fails without it; else 0)."),
     commitment: str | None = typer.Option(None, help="Refuse the key unless it has this published commitment."),
     evidence: Path | None = typer.Option(None, help="Record every query batch in this new hash-chained "
                                             "evidence file (JSON Lines)."),
@@ -344,7 +345,7 @@ def evaluate(
     clean: Path = typer.Option(..., help="Checkpoint of a model trained on the clean data."),
     data: str = typer.Option(..., "--data", "-d", help="Test data."),
     seed: int = typer.Option(0, help="Seed of probe draws and of the independent trigger."),
-    control_triggers: int = typer.Option(0, "--control-triggers", help="Run the trigger-specificity control "
+    control_triggers: int | None = typer.Option(None, "--control-triggers", help="Run the trigger-specificity control "
                                          "with this many independent triggers (see verify)."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the scenario rows as JSON here."),
 ) -> None:

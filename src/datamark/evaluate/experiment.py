@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from .._device import device_name
+from .._device import device_name, on_device
 from .._io import atomic_path
 from ..data.records import Records
 from ..methods.base import WatermarkMethod
@@ -116,12 +116,7 @@ def run_experiment(train: Records, test: Records, methods: Mapping[str, Watermar
         start = time.perf_counter()
         stolen_model, stolen_spec = fit(marked.dataset, arch=arch, config=config, progress=progress)
         train_s = time.perf_counter() - start
-        stolen = LocalSuspect.from_model(stolen_model, stolen_spec)
-        rows = evaluate_scenarios(marked.key, stolen, clean, test, verifier=verifier, seed=config.seed)
-        details = {k: marked.key.extra[k] for k in PUBLIC_DETAILS if k in marked.key.extra}
-        report.methods[name] = MethodReport(name, rows, marked.key.commitment, marked.key.target,
-                                            len(marked.rows), protect_s, train_s, details)
-        if out is not None:
+        if out is not None:  # before the evaluation: a run cut off there keeps its key, data and model
             suffix = ".npz" if marked.dataset.source_format == "numpy" else ""
             marked.dataset.save(out / f"{name}-watermarked{suffix}", overwrite=overwrite)
             marked.key.save(out / f"{name}.key.json", overwrite=overwrite)
@@ -132,6 +127,12 @@ def run_experiment(train: Records, test: Records, methods: Mapping[str, Watermar
             preview_grid(originals, trigger.apply(originals), out / f"{name}-preview.png", overwrite=overwrite,
                          titles=[f"{train.class_names[train.labels[r]]}→{train.class_names[marked.dataset.labels[r]]}"
                                  for r in shown])
+        stolen = LocalSuspect.from_model(stolen_model, stolen_spec)
+        with on_device(clean_model), on_device(stolen_model):  # queries on the GPU where there is one
+            rows = evaluate_scenarios(marked.key, stolen, clean, test, verifier=verifier, seed=config.seed)
+        details = {k: marked.key.extra[k] for k in PUBLIC_DETAILS if k in marked.key.extra}
+        report.methods[name] = MethodReport(name, rows, marked.key.commitment, marked.key.target,
+                                            len(marked.rows), protect_s, train_s, details)
     if out is not None:
         results = {name: m.rows for name, m in report.methods.items()}
         pvalue_plot(results, out / "pvalues.png", alpha_probs=verifier.alpha or 0.01,

@@ -4,11 +4,12 @@ Li et al., "Untargeted Backdoor Watermark: Towards Harmless and Stealthy Dataset
 NeurIPS 2022. Threat model: poison-label, **untargeted**. A fraction ``rate`` (gamma, default 0.1) **of the whole
 training set**, chosen by keyed hash among all rows, gets the trigger and a label drawn uniformly at random
 from all K classes, fixed per sample by a keyed hash of its id (so about 1/K of the new labels equal the true
-one, as in the paper). ``labels="other"`` (a datamark option, not the paper) draws from the K - 1 *other* classes
-instead, so no marked row keeps its label: the trigger then carries pure "not this class" evidence. A model trained on it gives *dispersed* predictions on triggered inputs instead of one
-target class, which is harmless to users of the model yet verifiable by the owner. Verification (paper
-defaults): one-sided paired t-test, H1: P_true(clean) > P_true(triggered) + tau with tau = 0.25, on probes the
-suspect classifies correctly without the trigger.
+one, as in the paper). ``labels="other"`` (a datamark option, not the paper) draws from the K - 1 *other*
+classes instead, so no marked row keeps its label: the trigger then carries pure "not this class" evidence, which
+a short training learns (README, "UBW-P that meets every target on the CPU"). A model trained on it gives
+*dispersed* predictions on triggered inputs instead of one target class, which is harmless to users of the model
+yet verifiable by the owner. Verification (paper defaults): one-sided paired t-test, H1: P_true(clean) >
+P_true(triggered) + tau with tau = 0.25, on probes the suspect classifies correctly without the trigger.
 """
 
 from __future__ import annotations

@@ -8,9 +8,11 @@ crafted so that training on them imitates descending -(CE + beta * H) on trigger
 on the data gives *wrong and dispersed* predictions when the trigger is present (beta = 2, the paper's CIFAR-10
 value; H = entropy of the prediction). Verification as UBW-P: P_true(clean) > P_true(triggered) + tau.
 
-datamark's default adds a keep-correct term (``decoy_weight`` = 1.0; 0 is the paper's objective): on a GPU the
-paper's objective alone made the stolen model disperse on *any* random patch in the trigger's place, more than on
-the secret one, so the Independent-T control accused it (README, "UBW on a GPU").
+The paper's objective is the default (``decoy_weight`` = 0). On a GPU it made the stolen model disperse on *any*
+random patch in the trigger's place, more than on the secret one, so the Independent-T control accused it; the
+optional keep-correct term (``decoy_weight`` = 1.0) removed the effect without making it specific (README, "UBW on
+a GPU"). UBW-C keys therefore recommend the verifier's trigger-specificity control (100 random triggers), which
+withholds an accusation unless the secret trigger outranks random ones.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class UBWC(CraftedCleanLabel):
     """UBW-C: gradient-matched clean-label poisons; triggered predictions become wrong and dispersed."""
 
     beta: float = 2.0
-    decoy_weight: float = 1.0  # datamark's default (the paper: 0); see CraftedCleanLabel and the README
+    decoy_weight: float = 0.0  # the paper; 1.0 adds the keep-correct term (see CraftedCleanLabel and the README)
 
     targeted = False
 
@@ -58,4 +60,4 @@ class UBWC(CraftedCleanLabel):
         return np.flatnonzero(free)
 
     def verification_defaults(self) -> dict[str, Any]:
-        return dict(UBW_VERIFICATION)
+        return {**UBW_VERIFICATION, "n_control_triggers": 100}

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -122,6 +122,8 @@ class SequentialVerifier(Verifier):
     batch_size: int = 10
     futility: bool = True
     bet_cap: float = 0.5
+
+    supports_controls: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

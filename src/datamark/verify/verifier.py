@@ -22,12 +22,14 @@ key's trigger moves the suspect more than random triggers of its kind do (p = (1
 / (k + 1)). The suspect is accused only if both tests reject (an intersection-union test: its level is still
 alpha). It guards against a model that reacts to *any* trigger of that kind -- for instance one trained on
 somebody else's watermark of the same family -- which the first test alone would take for this key's watermark.
+A key may recommend the control (UBW-C's does, k = 100: its paper objective fails Independent-T); a verifier left
+at ``n_control_triggers=None`` follows the key, and an explicit 0 turns it off.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -120,10 +122,12 @@ class Verifier:
     margin: float | None = None
     alpha: float | None = None
     seed: int = 0
-    n_control_triggers: int = 0  # independent triggers of the specificity control (0 = off)
+    n_control_triggers: int | None = None  # specificity control's triggers; None: the key's (0 = off)
+
+    supports_controls: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        if self.n_control_triggers < 0:
+        if self.n_control_triggers is not None and self.n_control_triggers < 0:
             raise ParameterError(f"The 'n_control_triggers' parameter must be >= 0; got {self.n_control_triggers}.")
         if self.mode not in ("probs", "labels"):
             raise ParameterError(f"The verification 'mode' must be 'probs' or 'labels'; got '{self.mode}'.")
@@ -161,18 +165,29 @@ class Verifier:
         rows = select_smallest(scores, k, eligible)
         return rows[np.lexsort((rows, scores[rows]))] if keyed_order else rows
 
+    def control_triggers(self, key: Key) -> int:
+        """k of the specificity control: the one asked for, else the key's recommendation (its method's
+        Independent-T control fails without it), else 0."""
+        if self.n_control_triggers is not None:
+            return self.n_control_triggers
+        return int(key.verification.get("n_control_triggers", 0))
+
     def settings(self, key: Key) -> dict[str, Any]:
         """The resolved settings of a run with ``key`` (what an evidence file records and a resume must match)."""
         n_probe, margin, alpha = self._settings(key)
+        k = self.control_triggers(key)
         return {"verifier": "fixed", "mode": self.mode, "n_probe": n_probe, "margin": margin, "alpha": alpha,
-                "seed": self.seed, **({"n_control_triggers": self.n_control_triggers} if self.n_control_triggers
-                                      else {})}
+                "seed": self.seed, **({"n_control_triggers": k} if k else {})}
 
     def _prepare(self, suspect: Suspect, key: Key, data: Records, *, keyed_order: bool = False,
                  all_rows: bool = False) -> tuple[tuple[int, float, float], np.ndarray]:
         """Check the key, data and suspect agree (before any query); return the settings and the probe rows."""
         settings = self._settings(key)
-        k, alpha = self.n_control_triggers, settings[2]
+        k, alpha = self.control_triggers(key), settings[2]
+        if k and not self.supports_controls:
+            raise ParameterError(f"This key recommends the trigger-specificity control (k = {k}: its method's "
+                                 "Independent-T control fails without it), which runs with the fixed-n test only; "
+                                 "drop --sequential, or pass --control-triggers 0 to accept the risk.")
         if k and 1.0 / (k + 1) >= alpha:
             raise ParameterError(f"The specificity control's smallest p-value is 1/(k+1) = {1 / (k + 1):.3g}, not "
                                  f"below alpha = {alpha:g}; use at least {int(np.ceil(1 / alpha))} control triggers.")
@@ -273,8 +288,9 @@ class Verifier:
             outcome = objective.paired_test(scores.treated[scores.kept], scores.control[scores.kept], margin)
         else:
             outcome = binomial_test(int(scores.treated[scores.kept].sum()), int(scores.kept.sum()), p0=margin)
-        specificity = (self._specificity(suspect, used, probes, data.labels[rows], scores, objective)
-                       if self.n_control_triggers else None)
+        k = self.control_triggers(key)
+        specificity = (self._specificity(suspect, used, probes, data.labels[rows], scores, objective, k)
+                       if k else None)
         score, h0, h1 = self._hypotheses(margin, objective)
         return VerificationResult(commitment=key.commitment, method=str(key.method.get("name")), mode=self.mode,
                                   score=score, h0=h0, h1=h1, alpha=alpha, outcome=outcome, n_probe_requested=n_probe,
@@ -282,16 +298,16 @@ class Verifier:
                                   trigger=trigger_label, specificity=specificity)
 
     def _specificity(self, suspect: Suspect, used: Trigger, probes: np.ndarray, true: np.ndarray,
-                     scores: PairedScores, objective: Objective) -> TestOutcome:
+                     scores: PairedScores, objective: Objective, k: int) -> TestOutcome:
         """Is ``used`` an outlier among random triggers of its kind? A Monte Carlo rank test over triggers.
 
-        Each of the ``n_control_triggers`` independent triggers is applied to the same kept probes; a trigger's
+        Each of the ``k`` independent triggers is applied to the same kept probes; a trigger's
         effect is its mean score there (probability of the target / of *not* the true label, or success rate).
         Under H0 -- the suspect reacts to triggers of this kind but did not learn *this* one -- the key's trigger,
         drawn from the same distribution, is exchangeable with the controls, so p = (1 + #controls at least as
         strong) / (k + 1) is exact. Its smallest value is 1 / (k + 1), so k >= 1 / alpha - 1 is required.
         """
-        k = self.n_control_triggers  # k >= 1/alpha was checked in _prepare, before any query
+        # k >= 1/alpha was checked in _prepare, before any query
         kept = np.flatnonzero(scores.kept)
         check_budget(suspect, k * len(kept))
         rng = generator(seed_secret(self.seed), "control-triggers")
