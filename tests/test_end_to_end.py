@@ -127,3 +127,17 @@ def test_demo_writes_every_artefact(tmp_path):
     assert [r["scenario"] for r in results["methods"]["badnets"]["scenarios"]] == [
         "Independent-T", "Independent-M", "Steal"]
     assert "Steal" in res.output
+
+
+def test_protect_passes_the_ubw_p_label_draw(tmp_path, digits):
+    train, _ = digits
+    train.save(tmp_path / "train.npz")
+    common = ["protect", str(tmp_path / "train.npz"), "--method", "ubw-p", "--seed", "0", "--random-labels"]
+    res = CliRunner().invoke(app, [*common, "other", "--out", str(tmp_path / "wm.npz"), "--key",
+                                   str(tmp_path / "key.json")])
+    assert res.exit_code == 0, res.output
+    key = Key.load(tmp_path / "key.json")
+    assert key.method["params"]["labels"] == "other" and key.extra["kept_true_label"] == 0
+    res = CliRunner().invoke(app, [*common, "some", "--out", str(tmp_path / "wm2.npz"), "--key",
+                                   str(tmp_path / "key2.json")])
+    assert res.exit_code != 0 and "'labels'" in res.output and not (tmp_path / "key2.json").exists()

@@ -73,6 +73,9 @@ def protect(
     blend: float = typer.Option(0.2, help="Blended: opacity of the pattern."),
     decoy_rate: float | None = typer.Option(None, help="Fraction of rows stamped with other random triggers, labels "
                                             "kept (default 0, WaNet 0.2; 0.1 recommended for DVBW and UBW-P)."),
+    random_labels: str | None = typer.Option(None, help="UBW-P: draw each marked row's label from all K classes "
+                                             "('uniform', the paper) or from the K - 1 others ('other', "
+                                             "recommended: a short training learns it)."),
     class_rate: float | None = typer.Option(None, help="Clean-label: fraction of the TARGET CLASS to mark "
                                             "(default 0.1)."),
     trigger_kind: str | None = typer.Option(None, help="Clean-label: patch (default), blend (mosaic texture) or "
@@ -99,7 +102,7 @@ def protect(
         start = time.perf_counter()
         records = load_data(data, input_column=input_column, label_column=label_column)
         options = dict(target=target, trigger_size=trigger_size, seed=seed, blend=blend)
-        optional = dict(rate=rate, decoy_rate=decoy_rate, pattern=pattern, class_rate=class_rate,
+        optional = dict(rate=rate, decoy_rate=decoy_rate, pattern=pattern, labels=random_labels, class_rate=class_rate,
                         trigger_kind=trigger_kind, eps=eps, craft_steps=craft_steps,
                         base_model=None if base_model is None else str(base_model))
         options.update({k: v for k, v in optional.items() if v is not None})  # unset: the method's default
