@@ -42,7 +42,11 @@ def check(name: str, entry: dict) -> dict:
     out = {"ba_drop_ok": entry["ba_drop_points"] <= target["ba_drop_max"],
            "steal_ok": steal["probs"]["outcome"]["p_value"] < target["steal_p_max"],
            "independent_ok": all(rows[s][m]["outcome"]["p_value"] >= TARGETS["independent_p_min"]
-                                 for s in ("Independent-M", "Independent-T") for m in ("probs", "labels"))}
+                                 for s in ("Independent-M", "Independent-T") for m in ("probs", "labels")),
+           # the verdict, which also counts the trigger-specificity control where it ran (UBW-C keys ask for it)
+           "independent_not_accused": not any(rows[s][m]["accused"] for s in ("Independent-M", "Independent-T")
+                                              for m in ("probs", "labels")),
+           "steal_accused": steal["probs"]["accused"]}
     if "asr_a_min" in target:
         out["asr_a_ok"] = steal["wsr"] >= target["asr_a_min"]
         out["d_p_ok"] = steal["d_p"] >= target["d_p_min"]
