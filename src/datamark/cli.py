@@ -348,8 +348,9 @@ def evaluate(
     clean: Path = typer.Option(..., help="Checkpoint of a model trained on the clean data."),
     data: str = typer.Option(..., "--data", "-d", help="Test data."),
     seed: int = typer.Option(0, help="Seed of probe draws and of the independent trigger."),
-    control_triggers: int | None = typer.Option(None, "--control-triggers", help="Run the trigger-specificity control "
-                                         "with this many independent triggers (see verify)."),
+    control_triggers: int | None = typer.Option(None, "--control-triggers", help="Run the trigger-specificity "
+                                                "control with this many independent triggers (default: the key's; "
+                                                "see verify)."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the scenario rows as JSON here."),
 ) -> None:
     """The scenario table: BA, WSR, ΔP and p in both modes for Steal, Independent-M and Independent-T."""
