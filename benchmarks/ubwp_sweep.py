@@ -16,6 +16,7 @@ variant takes about 8 minutes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -125,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         began = time.perf_counter()
         marked = build_method("ubw-p", {"seed": args.seed, **params}).apply(train)
-        model, model_spec = fit(marked.dataset, arch="fastnet", config=default_config(
-            "fastnet", **{**{k: getattr(base, k) for k in ("seed", "epochs")}, **recipe}))
+        model, model_spec = fit(marked.dataset, arch="fastnet", config=dataclasses.replace(base, **recipe))
         rows = evaluate_scenarios(marked.key, LocalSuspect.from_model(model.to(device), model_spec), clean, test,
                                   verifier=verifier, seed=args.seed)
         results["variants"].append(row_of(name, params, recipe, rows, results["clean_ba"],
