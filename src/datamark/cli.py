@@ -318,19 +318,32 @@ def evidence_check(
                                             "recorded answers and check they imply the recorded result."),
     data: str | None = typer.Option(None, "--data", "-d", help="The probe data of the run."),
 ) -> None:
-    """Check an evidence file's hash chain (and, with the key and data, that its answers imply its verdict)."""
+    """Check an evidence file's hash chain (and, with the key and data, that its answers imply its verdict).
+
+    Exit status: 0 the chain is intact and the run finished (and, with --key and --data, its answers imply its
+    verdict); 1 the chain is intact but the run is unfinished (no result line, so no verdict: continue it with
+    verify --resume FILE); 2 the file is corrupt, tampered with (a line edited, dropped, reordered, or anything
+    after the result), or does not belong to the key and data.
+    """
     from .verify.evidence import check_evidence, reverify
 
     def work():
+        if (key_path is None) != (data is None):
+            raise DatamarkError("Re-verification needs both --key and --data.")
         report = check_evidence(path)
         header, result = report.header, report.result
+        if report.torn_offset is not None:
+            err.print(f"[yellow]warning:[/] '{path}' ends in an unterminated line at byte {report.torn_offset} "
+                      f"({report.torn_bytes} bytes): a write torn by a crash, not part of the chain; "
+                      f"verify --resume cuts it off and records that it did.")
         out.print(f"chain intact: {len(report.entries)} entries, {len(report.batches)} query batches, "
                   f"{report.queries} queries; last hash {report.last_hash}")
         out.print(f"key commitment: {header['commitment']}; test: {json.dumps(header['test'])}")
-        unfinished = "none (the run is unfinished; continue it with --resume)"
-        out.print(f"result: {result['verdict'] if result else unfinished}")
-        if (key_path is None) != (data is None):
-            raise DatamarkError("Re-verification needs both --key and --data.")
+        if result is None:
+            out.print(f"result: NONE. The run is UNFINISHED (no result line), so this file holds no verdict; "
+                      f"continue it with 'datamark verify ... --resume {path}'.")
+            raise typer.Exit(1)
+        out.print(f"result: {result['verdict']}")
         if key_path is not None:
             from .data import load_data
             from .key import Key

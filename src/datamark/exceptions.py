@@ -58,3 +58,7 @@ class DatamarkWarning(UserWarning):
 
 class DegenerateTestWarning(DatamarkWarning):
     """A hypothesis test got degenerate input (too few pairs, zero variance) and used its documented fallback."""
+
+
+class EvidenceWarning(DatamarkWarning):
+    """An evidence file needed attention: a torn last line was cut off, or a failed run's evidence was kept."""
