@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
+from typing import NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .exceptions import DatamarkError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# Tracebacks are plain and never show local variables: a key's secret lives in some frame's locals while it is
+# written, and typer 0.12's pretty tracebacks printed locals by default.
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  pretty_exceptions_show_locals=False,
                   help="Watermark a dataset before release; prove from black-box queries whether a model used it.")
 out = Console()
 err = Console(stderr=True)
@@ -45,17 +55,64 @@ class Layout(str, Enum):
     NCHW = "NCHW"
 
 
-def _fail(error: Exception) -> None:
-    err.print(f"[bold red]error:[/] {error}")
-    raise typer.Exit(2)
+T = TypeVar("T")
 
 
-def _run(fn):
-    """Turn datamark's typed errors into one clear line and exit code 2 (no traceback for user mistakes)."""
+class _Terminated(BaseException):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that clean-up code (protect's rollback) runs."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While the block runs, SIGTERM raises :class:`_Terminated` instead of killing the process on the spot."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
-        return fn()
-    except (DatamarkError, FileNotFoundError) as error:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _fail(error: object, code: int = 2) -> NoReturn:
+    """Print ``error`` as one line on stderr (no markup, no wrapping) and exit with ``code``."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    err.print(f"[bold red]error:[/] {escape(text)}", soft_wrap=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def _run(fn: Callable[[], T], *, trap_sigterm: bool = True) -> T:
+    """Run a command body; user mistakes, bad input files and system errors become one line and exit code 2.
+
+    DatamarkError and OSError (disk full, read-only folder, permission denied) print their message; a
+    ValueError, TypeError, IndexError or KeyError (a bad value in a key file or checkpoint the checks missed)
+    prints its type and message (DATAMARK_DEBUG=1 re-raises it for the traceback). Ctrl-C and SIGTERM exit
+    130 and 143 after the command's own clean-up ran. Anything else is a bug: a plain traceback, no locals.
+    """
+    try:
+        with _sigterm_raises() if trap_sigterm else contextlib.nullcontext():
+            return fn()
+    except KeyboardInterrupt:
+        _fail("interrupted (Ctrl-C)", 130)
+    except _Terminated:
+        _fail("terminated (SIGTERM)", 143)
+    except (DatamarkError, OSError) as error:
         _fail(error)
+    except (ValueError, TypeError, IndexError, KeyError) as error:
+        if os.environ.get("DATAMARK_DEBUG"):
+            raise
+        _fail(f"{type(error).__name__}: {error} (a malformed value in an input file?; set DATAMARK_DEBUG=1 "
+              f"for the traceback)")
+
+
+def _existing(*paths: str | Path | None) -> list[Path]:
+    """The given paths that exist: a command's inputs, which no output may replace."""
+    return [Path(p) for p in paths if p is not None and os.path.lexists(p)]
 
 
 @app.command()
@@ -90,15 +147,19 @@ def protect(
     label_column: str = typer.Option("label", help="Label column of a table."),
     overwrite: bool = typer.Option(False, help="Replace existing outputs."),
 ) -> None:
-    """Watermark DATA; write the watermarked dataset and the secret key; print the commitment to publish."""
+    """Watermark DATA; write the watermarked dataset and the secret key; print the commitment to publish.
+
+    All or nothing: the key is written (and flushed to disk) first, then the dataset, then the preview; if any
+    step fails or the run is interrupted, what this run wrote is removed and what it replaced is put back.
+    """
+    from ._io import Journal, check_outputs
     from .data import load_data
     from .evaluate.preview import watermark_stages
     from .methods import build_method
 
     def work():
-        for path, what in ((output, "dataset"), (key_path, "key"), (preview, "preview")):
-            if path is not None and path.exists() and not overwrite:
-                raise DatamarkError(f"The {what} path '{path}' already exists; pass --overwrite or choose another.")
+        check_outputs([("dataset", output, None), ("key", key_path, False), ("preview", preview, False)],
+                      inputs=_existing(data, base_model), overwrite=overwrite)
         start = time.perf_counter()
         records = load_data(data, input_column=input_column, label_column=label_column)
         options = dict(target=target, trigger_size=trigger_size, seed=seed, blend=blend)
@@ -108,10 +169,11 @@ def protect(
         options.update({k: v for k, v in optional.items() if v is not None})  # unset: the method's default
         chosen = build_method(method.value, options)
         marked = chosen.apply(records, progress=True)
-        marked.dataset.save(output, overwrite=overwrite)
-        marked.key.save(key_path, overwrite=overwrite)
-        if preview is not None:
-            watermark_stages(marked.key, records, marked.dataset, preview, overwrite=overwrite)
+        with Journal() as journal:  # never a watermarked dataset without its key
+            marked.key.save(key_path, overwrite=overwrite, journal=journal)
+            marked.dataset.save(output, overwrite=overwrite, journal=journal)
+            if preview is not None:
+                watermark_stages(marked.key, records, marked.dataset, preview, overwrite=overwrite, journal=journal)
         elapsed = time.perf_counter() - start
         goal = f"target class {marked.key.target}" if marked.key.target is not None else "untargeted"
         out.print(f"marked {len(marked.rows)} of {len(records)} rows with {method.value} in {elapsed:.1f} s ({goal})")
@@ -131,11 +193,13 @@ def preview(
     overwrite: bool = typer.Option(False, help="Replace an existing PNG."),
 ) -> None:
     """Show marked images side by side: original, perturbed only (if the method perturbs), watermarked, change."""
+    from ._io import check_output
     from .data import load_data
     from .evaluate.preview import watermark_stages
     from .key import Key
 
     def work():
+        check_output(output, overwrite=overwrite, what="preview", inputs=_existing(key_path, watermarked, original))
         shown = watermark_stages(Key.load(key_path), load_data(original), load_data(watermarked), output, n=n,
                                  magnify=magnify, overwrite=overwrite)
         out.print(f"{shown} marked images -> {output}")
@@ -153,14 +217,14 @@ def train(
     overwrite: bool = typer.Option(False, help="Replace an existing checkpoint."),
 ) -> None:
     """Train a reference model the way a thief would (augmentation after the watermark); save a checkpoint."""
+    from ._io import check_output
     from .data import load_data
     from .evaluate.metrics import benign_accuracy
     from .models import default_config, fit, save_checkpoint
     from .suspects import LocalSuspect
 
     def work():
-        if output.exists() and not overwrite:
-            raise DatamarkError(f"The checkpoint '{output}' already exists; pass --overwrite or choose another.")
+        check_output(output, overwrite=overwrite, what="checkpoint", inputs=_existing(data, test))
         records = load_data(data)
         overrides = {"seed": seed} | ({"epochs": epochs} if epochs else {})
         start = time.perf_counter()
@@ -223,6 +287,9 @@ def verify(
     rate_limit: float | None = typer.Option(None, help="Endpoint: most requests per second."),
     budget: int | None = typer.Option(None, help="Endpoint: hard cap on examples sent (a resumed run counts "
                                          "the queries already in its evidence file)."),
+    token: str | None = typer.Option(None, envvar="DATAMARK_ENDPOINT_TOKEN", help="Endpoint: bearer token sent "
+                                     "as 'Authorization: Bearer TOKEN' (prefer the environment variable: command "
+                                     "lines are visible to other users)."),
     mode: Mode = typer.Option(Mode.probs, help="probs: probability access; labels: label-only access."),
     sequential: bool = typer.Option(False, help="Anytime-valid sequential test: query in rounds, stop as soon as "
                                     "the evidence is conclusive (--n-probe is then the maximum)."),
@@ -242,8 +309,10 @@ def verify(
     resume: Path | None = typer.Option(None, help="Continue the interrupted run recorded in this evidence file "
                                           "(same key, data and settings); answered probes are not asked again."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the full result as JSON here."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --json file."),
 ) -> None:
     """Was this model trained on my dataset? Test, n, tau, p-value, effect and a plain verdict."""
+    from ._io import check_output
     from .data import load_data
     from .key import Key
     from .suspects import LocalSuspect
@@ -258,6 +327,9 @@ def verify(
             raise DatamarkError("Pass --evidence FILE for a new run or --resume FILE to continue one, not both.")
         if budget is not None and endpoint is None:
             raise DatamarkError("--budget caps the queries sent to an endpoint; it needs --endpoint.")
+        if json_path is not None:  # before a single query is spent
+            check_output(json_path, overwrite=overwrite, what="--json result",
+                         inputs=[*_existing(key_path, data, model, template, resume), evidence])
         key = Key.load(key_path, commitment=commitment)
         probes = load_data(data)
         settings = dict(mode=mode.value, n_probe=n_probe, margin=margin, alpha=alpha, seed=seed,
@@ -269,7 +341,8 @@ def verify(
             spent = check_evidence(resume).queries if resume is not None else 0
             common = dict(num_classes=num_classes or key.dataset.get("num_classes"), batch_size=batch_size,
                           budget=None if budget is None else max(0, budget - spent), timeout_s=timeout,
-                          retries=retries, rate_limit_per_s=rate_limit)
+                          retries=retries, rate_limit_per_s=rate_limit,
+                          headers={"Authorization": f"Bearer {token}"} if token else None)
             if template is not None:
                 suspect = JSONSuspect(endpoint, JSONTemplate.load(template), **common)
             else:
@@ -285,7 +358,7 @@ def verify(
             result = verifier.verify(suspect, key, probes)
         _print_result(result, record)
         if json_path is not None:
-            result.save(json_path, overwrite=True)
+            result.save(json_path, overwrite=overwrite)
     _run(work)
 
 
@@ -299,6 +372,11 @@ def serve(
     datatype: Datatype = typer.Option(Datatype.UINT8, help="Input datatype the server declares."),
     layout: Layout = typer.Option(Layout.NHWC, help="Input layout the server declares."),
     scale: float = typer.Option(255.0, help="Value of a white pixel for FP32 inputs (255 or 1)."),
+    token: str | None = typer.Option(None, envvar="DATAMARK_SERVE_TOKEN", help="Require 'Authorization: Bearer "
+                                     "TOKEN' on every route but the health checks (prefer the environment "
+                                     "variable: command lines are visible to other users)."),
+    max_request_mb: float = typer.Option(64.0, help="Refuse (HTTP 413) inference requests larger than this many "
+                                         "MiB."),
 ) -> None:
     """Serve a checkpoint over the Open Inference Protocol (KServe V2) until interrupted."""
     from .suspects._v2 import TensorFormat
@@ -306,9 +384,12 @@ def serve(
 
     def work():
         fmt = TensorFormat(datatype.value, layout.value, scale)
-        err.print(f"serving {checkpoint} as '{model_name}' ({outputs.value}) on http://{host}:{port}/v2 ; Ctrl-C stops")
-        run_server(checkpoint, host=host, port=port, model_name=model_name, outputs=outputs.value, fmt=fmt)
-    _run(work)
+        access = "bearer token required" if token else "no token: anyone who reaches it may query it"
+        err.print(f"serving {checkpoint} as '{model_name}' ({outputs.value}) on http://{host}:{port}/v2 ({access}); "
+                  f"Ctrl-C stops")
+        run_server(checkpoint, host=host, port=port, model_name=model_name, outputs=outputs.value, fmt=fmt,
+                   max_request_bytes=max(1, int(max_request_mb * 2**20)), token=token)
+    _run(work, trap_sigterm=False)  # uvicorn handles SIGINT/SIGTERM itself and shuts down gracefully
 
 
 @app.command("evidence")
@@ -365,8 +446,10 @@ def evaluate(
                                                 "control with this many independent triggers (default: the key's; "
                                                 "see verify)."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the scenario rows as JSON here."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --json file."),
 ) -> None:
     """The scenario table: BA, WSR, ΔP and p in both modes for Steal, Independent-M and Independent-T."""
+    from ._io import check_output, write_text
     from .data import load_data
     from .evaluate import evaluate_scenarios, rich_table
     from .key import Key
@@ -374,13 +457,17 @@ def evaluate(
     from .verify import Verifier
 
     def work():
+        inputs = _existing(key_path, stolen, clean, data)
+        if json_path is not None:  # before the models are queried
+            check_output(json_path, overwrite=overwrite, what="--json result", inputs=inputs)
         key = Key.load(key_path)
         rows = evaluate_scenarios(key, LocalSuspect.from_checkpoint(stolen), LocalSuspect.from_checkpoint(clean),
                                   load_data(data), verifier=Verifier(seed=seed, n_control_triggers=control_triggers),
                                   seed=seed)
         out.print(rich_table(rows, f"{key.method['name']} (key {key.commitment[:16]}…)"))
         if json_path is not None:
-            json_path.write_text(json.dumps([r.to_dict() for r in rows], indent=2) + "\n")
+            write_text(json_path, json.dumps([r.to_dict() for r in rows], indent=2) + "\n", overwrite=overwrite,
+                       what="--json result", inputs=inputs)
     _run(work)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from ._io import atomic_path
+from ._io import Journal, atomic_path
 from .exceptions import KeyFormatError, KeyMismatchError
 
 KEY_FORMAT = "datamark-key"
@@ -73,13 +73,32 @@ class Key:
                 "num_classes": self.dataset.get("num_classes"), "datamark_version": self.datamark_version,
                 "created": self.created}
 
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
-        """Write the key with owner-only permissions (0600), atomically, with an integrity checksum."""
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False, journal: Journal | None = None) -> None:
+        """Write the key with owner-only permissions (0600, set before a byte is written), atomically, flushed to
+        disk, with an integrity checksum; ``journal`` lets a caller undo it (see :class:`datamark._io.Journal`).
+
+        No local variable of this frame holds the secret, and a failed write is re-raised without the frames
+        that do, so no traceback printer (not even one showing locals) can reveal it.
+        """
+        with atomic_path(path, overwrite=overwrite, what="key", mode=0o600, journal=journal) as tmp:
+            self._write_file(tmp, Path(path))
+
+    def _file_bytes(self) -> bytes:
+        """The key file's content: the key and a checksum of it (it holds the secret: callers pass it straight on)."""
         body = self.to_dict()
         payload = {**body, "checksum": hashlib.sha256(canonical_json(body)).hexdigest()}
-        with atomic_path(path, overwrite=overwrite, what="key", mode=0o600) as tmp:
-            os.chmod(tmp, 0o600)
-            tmp.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+        return (json.dumps(payload, indent=1, sort_keys=True) + "\n").encode()
+
+    def _write_file(self, tmp: Path, path: Path) -> None:
+        """Write the key into ``tmp``; errors come back as fresh exceptions whose traceback holds no secret."""
+        try:
+            tmp.write_bytes(self._file_bytes())
+        except OSError as err:
+            raise OSError(err.errno, f"Cannot write the key file '{path}': {err.strerror or type(err).__name__}. "
+                                     f"Free some space or choose a writable folder (--key).") from None
+        except (TypeError, ValueError) as err:
+            raise KeyFormatError(f"The key cannot be written as JSON ({type(err).__name__}: {err}); a method "
+                                 f"recorded a value that is not JSON.") from None
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, commitment: str | None = None) -> Key:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .._io import atomic_path
+from .._io import Journal, atomic_path
 from ..exceptions import DataError, DataFormatError
 from .codec import content_id
 from .records import Records
@@ -49,8 +49,9 @@ class ArrayRecords(Records):
         images[rows], new_labels[rows] = inputs, labels
         return ArrayRecords(images, new_labels, self.class_names, where=f"{self.where}[watermarked]")
 
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
-        with atomic_path(path, overwrite=overwrite, what="dataset") as tmp:
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False, journal: Journal | None = None) -> None:
+        """Write a ``.npz`` file (no pickle) atomically; see :meth:`Records.save`."""
+        with atomic_path(path, overwrite=overwrite, what="dataset", journal=journal) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, images=self._images, labels=self.labels, class_names=np.array(self.class_names))
 

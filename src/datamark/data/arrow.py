@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .._io import atomic_path
+from .._io import Journal, atomic_path
 from ..exceptions import DataError, DataFormatError
 from .codec import content_id, decode_image, encode_png, stack_images
 from .records import Records
@@ -98,13 +98,13 @@ class ArrowRecords(Records):
             out._decoded = decoded
         return out
 
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
-        if self.source_format == "arrow":
-            datasets = _import_datasets()
-            with atomic_path(path, overwrite=overwrite, directory=True, what="dataset") as tmp:
-                datasets.Dataset(self.table).save_to_disk(str(tmp))
-        else:
-            with atomic_path(path, overwrite=overwrite, what="dataset") as tmp:
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False, journal: Journal | None = None) -> None:
+        """Write a Parquet file, or an Arrow folder if the data came from one, atomically (see Records.save)."""
+        folder = self.source_format == "arrow"
+        with atomic_path(path, overwrite=overwrite, directory=folder, what="dataset", journal=journal) as tmp:
+            if folder:
+                _import_datasets().Dataset(self.table).save_to_disk(str(tmp))
+            else:
                 pq.write_table(self.table, tmp)
 
     @classmethod

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_path
+from .._io import Journal, atomic_path
 from ..exceptions import DataError, DataFormatError
 from .codec import content_id, decode_image, encode_png, stack_images
 from .records import Records
@@ -95,8 +95,13 @@ class FolderRecords(Records):
             name, n = f"{folder}/{stem}_{n}.png", n + 1
         return name
 
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
-        with atomic_path(path, overwrite=overwrite, directory=True, what="dataset") as tmp:
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False, journal: Journal | None = None) -> None:
+        """Write an image folder atomically (unchanged files copied, changed ones as PNG); see Records.save.
+
+        The source folder is an input: the output may not be it or hold it (the copy reads from it).
+        """
+        with atomic_path(path, overwrite=overwrite, directory=True, what="dataset", inputs=[self.root],
+                         journal=journal) as tmp:
             for name in self.class_names:
                 (tmp / name).mkdir()
             taken = {rel for i, rel in enumerate(self.files) if i not in self._changed}

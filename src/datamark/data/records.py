@@ -19,6 +19,7 @@ import numpy as np
 from ..exceptions import DataError
 
 if TYPE_CHECKING:
+    from .._io import Journal
     from .arrays import ArrayRecords
 
 
@@ -80,8 +81,12 @@ class Records(ABC):
         """A new dataset where ``rows`` hold ``inputs`` and ``labels``; every other row is bit-identical."""
 
     @abstractmethod
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
-        """Write the dataset in its own format (atomically; modified images as PNG)."""
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False, journal: Journal | None = None) -> None:
+        """Write the dataset in its own format (atomically; modified images as PNG).
+
+        An existing ``path`` is replaced only with ``overwrite`` and only if it is an output of the same kind
+        (a file, or a folder datamark wrote); ``journal`` lets a caller undo the write (see :mod:`datamark._io`).
+        """
 
     def subset(self, rows: np.ndarray) -> ArrayRecords:
         """The given rows as in-memory arrays (probe sets, test slices)."""

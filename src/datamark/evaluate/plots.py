@@ -9,17 +9,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .._io import atomic_path
+from .._io import Journal, atomic_path
 from .scenarios import ScenarioRow
 
 
-def _save(fig, path: str | os.PathLike, overwrite: bool) -> None:
+def _save(fig, path: str | os.PathLike, overwrite: bool, journal: Journal | None = None) -> None:
+    """Render ``fig`` in memory, then write the PNG atomically (a normal file's permissions)."""
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
-    with atomic_path(path, overwrite=overwrite, what="picture") as tmp:
+    with atomic_path(path, overwrite=overwrite, what="picture", journal=journal) as tmp:
         tmp.write_bytes(buffer.getvalue())
 
 
@@ -41,8 +42,10 @@ def preview_grid(images: np.ndarray, marked: np.ndarray, path: str | os.PathLike
 
 
 def stages_grid(stages: Sequence[tuple[str, np.ndarray]], path: str | os.PathLike, *, titles: Sequence[str] = (),
-                overwrite: bool = False) -> None:
-    """A PNG with one row per named stage (each an N x H x W x C uint8 batch) and one column per image."""
+                overwrite: bool = False, journal: Journal | None = None) -> None:
+    """A PNG with one row per named stage (each an N x H x W x C uint8 batch) and one column per image.
+
+    ``journal`` lets a caller undo the write (see :class:`datamark._io.Journal`)."""
     n = len(stages[0][1])
     fig, axes = _figure(len(stages), n, 1.6)
     for i, (label, images) in enumerate(stages):
@@ -55,7 +58,7 @@ def stages_grid(stages: Sequence[tuple[str, np.ndarray]], path: str | os.PathLik
                 ax.set_ylabel(label, fontsize=8)
             if i == 0 and j < len(titles):
                 ax.set_title(titles[j], fontsize=8)
-    _save(fig, path, overwrite)
+    _save(fig, path, overwrite, journal)
 
 
 def pvalue_plot(results: dict[str, Sequence[ScenarioRow]], path: str | os.PathLike, *, alpha_probs: float,

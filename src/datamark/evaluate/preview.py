@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from .._io import Journal
 from ..data.records import Records
 from ..exceptions import DataError
 from ..key import Key
@@ -30,10 +31,10 @@ def marked_positions(key: Key, original: Records, watermarked: Records) -> np.nd
 
 
 def watermark_stages(key: Key, original: Records, watermarked: Records, path: str | os.PathLike, *, n: int = 8,
-                     magnify: float = 5.0, overwrite: bool = False) -> int:
+                     magnify: float = 5.0, overwrite: bool = False, journal: Journal | None = None) -> int:
     """Write a PNG of the first ``n`` marked rows: original, perturbed only (if the method perturbs: the released
     image with the trigger's own change taken out), watermarked (released), and the change magnified ``magnify``
-    times around mid-grey. Returns the number of images shown."""
+    times around mid-grey. Returns the number of images shown. ``journal`` lets a caller undo the write."""
     rows = marked_positions(key, original, watermarked)[:n]
     before, after = original.inputs()[rows], watermarked.inputs()[rows]
     stamped = Trigger.from_config(key.trigger).apply(before)
@@ -46,5 +47,5 @@ def watermark_stages(key: Key, original: Records, watermarked: Records, path: st
     names = list(original.class_names)
     titles = [names[original.labels[r]] + (f"→{names[key.target]}" if key.target is not None and
                                            watermarked.labels[r] != original.labels[r] else "") for r in rows]
-    stages_grid(stages, path, titles=titles, overwrite=overwrite)
+    stages_grid(stages, path, titles=titles, overwrite=overwrite, journal=journal)
     return len(rows)

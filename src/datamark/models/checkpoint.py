@@ -76,12 +76,31 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, ModelSpec]:
                               f"'datamark train' or datamark.models.save_checkpoint.") from err
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise DataFormatError(f"'{path}' is not a datamark model checkpoint (no format '{CHECKPOINT_FORMAT}').")
-    if payload.get("version", 0) > CHECKPOINT_VERSION:
-        raise DataFormatError(f"Checkpoint '{path}' has format version {payload['version']}, newer than this "
-                              f"datamark reads ({CHECKPOINT_VERSION}); upgrade datamark.")
-    raw = dict(payload["spec"])
-    spec = ModelSpec(**{**raw, "input_shape": tuple(raw["input_shape"]), "mean": tuple(raw["mean"]),
-                        "std": tuple(raw["std"]), "class_names": tuple(raw["class_names"])})
-    model = build_model(spec)
-    model.load_state_dict(payload["state_dict"])
+    version = payload.get("version", 0)
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        raise DataFormatError(f"Checkpoint '{path}' has format version {version!r}, not one this datamark reads "
+                              f"(up to {CHECKPOINT_VERSION}); upgrade datamark or use the original file.")
+    try:
+        spec = _spec_from(payload.get("spec"))
+        model = build_model(spec)
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as err:  # ParameterError is a ValueError
+        raise DataFormatError(f"The checkpoint '{path}' holds an invalid model spec or weights ({type(err).__name__}: "
+                              f"{err}); it was edited or damaged. Use a file written by 'datamark train'.") from err
     return model.eval(), spec
+
+
+def _spec_from(raw: Any) -> ModelSpec:
+    """A :class:`ModelSpec` from a checkpoint's spec record; KeyError/TypeError/ValueError name what is wrong."""
+    if not isinstance(raw, dict):
+        raise TypeError(f"'spec' must be a mapping; got {type(raw).__name__}")
+    fields = {**raw, **{name: tuple(raw[name]) for name in ("input_shape", "mean", "std", "class_names")}}
+    spec = ModelSpec(**fields)
+    counts = [spec.num_classes, *spec.input_shape]
+    if len(spec.input_shape) != 3 or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0
+                                             for c in counts):
+        raise ValueError(f"'num_classes' and 'input_shape' must be positive integers (H, W, C); got "
+                         f"{spec.num_classes!r}, {spec.input_shape!r}")
+    if not isinstance(spec.params, dict):
+        raise TypeError(f"'params' must be a mapping; got {type(spec.params).__name__}")
+    return spec

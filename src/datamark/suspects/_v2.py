@@ -9,6 +9,8 @@ a white pixel (255 or 1). See https://kserve.github.io/website/latest/modelservi
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -57,12 +59,20 @@ class TensorFormat:
         return np.ascontiguousarray(arr)
 
     def decode(self, arr: np.ndarray) -> np.ndarray:
-        """The inverse of :meth:`encode`: a received array -> uint8 N x H x W x C images."""
+        """The inverse of :meth:`encode`: a received array -> uint8 N x H x W x C images.
+
+        Values that are not pixels are refused (ValueError), never wrapped or clipped into some: a UINT8 value
+        outside 0..255, or an FP32 value that is not finite or does not round to 0..255 on this scale.
+        """
         if arr.ndim != 4:
             raise ParameterError(f"Expected a 4-d {self.layout} image batch; got shape {list(arr.shape)}.")
-        if self.datatype == "FP32":
-            arr = np.clip(np.rint(arr.astype(np.float64) * (255.0 / self.scale)), 0, 255)
-        arr = arr.astype(np.uint8)
+        values = np.rint(arr.astype(np.float64) * (255.0 / self.scale))
+        bad = ~np.isfinite(values) | (values < 0) | (values > 255)
+        if bad.any():
+            first = float(arr.ravel()[np.flatnonzero(bad.ravel())[0]])
+            raise ParameterError(f"{self.datatype} pixel values must be finite and within 0..{self.scale:g}; got "
+                                 f"{first:g}")
+        arr = values.astype(np.uint8)
         return arr.transpose(0, 2, 3, 1) if self.layout == "NCHW" else arr
 
 
@@ -79,20 +89,44 @@ def from_tensor(tensor: Any, where: str) -> np.ndarray:
     if missing:
         raise ValueError(f"{where} has no field {', '.join(repr(m) for m in missing)}")
     datatype, shape = tensor["datatype"], tensor["shape"]
-    if datatype not in NUMPY_DTYPES:
+    if not isinstance(datatype, str) or datatype not in NUMPY_DTYPES:
         raise ValueError(f"{where} has datatype {datatype!r}; expected one of {sorted(NUMPY_DTYPES)}")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise ValueError(f"{where} has shape {shape!r}; expected a list of non-negative integers")
+    size = math.prod(shape)  # exact: numpy's product of huge dimensions would overflow and wrap
+    others = leaf_types(tensor["data"]) - {int, float}
+    if others:
+        raise ValueError(f"{where} has 'data' holding {', '.join(sorted(t.__name__ for t in others))} values; a "
+                         f"{datatype} tensor holds numbers only (JSON true/false and strings are not numbers)")
     try:
         # float64 first so NaN/inf and out-of-range values are caught by validation, not silently cast.
         flat = np.asarray(tensor["data"], dtype=np.float64).ravel()
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{where} has non-numeric 'data' ({err})") from err
-    if flat.size != int(np.prod(shape)):
-        raise ValueError(f"{where} has {flat.size} values in 'data' but its shape {shape} needs {int(np.prod(shape))}")
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ValueError(f"{where} has malformed 'data' ({err})") from err
+    if flat.size != size:
+        raise ValueError(f"{where} has {flat.size} values in 'data' but its shape {shape} needs {size}")
     dtype = NUMPY_DTYPES[datatype]
     if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
         if not np.isfinite(flat).all() or (flat != np.rint(flat)).any():
             raise ValueError(f"{where} has datatype {datatype} but non-integer 'data'")
+        if (flat < info.min).any() or (flat >= info.max + 1.0).any():
+            raise ValueError(f"{where} has datatype {datatype} but values outside {info.min}..{info.max}")
         return flat.astype(dtype).reshape(shape)
-    return flat.reshape(shape) if dtype == np.float64 else flat.astype(dtype).reshape(shape)
+    with np.errstate(over="ignore"):  # a value beyond FP32 becomes inf, which the readers then refuse by name
+        return flat.reshape(shape) if dtype == np.float64 else flat.astype(dtype).reshape(shape)
+
+
+def leaf_types(data: Any) -> set[type]:
+    """The types of the leaves of ``data`` (nested JSON lists), one nesting level at a time at C speed.
+
+    Lets a reader refuse booleans and strings, which numpy would silently read as 1/0 or parse as numbers.
+    """
+    found: set[type] = set()
+    level = [data]
+    while level:
+        kinds = set(map(type, level))
+        found |= kinds - {list}
+        nested = [x for x in level if type(x) is list] if list in kinds else []
+        level = nested[0] if len(nested) == 1 else list(itertools.chain.from_iterable(nested))  # no copy if flat
+    return found

@@ -20,7 +20,7 @@ import numpy as np
 from ..exceptions import ParameterError, SuspectError
 from ._remote import RemoteSuspect
 from ._transport import Transport
-from ._v2 import TensorFormat
+from ._v2 import TensorFormat, leaf_types
 from .base import Outputs, validate_output
 
 PLACEHOLDER = "$inputs"
@@ -118,6 +118,12 @@ class JSONSuspect(RemoteSuspect):
         self._spend(len(images))
         where = f"The endpoint {self.endpoint}"
         found = self.template.extract(self._http.request("POST", self.template.path, body), where)
+        others = leaf_types(found) - {int, float}
+        if others:  # numpy would read true/false as 1/0 and "0.5" as 0.5: a malformed answer, not a label
+            raise SuspectError(f"{where} answered '{self.template.response_path}' holding "
+                               f"{', '.join(sorted(t.__name__ for t in others))} values; expected numbers "
+                               f"({'integer labels' if self.outputs == 'labels' else 'probabilities'}). Check the "
+                               f"template's 'response_path' and 'outputs'.")
         try:
             out = np.asarray(found, dtype=np.float64)
         except (TypeError, ValueError) as err:

@@ -8,11 +8,15 @@ protocol that KServe, Triton, Seldon MLServer and TorchServe speak. Routes:
 - ``POST /v2/models/{name}/infer``: one input tensor of images; the output is ``probs`` (FP32, N x K) or
   ``labels`` (INT64, N).
 
-Errors answer ``{"error": "..."}`` with 400 (bad request) or 404 (unknown model), as V2 prescribes.
+Errors answer ``{"error": "..."}`` with 400 (bad request) or 404 (unknown model), as V2 prescribes; 413 when a
+request is larger than ``max_request_bytes`` (Content-Length and the body actually received are both checked),
+and 401 when the server has a bearer ``token`` and a request does not carry it (the health routes stay open for
+orchestrators). Pixel values are validated, never wrapped: a UINT8 300 or an FP32 NaN is a 400.
 FastAPI and uvicorn are optional dependencies (``pip install "datamark[serve]"``), imported when a server is built.
 (No ``from __future__ import annotations`` here: FastAPI reads the handlers' annotations at runtime.)
 """
 
+import hmac
 import json
 import logging
 import os
@@ -29,6 +33,54 @@ from .base import Suspect
 
 log = logging.getLogger(__name__)
 INSTALL_HINT = 'The HTTP server needs FastAPI and uvicorn: pip install "datamark[serve]".'
+#: Default cap on an inference request's body: a batch of 64 ImageNet-size (224 x 224 x 3) UINT8 images is about
+#: 40 MB of V2 JSON, so honest clients fit while a multi-gigabyte body cannot exhaust the server's memory.
+MAX_REQUEST_BYTES = 64 * 2**20
+
+
+class _Refusal(Exception):
+    """A request refused with an HTTP ``status`` and a message for the client."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def check_server_options(max_request_bytes: int, token: str | None) -> None:
+    """Refuse a size limit that is not a positive integer and a token that cannot travel in an HTTP header."""
+    if type(max_request_bytes) is not int or max_request_bytes < 1:
+        raise ParameterError(f"The server's 'max_request_bytes' must be a positive integer; got "
+                             f"{max_request_bytes!r}.")
+    if token is not None and not (token and token.isascii() and token.isprintable() and " " not in token):
+        raise ParameterError("The server's bearer 'token' must be a non-empty string of printable ASCII without "
+                             "spaces (it travels in the Authorization header); generate one with "
+                             "python -c 'import secrets; print(secrets.token_urlsafe(32))'.")
+
+
+def _authorised(header: str | None, token: str | None) -> bool:
+    """True if no token is required, or ``header`` is 'Bearer <token>' (constant-time comparison)."""
+    if token is None:
+        return True
+    scheme, _, given = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+async def _read_body(request, limit: int) -> bytes:
+    """The request body, refused (413) as soon as the declared or the received size passes ``limit`` bytes."""
+    too_big = f"The request body is larger than this server accepts ({limit} bytes); send smaller batches " \
+              f"(--batch-size)."
+    declared = request.headers.get("content-length")
+    if declared is not None and not declared.isdigit():
+        raise _Refusal(400, f"Bad Content-Length header {declared[:40]!r}.")
+    if declared is not None and int(declared) > limit:
+        raise _Refusal(413, too_big)
+    chunks, received = [], 0
+    async for chunk in request.stream():  # the declared length may lie, or be absent (chunked encoding)
+        received += len(chunk)
+        if received > limit:
+            raise _Refusal(413, too_big)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _fastapi():
@@ -53,12 +105,15 @@ def model_metadata(name: str, suspect: Suspect, input_shape: tuple[int, ...], fm
 
 
 def create_app(suspect: Suspect, *, model_name: str, input_shape: tuple[int, ...],
-               fmt: TensorFormat = TensorFormat(), input_name: str = "input"):
+               fmt: TensorFormat = TensorFormat(), input_name: str = "input",
+               max_request_bytes: int = MAX_REQUEST_BYTES, token: str | None = None):
     """A FastAPI app serving ``suspect`` (which takes uint8 NHWC ``input_shape`` images) as ``model_name``.
 
     Inference runs in a worker thread under a lock (suspects are not thread-safe), so health checks stay
-    responsive while a batch is computed.
+    responsive while a batch is computed. Bodies over ``max_request_bytes`` get 413; with a ``token``, every
+    route but the health checks needs ``Authorization: Bearer <token>`` (else 401). The token is never logged.
     """
+    check_server_options(max_request_bytes, token)
     fastapi, _ = _fastapi()
     from fastapi import Request
     from fastapi.responses import JSONResponse, Response
@@ -75,10 +130,18 @@ def create_app(suspect: Suspect, *, model_name: str, input_shape: tuple[int, ...
     def check_model(name: str) -> JSONResponse | None:
         return None if name == model_name else error(404, f"Unknown model '{name}'; this server has '{model_name}'.")
 
+    def check_token(request: Request) -> JSONResponse | None:
+        if _authorised(request.headers.get("authorization"), token):
+            return None
+        response = error(401, "This server needs a bearer token: send 'Authorization: Bearer <token>' (datamark "
+                              "verify --token, or the DATAMARK_ENDPOINT_TOKEN environment variable).")
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
     @app.get("/v2")
-    def server_metadata() -> dict:
+    def server_metadata(request: Request):
         from .. import __version__
-        return {"name": "datamark", "version": __version__, "extensions": []}
+        return check_token(request) or {"name": "datamark", "version": __version__, "extensions": []}
 
     @app.get("/v2/health/live")
     @app.get("/v2/health/ready")
@@ -90,15 +153,15 @@ def create_app(suspect: Suspect, *, model_name: str, input_shape: tuple[int, ...
         return check_model(name) or {"name": name, "ready": True}
 
     @app.get("/v2/models/{name}")
-    def get_metadata(name: str):
-        return check_model(name) or metadata
+    def get_metadata(name: str, request: Request):
+        return check_token(request) or check_model(name) or metadata
 
     def decode(body: bytes) -> np.ndarray:
         try:
             request = json.loads(body)
             tensors = request["inputs"]
             tensor = next(t for t in tensors if t.get("name") == input_name)
-        except (ValueError, KeyError, TypeError, AttributeError) as err:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
             raise ValueError("the body must be JSON with 'inputs', a list of V2 tensors") from err
         except StopIteration:
             raise ValueError(f"no input tensor named '{input_name}' in 'inputs'") from None
@@ -117,10 +180,12 @@ def create_app(suspect: Suspect, *, model_name: str, input_shape: tuple[int, ...
 
     @app.post("/v2/models/{name}/infer")
     async def infer(name: str, request: Request):
-        if (bad := check_model(name)) is not None:
+        if (bad := check_token(request) or check_model(name)) is not None:
             return bad
         try:
-            images = decode(await request.body())
+            images = decode(await _read_body(request, max_request_bytes))
+        except _Refusal as refusal:
+            return error(refusal.status, str(refusal))
         except ValueError as err:
             return error(400, f"Bad inference request: {err}.")
         try:
@@ -136,14 +201,17 @@ def create_app(suspect: Suspect, *, model_name: str, input_shape: tuple[int, ...
 
 
 def app_from_checkpoint(path: str | os.PathLike, *, model_name: str, outputs: str = "probs",
-                        fmt: TensorFormat = TensorFormat()):
-    """The V2 app serving a datamark checkpoint (the ``datamark serve`` command)."""
+                        fmt: TensorFormat = TensorFormat(), max_request_bytes: int = MAX_REQUEST_BYTES,
+                        token: str | None = None):
+    """The V2 app serving a datamark checkpoint (the ``datamark serve`` command); see :func:`create_app`."""
     from .local import LocalSuspect
 
+    check_server_options(max_request_bytes, token)  # before the model is loaded
     suspect = LocalSuspect.from_checkpoint(path, outputs=outputs)  # type: ignore[arg-type]
     if suspect.input_shape is None:
         raise ParameterError(f"The checkpoint '{path}' does not record its input shape; cannot declare it over V2.")
-    return create_app(suspect, model_name=model_name, input_shape=suspect.input_shape, fmt=fmt)
+    return create_app(suspect, model_name=model_name, input_shape=suspect.input_shape, fmt=fmt,
+                      max_request_bytes=max_request_bytes, token=token)
 
 
 def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
@@ -202,9 +270,12 @@ class BackgroundServer:
 
 
 def serve(path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8080, model_name: str = "model",
-          outputs: str = "probs", fmt: TensorFormat = TensorFormat()) -> None:
+          outputs: str = "probs", fmt: TensorFormat = TensorFormat(), max_request_bytes: int = MAX_REQUEST_BYTES,
+          token: str | None = None) -> None:
     """Serve a checkpoint in the foreground until interrupted (SIGINT/SIGTERM shut it down cleanly)."""
     _, uvicorn = _fastapi()
-    app = app_from_checkpoint(path, model_name=model_name, outputs=outputs, fmt=fmt)
-    log.info("serving %s as '%s' on http://%s:%d", path, model_name, host, port)
+    app = app_from_checkpoint(path, model_name=model_name, outputs=outputs, fmt=fmt,
+                              max_request_bytes=max_request_bytes, token=token)
+    log.info("serving %s as '%s' on http://%s:%d (bearer token %s)", path, model_name, host, port,
+             "required" if token is not None else "not required")
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
