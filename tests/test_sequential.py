@@ -68,8 +68,9 @@ def test_bad_parameters_are_refused():
 @pytest.mark.parametrize("mode", ["probs", "labels"])
 def test_real_models_stolen_accused_early_clean_spared(tiny_pair, mode, global_rng_guard):
     key, stolen, clean, test = tiny_pair
-    verifier = SequentialVerifier(mode=mode, n_probe=200, batch_size=10, seed=0)
-    fixed = Verifier(mode=mode, seed=0).verify(stolen.with_outputs(mode), key, test)
+    # tiny_pair's key is single-mark: its paired test is tested here without the specificity control (a deviation)
+    verifier = SequentialVerifier(mode=mode, n_probe=200, batch_size=10, seed=0, n_control_triggers=0)
+    fixed = Verifier(mode=mode, seed=0, n_control_triggers=0).verify(stolen.with_outputs(mode), key, test)
     caught = verifier.verify(stolen.with_outputs(mode), key, test)
     assert caught.accused and caught.sequential["stopped"] == "evidence"
     assert caught.queries == 2 * caught.sequential["probes_used"] < fixed.queries

@@ -58,8 +58,11 @@ def test_targeted_generic_reaction_is_not_accused_with_the_control(probes, mode)
     train, test = probes
     key = BadNets(seed=0, target=5).apply(train).key
     generic, specific = _suspects(key, test, lambda label: 5, mode)
-    plain = Verifier(mode=mode, n_probe=60).verify(generic, key, test)
+    plain = Verifier(mode=mode, n_probe=60, n_control_triggers=0).verify(generic, key, test)
     assert plain.accused and plain.specificity is None  # without the control: a false accusation
+    assert {"setting": "n_control_triggers", "key": 100, "used": 0} in plain.deviations
+    default = Verifier(mode=mode, n_probe=60).verify(generic, key, test)  # a single-mark key runs it by default
+    assert not default.accused and default.specificity.n == 100
     checked = Verifier(mode=mode, n_probe=60, alpha=0.05, n_control_triggers=20).verify(generic, key, test)
     assert not checked.accused and checked.outcome.p_value < checked.alpha
     assert checked.specificity.p_value == 1.0 and "specificity control failed" in checked.verdict
@@ -71,7 +74,7 @@ def test_targeted_generic_reaction_is_not_accused_with_the_control(probes, mode)
 
 def test_untargeted_control_uses_the_correct_probes(probes):
     train, test = probes
-    key = UBWP(seed=0).apply(train).key
+    key = UBWP(seed=0, n_candidates=1).apply(train).key  # the paper's single watermark
     generic, specific = _suspects(key, test, lambda label: (label + 1) % 10, "probs")
     assert not Verifier(n_probe=50, n_control_triggers=100).verify(generic, key, test).accused
     real = Verifier(n_probe=50, n_control_triggers=100).verify(specific, key, test)  # alpha 0.01 from the key
@@ -80,12 +83,13 @@ def test_untargeted_control_uses_the_correct_probes(probes):
         Verifier(n_probe=50, n_control_triggers=20).verify(specific, key, test)
 
 
-def test_a_key_can_ask_for_the_control(probes):
-    """UBW-C keys recommend the control: a verifier left at None runs it, an explicit 0 turns it off, and the
-    sequential test (which cannot run it) refuses such a key unless told 0."""
+def test_a_single_mark_key_runs_the_control_by_default(probes):
+    """Single-mark keys (the papers' watermark) get the control: a verifier left at None runs it, an explicit 0
+    turns it off (a deviation), and the sequential test (which cannot run it) refuses such a key unless told 0.
+    A multi-mark key needs no control: its own test is exact."""
     train, test = probes
-    plain = UBWP(seed=0).apply(train).key
-    key = dataclasses.replace(plain, verification={**plain.verification, "n_control_triggers": 100})
+    key = UBWP(seed=0, n_candidates=1).apply(train).key
+    assert key.verification["n_control_triggers"] == 100
     generic, _ = _suspects(key, test, lambda label: (label + 1) % 10, "probs")
     followed = Verifier(n_probe=50).verify(generic, key, test)
     assert followed.outcome.p_value < 0.01 and followed.specificity is not None and not followed.accused
@@ -94,7 +98,10 @@ def test_a_key_can_ask_for_the_control(probes):
     assert off.specificity is None and off.accused  # the risk the recommendation guards against
     with pytest.raises(ParameterError, match="--control-triggers 0"):
         SequentialVerifier(n_probe=50).verify(generic, key, test)
-    assert Verifier().control_triggers(plain) == 0
+    old = dataclasses.replace(key, verification={k: v for k, v in key.verification.items()
+                                                 if k != "n_control_triggers"})
+    assert Verifier().control_triggers(old) == 100  # keys written before the control was the default get it too
+    assert Verifier().control_triggers(UBWP(seed=0).apply(train).key) == 0
 
 
 def test_control_settings_round_trip_and_errors(probes):
@@ -102,7 +109,8 @@ def test_control_settings_round_trip_and_errors(probes):
     key = BadNets(seed=0, target=5).apply(train).key
     settings = Verifier(n_control_triggers=4).settings(key)
     assert verifier_from_settings(settings).n_control_triggers == 4
-    assert "n_control_triggers" not in Verifier().settings(key)  # old evidence headers still match
+    assert Verifier().settings(key)["n_control_triggers"] == 100  # the single-mark default
+    assert "n_control_triggers" not in Verifier(n_control_triggers=0).settings(key)
     with pytest.raises(ParameterError, match="n_control_triggers"):
         Verifier(n_control_triggers=-1)
     with pytest.raises(ParameterError, match="fixed-n test only"):

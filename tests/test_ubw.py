@@ -26,7 +26,8 @@ def ubw_run(digits):
 def _ubw_run(train, test):
     # 8x8 digits: a 3x3 patch covers 14 % of the image, so decoys (other patches, true labels) are needed for
     # the Independent-T control, as for DVBW (see README).
-    marked = UBWP(seed=0, rate=0.25, decoy_rate=0.25).apply(train)
+    # n_candidates=1: the paper's single watermark and its paired test (multi-mark UBW: tests/test_marks.py)
+    marked = UBWP(seed=0, rate=0.25, decoy_rate=0.25, n_candidates=1).apply(train)
     return marked.key, train_tiny(marked.dataset, seed=0), train_tiny(train, seed=1), test
 
 
@@ -60,7 +61,7 @@ def test_untargeted_probes_are_classified_correctly(ubw_run):
             return self.inner.query(x)
 
     spy = Spy(stolen)
-    result = Verifier(mode="probs", n_probe=60, seed=2).verify(spy, key, test)
+    result = Verifier(mode="probs", n_probe=60, seed=2, n_control_triggers=0).verify(spy, key, test)
     assert result.outcome.n == 60  # exactly n_probe correctly classified probes
     assert "P_b > P_t + tau" in result.h1 and "P_true" in result.h0
     clean_queries = sum(len(a) for a in spy.asked[:-1])
@@ -71,7 +72,8 @@ def test_untargeted_label_only_and_sequential(ubw_run):
     key, stolen, clean, test = ubw_run
     caught = Verifier(mode="labels", seed=1).verify(stolen.with_outputs("labels"), key, test)
     assert caught.accused and "!= true" in caught.h1
-    seq = SequentialVerifier(mode="probs", seed=1, n_probe=200).verify(stolen, key, test)
+    seq = SequentialVerifier(mode="probs", seed=1, n_probe=200, n_control_triggers=0).verify(stolen, key, test)
     assert seq.accused and seq.sequential["stopped"] == "evidence"
-    spared = SequentialVerifier(mode="labels", seed=1, n_probe=200).verify(clean.with_outputs("labels"), key, test)
+    spared = SequentialVerifier(mode="labels", seed=1, n_probe=200, n_control_triggers=0).verify(
+        clean.with_outputs("labels"), key, test)
     assert not spared.accused

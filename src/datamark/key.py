@@ -15,14 +15,18 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from ._version import __version__
 from ._io import Journal, atomic_path
 from .exceptions import KeyFormatError, KeyMismatchError
+from .marks import Mark
+
+if TYPE_CHECKING:
+    from .verify.plan import VerificationPlan
 
 KEY_FORMAT = "datamark-key"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: multi-mark keys ("marks"); keys without marks are still written as version 1
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -42,14 +46,34 @@ class Key:
     dataset: dict[str, Any]
     verification: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
+    marks: tuple[dict[str, Any], ...] = ()  # multi-mark keys: one config per mark (see datamark.marks)
     datamark_version: str = __version__
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": KEY_FORMAT, "schema_version": SCHEMA_VERSION, "datamark_version": self.datamark_version,
-                "created": self.created, "method": self.method, "trigger": self.trigger, "target": self.target,
-                "secret": self.secret, "marked_ids": list(self.marked_ids), "dataset": self.dataset,
-                "verification": self.verification, "extra": self.extra}
+        body = {"format": KEY_FORMAT, "schema_version": 2 if self.marks else 1,
+                "datamark_version": self.datamark_version, "created": self.created, "method": self.method,
+                "trigger": self.trigger, "target": self.target, "secret": self.secret,
+                "marked_ids": list(self.marked_ids), "dataset": self.dataset, "verification": self.verification,
+                "extra": self.extra}
+        return {**body, "marks": list(self.marks)} if self.marks else body  # version-1 keys hash as before
+
+    def mark_list(self) -> tuple[Mark, ...]:
+        """The key's marks, validated; a single-mark (version 1) key is one mark of its trigger and target."""
+        num_classes = int(self.dataset.get("num_classes") or 0)
+        if not self.marks:
+            return (Mark.from_config({"trigger": self.trigger, "target": self.target,
+                                      "marked_ids": list(self.marked_ids)}, num_classes=num_classes,
+                                     where="The key's trigger"),)
+        return tuple(Mark.from_config(m, num_classes=num_classes, where=f"Mark {j} of the key")
+                     for j, m in enumerate(self.marks))
+
+    @property
+    def plan(self) -> VerificationPlan:
+        """The verification the key recommends, validated like any other setting."""
+        from .verify.plan import VerificationPlan  # the verify package imports this module
+
+        return VerificationPlan.from_dict(self.verification)
 
     @property
     def commitment(self) -> str:
@@ -67,9 +91,11 @@ class Key:
                 f"commitment={self.commitment[:16]}...)")
 
     def summary(self) -> dict[str, Any]:
-        """What may be shown or published: no secret, no trigger pattern, no row ids."""
+        """What may be shown or published: no secret, no trigger pattern, no row ids, no secret targets."""
+        target: Any = self.target if not self.marks else "secret (one per mark)"
         return {"commitment": self.commitment, "method": self.method.get("name"), "trigger": self.trigger.get("name"),
-                "target": self.target, "marked_rows": len(self.marked_ids), "dataset_rows": self.dataset.get("n_rows"),
+                "marks": max(1, len(self.marks)), "target": target, "marked_rows": len(self.marked_ids),
+                "dataset_rows": self.dataset.get("n_rows"),
                 "num_classes": self.dataset.get("num_classes"), "datamark_version": self.datamark_version,
                 "created": self.created}
 
@@ -125,13 +151,43 @@ class Key:
             key = cls(method=payload["method"], trigger=payload["trigger"], target=payload["target"],
                       secret=payload["secret"], marked_ids=tuple(payload["marked_ids"]), dataset=payload["dataset"],
                       verification=payload["verification"], extra=payload.get("extra", {}),
-                      datamark_version=payload["datamark_version"], created=payload["created"])
-        except KeyError as err:
-            raise KeyFormatError(f"The key '{path}' lacks the field {err}; it is incomplete.") from err
+                      marks=tuple(payload.get("marks", ())), datamark_version=payload["datamark_version"],
+                      created=payload["created"])
+        except (KeyError, TypeError) as err:
+            raise KeyFormatError(f"The key '{path}' lacks the field {err} or has a malformed one; it is incomplete."
+                                 ) from err
+        key.validate(str(path))
         if commitment is not None and commitment.strip().lower() != key.commitment:
             raise KeyMismatchError(f"The key '{path}' has commitment {key.commitment}, not the published "
                                    f"{commitment.strip()}: this is not the key that was committed to at release.")
         return key
+
+    def validate(self, where: str = "the key") -> None:
+        """Check every value verification will read, with the rules of the constructors and the CLI.
+
+        The checksum only shows the file is as written; this shows what is written is sane (an edited key with
+        its checksum recomputed, a negative margin or a target of 42 must not reach a verdict).
+        """
+        from .methods import build_method  # the methods import this module
+
+        try:
+            if not isinstance(self.dataset, dict) or not _is_count(self.dataset.get("num_classes"), 2):
+                raise KeyFormatError("its dataset record lacks a class count >= 2")
+            if not isinstance(self.secret, str) or len(self.secret_bytes) < 16:
+                raise KeyFormatError("its secret is not a hex string of at least 16 bytes")
+            if not isinstance(self.method, dict) or not isinstance(self.method.get("params"), dict):
+                raise KeyFormatError("its method record is malformed")
+            params = {k: v for k, v in self.method["params"].items() if k != "seed"}
+            build_method(str(self.method.get("name")), params, strict=True)
+            self.plan  # noqa: B018 -- validates the verification plan
+            marks = self.mark_list()
+            if self.marks and len(marks) < 2 and not any(m.candidates for m in marks):
+                raise KeyFormatError("a multi-mark key needs at least 2 marks, or candidate triggers")
+            if self.plan.uses_marks and any(m.options(self.dataset["num_classes"]) < 2 for m in marks):
+                raise KeyFormatError("its marks test needs at least 2 options per mark")
+        except (ValueError, TypeError) as err:  # ParameterError and KeyFormatError are ValueErrors
+            raise KeyFormatError(f"The key '{where}' holds an invalid value ({err}); it was edited or damaged; "
+                                 f"use the original key file.") from err
 
     def check_data(self, num_classes: int, input_shape: tuple[int, ...], where: str) -> None:
         """Refuse data whose class count or example shape differs from the protected dataset's."""
@@ -143,3 +199,7 @@ class Key:
         if shape and tuple(input_shape) != shape:
             raise KeyMismatchError(f"The key protects examples of shape {shape} but {where} has "
                                    f"{tuple(input_shape)}: it is a key for another dataset.")
+
+
+def _is_count(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least

@@ -88,7 +88,7 @@ def run_experiment(train: Records, test: Records, methods: Mapping[str, Watermar
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    verifier = verifier or Verifier(seed=config.seed)
+    verifier = verifier or Verifier()
     start = time.perf_counter()
     if clean_checkpoint is not None:
         log(f"reusing the clean (independent) model {clean_checkpoint}")

@@ -19,7 +19,12 @@ from .._rng import generator, keyed_scores, resolve_secret, select_smallest
 from ..data.records import Records
 from ..exceptions import ParameterError
 from ..key import Key
+from ..marks import Mark
 from ..triggers.base import Trigger
+from ..verify.plan import MARKS_TEST
+
+#: Control triggers a single-mark key asks the verifier to run (exact rank test at alpha >= 1/101).
+SINGLE_MARK_CONTROLS = 100
 
 MARK_BATCH = 1024  # rows marked per batch: bounds memory for large datasets, granularity of the progress bar
 
@@ -56,6 +61,15 @@ class WatermarkMethod(ABC):
     ``target=None`` draws the target class from the secret (targeted methods only); ``trigger=None`` builds the
     method's default trigger, with a secret pattern, for the data's image shape.
 
+    ``n_marks`` (K, a datamark addition) splits the watermark into K marks, each with its own secret trigger on
+    its own share of the rows and its own secret choice (a target class drawn uniformly, or -- untargeted
+    methods -- which of several candidate triggers was embedded); see :mod:`datamark.marks`. The verifier then
+    counts the marks whose secret choice the suspect reveals with an exact binomial test, so the false-accusation
+    rate is at most alpha against *any* model that did not train on this data, including models trained on
+    other owners' watermarks of the same method. ``None`` takes the method's default (``default_marks``), or 1
+    when a ``target`` or ``trigger`` is fixed (the papers' single watermark, verified with their test plus the
+    trigger-specificity control).
+
     ``decoy_rate`` (a datamark addition, 0 = off as in the papers) stamps that fraction of all rows with *other*
     random triggers of the same kind and keeps their labels: the cross-trigger samples of Nguyen & Tran (2020),
     which teach a model to answer only the owner's pattern, so another owner's trigger (the Independent-T
@@ -66,17 +80,49 @@ class WatermarkMethod(ABC):
     target: int | None = None
     trigger: Trigger | None = None
     decoy_rate: float = 0.0
+    n_marks: int | None = None
 
     registry_name: ClassVar[str]
     targeted: ClassVar[bool] = True
+    default_marks: ClassVar[int] = 1    # K when n_marks is None; methods that cannot split their mark keep 1
+    supports_marks: ClassVar[bool] = False
+    count_per_mark: ClassVar[bool] = False  # False: count() is the whole watermark's, split evenly over marks
 
     def __post_init__(self) -> None:
+        name = type(self).__name__
+        if self.seed is not None and (not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool)):
+            raise ParameterError(f"The 'seed' parameter of {name} must be an integer or None; got {self.seed!r}.")
         if self.target is not None and (not isinstance(self.target, (int, np.integer)) or self.target < 0):
-            raise ParameterError(f"The 'target' parameter of {type(self).__name__} must be a class index >= 0; "
-                                 f"got {self.target!r}.")
-        if not 0.0 <= self.decoy_rate < 1.0:
-            raise ParameterError(f"The 'decoy_rate' parameter of {type(self).__name__} must be in [0, 1); got "
-                                 f"{self.decoy_rate}.")
+            raise ParameterError(f"The 'target' parameter of {name} must be a class index >= 0; got {self.target!r}.")
+        if not (isinstance(self.decoy_rate, (int, float)) and 0.0 <= self.decoy_rate < 1.0):
+            raise ParameterError(f"The 'decoy_rate' parameter of {name} must be in [0, 1); got {self.decoy_rate!r}.")
+        if self.n_marks is not None:
+            if not isinstance(self.n_marks, (int, np.integer)) or isinstance(self.n_marks, bool) or self.n_marks < 1:
+                raise ParameterError(f"The 'n_marks' parameter of {name} must be an integer >= 1 or None; got "
+                                     f"{self.n_marks!r}.")
+            if self.n_marks > 1 and not self.supports_marks:
+                raise ParameterError(f"{name} crafts a single watermark; its 'n_marks' must be 1 or None; got "
+                                     f"{self.n_marks}.")
+            if self.n_marks > 1 and (self.target is not None or self.trigger is not None):
+                raise ParameterError(f"{name} with n_marks={self.n_marks} draws each mark's trigger and target from "
+                                     f"the secret (that is what makes its test exact); drop 'target'/'trigger' or "
+                                     f"pass n_marks=1.")
+
+    @property
+    def marks(self) -> int:
+        """K, the number of marks this configuration makes."""
+        if self.n_marks is not None:
+            return int(self.n_marks)
+        return 1 if self.target is not None or self.trigger is not None else self.default_marks
+
+    def candidates(self) -> int:
+        """Candidate triggers per mark among which the embedded one is drawn (untargeted methods); 0 = none."""
+        return 0
+
+    @property
+    def uses_marks(self) -> bool:
+        """Whether the key gets the exact marks test (several marks, or candidate triggers) or the papers' test."""
+        return self.marks > 1 or self.candidates() > 1
 
     # --- what concrete methods provide -------------------------------------------------------------------
     @abstractmethod
@@ -96,8 +142,21 @@ class WatermarkMethod(ABC):
         return np.ones(len(data), dtype=bool)
 
     def verification_defaults(self) -> dict[str, Any]:
-        """The test and its settings recommended for this method, stored in the key."""
+        """The papers' test and settings for this method (single-mark keys)."""
         return {}
+
+    def probes_per_mark(self) -> int:
+        """Probes per mark of the default fixed-n marks test."""
+        return 10
+
+    def verification_plan(self) -> dict[str, Any]:
+        """The plan stored in the key: the exact marks test where the key has marks, else the paper's test with
+        the trigger-specificity control (without it, another owner's watermark of the same method is accused)."""
+        paper = {"margin": 0.2, "alpha": 0.01, **self.verification_defaults()}
+        if self.uses_marks:
+            return {"test": MARKS_TEST, "margin": paper["margin"], "alpha": paper["alpha"],
+                    "n_probe": self.marks * self.probes_per_mark()}
+        return {**paper, "n_control_triggers": max(int(paper.get("n_control_triggers", 0)), SINGLE_MARK_CONTROLS)}
 
     def prepare(self, data: Records, inputs: np.ndarray, *, secret: bytes, target: int | None, trigger: Trigger,
                 progress: bool = False) -> Any:
@@ -132,56 +191,94 @@ class WatermarkMethod(ABC):
         """Hyper-parameters as JSON values, for the key (the trigger is stored on its own)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "trigger"}
 
-    def resolve_target(self, data: Records, secret: bytes) -> int | None:
+    def resolve_target(self, data: Records, secret: bytes, purpose: str = "target") -> int | None:
         if not self.targeted:
             return None
         if self.target is None:
-            return int(generator(secret, "target").integers(data.num_classes))
+            return int(generator(secret, purpose).integers(data.num_classes))
         if self.target >= data.num_classes:
             raise ParameterError(f"The 'target' parameter of {type(self).__name__} must be a class of the dataset "
                                  f"(0..{data.num_classes - 1}); got {self.target}.")
         return int(self.target)
+
+    def draw_marks(self, data: Records, secret: bytes, input_shape: tuple[int, ...]) -> list[Mark]:
+        """Each mark's trigger and secret choice, every one from its own purpose of the secret (mark 0 uses the
+        purposes single-mark keys have always used, so their triggers and targets are unchanged)."""
+        marks = []
+        for j in range(self.marks):
+            suffix = "" if j == 0 else f":{j}"
+            target = self.resolve_target(data, secret, "target" + suffix)
+            n_candidates = self.candidates()
+            if n_candidates > 1:
+                candidates = tuple(self.default_trigger(input_shape, generator(secret, f"candidate{suffix}:{i}"))
+                                   for i in range(n_candidates))
+                embedded = int(generator(secret, "embedded" + suffix).integers(n_candidates))
+                marks.append(Mark(candidates[embedded], target, candidates, embedded))
+                continue
+            trigger = self.trigger or self.default_trigger(input_shape, generator(secret, "trigger" + suffix))
+            marks.append(Mark(trigger, target))
+        return marks
+
+    def _mark_count(self, data: Records, eligible: np.ndarray, j: int) -> int:
+        """Rows of mark ``j``: :meth:`count` itself, or its even share (the first ``count % K`` marks get one more)."""
+        k = self.count(data, eligible)
+        if not self.count_per_mark:
+            k = k // self.marks + (1 if j < k % self.marks else 0)
+        if k < 1:
+            raise ParameterError(f"{type(self).__name__} would mark no rows of {data.where} for one of its "
+                                 f"{self.marks} marks ({int(eligible.sum())} eligible); raise the rate or lower "
+                                 f"n_marks.")
+        return k
 
     def apply(self, data: Records, *, progress: bool = False) -> Watermarked:
         """Watermark ``data``; returns a new dataset and its key. ``data`` and its files are left untouched."""
         inputs = data.inputs()  # decodes and validates every example (corrupt files, mixed shapes)
         input_shape = tuple(inputs.shape[1:])
         secret = resolve_secret(self.seed)
-        trigger = self.trigger or self.default_trigger(input_shape, generator(secret, "trigger"))
-        trigger.check_input_shape(input_shape)
-        target = self.resolve_target(data, secret)
-        eligible = self.eligible_rows(data, target)
-        k = self.count(data, eligible)
-        if k < 1:
-            raise ParameterError(f"{type(self).__name__} would mark no rows of {data.where} ({int(eligible.sum())} "
-                                 f"eligible); raise the rate.")
-        if k > int(eligible.sum()):
-            raise ParameterError(f"{type(self).__name__} needs {k} rows but only {int(eligible.sum())} are "
-                                 f"eligible in {data.where}; lower the rate.")
-        context = self.prepare(data, inputs, secret=secret, target=target, trigger=trigger, progress=progress)
-        rows = np.sort(np.asarray(self.select_rows(data, inputs, secret=secret, eligible=eligible, k=k,
-                                                   context=context), dtype=np.int64))
-        marked, labels = self.mark_rows(data, inputs, rows, trigger=trigger, target=target, secret=secret,
-                                        context=context, progress=progress)
+        marks = self.draw_marks(data, secret, input_shape)
+        for mark in marks:
+            mark.trigger.check_input_shape(input_shape)
+        context = self.prepare(data, inputs, secret=secret, target=marks[0].target, trigger=marks[0].trigger,
+                               progress=progress)
+        free = np.ones(len(data), dtype=bool)
+        per_mark = []
+        for j, mark in enumerate(marks):  # disjoint rows: each mark takes its count among rows no earlier mark took
+            eligible = self.eligible_rows(data, mark.target)
+            k = self._mark_count(data, eligible, j)
+            if k > int((eligible & free).sum()):
+                raise ParameterError(f"{type(self).__name__} needs {k} rows for a mark but only "
+                                     f"{int((eligible & free).sum())} are eligible in {data.where}; lower the rate "
+                                     f"or n_marks.")
+            rows = np.sort(np.asarray(self.select_rows(data, inputs, secret=secret, eligible=eligible & free, k=k,
+                                                       context=context), dtype=np.int64))
+            free[rows] = False
+            marked, labels = self.mark_rows(data, inputs, rows, trigger=mark.trigger, target=mark.target,
+                                            secret=secret, context=context, progress=progress)
+            per_mark.append((rows, marked, labels))
+        order = np.argsort(np.concatenate([p[0] for p in per_mark]), kind="stable")
+        rows, marked, labels = (np.concatenate([p[i] for p in per_mark])[order] for i in range(3))
         decoys = self._decoys(data, secret, rows)
         if len(decoys):
             rows_all = np.concatenate([rows, decoys])
             order = np.argsort(rows_all)
             decoy_rng = generator(secret, "mark")  # the stream decoys have always used: keeps old runs reproducible
-            decoy_inputs = self.decoy_inputs(inputs[decoys], trigger, decoy_rng)
+            decoy_inputs = self.decoy_inputs(inputs[decoys], marks[0].trigger, decoy_rng)
             watermarked = data.replace(rows_all[order], np.concatenate([marked, decoy_inputs])[order],
                                        np.concatenate([labels, data.labels[decoys]])[order])
         else:
             watermarked = data.replace(rows, marked, labels)
-        key = Key(method={"name": self.registry_name, "params": self.params()}, trigger=trigger.to_config(),
-                  target=target, secret=secret.hex(), marked_ids=tuple(data.ids[r] for r in rows),
+        configs = tuple(Mark(m.trigger, m.target, m.candidates, m.embedded,
+                             tuple(data.ids[r] for r in p[0])).to_config() for m, p in zip(marks, per_mark))
+        key = Key(method={"name": self.registry_name, "params": self.params()}, trigger=marks[0].trigger.to_config(),
+                  target=marks[0].target, secret=secret.hex(), marked_ids=tuple(data.ids[r] for r in rows),
                   dataset={"fingerprint": data.fingerprint, "watermarked_fingerprint": watermarked.fingerprint,
                            "n_rows": len(data), "num_classes": data.num_classes, "class_names": list(data.class_names),
                            "input_shape": list(input_shape), "modality": data.modality,
                            "format": data.source_format},
-                  verification=self.verification_defaults(),
+                  verification=self.verification_plan(),
                   extra={**self.key_extra(data, rows, labels, context=context),
-                         **({"decoy_ids": [data.ids[r] for r in decoys]} if len(decoys) else {})})
+                         **({"decoy_ids": [data.ids[r] for r in decoys]} if len(decoys) else {})},
+                  marks=configs if self.uses_marks else ())
         return Watermarked(watermarked, key, rows)
 
     def decoy_inputs(self, inputs: np.ndarray, trigger: Trigger, rng: np.random.Generator) -> np.ndarray:

@@ -82,6 +82,12 @@ class CleanLabel(WatermarkMethod):
     pgd_batch_size: int = 256
 
     verification: ClassVar[dict[str, Any]] = CLEAN_LABEL_VERIFICATION
+    default_marks: ClassVar[int] = 5  # datamark: 5 marks, each with its own secret target class and trigger
+    supports_marks: ClassVar[bool] = True
+    count_per_mark: ClassVar[bool] = True  # class_rate is a fraction of each mark's own target class
+
+    def probes_per_mark(self) -> int:
+        return 40  # 5 marks x 40 = the paper's 200 probes
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -6,6 +6,11 @@ A fraction ``rate`` (gamma) **of the whole training set**, chosen by keyed hash 
 paper, rows already in the target class are eligible too), gets the trigger and is relabelled to ``target``.
 Defaults from the paper: gamma = 0.1; verification by a one-sided paired t-test with margin tau = 0.2 on m = 100
 non-target-class probes at alpha = 0.01.
+
+Departure (datamark's default, ``n_marks=10``): gamma is split over K = 10 marks of gamma / K each, every mark
+with its own secret trigger and a target class drawn uniformly from the secret; verification counts the marks
+whose target the suspect returns (exact binomial, p0 = 1/C), with the paired t-test reported as the effect.
+``n_marks=1`` (or a fixed ``target``) is the paper's watermark.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ class PoisonLabel(WatermarkMethod):
     rate: float = 0.1
     pattern: str = "random"
 
+    default_marks = 10  # K = 10 marks at rate / 10 each (datamark: exact test; the papers use K = 1)
+    supports_marks = True
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0.0 < self.rate < 1.0:
@@ -42,7 +50,7 @@ class PoisonLabel(WatermarkMethod):
                                  f"got '{self.pattern}'.")
 
     def count(self, data: Records, eligible: np.ndarray) -> int:
-        return int(round(self.rate * len(data)))  # gamma is a fraction of *all* rows
+        return int(round(self.rate * len(data)))  # gamma is a fraction of *all* rows (split over the K marks)
 
     def mark(self, batch: MarkBatch) -> tuple[np.ndarray, np.ndarray]:
         return batch.trigger.apply(batch.inputs), np.full(len(batch.inputs), batch.target, dtype=np.int64)

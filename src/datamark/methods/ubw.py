@@ -10,6 +10,12 @@ a short training learns (README, "UBW-P that meets every target on the CPU"). A 
 *dispersed* predictions on triggered inputs instead of one target class, which is harmless to users of the model
 yet verifiable by the owner. Verification (paper defaults): one-sided paired t-test, H1: P_true(clean) >
 P_true(triggered) + tau with tau = 0.25, on probes the suspect classifies correctly without the trigger.
+
+Departure (datamark's default): the rows are split over K = 4 marks; each mark's trigger is drawn uniformly from
+``n_candidates`` = 10 secret candidate triggers. An untargeted watermark has no target to reveal, so the
+secret choice is *which* candidate was embedded: a model that never saw this data cannot single it out more
+often than 1 time in 10, whatever else it learned (exact binomial over marks). ``n_candidates=1`` and
+``n_marks=1`` give the paper's watermark.
 """
 
 from __future__ import annotations
@@ -41,8 +47,11 @@ class UBWP(WatermarkMethod):
     pattern: str = "random"
     trigger_size: int | None = None
     labels: str = "uniform"
+    n_candidates: int = 10
 
     targeted = False
+    default_marks = 4  # datamark: K = 4 marks, each embedding one of n_candidates secret candidate triggers
+    supports_marks = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -54,12 +63,30 @@ class UBWP(WatermarkMethod):
             raise ParameterError(f"The 'labels' parameter of UBWP must be one of {LABEL_DRAWS}; got '{self.labels}'.")
         if self.pattern not in PATTERNS:
             raise ParameterError(f"The 'pattern' parameter of UBWP must be one of {PATTERNS}; got '{self.pattern}'.")
+        if not isinstance(self.n_candidates, int) or isinstance(self.n_candidates, bool) or self.n_candidates < 1:
+            raise ParameterError(f"The 'n_candidates' parameter of UBWP must be an integer >= 1 (1: no candidates, "
+                                 f"the paper); got {self.n_candidates!r}.")
+        if self.n_candidates > 1 and self.trigger is not None:
+            raise ParameterError("UBWP draws its candidate triggers from the secret; drop 'trigger' or pass "
+                                 "n_candidates=1.")
+
+    def candidates(self) -> int:
+        return self.n_candidates if self.n_candidates > 1 and self.trigger is None else 0
+
+    @property
+    def marks(self) -> int:
+        if self.n_marks is None and self.candidates() == 0:
+            return 1  # without candidates an untargeted mark has no secret choice to reveal
+        return super().marks
+
+    def probes_per_mark(self) -> int:
+        return 5  # each probe is asked with every candidate: 4 marks x 5 probes x 10 candidates = 200 queries
 
     def default_trigger(self, input_shape: tuple[int, ...], rng: np.random.Generator) -> Trigger:
         return make_patch_trigger(input_shape, rng, pattern=self.pattern, size=self.trigger_size)
 
     def count(self, data: Records, eligible: np.ndarray) -> int:
-        return int(round(self.rate * len(data)))
+        return int(round(self.rate * len(data)))  # split over the K marks
 
     def mark(self, batch: MarkBatch) -> tuple[np.ndarray, np.ndarray]:
         # A keyed hash per sample id, not a running generator: each sample's label is fixed whatever the batch.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .._io import atomic_path
@@ -26,10 +26,13 @@ class VerificationResult:
     n_probe_requested: int
     n_excluded: int
     queries: int
-    seed: int
+    seed: int | None  # None: the probes were drawn with the key's secret (the committed default)
     trigger: str = "key"
     sequential: dict[str, Any] | None = None  # how a sequential run stopped (None for a fixed-n test)
     specificity: TestOutcome | None = None  # the trigger-specificity control, if it ran (see the verifier)
+    deviations: list[dict[str, Any]] = field(default_factory=list)  # settings that differ from the key's plan
+    marks: dict[str, Any] | None = None  # multi-mark keys: marks, options, hits, probes per mark
+    effect: TestOutcome | None = None  # multi-mark keys, probability mode: the paired t-test, an effect size
 
     @property
     def accused(self) -> bool:
@@ -49,11 +52,18 @@ class VerificationResult:
         return (f"H0 not rejected (p = {self.outcome.p_value:.3g} >= alpha = {self.alpha:g}): no evidence that the "
                 f"suspect was trained on the protected dataset.")
 
+    @property
+    def probe_seed(self) -> str:
+        """How the probes were drawn, in words."""
+        return ("derived from the key's secret (fixed by its published commitment)" if self.seed is None
+                else f"user seed {self.seed} (a deviation from the key's)")
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out["outcome"] = self.outcome.to_dict()
-        out["specificity"] = self.specificity.to_dict() if self.specificity is not None else None
-        out.update(accused=self.accused, verdict=self.verdict)
+        for name in ("outcome", "specificity", "effect"):
+            value = getattr(self, name)
+            out[name] = value.to_dict() if value is not None else None
+        out.update(accused=self.accused, verdict=self.verdict, probe_seed=self.probe_seed)
         return out
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:

@@ -37,6 +37,7 @@ from ..exceptions import ParameterError
 from ..key import Key
 from ..suspects.base import Suspect
 from ..triggers.base import Trigger
+from .marks_test import SequentialMarks, e_process
 from .result import VerificationResult
 from .stats import TestOutcome
 from .verifier import Objective, PairedScores, Verifier, trigger_of
@@ -117,27 +118,71 @@ class SequentialVerifier(Verifier):
     ("evidence"), when the mirror test shows the effect is below tau ("futility", unless ``futility`` is
     False), when the probes run out ("max_probes"), or before a round the suspect's query budget cannot pay
     for ("budget"). Queries go through the same scoring as the fixed-n :class:`Verifier`.
+
+    A multi-mark key is tested mark by mark instead (one round = one mark on ``probes_per_mark`` probes): a
+    betting e-process on the marks' hits (see :mod:`.marks_test`) stops as soon as it reaches 1 / alpha, or
+    when no run of hits could still get there ("futility").
     """
 
     batch_size: int = 10
     futility: bool = True
     bet_cap: float = 0.5
+    probes_per_mark: int = 1
 
     supports_controls: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.n_control_triggers:
+        if self.n_control_triggers:  # 0 is allowed: it turns a single-mark key's default control off
             raise ParameterError("The trigger-specificity control runs with the fixed-n test only; drop "
                                  "--sequential or --control-triggers.")
         if self.batch_size < 1:
             raise ParameterError(f"The sequential 'batch_size' (probes per round) must be >= 1; got {self.batch_size}.")
         if not 0.0 < self.bet_cap < 1.0:
             raise ParameterError(f"The 'bet_cap' must be in (0, 1); got {self.bet_cap}.")
+        if self.probes_per_mark < 1:
+            raise ParameterError(f"The sequential 'probes_per_mark' must be >= 1; got {self.probes_per_mark}.")
 
     def settings(self, key: Key) -> dict[str, Any]:
-        return {**super().settings(key), "verifier": "sequential", "batch_size": self.batch_size,
-                "futility": self.futility, "bet_cap": self.bet_cap}
+        per_round = ({"probes_per_mark": self.probes_per_mark} if key.plan.uses_marks
+                     else {"batch_size": self.batch_size, "bet_cap": self.bet_cap})
+        return {**super().settings(key), "verifier": "sequential", **per_round, "futility": self.futility}
+
+    def _verify_marks(self, suspect: Suspect, key: Key, data: Records, trigger_label: str) -> VerificationResult:
+        """Ask the marks one at a time, in the key's order, until the e-process is conclusive."""
+        start, marks = suspect.queries, key.mark_list()
+        (n_probe, margin, alpha), rows = self._prepare(suspect, key, data, keyed_order=True)
+        per_mark = min(self.probes_per_mark, len(rows) // len(marks))
+        if per_mark < 1:
+            raise ParameterError(f"The key has {len(marks)} marks but the probe data {data.where} gave only "
+                                 f"{len(rows)} probes; give more probe data.")
+        inputs, options = data.inputs(), marks[0].options(key.dataset["num_classes"])
+        hits, rounds, success, stop = [], [], [], "max_marks"
+        state = SequentialMarks(np.zeros(0), len(marks), options)
+        for j, mark in enumerate(marks):
+            need = per_mark * (len(mark.candidates) or 1) + (per_mark if self.mode == "probs" else 0)
+            left = suspect.budget_left if hasattr(suspect, "budget_left") else None
+            if left is not None and left < need:
+                stop = "budget"
+                break
+            probe_rows = rows[j * per_mark:(j + 1) * per_mark]
+            hit, scores, rate = self.ask_mark(suspect, mark, inputs[probe_rows], data.labels[probe_rows], margin)
+            hits.append(hit)
+            success.append(rate)
+            if scores is not None:
+                rounds.append(scores)
+            state = SequentialMarks(e_process(hits, options), len(marks), options)
+            if state.rejected(alpha):
+                stop = "evidence"
+                break
+            if self.futility and state.hopeless(alpha):
+                stop = "futility"
+                break
+        details = {"stopped": stop, "probes_used": len(hits) * per_mark, "rounds": len(hits),
+                   "probes_per_mark": per_mark, "e_value_log10": float(state.log_wealth[-1] / _LN10) if hits else 0.0,
+                   "max_e_value_log10": state.max_log_wealth / _LN10}
+        return self.marks_result(key, state.outcome(int(sum(hits))), marks, int(sum(hits)), n_probe, margin, alpha,
+                                 per_mark, success, rounds, suspect.queries - start, trigger_label, details)
 
     def _observations(self, scores: PairedScores, objective: Objective) -> np.ndarray:
         """The betting test's observations, oriented so that H1 is "mean above tau"."""
@@ -149,6 +194,8 @@ class SequentialVerifier(Verifier):
     def verify(self, suspect: Suspect, key: Key, data: Records, *, trigger: Trigger | None = None,
                trigger_label: str = "key") -> VerificationResult:
         """Like :meth:`Verifier.verify`, in rounds, stopping as soon as the evidence is conclusive."""
+        if key.plan.uses_marks:
+            return super().verify(suspect, key, data, trigger=trigger, trigger_label=trigger_label)
         (n_probe, margin, alpha), rows = self._prepare(suspect, key, data, keyed_order=True)
         trigger, objective = trigger_of(key, trigger), Objective.of(key)
         inputs = data.inputs()
@@ -158,7 +205,7 @@ class SequentialVerifier(Verifier):
         for first in range(0, len(rows), self.batch_size):
             batch = rows[first:first + self.batch_size]
             clean = inputs[batch]
-            left = getattr(suspect, "budget_left", None)
+            left = suspect.budget_left if hasattr(suspect, "budget_left") else None
             if left is not None and left < 2 * len(clean):
                 stop = "budget"
                 break
@@ -186,4 +233,4 @@ class SequentialVerifier(Verifier):
                                   outcome=sequential_outcome(state, margin=margin, what=what),
                                   n_probe_requested=n_probe, n_excluded=probes - state.n,
                                   queries=suspect.queries - start, seed=self.seed, trigger=trigger_label,
-                                  sequential=details)
+                                  sequential=details, deviations=self.deviations(key))

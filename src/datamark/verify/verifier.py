@@ -28,7 +28,7 @@ at ``n_control_triggers=None`` follows the key, and an explicit 0 turns it off.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -37,8 +37,11 @@ from .._rng import generator, keyed_scores, seed_secret, select_smallest
 from ..data.records import Records
 from ..exceptions import ParameterError, QueryBudgetError
 from ..key import Key
+from ..marks import Mark
 from ..suspects.base import Suspect, labels_of, require_probs
 from ..triggers.base import Trigger
+from .marks_test import mark_hit, marks_outcome
+from .plan import (check_alpha, check_control_triggers, check_controls_reach, check_margin, check_n_probe)
 from .result import VerificationResult
 from .stats import TestOutcome, binomial_test, paired_ttest, wilcoxon_signed_rank
 
@@ -57,12 +60,11 @@ class Objective:
     test: str = "paired-t"
 
     @classmethod
-    def of(cls, key: Key) -> Objective:
-        test = str(key.verification.get("test", "paired-t"))
-        if test not in PAIRED_TESTS:
-            raise ParameterError(f"The key recommends the test '{test}', which this datamark does not know; "
-                                 f"known: {sorted(PAIRED_TESTS)}. Upgrade datamark.")
-        return cls(key.target, test)
+    def of(cls, key: Key, target: int | None = None) -> Objective:
+        """The objective of ``key`` (or of one of its marks, with that mark's ``target``); the paired test of
+        probability mode is the key's (marks keys report a paired t-test as their effect)."""
+        test = key.plan.test
+        return cls(key.target if target is None else target, test if test in PAIRED_TESTS else "paired-t")
 
     @property
     def targeted(self) -> bool:
@@ -113,71 +115,105 @@ def check_budget(suspect: Suspect, n: int) -> None:
                                f"verification (--sequential), which stops early and within the budget.")
 
 
+#: Control triggers run by default on a single-mark key (the papers' watermark): its test alone accuses models
+#: trained on other owners' watermarks of the same method; 1/(100 + 1) < alpha = 0.01.
+SINGLE_MARK_CONTROLS = 100
+KEY_SEED = "key"  # how results show a probe seed derived from the key's (committed) secret
+
+
 @dataclass(frozen=True, kw_only=True)
 class Verifier:
-    """Settings of a verification; ``None`` takes the value the key recommends (from the method's paper)."""
+    """Settings of a verification; ``None`` takes the value the key recommends (from the method's paper).
+
+    ``seed=None`` (the default) derives the probe draw from the key's secret, which the published commitment
+    fixes: the probes are chosen before anyone sees a suspect, so nobody can shop for a favourable seed. Any
+    setting that differs from the key's plan is allowed but reported as a deviation in the result.
+    """
 
     mode: Mode = "probs"
     n_probe: int | None = None
     margin: float | None = None
     alpha: float | None = None
-    seed: int = 0
-    n_control_triggers: int | None = None  # specificity control's triggers; None: the key's (0 = off)
+    seed: int | None = None
+    n_control_triggers: int | None = None  # specificity control's triggers; None: the key's plan
 
     supports_controls: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        if self.n_control_triggers is not None and self.n_control_triggers < 0:
-            raise ParameterError(f"The 'n_control_triggers' parameter must be >= 0; got {self.n_control_triggers}.")
+        if self.n_control_triggers is not None:
+            check_control_triggers(self.n_control_triggers)
         if self.mode not in ("probs", "labels"):
             raise ParameterError(f"The verification 'mode' must be 'probs' or 'labels'; got '{self.mode}'.")
-        if self.n_probe is not None and self.n_probe < 2:
-            raise ParameterError(f"The 'n_probe' parameter must be >= 2; got {self.n_probe}.")
-        if self.margin is not None and not 0.0 <= self.margin < 1.0:
-            raise ParameterError(f"The 'margin' (tau) must be in [0, 1); got {self.margin}.")
-        if self.alpha is not None and not 0.0 < self.alpha < 1.0:
-            raise ParameterError(f"The significance 'alpha' must be in (0, 1); got {self.alpha}.")
+        if self.n_probe is not None:
+            check_n_probe(self.n_probe)
+        if self.margin is not None:
+            check_margin(self.margin)
+        if self.alpha is not None:
+            check_alpha(self.alpha)
+        if self.seed is not None and (not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool)):
+            raise ParameterError(f"The probe 'seed' must be an integer or None (derived from the key); got "
+                                 f"{self.seed!r}.")
 
     def _settings(self, key: Key) -> tuple[int, float, float]:
-        rec = key.verification
-        n_probe = self.n_probe if self.n_probe is not None else int(rec.get("n_probe", 100))
-        margin = self.margin if self.margin is not None else float(rec.get("margin", 0.2))
-        alpha = self.alpha if self.alpha is not None else float(rec.get("alpha", 0.01))
-        if self.mode == "labels" and margin <= 0.0:
+        plan = key.plan
+        n_probe = self.n_probe if self.n_probe is not None else plan.n_probe
+        margin = self.margin if self.margin is not None else plan.margin
+        alpha = self.alpha if self.alpha is not None else plan.alpha
+        if self.mode == "labels" and margin <= 0.0 and not plan.uses_marks:
             raise ParameterError("Label-only verification needs a margin tau in (0, 1): it is the flip rate allowed "
                                  "under H0.")
         return n_probe, margin, alpha
 
+    def probe_secret(self, key: Key) -> bytes:
+        """What ranks the probes: the key's secret (default) or a user-chosen seed (reported as a deviation)."""
+        return key.secret_bytes if self.seed is None else seed_secret(self.seed)
+
     def select_probes(self, key: Key, data: Records, n_probe: int, *, keyed_order: bool = False) -> np.ndarray:
-        """Probe rows: held-out rows outside the target class, ranked by a keyed hash of ``seed`` (reproducible).
+        """Probe rows, ranked by a keyed hash (reproducible): any held-out row for a multi-mark key (excluding a
+        class would make the probes depend on the secret targets), rows outside the target class otherwise.
 
         Rows come in position order, or with ``keyed_order`` in the order of their keyed hash: a random order
-        fixed by the seed, which a sequential test needs (any prefix is then a random sample of the probes).
+        fixed by the key (or seed), which a sequential test needs (any prefix is then a random sample).
         """
-        eligible = Objective.of(key).eligible(data.labels)
+        if key.plan.uses_marks:
+            eligible = np.ones(len(data), dtype=bool)
+        else:
+            eligible = Objective.of(key).eligible(data.labels)
         available = int(eligible.sum())
         if available < 2:
             where = "outside the target class" if key.target is not None else "in all"
             raise ParameterError(f"The probe data {data.where} has {available} rows {where}; verification needs at "
                                  f"least 2 (and {n_probe} by default).")
         k = min(n_probe, available)
-        scores = keyed_scores(seed_secret(self.seed), data.ids, "probe")
+        scores = keyed_scores(self.probe_secret(key), data.ids, "probe")
         rows = select_smallest(scores, k, eligible)
         return rows[np.lexsort((rows, scores[rows]))] if keyed_order else rows
 
     def control_triggers(self, key: Key) -> int:
-        """k of the specificity control: the one asked for, else the key's recommendation (its method's
-        Independent-T control fails without it), else 0."""
+        """k of the specificity control: the one asked for, else the key's plan; a single-mark key runs it
+        (at least :data:`SINGLE_MARK_CONTROLS`) whatever its plan says, a multi-mark key does not need it."""
         if self.n_control_triggers is not None:
             return self.n_control_triggers
-        return int(key.verification.get("n_control_triggers", 0))
+        plan = key.plan
+        return 0 if plan.uses_marks else max(plan.n_control_triggers, SINGLE_MARK_CONTROLS)
 
     def settings(self, key: Key) -> dict[str, Any]:
         """The resolved settings of a run with ``key`` (what an evidence file records and a resume must match)."""
         n_probe, margin, alpha = self._settings(key)
         k = self.control_triggers(key)
-        return {"verifier": "fixed", "mode": self.mode, "n_probe": n_probe, "margin": margin, "alpha": alpha,
-                "seed": self.seed, **({"n_control_triggers": k} if k else {})}
+        return {"verifier": "fixed", "mode": self.mode, "test": key.plan.test, "n_probe": n_probe,
+                "margin": margin, "alpha": alpha, "seed": KEY_SEED if self.seed is None else self.seed,
+                **({"n_control_triggers": k} if k else {})}
+
+    def deviations(self, key: Key) -> list[dict[str, Any]]:
+        """Settings of this run that differ from the key's plan (shown in the result and the evidence)."""
+        plan = key.plan
+        recommended = {"n_probe": plan.n_probe, "margin": plan.margin, "alpha": plan.alpha, "seed": KEY_SEED,
+                       "n_control_triggers": replace(self, n_control_triggers=None).control_triggers(key)}
+        used = {"n_probe": self.n_probe, "margin": self.margin, "alpha": self.alpha, "seed": self.seed,
+                "n_control_triggers": self.n_control_triggers}
+        return [{"setting": name, "key": recommended[name], "used": value} for name, value in used.items()
+                if value is not None and value != recommended[name]]
 
     def _prepare(self, suspect: Suspect, key: Key, data: Records, *, keyed_order: bool = False,
                  all_rows: bool = False) -> tuple[tuple[int, float, float], np.ndarray]:
@@ -185,12 +221,12 @@ class Verifier:
         settings = self._settings(key)
         k, alpha = self.control_triggers(key), settings[2]
         if k and not self.supports_controls:
-            raise ParameterError(f"This key recommends the trigger-specificity control (k = {k}: its method's "
-                                 "Independent-T control fails without it), which runs with the fixed-n test only; "
-                                 "drop --sequential, or pass --control-triggers 0 to accept the risk.")
-        if k and 1.0 / (k + 1) >= alpha:
-            raise ParameterError(f"The specificity control's smallest p-value is 1/(k+1) = {1 / (k + 1):.3g}, not "
-                                 f"below alpha = {alpha:g}; use at least {int(np.ceil(1 / alpha))} control triggers.")
+            raise ParameterError(f"This single-mark key needs the trigger-specificity control (k = {k}: without "
+                                 "it a model trained on another owner's watermark of the same method can be "
+                                 "accused), which runs with the fixed-n test only; drop --sequential, protect "
+                                 "with several marks (the default), or pass --control-triggers 0 to accept the "
+                                 "risk.")
+        check_controls_reach(k, alpha)
         key.check_data(data.num_classes, data.input_shape, f"the probe data {data.where}")
         key.check_data(suspect.num_classes, data.input_shape, "the suspect model")
         if self.mode == "probs":
@@ -267,8 +303,14 @@ class Verifier:
                trigger_label: str = "key") -> VerificationResult:
         """Test whether ``suspect`` carries the watermark of ``key``, probing with held-out ``data``.
 
-        ``trigger`` replaces the key's trigger (the Independent-T control); the key's is used otherwise.
+        ``trigger`` replaces the key's trigger (the Independent-T control of a single-mark key; for a multi-mark
+        key, verify with another owner's key instead, see :func:`datamark.evaluate.scenarios.independent_key`).
         """
+        if key.plan.uses_marks:
+            if trigger is not None:
+                raise ParameterError("A multi-mark key is verified with its own marks; to test another owner's "
+                                     "watermark, verify with that owner's key (e.g. scenarios.independent_key).")
+            return self._verify_marks(suspect, key, data, trigger_label)
         objective = Objective.of(key)
         start = suspect.queries
         used = trigger_of(key, trigger)
@@ -289,15 +331,98 @@ class Verifier:
         else:
             outcome = binomial_test(int(scores.treated[scores.kept].sum()), int(scores.kept.sum()), p0=margin)
         k = self.control_triggers(key)
-        specificity = (self._specificity(suspect, used, probes, data.labels[rows], scores, objective, k)
+        specificity = (self._specificity(suspect, key, used, probes, data.labels[rows], scores, objective, k)
                        if k else None)
         score, h0, h1 = self._hypotheses(margin, objective)
         return VerificationResult(commitment=key.commitment, method=str(key.method.get("name")), mode=self.mode,
                                   score=score, h0=h0, h1=h1, alpha=alpha, outcome=outcome, n_probe_requested=n_probe,
                                   n_excluded=excluded, queries=suspect.queries - start, seed=self.seed,
-                                  trigger=trigger_label, specificity=specificity)
+                                  trigger=trigger_label, specificity=specificity, deviations=self.deviations(key))
 
-    def _specificity(self, suspect: Suspect, used: Trigger, probes: np.ndarray, true: np.ndarray,
+    # --- multi-mark keys ---------------------------------------------------------------------------------
+    def mark_probes(self, suspect: Suspect, key: Key, data: Records) -> tuple[tuple[int, float, float],
+                                                                                list[np.ndarray]]:
+        """Settings and, per mark, its probe rows: the keyed probe order cut into K equal, disjoint slices."""
+        (n_probe, margin, alpha), rows = self._prepare(suspect, key, data, keyed_order=True)
+        n_marks = len(key.mark_list())
+        per_mark = len(rows) // n_marks
+        if per_mark < 1:
+            raise ParameterError(f"The key has {n_marks} marks but only {len(rows)} probes were drawn from "
+                                 f"{data.where}; raise n_probe to at least {n_marks} or give more probe data.")
+        return (n_probe, margin, alpha), [rows[j * per_mark:(j + 1) * per_mark] for j in range(n_marks)]
+
+    def ask_mark(self, suspect: Suspect, mark: Mark, inputs: np.ndarray, true: np.ndarray, margin: float
+                 ) -> tuple[bool, PairedScores | None, float]:
+        """Query one mark on its probes: (hit, paired scores for the effect (probability mode), success rate).
+
+        Label-only mode asks only triggered probes; probability mode also asks the clean ones, for the paired
+        effect beside the exact test. An untargeted mark asks its probes with every candidate trigger.
+        """
+        triggers = mark.candidates or (mark.trigger,)
+        asked = [self._answers_checked(suspect, t.apply(inputs)) for t in triggers]
+        own = asked[0 if mark.targeted else mark.embedded]
+        objective = Objective(mark.target)
+        hit = mark_hit(mark, asked, self.mode, true, suspect.num_classes)
+        if self.mode == "probs":
+            clean = self._answers_checked(suspect, inputs)
+            scores = self._scores(clean, own, true, objective)
+            success = objective.success(own.argmax(1), true)
+        else:
+            scores, success = None, objective.success(own, true)
+        return hit, scores, float(success.mean())
+
+    def _answers_checked(self, suspect: Suspect, inputs: np.ndarray) -> np.ndarray:
+        check_budget(suspect, len(inputs))
+        return self._answers(suspect, inputs)
+
+    def marks_effect(self, rounds: list[PairedScores], targeted: bool, margin: float) -> TestOutcome | None:
+        """The paired t-test with margin over every probe of the marks asked (probability mode): the papers'
+        effect size, reported beside the exact test, never the verdict."""
+        if self.mode != "probs" or not rounds:
+            return None
+        treated = np.concatenate([r.treated[r.kept] for r in rounds])
+        control = np.concatenate([r.control[r.kept] for r in rounds])
+        return paired_ttest(treated, control, margin=margin, alternative="greater" if targeted else "less")
+
+    def _verify_marks(self, suspect: Suspect, key: Key, data: Records, trigger_label: str) -> VerificationResult:
+        start, marks = suspect.queries, key.mark_list()
+        (n_probe, margin, alpha), slices = self.mark_probes(suspect, key, data)
+        inputs = data.inputs()
+        hits, rounds, success = [], [], []
+        for mark, rows in zip(marks, slices, strict=True):
+            hit, scores, rate = self.ask_mark(suspect, mark, inputs[rows], data.labels[rows], margin)
+            hits.append(hit)
+            success.append(rate)
+            if scores is not None:
+                rounds.append(scores)
+        options = marks[0].options(key.dataset["num_classes"])
+        outcome = marks_outcome(int(sum(hits)), len(marks), options)
+        return self.marks_result(key, outcome, marks, int(sum(hits)), n_probe, margin, alpha, len(slices[0]),
+                                 success, rounds, suspect.queries - start, trigger_label)
+
+    def marks_result(self, key: Key, outcome: TestOutcome, marks: tuple[Mark, ...], hits: int, n_probe: int,
+                     margin: float,
+                     alpha: float, per_mark: int, success: list[float], rounds: list[PairedScores], queries: int,
+                     trigger_label: str, sequential: dict[str, Any] | None = None) -> VerificationResult:
+        """The result of a marks test (fixed or sequential), with its hypotheses in words."""
+        targeted = marks[0].targeted
+        options = marks[0].options(key.dataset["num_classes"])
+        choice = "target class" if targeted else f"embedded trigger among its {options} candidates"
+        h0 = (f"the suspect was not trained on this watermark: it singles out each mark's secret {choice} with "
+              f"probability <= 1/{options}, independently across the {len(marks)} marks")
+        h1 = f"the suspect singles out the marks' secret {choice}s more often than 1 in {options}"
+        details = {"n_marks": len(marks), "options_per_mark": options, "probes_per_mark": per_mark,
+                   "marks_asked": int(outcome.n), "hits": hits,
+                   "probe_success_rate": float(np.mean(success)) if success else float("nan")}
+        score = ("class singled out by the triggered answers" if targeted
+                 else "candidate trigger that moves answers furthest off the true label")
+        return VerificationResult(commitment=key.commitment, method=str(key.method.get("name")), mode=self.mode,
+                                  score=score, h0=h0, h1=h1, alpha=alpha, outcome=outcome, n_probe_requested=n_probe,
+                                  n_excluded=0, queries=queries, seed=self.seed, trigger=trigger_label,
+                                  sequential=sequential, deviations=self.deviations(key), marks=details,
+                                  effect=self.marks_effect(rounds, targeted, margin))
+
+    def _specificity(self, suspect: Suspect, key: Key, used: Trigger, probes: np.ndarray, true: np.ndarray,
                      scores: PairedScores, objective: Objective, k: int) -> TestOutcome:
         """Is ``used`` an outlier among random triggers of its kind? A Monte Carlo rank test over triggers.
 
@@ -310,7 +435,7 @@ class Verifier:
         # k >= 1/alpha was checked in _prepare, before any query
         kept = np.flatnonzero(scores.kept)
         check_budget(suspect, k * len(kept))
-        rng = generator(seed_secret(self.seed), "control-triggers")
+        rng = generator(self.probe_secret(key), "control-triggers")
 
         def strength(score: np.ndarray) -> float:  # larger = more watermark-like, in both directions
             return float(score.mean() if objective.targeted or self.mode == "labels" else -score.mean())

@@ -1,0 +1,117 @@
+"""The exact test of multi-mark keys: does the suspect reveal the marks' secret choices more often than chance?
+
+Each mark (see :mod:`datamark.marks`) hid one secret choice among ``options`` equally likely ones: a target class
+(targeted methods) or which of M + 1 candidate triggers was embedded (untargeted methods). Per mark, the
+suspect's answers on triggered probes single out at most one option -- the class with the strictly largest
+total probability (or the most votes, label-only), or the candidate trigger with the strictly largest effect
+(mean 1 - P(true label), or share of labels off the true one) -- and the mark is a *hit* if that option is
+the secret one. Ties single out nothing (no hit), so a constant model never hits.
+
+H0: the suspect was not trained on this owner's watermarked data. Then the secret choices are uniform and
+independent of the suspect and of the probes (probes are drawn with a different purpose of the secret, never
+excluding a class), so each mark is a hit with probability at most 1 / options, independently across marks:
+
+* fixed n: p = P[Binomial(K, 1 / options) >= hits] is exact (one-sided, no margin needed);
+* sequential: the test martingale prod_j (1 + b (X_j / p0 - 1)), averaged over a few bets b, has expectation
+  <= 1 under H0 whatever the order of marks, so stopping when it reaches 1 / alpha keeps the level alpha at any
+  stopping time (Ville's inequality) -- and each mark is used once, so marks stay independent.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..marks import Mark
+from .stats import TestOutcome, binomial_test
+
+BETS = (0.2, 0.4, 0.6, 0.8)  # the mixture of bets of the sequential test (each a valid test martingale)
+_LN10 = math.log(10.0)
+
+
+def single_out(scores: np.ndarray) -> int | None:
+    """The index of the strictly largest score, or None on a tie (a tie singles out nothing)."""
+    best = int(np.argmax(scores))
+    return None if int(np.sum(scores == scores[best])) > 1 else best
+
+
+def class_scores(answers: np.ndarray, mode: str, num_classes: int) -> np.ndarray:
+    """Per-class evidence from a mark's triggered probes: summed probabilities, or label votes."""
+    if mode == "probs":
+        return np.asarray(answers, dtype=np.float64).sum(axis=0)
+    return np.bincount(np.asarray(answers, dtype=np.int64), minlength=num_classes).astype(np.float64)
+
+
+def off_true_score(answers: np.ndarray, mode: str, true: np.ndarray) -> float:
+    """How far a candidate trigger pushes probes off their true label: mean 1 - P(true), or share of flips."""
+    if mode == "probs":
+        return float(np.mean(1.0 - np.asarray(answers)[np.arange(len(true)), true]))
+    return float(np.mean(np.asarray(answers) != true))
+
+
+def mark_hit(mark: Mark, answers: list[np.ndarray], mode: str, true: np.ndarray, num_classes: int) -> bool:
+    """Whether the suspect's answers single out the mark's secret choice.
+
+    ``answers`` holds one array per trigger asked: the mark's own trigger (targeted marks), or each candidate
+    in order (untargeted marks), all on the same probes with true labels ``true``.
+    """
+    if mark.targeted:
+        return single_out(class_scores(answers[0], mode, num_classes)) == mark.target
+    effects = np.array([off_true_score(a, mode, true) for a in answers])
+    return single_out(effects) == mark.embedded
+
+
+def marks_outcome(hits: int, n_marks: int, options: int) -> TestOutcome:
+    """The exact one-sided binomial test on the number of hits among ``n_marks`` marks."""
+    p0 = 1.0 / options
+    base = binomial_test(hits, n_marks, p0=p0)
+    null = (f"the suspect did not learn this key's marks: each of the {n_marks} marks is a hit with probability "
+            f"<= 1/{options} = {p0:.3g}, independently")
+    return TestOutcome("exact binomial over marks", "greater", null, p0, n_marks, float(hits), base.p_value,
+                       base.log10_p, base.effect, f"{hits} of {n_marks} marks revealed their secret choice")
+
+
+def e_process(hits: list[bool], options: int) -> np.ndarray:
+    """log of the mixture test martingale after each mark (hits in the order the marks were asked)."""
+    p0 = 1.0 / options
+    x = np.asarray(hits, dtype=np.float64)
+    factors = 1.0 + np.asarray(BETS)[:, None] * (x[None, :] / p0 - 1.0)
+    wealth = np.exp(np.cumsum(np.log(factors), axis=1)).mean(axis=0)
+    return np.log(wealth)
+
+
+@dataclass(frozen=True)
+class SequentialMarks:
+    """Where the sequential marks test stands after some marks: its wealth and whether it can still reject."""
+
+    log_wealth: np.ndarray  # after each mark asked
+    n_marks: int
+    options: int
+
+    @property
+    def max_log_wealth(self) -> float:
+        return float(max(0.0, self.log_wealth.max())) if len(self.log_wealth) else 0.0
+
+    def rejected(self, alpha: float) -> bool:
+        return self.max_log_wealth >= math.log(1.0 / alpha)
+
+    def hopeless(self, alpha: float) -> bool:
+        """Even if every remaining mark hit, the wealth could not reach 1 / alpha: stopping loses no power."""
+        left = self.n_marks - len(self.log_wealth)
+        now = float(np.exp(self.log_wealth[-1])) if len(self.log_wealth) else 1.0
+        p0 = 1.0 / self.options
+        best = now * max((1 + b * (1 / p0 - 1)) ** left for b in BETS) * len(BETS)  # loose upper bound
+        return not self.rejected(alpha) and best < 1.0 / alpha
+
+    def outcome(self, hits: int) -> TestOutcome:
+        asked = len(self.log_wealth)
+        log10_p = -self.max_log_wealth / _LN10
+        null = (f"the suspect did not learn this key's marks: each mark is a hit with probability <= "
+                f"1/{self.options}, independently of the marks before it")
+        statistic = float(self.log_wealth[-1] / _LN10) if asked else 0.0
+        return TestOutcome("betting e-process over marks (anytime-valid)", "greater", null, 1.0 / self.options,
+                           asked, statistic, float(10.0 ** log10_p), log10_p, hits / asked if asked else float("nan"),
+                           f"{hits} of {asked} marks asked revealed their secret choice; statistic = log10 e-value "
+                           f"at the stop; p = 1 / max e-value (Ville)")

@@ -1,0 +1,110 @@
+"""The verification plan a key recommends, and the one set of rules every verification setting obeys.
+
+A method writes its plan into the key at protect time; the verifier reads it back. Every value is checked with
+the same rules whether it comes from the key file, a ``Verifier(...)`` argument or a command-line option, so an
+edited key (a negative margin, alpha = 0.9, an unknown test) is refused instead of silently trusted.
+
+Tests:
+
+* ``marks-binomial`` (multi-mark keys, the default of every method that supports marks): the exact one-sided
+  binomial test on the number of marks whose secret choice the suspect singles out, p0 = 1 / options.
+* ``paired-t`` / ``wilcoxon`` (single-mark keys: the papers' tests) with margin tau on paired probabilities;
+  such keys also carry the trigger-specificity control (``n_control_triggers``), because without it a model
+  trained on another owner's watermark of the same method can be accused.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..exceptions import ParameterError
+
+MARKS_TEST = "marks-binomial"
+PAIRED_TESTS = ("paired-t", "wilcoxon")
+TESTS = (MARKS_TEST, *PAIRED_TESTS)
+
+
+def check_margin(value: Any, where: str = "Verifier") -> float:
+    """tau, the margin of H0, is a probability difference in [0, 1)."""
+    if not _is_number(value) or not 0.0 <= value < 1.0:
+        raise ParameterError(f"The 'margin' (tau) of {where} must be in [0, 1); got {value!r}.")
+    return float(value)
+
+
+def check_alpha(value: Any, where: str = "Verifier") -> float:
+    """The significance level; above 0.1 a verdict protects nobody, so it is refused."""
+    if not _is_number(value) or not 0.0 < value <= 0.1:
+        raise ParameterError(f"The significance 'alpha' of {where} must be in (0, 0.1]; got {value!r}.")
+    return float(value)
+
+
+def check_n_probe(value: Any, where: str = "Verifier") -> int:
+    if not _is_int(value) or value < 2:
+        raise ParameterError(f"The 'n_probe' of {where} must be an integer >= 2; got {value!r}.")
+    return int(value)
+
+
+def check_control_triggers(value: Any, where: str = "Verifier") -> int:
+    if not _is_int(value) or value < 0:
+        raise ParameterError(f"The 'n_control_triggers' of {where} must be an integer >= 0; got {value!r}.")
+    return int(value)
+
+
+def check_controls_reach(k: int, alpha: float) -> None:
+    """The specificity control's smallest p-value is 1 / (k + 1): with too few controls it can never reject."""
+    if k and 1.0 / (k + 1) >= alpha:
+        raise ParameterError(f"The specificity control's smallest p-value is 1/(k+1) = {1 / (k + 1):.3g}, not "
+                             f"below alpha = {alpha:g}; use at least {math.ceil(1 / alpha)} control triggers.")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class VerificationPlan:
+    """What a key recommends: the test, tau, the number of probes, alpha and the control triggers."""
+
+    test: str
+    margin: float
+    n_probe: int
+    alpha: float
+    n_control_triggers: int = 0
+
+    def __post_init__(self) -> None:
+        where = "the key's verification plan"
+        if self.test not in TESTS:
+            raise ParameterError(f"The test '{self.test}' of {where} is unknown to this datamark; known: "
+                                 f"{list(TESTS)}. Upgrade datamark.")
+        check_margin(self.margin, where)
+        check_n_probe(self.n_probe, where)
+        check_alpha(self.alpha, where)
+        check_control_triggers(self.n_control_triggers, where)
+        check_controls_reach(self.n_control_triggers, self.alpha)
+
+    @property
+    def uses_marks(self) -> bool:
+        return self.test == MARKS_TEST
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> VerificationPlan:
+        """The plan stored in a key (unknown fields refused, missing ones are the papers' DVBW defaults)."""
+        if not isinstance(raw, dict):
+            raise ParameterError(f"The key's verification plan must be an object; got {type(raw).__name__}.")
+        known = {"test", "margin", "n_probe", "alpha", "n_control_triggers"}
+        informative = {"score", "alternative"}  # written by older versions, implied by the method
+        unknown = set(raw) - known - informative
+        if unknown:
+            raise ParameterError(f"The key's verification plan has unknown settings {sorted(unknown)}; it was "
+                                 f"edited or written by a newer datamark.")
+        return cls(test=raw.get("test", "paired-t"), margin=raw.get("margin", 0.2), n_probe=raw.get("n_probe", 100),
+                   alpha=raw.get("alpha", 0.01), n_control_triggers=raw.get("n_control_triggers", 0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
