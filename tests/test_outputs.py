@@ -163,6 +163,26 @@ def test_directory_outputs_replace_only_a_folder_datamark_wrote(tmp_path):
         marked.dataset.save(tmp_path / "images" / "cat" / "0.png", overwrite=True)
 
 
+def test_arrow_folders_replace_only_their_own_output(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
+    images = [Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)) for _ in range(20)]
+    datasets.Dataset.from_dict({"image": images, "label": [i % 2 for i in range(20)]}, features=features
+                               ).save_to_disk(str(tmp_path / "hf"))  # a Hugging Face folder datamark did not write
+    marked = BadNets(seed=0, rate=0.2, target=1).apply(load_data(tmp_path / "hf"))
+    before = _snapshot(tmp_path)
+    with pytest.raises(ParameterError, match="did not write"):
+        marked.dataset.save(tmp_path / "hf", overwrite=True)
+    assert _snapshot(tmp_path) == before
+    marked.dataset.save(tmp_path / "out")
+    marked.dataset.save(tmp_path / "out", overwrite=True)
+    assert is_datamark_output(tmp_path / "out") and sorted(p.name for p in tmp_path.iterdir()) == ["hf", "out"]
+    assert np.array_equal(load_data(tmp_path / "out").inputs(), marked.dataset.inputs())
+
+
 def test_journal_rollback_restores_what_was_replaced(tmp_path):
     (tmp_path / "a.txt").write_text("old a")
     with pytest.raises(RuntimeError):

@@ -214,3 +214,32 @@ def test_serve_command_takes_the_token_from_the_environment_and_never_prints_it(
         proc.terminate()
         output = proc.communicate(timeout=20)[0]
     assert "bearer token required" in output and TOKEN not in output
+
+
+def test_verify_sends_the_token_from_the_environment(tmp_path, monkeypatch):
+    """``verify --endpoint`` hands DATAMARK_ENDPOINT_TOKEN to the client as a bearer header (and --token wins)."""
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    import datamark.key
+    import datamark.suspects
+    from datamark.cli import app
+    from datamark.exceptions import DatamarkError
+
+    seen = []
+
+    class Stop(DatamarkError):
+        pass
+
+    def fake_suspect(*args, headers=None, **kwargs):
+        seen.append(headers)
+        raise Stop("stopped before any query")
+    monkeypatch.setattr(datamark.key.Key, "load", lambda *a, **k: SimpleNamespace(dataset={"num_classes": 10}))
+    monkeypatch.setattr(datamark.suspects, "HTTPSuspect", fake_suspect)
+    args = ["verify", "--key", "k.json", "--data", "digits:test", "--endpoint", "http://127.0.0.1:9"]
+    res = CliRunner().invoke(app, args, env={"DATAMARK_ENDPOINT_TOKEN": TOKEN})
+    assert res.exit_code == 2 and "stopped before any query" in res.output and TOKEN not in res.output, res.output
+    res = CliRunner().invoke(app, [*args, "--token", "other"], env={"DATAMARK_ENDPOINT_TOKEN": TOKEN})
+    assert res.exit_code == 2, res.output
+    assert seen == [{"Authorization": f"Bearer {TOKEN}"}, {"Authorization": "Bearer other"}]
