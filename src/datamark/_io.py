@@ -38,7 +38,11 @@ PathLike = str | os.PathLike
 
 
 def _umask() -> int:
-    """The process umask (reading it means setting it; for that instant it is the most private value)."""
+    """The process umask: read from /proc on Linux; elsewhere reading it means setting it, so it is set, for that
+    instant, to the most private value (a file another thread creates meanwhile is only more private)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        status = Path("/proc/self/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith("Umask:")).split()[1], 8)
     mask = os.umask(0o077)
     os.umask(mask)
     return mask
