@@ -183,6 +183,8 @@ class Key:
             marks = self.mark_list()
             if self.marks and len(marks) < 2 and not any(m.candidates for m in marks):
                 raise KeyFormatError("a multi-mark key needs at least 2 marks, or candidate triggers")
+            if self.marks and (self.target != marks[0].target or self.trigger != marks[0].trigger.to_config()):
+                raise KeyFormatError(f"its target {self.target!r} or trigger is not its first mark's")
             if self.plan.uses_marks and any(m.options(self.dataset["num_classes"]) < 2 for m in marks):
                 raise KeyFormatError("its marks test needs at least 2 options per mark")
         except (ValueError, TypeError) as err:  # ParameterError and KeyFormatError are ValueErrors
