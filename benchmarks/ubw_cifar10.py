@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     train, test = load_data("cifar10:train"), load_data("cifar10:test")
     if args.train_rows:
         train = train.subset(range(args.train_rows))
-    options = {"seed": args.seed, "target": train.num_classes // 2,
+    # n_candidates=1: the paper's single UBW-P watermark (the published rows; multi-mark UBW-P: calibration_cifar10)
+    options = {"seed": args.seed, "target": train.num_classes // 2, "n_candidates": 1,
                "base_model": str(args.clean_checkpoint) if args.clean_checkpoint else None, "base_arch": arch}
     for item in args.param:
         name, _, value = item.partition("=")

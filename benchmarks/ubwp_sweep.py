@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: skipped, about {estimate:.0f} s would pass the budget", flush=True)
             continue
         began = time.perf_counter()
-        marked = build_method("ubw-p", {"seed": args.seed, **params}).apply(train)
+        marked = build_method("ubw-p", {"seed": args.seed, "n_candidates": 1, **params}).apply(train)  # the paper's
         model, model_spec = fit(marked.dataset, arch="fastnet", config=dataclasses.replace(base, **recipe))
         rows = evaluate_scenarios(marked.key, LocalSuspect.from_model(model.to(device), model_spec), clean, test,
                                   verifier=verifier, seed=args.seed)

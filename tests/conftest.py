@@ -49,3 +49,22 @@ def tiny_pair(digits):
     finally:
         torch.set_num_threads(threads)
     return marked.key, stolen, clean, test
+
+
+@pytest.fixture(scope="session")
+def tiny_marks(digits, tiny_pair):
+    """(key, stolen, clean, test) with the default kind of key: BadNets with several marks (5 on 8x8 digits,
+    which hold fewer marks apart than 32-px images), each with its own secret trigger and target. The clean
+    model is tiny_pair's."""
+    from datamark import BadNets
+    from datamark.testing import train_tiny
+
+    train, test = digits
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        marked = BadNets(seed=0, n_marks=5, decoy_rate=0.1).apply(train)
+        stolen = train_tiny(marked.dataset, seed=0, epochs=30)
+    finally:
+        torch.set_num_threads(threads)
+    return marked.key, stolen, tiny_pair[2], test

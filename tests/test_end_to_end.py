@@ -55,7 +55,11 @@ def test_result_reports_the_whole_test(trained):
     record = result.to_dict()
     assert record["outcome"]["n"] == 100 and record["outcome"]["margin"] == 0.2 and record["alpha"] == 0.01
     assert record["outcome"]["alternative"] == "greater" and "tau = 0.2" in record["h0"]
-    assert record["commitment"] == key.commitment and record["queries"] == 200 and record["accused"]
+    # a single-mark key runs the specificity control by default: 100 probes x (clean, key, 100 random triggers)
+    assert record["specificity"]["n"] == 100 and record["queries"] == 200 + 100 * 100
+    assert record["commitment"] == key.commitment and record["accused"]
+    assert record["deviations"] == [{"setting": "seed", "key": "key", "used": 3}] and "user seed 3" in record[
+        "probe_seed"]
     assert key.secret not in json.dumps(record)
 
 

@@ -7,14 +7,12 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from scipy import stats
 
 from datamark import UBWP, BadNets, Key, Verifier
 from datamark.evaluate.scenarios import evaluate_scenarios, independent_key
 from datamark.exceptions import KeyFormatError, ParameterError
 from datamark.key import canonical_json
-from datamark.testing import train_tiny
 from datamark.verify.marks_test import e_process, marks_outcome, single_out
 from datamark.verify.sequential import SequentialVerifier
 
@@ -171,16 +169,9 @@ def test_probes_are_fixed_by_the_key_and_other_seeds_are_deviations(small):
 
 
 @pytest.fixture(scope="module")
-def stolen_multi(digits):
-    """A tiny model trained on digits watermarked with 5 BadNets marks (8x8 images hold fewer marks apart)."""
-    train, test = digits
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        marked = BadNets(seed=0, n_marks=5, decoy_rate=0.1).apply(train)
-        return marked.key, train_tiny(marked.dataset, seed=0, epochs=30), test
-    finally:
-        torch.set_num_threads(threads)
+def stolen_multi(tiny_marks):
+    key, stolen, _, test = tiny_marks
+    return key, stolen, test
 
 
 @pytest.mark.parametrize("mode", ["probs", "labels"])

@@ -130,6 +130,12 @@ def protect(
     blend: float = typer.Option(0.2, help="Blended: opacity of the pattern."),
     decoy_rate: float | None = typer.Option(None, help="Fraction of rows stamped with other random triggers, labels "
                                             "kept (default 0, WaNet 0.2; 0.1 recommended for DVBW and UBW-P)."),
+    n_marks: int | None = typer.Option(None, "--n-marks", help="K, marks with their own secret trigger and target "
+                                       "(untargeted: embedded candidate), verified by an exact test (default: 10 "
+                                       "DVBW/WaNet, 5 clean-label, 4 UBW-P; 1 = the paper's single watermark, "
+                                       "verified with the specificity control)."),
+    n_candidates: int | None = typer.Option(None, "--n-candidates", help="UBW-P: candidate triggers per mark among "
+                                            "which the embedded one is drawn (default 10; 1 = the paper)."),
     random_labels: str | None = typer.Option(None, help="UBW-P: draw each marked row's label from all K classes "
                                              "('uniform', the paper) or from the K - 1 others ('other', "
                                              "recommended: a short training learns it)."),
@@ -164,6 +170,7 @@ def protect(
         records = load_data(data, input_column=input_column, label_column=label_column)
         options = dict(target=target, trigger_size=trigger_size, seed=seed, blend=blend)
         optional = dict(rate=rate, decoy_rate=decoy_rate, pattern=pattern, labels=random_labels, class_rate=class_rate,
+                        n_marks=n_marks, n_candidates=n_candidates,
                         trigger_kind=trigger_kind, eps=eps, craft_steps=craft_steps,
                         base_model=None if base_model is None else str(base_model))
         options.update({k: v for k, v in optional.items() if v is not None})  # unset: the method's default
@@ -175,7 +182,7 @@ def protect(
             if preview is not None:
                 watermark_stages(marked.key, records, marked.dataset, preview, overwrite=overwrite, journal=journal)
         elapsed = time.perf_counter() - start
-        goal = f"target class {marked.key.target}" if marked.key.target is not None else "untargeted"
+        goal = marked.key.goal
         out.print(f"marked {len(marked.rows)} of {len(records)} rows with {method.value} in {elapsed:.1f} s ({goal})")
         out.print(f"watermarked dataset: {output}\nsecret key (keep private): {key_path}")
         out.print(f"commitment (publish with the release): [bold]{marked.key.commitment}[/]")
@@ -243,20 +250,34 @@ def _print_result(result, evidence: Path | None) -> None:
     out.print(f"key commitment: {result.commitment}")
     out.print(f"test: {o.test}, one-sided ({o.alternative}), mode {result.mode}, score: {result.score}")
     out.print(f"H0: {result.h0}\nH1: {result.h1}")
-    out.print(f"n = {o.n} (excluded {result.n_excluded}), tau = {o.margin:g}, alpha = {result.alpha:g}, "
-              f"seed = {result.seed}, queries = {result.queries}")
-    effect = "ΔP" if result.mode == "probs" else "flip rate"
+    null_rate = "p0" if result.marks is not None else "tau"
+    out.print(f"n = {o.n} (excluded {result.n_excluded}), {null_rate} = {o.margin:g}, alpha = {result.alpha:g}, "
+              f"probes: {result.probe_seed}, queries = {result.queries}")
+    effect = "hit rate" if result.marks is not None else ("ΔP" if result.mode == "probs" else "flip rate")
     out.print(f"statistic = {o.statistic:.4g}, p = {o.p_value:.4g} (log10 p = {o.log10_p:.2f}), "
               f"{effect} = {o.effect:.4f}")
+    if result.marks is not None:
+        m = result.marks
+        out.print(f"marks: {m['hits']} of {m['marks_asked']} asked (of {m['n_marks']}) revealed their secret choice "
+                  f"(1 in {m['options_per_mark']} by chance); {m['probes_per_mark']} probe(s) per mark; triggered "
+                  f"probes that went the watermark's way: {100 * m['probe_success_rate']:.1f} %")
+    if result.effect is not None:
+        e = result.effect
+        out.print(f"effect size ({e.test}, tau = {e.margin:g}, n = {e.n}; reported, not the verdict): "
+                  f"ΔP = {e.effect:.4f}, p = {e.p_value:.4g}")
     if result.specificity is not None:
         spec = result.specificity
         out.print(f"specificity control ({spec.test}, H0: {spec.null_hypothesis}, the key's trigger vs independent "
                   f"ones): n = {spec.n}, p = {spec.p_value:.4g}, effect = {spec.effect:.4f}")
     if result.sequential is not None:
         seq = result.sequential
+        futility = seq.get("futility_e_value_log10")
         out.print(f"sequential: stopped on {seq['stopped']} after {seq['probes_used']} probes in {seq['rounds']} "
-                  f"rounds (max e-value 10^{seq['max_e_value_log10']:.2f}; futility e-value "
-                  f"10^{seq['futility_e_value_log10']:.2f})")
+                  f"rounds (max e-value 10^{seq['max_e_value_log10']:.2f}"
+                  + (f"; futility e-value 10^{futility:.2f})" if futility is not None else ")"))
+    for d in result.deviations:
+        err.print(f"[yellow]deviation:[/] {d['setting']} = {d['used']} (the key's plan: {d['key']}); an auditor "
+                  f"will ask why")
     if evidence is not None:
         from .verify.evidence import check_evidence
 
@@ -293,16 +314,18 @@ def verify(
     mode: Mode = typer.Option(Mode.probs, help="probs: probability access; labels: label-only access."),
     sequential: bool = typer.Option(False, help="Anytime-valid sequential test: query in rounds, stop as soon as "
                                     "the evidence is conclusive (--n-probe is then the maximum)."),
-    round_size: int = typer.Option(10, help="Sequential: probes per round."),
+    round_size: int = typer.Option(10, help="Sequential, single-mark keys: probes per round (a multi-mark key "
+                                   "asks one mark per round)."),
     n_probe: int | None = typer.Option(None, help="m, number of probes (default: the key's, 100 for DVBW)."),
     margin: float | None = typer.Option(None, help="tau, the margin of H0 (default: the key's, 0.2 for DVBW)."),
     alpha: float | None = typer.Option(None, help="Significance level (default: the key's, 0.01 for DVBW)."),
-    seed: int = typer.Option(0, help="Seed of the probe draw."),
+    seed: int | None = typer.Option(None, help="Seed of the probe draw (default: derived from the key's secret, "
+                                    "which its commitment fixes; any other seed is reported as a deviation)."),
     control_triggers: int | None = typer.Option(None, "--control-triggers", help="Also query this many "
                                                 "independent random triggers and accuse only if the key's trigger "
-                                                "outranks them (exact rank test; needs at least 1/alpha, e.g. 100 "
-                                                "at alpha 0.01). Default: the key's recommendation (100 for "
-                                                "UBW-C, whose Independent-T control fails without it; else 0)."),
+                                                "outranks them (exact rank test; needs at least 1/alpha, e.g. "
+                                                "100 at alpha 0.01). Default: 100 for single-mark keys (the papers' "
+                                                "watermark), 0 for multi-mark keys, whose own test is exact."),
     commitment: str | None = typer.Option(None, help="Refuse the key unless it has this published commitment."),
     evidence: Path | None = typer.Option(None, help="Record every query batch in this new hash-chained "
                                             "evidence file (JSON Lines)."),
@@ -331,6 +354,9 @@ def verify(
             check_output(json_path, overwrite=overwrite, what="--json result",
                          inputs=[*_existing(key_path, data, model, template, resume), evidence])
         key = Key.load(key_path, commitment=commitment)
+        if commitment is None:
+            err.print("[yellow]warning:[/] no --commitment given: the key is not checked against the hash published "
+                      "at release, so this result does not show the key existed before the suspect did.")
         probes = load_data(data)
         settings = dict(mode=mode.value, n_probe=n_probe, margin=margin, alpha=alpha, seed=seed,
                         n_control_triggers=control_triggers)
@@ -441,7 +467,8 @@ def evaluate(
     stolen: Path = typer.Option(..., help="Checkpoint of a model trained on the watermarked data."),
     clean: Path = typer.Option(..., help="Checkpoint of a model trained on the clean data."),
     data: str = typer.Option(..., "--data", "-d", help="Test data."),
-    seed: int = typer.Option(0, help="Seed of probe draws and of the independent trigger."),
+    seed: int = typer.Option(0, help="Seed of the independent trigger or key (Independent-T); probes are drawn "
+                                     "from each key's secret."),
     control_triggers: int | None = typer.Option(None, "--control-triggers", help="Run the trigger-specificity "
                                                 "control with this many independent triggers (default: the key's; "
                                                 "see verify)."),
@@ -462,7 +489,7 @@ def evaluate(
             check_output(json_path, overwrite=overwrite, what="--json result", inputs=inputs)
         key = Key.load(key_path)
         rows = evaluate_scenarios(key, LocalSuspect.from_checkpoint(stolen), LocalSuspect.from_checkpoint(clean),
-                                  load_data(data), verifier=Verifier(seed=seed, n_control_triggers=control_triggers),
+                                  load_data(data), verifier=Verifier(n_control_triggers=control_triggers),
                                   seed=seed)
         out.print(rich_table(rows, f"{key.method['name']} (key {key.commitment[:16]}…)"))
         if json_path is not None:
@@ -496,12 +523,15 @@ def demo(
         start = time.perf_counter()
         train_set, test_set = load_digits("train"), load_digits("test")
         out.print(f"embedded digits: {len(train_set)} training and {len(test_set)} test images, 8x8 grey, 10 classes")
-        methods = {"badnets": BadNets(seed=0, decoy_rate=0.1), "blended": Blended(seed=1, decoy_rate=0.1)}
+        # 8x8 grey digits hold fewer marks apart than 32-px images: 5 marks (each with its own secret trigger and
+        # target), and for the faint blend a stronger opacity on twice the rows (measured in the README)
+        methods = {"badnets": BadNets(seed=0, n_marks=5, decoy_rate=0.1),
+                   "blended": Blended(seed=1, n_marks=5, blend=0.3, rate=0.2, decoy_rate=0.1)}
         config = default_config("tiny", **({"epochs": epochs} if epochs else {}))
         report = run_experiment(train_set, test_set, methods, arch="tiny", config=config,
                                 out_dir=output, overwrite=overwrite, progress=True, log=out.print)
         for name, m in report.methods.items():
-            goal = f"target {m.target}" if m.target is not None else "untargeted"
+            goal = m.goal
             out.print(rich_table(m.rows, f"{name}: {goal}, commitment {m.commitment[:16]}…"))
         out.print(f"clean model BA {100 * report.clean_ba:.2f} %; artefacts (keys, data, checkpoints, "
                   f"previews, p-value plot, results.json) in {output}/; {time.perf_counter() - start:.0f} s in all")

@@ -58,6 +58,16 @@ class Key:
                 "extra": self.extra}
         return {**body, "marks": list(self.marks)} if self.marks else body  # version-1 keys hash as before
 
+    @property
+    def goal(self) -> str:
+        """What the watermark does, in words safe to print (a multi-mark key's targets stay secret)."""
+        if self.marks:
+            marks = self.mark_list()
+            if marks[0].candidates:
+                return f"untargeted, {len(marks)} marks each hiding 1 of {len(marks[0].candidates)} candidate triggers"
+            return f"{len(marks)} marks with secret target classes"
+        return f"target class {self.target}" if self.target is not None else "untargeted"
+
     def mark_list(self) -> tuple[Mark, ...]:
         """The key's marks, validated; a single-mark (version 1) key is one mark of its trigger and target."""
         num_classes = int(self.dataset.get("num_classes") or 0)

@@ -38,11 +38,12 @@ class MethodReport:
     name: str
     rows: list[ScenarioRow]
     commitment: str
-    target: int | None  # None for untargeted methods
+    target: int | None  # None for untargeted methods; a multi-mark key's first mark (its targets stay secret)
     marked_rows: int
     protect_s: float
     train_s: float
     details: dict[str, Any] = field(default_factory=dict)  # the key's public cost/quality notes (crafting)
+    goal: str = ""  # the key's goal in words (Key.goal)
 
 
 @dataclass
@@ -54,7 +55,7 @@ class ExperimentReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"settings": self.settings, "clean_ba": self.clean_ba, "clean_train_s": self.clean_train_s,
-                "methods": {name: {"commitment": m.commitment, "target": m.target, "marked_rows": m.marked_rows,
+                "methods": {name: {"commitment": m.commitment, "goal": m.goal, "marked_rows": m.marked_rows,
                                    "protect_s": m.protect_s, "train_s": m.train_s, "details": m.details,
                                    "ba_drop_points": 100 * (self.clean_ba - m.rows[-1].ba),
                                    "scenarios": [r.to_dict() for r in m.rows]}
@@ -63,8 +64,7 @@ class ExperimentReport:
     def markdown(self) -> str:
         parts = [f"Clean model BA: {100 * self.clean_ba:.2f} %\n"]
         for name, m in self.methods.items():
-            goal = f"target class {m.target}" if m.target is not None else "untargeted"
-            parts.append(f"### {name} ({goal}, {m.marked_rows} rows marked, key commitment "
+            parts.append(f"### {name} ({m.goal}, {m.marked_rows} rows marked, key commitment "
                          f"`{m.commitment[:16]}…`)\n\n{markdown_table(m.rows)}\n")
         return "\n".join(parts)
 
@@ -111,20 +111,19 @@ def run_experiment(train: Records, test: Records, methods: Mapping[str, Watermar
         start = time.perf_counter()
         marked = method.apply(train, progress=progress)
         protect_s = time.perf_counter() - start
-        log(f"{name}: marked {len(marked.rows)} rows, target {marked.key.target}, commitment "
+        log(f"{name}: marked {len(marked.rows)} rows ({marked.key.goal}), commitment "
             f"{marked.key.commitment[:16]}… ({protect_s:.1f} s)")
         start = time.perf_counter()
         stolen_model, stolen_spec = fit(marked.dataset, arch=arch, config=config, progress=progress)
         train_s = time.perf_counter() - start
         if out is not None:  # before the evaluation: a run cut off there keeps its key, data and model
             suffix = ".npz" if marked.dataset.source_format == "numpy" else ""
+            marked.key.save(out / f"{name}.key.json", overwrite=overwrite)  # the key first: data never without it
             marked.dataset.save(out / f"{name}-watermarked{suffix}", overwrite=overwrite)
-            marked.key.save(out / f"{name}.key.json", overwrite=overwrite)
             save_checkpoint(stolen_model, stolen_spec, out / f"{name}-stolen.pt", overwrite=overwrite)
             shown = marked.rows[:6]
-            trigger = Trigger.from_config(marked.key.trigger)
-            originals = train.inputs()[shown]
-            preview_grid(originals, trigger.apply(originals), out / f"{name}-preview.png", overwrite=overwrite,
+            originals = train.inputs()[shown]  # beside what was released (each row carries its own mark's trigger)
+            preview_grid(originals, marked.dataset.inputs()[shown], out / f"{name}-preview.png", overwrite=overwrite,
                          titles=[f"{train.class_names[train.labels[r]]}→{train.class_names[marked.dataset.labels[r]]}"
                                  for r in shown])
         stolen = LocalSuspect.from_model(stolen_model, stolen_spec)
@@ -132,7 +131,7 @@ def run_experiment(train: Records, test: Records, methods: Mapping[str, Watermar
             rows = evaluate_scenarios(marked.key, stolen, clean, test, verifier=verifier, seed=config.seed)
         details = {k: marked.key.extra[k] for k in PUBLIC_DETAILS if k in marked.key.extra}
         report.methods[name] = MethodReport(name, rows, marked.key.commitment, marked.key.target,
-                                            len(marked.rows), protect_s, train_s, details)
+                                            len(marked.rows), protect_s, train_s, details, marked.key.goal)
     if out is not None:
         results = {name: m.rows for name, m in report.methods.items()}
         pvalue_plot(results, out / "pvalues.png", alpha_probs=verifier.alpha or 0.01,

@@ -150,6 +150,7 @@ class SequentialVerifier(Verifier):
 
     def _verify_marks(self, suspect: Suspect, key: Key, data: Records, trigger_label: str) -> VerificationResult:
         """Ask the marks one at a time, in the key's order, until the e-process is conclusive."""
+        self._no_controls_for_marks()
         start, marks = suspect.queries, key.mark_list()
         (n_probe, margin, alpha), rows = self._prepare(suspect, key, data, keyed_order=True)
         per_mark = min(self.probes_per_mark, len(rows) // len(marks))
@@ -160,7 +161,7 @@ class SequentialVerifier(Verifier):
         hits, rounds, success, stop = [], [], [], "max_marks"
         state = SequentialMarks(np.zeros(0), len(marks), options)
         for j, mark in enumerate(marks):
-            need = per_mark * (len(mark.candidates) or 1) + (per_mark if self.mode == "probs" else 0)
+            need = self.mark_cost(mark, per_mark)
             left = suspect.budget_left if hasattr(suspect, "budget_left") else None
             if left is not None and left < need:
                 stop = "budget"

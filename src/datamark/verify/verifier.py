@@ -371,9 +371,19 @@ class Verifier:
             scores, success = None, objective.success(own, true)
         return hit, scores, float(success.mean())
 
+    def mark_cost(self, mark: Mark, n_probes: int) -> int:
+        """Queries :meth:`ask_mark` spends on ``n_probes`` probes: every trigger asked, plus the clean probes in
+        probability mode."""
+        return n_probes * (len(mark.candidates) or 1) + (n_probes if self.mode == "probs" else 0)
+
     def _answers_checked(self, suspect: Suspect, inputs: np.ndarray) -> np.ndarray:
         check_budget(suspect, len(inputs))
         return self._answers(suspect, inputs)
+
+    def _no_controls_for_marks(self) -> None:
+        if self.n_control_triggers:
+            raise ParameterError("The trigger-specificity control is for single-mark keys; a multi-mark key's own "
+                                 "test is exact against other owners' watermarks. Drop --control-triggers.")
 
     def marks_effect(self, rounds: list[PairedScores], targeted: bool, margin: float) -> TestOutcome | None:
         """The paired t-test with margin over every probe of the marks asked (probability mode): the papers'
@@ -385,9 +395,11 @@ class Verifier:
         return paired_ttest(treated, control, margin=margin, alternative="greater" if targeted else "less")
 
     def _verify_marks(self, suspect: Suspect, key: Key, data: Records, trigger_label: str) -> VerificationResult:
+        self._no_controls_for_marks()
         start, marks = suspect.queries, key.mark_list()
         (n_probe, margin, alpha), slices = self.mark_probes(suspect, key, data)
         inputs = data.inputs()
+        check_budget(suspect, sum(self.mark_cost(m, len(rows)) for m, rows in zip(marks, slices, strict=True)))
         hits, rounds, success = [], [], []
         for mark, rows in zip(marks, slices, strict=True):
             hit, scores, rate = self.ask_mark(suspect, mark, inputs[rows], data.labels[rows], margin)
