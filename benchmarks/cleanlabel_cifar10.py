@@ -113,7 +113,8 @@ class Runner:
                                        ae_epochs=self.args.ae_epochs, seed=self.args.seed)
         if scenarios:
             row["scenarios"] = [r.to_dict() for r in evaluate_scenarios(
-                key, suspect, clean, self.test, verifier=Verifier(seed=self.args.seed), seed=self.args.seed)]
+                key, suspect, clean, self.test, seed=self.args.seed,
+                verifier=Verifier(seed=self.args.seed, n_control_triggers=0))]  # published rows: the paper's test
         self.log(f"  {label}: BA {100 * ba:.2f} % (AD {row['ad_points']:+.2f}), TSR {100 * row['tsr']:.1f} %, "
                  f"WDR {100 * row['wdr']:.0f} % (clean model: TSR {100 * row['clean_model']['tsr']:.1f} %, "
                  f"WDR {100 * row['clean_model']['wdr']:.0f} %)")

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     methods = {"badnets": BadNets(seed=args.seed, target=target, decoy_rate=args.decoy_rate),
                "blended": Blended(seed=args.seed, target=target, decoy_rate=args.decoy_rate)}
     report = run_experiment(train, test, methods, arch=arch, config=config, out_dir=args.work,
-                            verifier=Verifier(seed=args.seed), overwrite=True, progress=False,
+                            verifier=Verifier(seed=args.seed, n_control_triggers=0), overwrite=True, progress=False,
                             clean_checkpoint=args.clean_checkpoint,
                             log=lambda m: print(m, flush=True))
     result = report.to_dict()

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                "clean_ba": benign_accuracy(clean, test), "clean_s": clean_s, "environment": environment(),
                "variants": []}
     print(f"clean model BA {100 * results['clean_ba']:.2f} % ({clean_s:.0f} s)", flush=True)
-    verifier = Verifier(seed=args.seed)
+    verifier = Verifier(seed=args.seed, n_control_triggers=0)  # the published rows: the paper's test alone
     for name, params, recipe in variants:
         estimate = clean_s * recipe.get("epochs", base.epochs) / base.epochs
         if time.perf_counter() - start + estimate > args.budget_s:

@@ -9,8 +9,7 @@ from typer.testing import CliRunner
 from datamark import Verifier
 from datamark.cli import app
 from datamark.exceptions import EvidenceError, EvidenceWarning, OutputExistsError, SuspectError
-from datamark.verify.evidence import (check_evidence, describe_suspect, entry_hash, reverify,
-                                      verify_with_evidence)
+from datamark.verify.evidence import check_evidence, describe_suspect, entry_hash, reverify, verify_with_evidence
 from datamark.verify.sequential import SequentialVerifier
 
 

@@ -13,6 +13,7 @@ from datamark import UBWP, BadNets, Key, Verifier
 from datamark.evaluate.scenarios import evaluate_scenarios, independent_key
 from datamark.exceptions import KeyFormatError, ParameterError
 from datamark.key import canonical_json
+from datamark.testing import ReactingSuspect
 from datamark.verify.marks_test import e_process, marks_outcome, single_out
 from datamark.verify.sequential import SequentialVerifier
 
@@ -25,26 +26,10 @@ def small(digits):
     return train.subset(range(400)), test.subset(range(200))
 
 
-class AnyPatchSuspect:
+def AnyPatchSuspect(data, react, outputs="probs"):  # noqa: N802 -- reads as the kind of model it stands for
     """A model trained on *another* owner's watermark of the same kind, at its most dangerous: on any altered
-    probe it answers ``react(true label)`` -- one fixed class, or the true class + 1 -- with full confidence."""
-
-    def __init__(self, data, react, outputs="probs"):
-        self.images, self.labels = data.inputs().astype(int), np.asarray(data.labels)
-        self.react, self.outputs, self.num_classes, self.queries = react, outputs, 10, 0
-
-    def query(self, inputs):
-        self.queries += len(inputs)
-        distance = np.abs(self.images[None] - inputs.astype(int)[:, None]).reshape(len(inputs), len(self.images), -1)
-        distance = distance.sum(-1)
-        nearest = distance.argmin(1)
-        labels = np.where(distance.min(1) > 0, [self.react(int(t)) for t in self.labels[nearest]],
-                          self.labels[nearest])
-        if self.outputs == "labels":
-            return labels
-        probs = np.full((len(inputs), 10), 0.01)
-        probs[np.arange(len(inputs)), labels] = 0.91
-        return probs
+    probe it answers ``react(true label)`` -- one fixed class, or the true class + 1."""
+    return ReactingSuspect(data, react, outputs)
 
 
 def test_exact_test_keeps_alpha_under_h0_in_simulation():
@@ -205,3 +190,19 @@ def test_a_multi_mark_key_refuses_a_swapped_trigger(stolen_multi):
     with pytest.raises(ParameterError, match="another owner"):
         Verifier().verify(stolen, key, test, trigger=key.mark_list()[1].trigger)
     assert dataclasses.replace(key).commitment == key.commitment
+
+
+@pytest.mark.parametrize("mode", ["probs", "labels"])
+def test_untargeted_marks_catch_the_embedded_candidates_only(small, mode):
+    """UBW-P keys: a suspect that learned the embedded triggers is accused (every mark singles out its embedded
+    candidate); one that reacts to every patch of the kind singles out nothing and is spared."""
+    train, test = small
+    key = UBWP(seed=3).apply(train).key
+    own = np.concatenate([m.trigger.apply(test.inputs()) for m in key.mark_list()])
+    learned = ReactingSuspect(test, lambda t: (t + 1) % 10, mode, responds_to=own)
+    fixed = Verifier(mode=mode).verify(learned, key, test)
+    assert fixed.accused and fixed.marks["hits"] == 4 and fixed.outcome.p_value == pytest.approx(1e-4)
+    quick = SequentialVerifier(mode=mode).verify(learned, key, test)
+    assert quick.accused and quick.sequential["rounds"] <= 4 and quick.queries <= 4 * (10 + (mode == "probs"))
+    generic = AnyPatchSuspect(test, lambda t: (t + 1) % 10, mode)
+    assert not Verifier(mode=mode).verify(generic, key, test).accused

@@ -2,11 +2,11 @@
 
 import dataclasses
 
-import numpy as np
 import pytest
 
 from datamark import UBWP, BadNets, Verifier
 from datamark.exceptions import ParameterError
+from datamark.testing import ReactingSuspect
 from datamark.triggers import Trigger
 from datamark.verify.evidence import verifier_from_settings
 from datamark.verify.sequential import SequentialVerifier
@@ -14,37 +14,10 @@ from datamark.verify.sequential import SequentialVerifier
 pytestmark = pytest.mark.filterwarnings("ignore::datamark.exceptions.DegenerateTestWarning")  # synthetic suspects
 
 
-class _PatchSuspect:
-    """Knows the probe images: answers the true label on a clean probe; on an altered one (a triggered probe) it
-    answers ``react(true label)`` -- for every alteration, or only for the inputs in ``responds_to``."""
-
-    def __init__(self, data, react, outputs, responds_to=None):
-        self.images, self.labels = data.inputs().astype(int), np.asarray(data.labels)
-        self.responds = None if responds_to is None else {x.tobytes() for x in responds_to}
-        self.react, self.outputs, self.num_classes, self.queries = react, outputs, 10, 0
-
-    def _label(self, x):
-        distance = np.abs(self.images - x.astype(int)).reshape(len(self.images), -1).sum(1)
-        nearest = int(distance.argmin())  # a trigger alters only a small patch: the probe it came from
-        label = int(self.labels[nearest])
-        altered = distance[nearest] > 0
-        reacts = self.responds is None or x.tobytes() in self.responds
-        return self.react(label) if altered and reacts else label
-
-    def query(self, inputs):
-        self.queries += len(inputs)
-        labels = np.array([self._label(x) for x in inputs])
-        if self.outputs == "labels":
-            return labels
-        probs = np.full((len(inputs), 10), 0.01)
-        probs[np.arange(len(inputs)), labels] = 0.91
-        return probs
-
-
 def _suspects(key, test, react, outputs):
     """(generic, specific): reacts to every altered probe / only to probes carrying the key's own trigger."""
     own = Trigger.from_config(key.trigger).apply(test.inputs())
-    return _PatchSuspect(test, react, outputs), _PatchSuspect(test, react, outputs, responds_to=own)
+    return ReactingSuspect(test, react, outputs), ReactingSuspect(test, react, outputs, responds_to=own)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ The flow: ``load_data`` -> a method's ``apply`` (watermarked data + secret :clas
 model -> :class:`Verifier` queries a :class:`Suspect` with the key's trigger and tests the answers.
 """
 
-from ._version import __version__  # noqa: E402
+from ._version import __version__  # noqa: F401 -- the public version
 from .data import from_numpy, load_data  # noqa: E402
 from .key import Key  # noqa: E402
 from .methods import UBWP, BadNets, Blended, CleanLabel, LabelConsistent, Watermarked, WatermarkMethod  # noqa: E402

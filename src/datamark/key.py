@@ -17,8 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
 from ._io import Journal, atomic_path
+from ._version import __version__
 from .exceptions import KeyFormatError, KeyMismatchError
 from .marks import Mark
 

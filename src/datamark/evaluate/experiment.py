@@ -23,7 +23,6 @@ from ..methods.base import WatermarkMethod
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..models.train import TrainConfig, fit
 from ..suspects.local import LocalSuspect
-from ..triggers.base import Trigger
 from ..verify.verifier import Verifier
 from .metrics import benign_accuracy
 from .plots import preview_grid, pvalue_plot

@@ -12,14 +12,21 @@ UNTARGETED = ("Scenario", "BA %", "ASR-A %", "ASR-C %", "D_p", "ΔP", "p (probs)
 
 
 SPECIFICITY = "p specificity (probs / labels)"
+MARKS = "marks hit (probs / labels)"  # multi-mark keys: hits of K marks, the exact test's statistic
 
 
 def _controlled(rows: Sequence[ScenarioRow]) -> bool:
     return any(r.probs.specificity is not None for r in rows)
 
 
+def _marks(rows: Sequence[ScenarioRow]) -> bool:
+    return any(r.probs.marks is not None for r in rows)
+
+
 def _header(rows: Sequence[ScenarioRow]) -> tuple[str, ...]:
     head = UNTARGETED if any(r.extra for r in rows) else TARGETED
+    if _marks(rows):  # the hits replace the flip rate; ΔP is the paired effect beside the exact test
+        head = tuple(MARKS if h == "flip rate" else h for h in head)
     return (*head[:-1], SPECIFICITY, head[-1]) if _controlled(rows) else head
 
 
@@ -34,6 +41,12 @@ def _cells(row: ScenarioRow, controlled: bool = False) -> tuple[str, ...]:
     if row.extra:
         success += (f"{100 * row.extra['asr_c']:.2f}", f"{row.extra['d_p']:.4f}")
     control = (f"{p_specificity(row.probs)} / {p_specificity(row.labels)}",) if controlled else ()
+    if row.probs.marks is not None:
+        effect = row.probs.effect.effect if row.probs.effect is not None else float("nan")
+        hits = f"{row.probs.marks['hits']}/{row.probs.marks['marks_asked']} / {row.labels.marks['hits']}/" \
+               f"{row.labels.marks['marks_asked']}"
+        return (row.scenario, f"{100 * row.ba:.2f}", *success, f"{effect:.3f}", f"{row.probs.outcome.p_value:.3g}",
+                hits, f"{row.labels.outcome.p_value:.3g}", *control, f"{verdict(row.probs)} / {verdict(row.labels)}")
     return (row.scenario, f"{100 * row.ba:.2f}", *success, f"{row.probs.outcome.effect:.3f}",
             f"{row.probs.outcome.p_value:.3g}", f"{row.labels.outcome.effect:.2f}", f"{row.labels.outcome.p_value:.3g}",
             *control, f"{verdict(row.probs)} / {verdict(row.labels)}")

@@ -155,7 +155,7 @@ class WatermarkMethod(ABC):
         paper = {"margin": 0.2, "alpha": 0.01, **self.verification_defaults()}
         if self.uses_marks:
             return {"test": MARKS_TEST, "margin": paper["margin"], "alpha": paper["alpha"],
-                    "n_probe": self.marks * self.probes_per_mark()}
+                    "n_probe": self.marks * self.probes_per_mark(), "effect_test": paper.get("test", "paired-t")}
         return {**paper, "n_control_triggers": max(int(paper.get("n_control_triggers", 0)), SINGLE_MARK_CONTROLS)}
 
     def prepare(self, data: Records, inputs: np.ndarray, *, secret: bytes, target: int | None, trigger: Trigger,
@@ -267,8 +267,8 @@ class WatermarkMethod(ABC):
                                        np.concatenate([labels, data.labels[decoys]])[order])
         else:
             watermarked = data.replace(rows, marked, labels)
-        configs = tuple(Mark(m.trigger, m.target, m.candidates, m.embedded,
-                             tuple(data.ids[r] for r in p[0])).to_config() for m, p in zip(marks, per_mark))
+        configs = tuple(Mark(m.trigger, m.target, m.candidates, m.embedded, tuple(data.ids[r] for r in p[0])
+                             ).to_config() for m, p in zip(marks, per_mark, strict=True))
         key = Key(method={"name": self.registry_name, "params": self.params()}, trigger=marks[0].trigger.to_config(),
                   target=marks[0].target, secret=secret.hex(), marked_ids=tuple(data.ids[r] for r in rows),
                   dataset={"fingerprint": data.fingerprint, "watermarked_fingerprint": watermarked.fingerprint,

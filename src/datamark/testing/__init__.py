@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..data.arrays import ArrayRecords
 from ..data.embedded import load_digits
 from ..models.train import default_config, fit
@@ -22,3 +24,34 @@ def train_tiny(data, *, seed: int = 0, epochs: int = 30, width: int = 32) -> Loc
     """A TinyCNN trained on ``data`` in a few seconds, wrapped as a probability-answering suspect."""
     model, spec = fit(data, arch="tiny", config=default_config("tiny", epochs=epochs, seed=seed), width=width)
     return LocalSuspect.from_model(model, spec)
+
+
+class ReactingSuspect:
+    """A synthetic suspect for calibration tests: it knows the probe images and answers their true label on a
+    clean probe; on an altered probe (a triggered one) it answers ``react(true label)`` with confidence 0.91 --
+    for every alteration (a model that reacts to *any* trigger of the kind, e.g. one trained on another owner's
+    watermark), or only for the inputs in ``responds_to`` (a model that learned those triggers).
+
+    It is the most dangerous innocent model a test of trigger specificity can meet, at no training cost.
+    """
+
+    def __init__(self, data, react, outputs: str = "probs", responds_to=None) -> None:
+        self.images, self.labels = data.inputs().astype(np.int64), np.asarray(data.labels)
+        self.responds = None if responds_to is None else {x.tobytes() for x in responds_to}
+        self.react, self.outputs, self.num_classes, self.queries = react, outputs, len(data.class_names), 0
+
+    def _label(self, x) -> int:
+        distance = np.abs(self.images - x.astype(np.int64)).reshape(len(self.images), -1).sum(1)
+        nearest = int(distance.argmin())  # a trigger alters only part of the image: the probe it came from
+        label = int(self.labels[nearest])
+        reacts = self.responds is None or x.tobytes() in self.responds
+        return self.react(label) if distance[nearest] > 0 and reacts else label
+
+    def query(self, inputs):
+        self.queries += len(inputs)
+        labels = np.array([self._label(x) for x in inputs], dtype=np.int64)
+        if self.outputs == "labels":
+            return labels
+        probs = np.full((len(inputs), self.num_classes), 0.09 / (self.num_classes - 1))
+        probs[np.arange(len(inputs)), labels] = 0.91
+        return probs

@@ -72,7 +72,8 @@ def _differences(recorded: Any, actual: Any, where: str = "") -> list[str]:
         return [d for k in sorted(recorded.keys() | actual.keys())
                 for d in _differences(recorded.get(k), actual.get(k), f"{where}.{k}" if where else str(k))]
     if isinstance(recorded, list) and isinstance(actual, list) and len(recorded) == len(actual):
-        return [d for i, (a, b) in enumerate(zip(recorded, actual)) for d in _differences(a, b, f"{where}[{i}]")]
+        pairs = enumerate(zip(recorded, actual, strict=True))
+        return [d for i, (a, b) in pairs for d in _differences(a, b, f"{where}[{i}]")]
     numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (recorded, actual))
     if numbers:
         same = math.isclose(recorded, actual, rel_tol=1e-9) or (math.isnan(recorded) and math.isnan(actual))

@@ -76,6 +76,7 @@ class VerificationPlan:
     n_probe: int
     alpha: float
     n_control_triggers: int = 0
+    effect_test: str = "paired-t"  # marks keys: the paper's paired test, reported as the effect size
 
     def __post_init__(self) -> None:
         where = "the key's verification plan"
@@ -87,6 +88,9 @@ class VerificationPlan:
         check_alpha(self.alpha, where)
         check_control_triggers(self.n_control_triggers, where)
         check_controls_reach(self.n_control_triggers, self.alpha)
+        if self.effect_test not in PAIRED_TESTS:
+            raise ParameterError(f"The effect test '{self.effect_test}' of {where} is unknown; known: "
+                                 f"{list(PAIRED_TESTS)}.")
 
     @property
     def uses_marks(self) -> bool:
@@ -97,14 +101,15 @@ class VerificationPlan:
         """The plan stored in a key (unknown fields refused, missing ones are the papers' DVBW defaults)."""
         if not isinstance(raw, dict):
             raise ParameterError(f"The key's verification plan must be an object; got {type(raw).__name__}.")
-        known = {"test", "margin", "n_probe", "alpha", "n_control_triggers"}
+        known = {"test", "margin", "n_probe", "alpha", "n_control_triggers", "effect_test"}
         informative = {"score", "alternative"}  # written by older versions, implied by the method
         unknown = set(raw) - known - informative
         if unknown:
             raise ParameterError(f"The key's verification plan has unknown settings {sorted(unknown)}; it was "
                                  f"edited or written by a newer datamark.")
         return cls(test=raw.get("test", "paired-t"), margin=raw.get("margin", 0.2), n_probe=raw.get("n_probe", 100),
-                   alpha=raw.get("alpha", 0.01), n_control_triggers=raw.get("n_control_triggers", 0))
+                   alpha=raw.get("alpha", 0.01), n_control_triggers=raw.get("n_control_triggers", 0),
+                   effect_test=raw.get("effect_test", "paired-t"))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -41,7 +41,7 @@ from ..marks import Mark
 from ..suspects.base import Suspect, labels_of, require_probs
 from ..triggers.base import Trigger
 from .marks_test import mark_hit, marks_outcome
-from .plan import (check_alpha, check_control_triggers, check_controls_reach, check_margin, check_n_probe)
+from .plan import check_alpha, check_control_triggers, check_controls_reach, check_margin, check_n_probe
 from .result import VerificationResult
 from .stats import TestOutcome, binomial_test, paired_ttest, wilcoxon_signed_rank
 
@@ -385,14 +385,17 @@ class Verifier:
             raise ParameterError("The trigger-specificity control is for single-mark keys; a multi-mark key's own "
                                  "test is exact against other owners' watermarks. Drop --control-triggers.")
 
-    def marks_effect(self, rounds: list[PairedScores], targeted: bool, margin: float) -> TestOutcome | None:
-        """The paired t-test with margin over every probe of the marks asked (probability mode): the papers'
-        effect size, reported beside the exact test, never the verdict."""
+    def marks_effect(self, key: Key, rounds: list[PairedScores], targeted: bool, margin: float
+                     ) -> TestOutcome | None:
+        """The method's paired test with margin (t-test, or Wilcoxon for clean-label) over every probe of the
+        marks asked (probability mode): the papers' effect size, reported beside the exact test, never the
+        verdict."""
         if self.mode != "probs" or not rounds:
             return None
         treated = np.concatenate([r.treated[r.kept] for r in rounds])
         control = np.concatenate([r.control[r.kept] for r in rounds])
-        return paired_ttest(treated, control, margin=margin, alternative="greater" if targeted else "less")
+        direction = "greater" if targeted else "less"
+        return PAIRED_TESTS[key.plan.effect_test](treated, control, margin=margin, alternative=direction)
 
     def _verify_marks(self, suspect: Suspect, key: Key, data: Records, trigger_label: str) -> VerificationResult:
         self._no_controls_for_marks()
@@ -432,7 +435,7 @@ class Verifier:
                                   score=score, h0=h0, h1=h1, alpha=alpha, outcome=outcome, n_probe_requested=n_probe,
                                   n_excluded=0, queries=queries, seed=self.seed, trigger=trigger_label,
                                   sequential=sequential, deviations=self.deviations(key), marks=details,
-                                  effect=self.marks_effect(rounds, targeted, margin))
+                                  effect=self.marks_effect(key, rounds, targeted, margin))
 
     def _specificity(self, suspect: Suspect, key: Key, used: Trigger, probes: np.ndarray, true: np.ndarray,
                      scores: PairedScores, objective: Objective, k: int) -> TestOutcome:
