@@ -118,6 +118,35 @@ def git_state() -> dict[str, Any]:
     return {"git_commit": head, "src_uncommitted_changes": bool(dirty)}
 
 
+class ActiveClock:
+    """Wall time this process was running, not stopped (SIGSTOP, suspend): a daemon thread ticks every second,
+    and a gap of more than 5 s between ticks counts as paused. The time budget counts active time, so a run that
+    another job pauses (e.g. to have the cores for a test suite) keeps its budget."""
+
+    def __init__(self) -> None:
+        import threading
+        self.start = self.last = time.perf_counter()
+        self.paused_s = 0.0
+        self.lock = threading.Lock()
+        threading.Thread(target=self._tick, daemon=True).start()
+
+    def _tick(self) -> None:
+        while True:
+            time.sleep(1.0)
+            with self.lock:
+                now = time.perf_counter()
+                if now - self.last > 5.0:
+                    self.paused_s += now - self.last - 1.0
+                self.last = now
+
+    def wall(self) -> float:
+        return time.perf_counter() - self.start
+
+    def active(self) -> float:
+        with self.lock:
+            return self.wall() - self.paused_s
+
+
 class CachingSuspect:
     """A local model that remembers its answer per input image (the answers of an eval-mode model are a function
     of the image), so the 2 modes x 2 tests x 2 alphas of one (model, key) pair run the network once per distinct
@@ -173,12 +202,18 @@ class Study:
         for sub in ("models", "keys", "records"):
             (self.work / sub).mkdir(parents=True, exist_ok=True)
         write_atomic(self.work / "setting.json", json.dumps(self.setting, indent=2) + "\n")
-        self.start = time.perf_counter()
+        self.clock = ActiveClock()
+        self.started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.invocations_path = self.work / "invocations.json"
+        self.earlier = (json.loads(self.invocations_path.read_text()) if self.invocations_path.exists() else [])
         self.trained_s: list[float] = []  # wall time per model processed (trained + verified) in this run
         self.keys: dict[str, list[Key]] = {}
         self.records: dict[str, dict] = {}
         self.stopped = None
         self.git = git_state()
+        self.command = "python " + " ".join(["benchmarks/calibration_cifar10.py", *argv])
+        if os.environ.get("DATAMARK_DATA"):
+            self.command = f"DATAMARK_DATA={os.environ['DATAMARK_DATA']} {self.command}"
 
     # seeds: owner i of method number mi protects with seed S + 1000 (mi + 1) + i and trains with that + 100000;
     # clean model c trains with S + 100000 + c; architectures alternate with the index.
@@ -341,12 +376,21 @@ class Study:
                 order.append((f"clean-{i:02d}", None, i))
         return order
 
+    def active_total(self) -> float:
+        """Active seconds of this setting: earlier (resumed-from) invocations plus this one."""
+        return sum(i["active_s"] for i in self.earlier) + self.clock.active()
+
+    def invocation(self, final: bool) -> dict:
+        return {"command": self.command, "started": self.started, "wall_s": self.clock.wall(),
+                "paused_s": self.clock.paused_s, "active_s": self.clock.active(),
+                "models_trained": len(self.trained_s), "finished": final}
+
     def out_of_time(self) -> bool:
         if self.stopped:
             return True
         budget = self.args.time_budget_min * 60
         per_model = float(np.mean(self.trained_s)) if self.trained_s else 0.0
-        if time.perf_counter() - self.start + per_model > budget:
+        if self.active_total() + per_model > budget:
             self.stopped = f"time budget of {self.args.time_budget_min} min reached"
             log(f"stopping: {self.stopped}")
             return True
@@ -355,7 +399,7 @@ class Study:
     def report_progress(self, record: dict) -> None:
         done = len(self.records)
         total = len(self.planned())
-        elapsed = time.perf_counter() - self.start
+        elapsed = self.active_total()
         per = float(np.mean(self.trained_s)) if self.trained_s else float("nan")
         eta = per * (total - done)
         own = {(t["mode"], t["test"]): t for t in record["trials"] if t["scenario"] == "own" and
@@ -367,8 +411,8 @@ class Study:
             f"{record['verify_s']:.0f} s, BA {record['ba']:.3f}"
             + (f", own key {own_text}" if own else "")
             + f", false accusations {sum(t['accused'] for t in fa)}/{len(fa)}"
-            + f" | {60 / per if per == per else float('nan'):.2f} models/min, elapsed {elapsed / 60:.1f} min, "
-              f"ETA {eta / 60:.1f} min")
+            + f" | {60 / per if per == per else float('nan'):.2f} models/min, active {elapsed / 60:.1f} min "
+              f"(all invocations; paused {self.clock.paused_s / 60:.1f} min in this one), ETA {eta / 60:.1f} min")
 
     # --- run -------------------------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -456,11 +500,10 @@ class Study:
 
     def write(self, final: bool = False) -> None:
         args = self.args
-        elapsed = time.perf_counter() - self.start
         env = environment()
-        command = "python " + " ".join(["benchmarks/calibration_cifar10.py", *self.argv])
-        if os.environ.get("DATAMARK_DATA"):
-            command = f"DATAMARK_DATA={os.environ['DATAMARK_DATA']} {command}"
+        command = self.command
+        invocations = [*self.earlier, self.invocation(final)]
+        write_atomic(self.invocations_path, json.dumps(invocations, indent=1) + "\n")
         done = len(self.records)
         total = len(self.planned())
         recs = sorted(self.records.values(), key=lambda r: r["name"])
@@ -469,8 +512,12 @@ class Study:
             "status": ("complete" if done == total else
                        f"partial ({done}/{total} models{'; ' + self.stopped if self.stopped else ''})"
                        + ("" if final else "; running")),
-            "total_s": elapsed,
+            "total_s": sum(i["wall_s"] for i in invocations),
+            "active_s": sum(i["active_s"] for i in invocations),
+            "paused_s": sum(i["paused_s"] for i in invocations),
+            "models_compute_s": sum(r["wall_s"] for r in self.records.values()),
             "models_trained_this_run": len(self.trained_s),
+            "invocations": invocations,
             "environment": {**env, "platform": platform.platform(), "torch_threads": torch.get_num_threads(),
                             "cpu_count": os.cpu_count(), **self.git},
             "setting": {**self.setting, "owners": args.owners, "clean": args.clean, "keys": args.keys,
@@ -525,8 +572,16 @@ class Study:
         lines = [f"# Calibration of multi-mark verdicts on CIFAR-10 ({r['status']})", "",
                  f"Command: `{r['command']}`", "",
                  f"Machine: {env['platform']}, {env['cpu_count']} CPUs, torch threads {env['torch_threads']}, "
-                 f"torch {env['torch']}, datamark {env['datamark']}; total time {r['total_s'] / 60:.1f} min "
-                 f"({r['models_trained_this_run']} models trained in this invocation).", "",
+                 f"torch {env['torch']}, datamark {env['datamark']} (git {env.get('git_commit', '?')[:10]}"
+                 f"{', src with uncommitted changes' if env.get('src_uncommitted_changes') else ''}).", "",
+                 f"Time: {r['total_s'] / 60:.1f} min wall in {len(r['invocations'])} invocation(s), of which "
+                 f"{r['active_s'] / 60:.1f} min active and {r['paused_s'] / 60:.1f} min paused by other jobs; "
+                 f"{r['models_compute_s'] / 60:.1f} min in the models themselves (protect + train + verify); "
+                 f"mean training {np.mean([x['train_s'] for x in self.records.values()] or [0]):.0f} s per model."
+                 + "".join(f" Invocation {k + 1}: `{i['command']}` at {i['started']}, {i['wall_s'] / 60:.1f} min "
+                           f"wall, {i['active_s'] / 60:.1f} active, {i['models_trained']} models trained"
+                           + (f" ({i['note']})" if i.get("note") else "") + "."
+                           for k, i in enumerate(r["invocations"])), "",
                  "Setting (deviations from the methods' defaults): " + "; ".join(r["setting"]["deviations"]) + ".",
                  "", f"Owners per method: {self.args.owners}; clean models: {self.args.clean}; keys per model: "
                  f"{self.args.keys} (other owners of the same method / owners of each method for clean models). "
@@ -601,7 +656,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: on 2 cores shared with other jobs, 2 threads measured 3-5x slower).")
     parser.add_argument("--time-budget-min", type=float, default=85.0,
-                        help="Stop starting new models when this much wall time would be exceeded.")
+                        help="Stop starting new models when this much active time (wall time not paused by "
+                        "other jobs, summed over the invocations that resumed this setting) would be exceeded.")
     parser.add_argument("--work", default="runs/calibration", help="Cache of models, keys and records.")
     parser.add_argument("--name", default="calibration_cifar10", help="Base name of the results files.")
     args = parser.parse_args(argv)
@@ -609,7 +665,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=DegenerateTestWarning)  # the effect size of a 1-probe round
     study = Study(args, list(argv if argv is not None else sys.argv[1:]))
     result = study.run()
-    log(f"done: {result['status']}, {result['total_s'] / 60:.1f} min; results in {RESULTS / args.name}.json/.md")
+    log(f"done: {result['status']}, {result['active_s'] / 60:.1f} min active; results in "
+        f"{RESULTS / args.name}.json/.md")
     return 0
 
 
