@@ -45,6 +45,19 @@ class TrainConfig:
             raise ParameterError(f"The 'lr' parameter of TrainConfig must be > 0; got {self.lr}.")
 
 
+def _fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast speeds training up here: on a GPU, or a CPU with native bf16 (AVX-512 BF16 or AMX).
+    Elsewhere it is emulated, measured about 6x slower than float32 on this project's 2-core AMD machines."""
+    if device.type != "cpu":
+        return True
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def default_config(arch: str, **overrides) -> TrainConfig:
     """Tuned defaults: ``fastnet`` for CIFAR on 2 CPU cores, ``resnet18`` as in the papers, ``tiny`` for tests;
     ``vgg11`` and ``resnet20`` (small CPU-trainable nets for transferability) reuse the fast-trainer recipe."""
@@ -131,7 +144,7 @@ def train_model(model: nn.Module, images: np.ndarray, labels: np.ndarray, config
                 x = _augment(data[idx].float().div_(255.0), config, gen).contiguous(memory_format=torch.channels_last)
                 for group in optimizer.param_groups:
                     group["lr"] = _lr_at(config, step, total)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and _fast_bf16(device)):
                     loss = F.cross_entropy(model(x).float(), targets[idx], label_smoothing=config.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
