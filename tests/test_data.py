@@ -127,9 +127,9 @@ def test_existing_output_is_refused_and_npz_round_trips(digits, tmp_path):
 def test_unknown_paths_and_labels_give_clear_errors(tmp_path):
     with pytest.raises(DataFormatError, match="does not exist"):
         load_data(tmp_path / "missing.parquet")
-    (tmp_path / "x.csv").write_text("a,b\n")
+    (tmp_path / "x.xlsx").write_text("a,b\n")
     with pytest.raises(DataFormatError, match="format"):
-        load_data(tmp_path / "x.csv")
+        load_data(tmp_path / "x.xlsx")
     png = io.BytesIO()
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(png, format="PNG")
     image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])

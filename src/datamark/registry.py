@@ -7,6 +7,7 @@ from typing import Any
 MODELS: dict[str, Any] = {}
 TRIGGERS: dict[str, Any] = {}
 METHODS: dict[str, Any] = {}
+MODALITIES: dict[str, Any] = {}
 
 
 def register(table: dict[str, Any], name: str):

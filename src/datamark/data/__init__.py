@@ -3,14 +3,17 @@
 Sources understood by :func:`load_data`:
 
 * ``digits`` / ``digits:train`` / ``digits:test`` -- the embedded scikit-learn digits (no download);
+* ``sst2:train|validation|test`` and ``ag_news:train|test`` -- the shared text corpora (see :mod:`.corpora`);
 * ``NAME:SPLIT`` such as ``cifar10:train`` -- ``$DATAMARK_DATA/NAME/SPLIT.parquet`` (the shared data folder);
-* a ``.parquet`` file (Hugging Face layout), a ``save_to_disk`` Arrow folder, an image folder with one
-  sub-folder per class, or a ``.npz`` file with ``images``, ``labels`` and ``class_names``.
+* a ``.parquet`` file (Hugging Face layout; image or string column), a ``save_to_disk`` Arrow folder, an image
+  folder with one sub-folder per class, a ``.tsv`` / ``.csv`` text file with a header row, or a ``.npz`` file
+  with ``images``, ``labels`` and ``class_names``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +21,14 @@ import numpy as np
 from ..exceptions import DataFormatError
 from .arrays import ArrayRecords
 from .arrow import ArrowRecords
+from .corpora import load_ag_news, load_sst2
+from .delimited import DelimitedRecords
 from .embedded import load_digits
 from .folder import FolderRecords, looks_like_image_folder
 from .records import Records
 
-__all__ = ["ArrayRecords", "ArrowRecords", "FolderRecords", "Records", "from_numpy", "load_data", "load_digits",
-           "shared_data_dir"]
+__all__ = ["ArrayRecords", "ArrowRecords", "DelimitedRecords", "FolderRecords", "Records", "from_numpy", "from_texts",
+           "load_data", "load_digits", "shared_data_dir"]
 
 
 def shared_data_dir() -> Path:
@@ -44,6 +49,12 @@ def from_numpy(images: np.ndarray, labels: np.ndarray, class_names: list[str] | 
     return ArrayRecords(images, labels, class_names)
 
 
+def from_texts(texts: Sequence[str], labels: Sequence[int] | np.ndarray,
+               class_names: Sequence[str] | None = None) -> ArrayRecords:
+    """Wrap in-memory strings (one example each) and integer labels."""
+    return ArrayRecords(list(texts), labels, class_names, where="(list of strings)", modality="text")
+
+
 def load_data(source: str | os.PathLike, *, input_column: str | None = None, label_column: str = "label") -> Records:
     """Open a dataset from a path or a short name (see the module docstring); nothing is modified."""
     text = str(source)
@@ -52,6 +63,10 @@ def load_data(source: str | os.PathLike, *, input_column: str | None = None, lab
     path = Path(text)
     if not path.exists() and ":" in text and "/" not in text:
         name, split = text.split(":", 1)
+        if name == "sst2":
+            return load_sst2(shared_data_dir(), split)
+        if name == "ag_news":
+            return load_ag_news(shared_data_dir(), split)
         path = shared_data_dir() / name / f"{split}.parquet"
         if not path.exists():
             raise DataFormatError(f"No dataset '{text}': expected '{path}'. Set DATAMARK_DATA to the shared data "
@@ -65,7 +80,10 @@ def load_data(source: str | os.PathLike, *, input_column: str | None = None, lab
             return ArrayRecords.load_npz(path)
         if suffix == ".parquet":
             return ArrowRecords.load(path, **columns)
-        raise DataFormatError(f"Cannot tell the format of '{path}'; use a .parquet or .npz file, an Arrow folder "
+        if suffix in (".tsv", ".tab", ".csv"):
+            return DelimitedRecords.load(path, **columns)
+        raise DataFormatError(f"Cannot tell the format of '{path}'; use a .parquet, .tsv, .csv or .npz file, an Arrow "
+                              f"folder "
                               f"(datasets.save_to_disk) or an image folder.")
     if (path / "dataset_info.json").exists() or (path / "state.json").exists():
         return ArrowRecords.load(path, **columns)

@@ -1,4 +1,7 @@
-"""In-memory numpy datasets (the Python API and the embedded digits); saved as ``.npz`` without pickle."""
+"""In-memory datasets (the Python API, the embedded digits, probe slices): a batch of any modality plus labels.
+
+Saved as ``.npz`` without pickle (text as a fixed-width unicode array, read back as strings).
+"""
 
 from __future__ import annotations
 
@@ -9,37 +12,34 @@ import numpy as np
 
 from .._io import Journal, atomic_path
 from ..exceptions import DataError, DataFormatError
-from .codec import content_id
+from ..modalities import Modality, get_modality, modality_of
 from .records import Records
 
 
 class ArrayRecords(Records):
-    """Images as a uint8 N x H x W x C array (N x H x W is read as grey) with integer labels."""
+    """A modality's batch held in memory (uint8 N x H x W x C images, N x H x W read as grey; or N strings)
+    with integer labels. The modality is taken from the batch's type unless given."""
 
     source_format = "numpy"
 
-    def __init__(self, images: np.ndarray, labels: Sequence[int] | np.ndarray,
-                 class_names: Sequence[str] | None = None, *, where: str = "(numpy arrays)") -> None:
-        images = np.asarray(images)
-        if images.ndim == 3:
-            images = images[..., None]
-        if images.ndim != 4 or images.shape[-1] not in (1, 3):
-            raise DataError(f"Images {where} must be N x H x W (grey) or N x H x W x C with C in (1, 3); got shape "
-                            f"{images.shape}. Reshape or convert them first.")
-        if images.dtype != np.uint8:
-            raise DataError(f"Images {where} must be uint8 in [0, 255]; got dtype {images.dtype}. Convert with "
-                            f"(x * 255).round().astype('uint8') if they are floats in [0, 1].")
+    def __init__(self, images: np.ndarray | Sequence[str], labels: Sequence[int] | np.ndarray,
+                 class_names: Sequence[str] | None = None, *, where: str = "(numpy arrays)",
+                 modality: Modality | str | None = None) -> None:
+        if modality is None:
+            modality = modality_of(images)
+        elif isinstance(modality, str):
+            modality = get_modality(modality)
+        images = modality.batch(images, where)
         labels = np.asarray(labels)
         if labels.shape != (len(images),):
             raise DataError(f"Labels {where} must be a vector of {len(images)} integers; got shape {labels.shape}.")
         if class_names is None:
             class_names = [str(c) for c in range(int(labels.max()) + 1 if labels.size else 0)]
-        super().__init__(labels, class_names, where)
+        super().__init__(labels, class_names, where, modality)
         self._images = images
 
     def _compute_ids(self) -> list[str]:
-        shape = ("x".join(map(str, self._images.shape[1:])) + ":").encode()
-        return [content_id(shape + image.tobytes()) for image in self._images]
+        return [self.modality.content_id(example) for example in self._images]
 
     def inputs(self) -> np.ndarray:
         return self._images
@@ -47,19 +47,27 @@ class ArrayRecords(Records):
     def replace(self, rows: np.ndarray, inputs: np.ndarray, labels: np.ndarray) -> ArrayRecords:
         images, new_labels = self._images.copy(), self.labels.copy()
         images[rows], new_labels[rows] = inputs, labels
-        return ArrayRecords(images, new_labels, self.class_names, where=f"{self.where}[watermarked]")
+        return ArrayRecords(images, new_labels, self.class_names, where=f"{self.where}[watermarked]",
+                            modality=self.modality)
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False, journal: Journal | None = None) -> None:
         """Write a ``.npz`` file (no pickle) atomically; see :meth:`Records.save`."""
         with atomic_path(path, overwrite=overwrite, what="dataset", journal=journal) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, images=self._images, labels=self.labels, class_names=np.array(self.class_names))
+                examples = self._images.astype(str) if self.modality.name == "text" else self._images
+                np.savez(f, images=examples, labels=self.labels, class_names=np.array(self.class_names),
+                         modality=np.array(self.modality.name))
 
     @classmethod
     def load_npz(cls, path: str | os.PathLike) -> ArrayRecords:
         try:
             with np.load(path, allow_pickle=False) as npz:
-                return cls(npz["images"], npz["labels"], [str(c) for c in npz["class_names"]], where=f"'{path}'")
+                modality = str(npz["modality"]) if "modality" in npz.files else "image"
+                examples = npz["images"]
+                if modality == "text":
+                    examples = [str(s) for s in examples]
+                return cls(examples, npz["labels"], [str(c) for c in npz["class_names"]], where=f"'{path}'",
+                           modality=modality)
         except (KeyError, ValueError, OSError) as err:
             raise DataFormatError(f"'{path}' is not a datamark .npz dataset (arrays 'images', 'labels', "
                                   f"'class_names'): {err}.") from err

@@ -1,7 +1,9 @@
 """Hugging Face layouts: a Parquet file (as in ``shared/data/cifar10``) or a ``save_to_disk`` Arrow folder.
 
-The table stays Arrow end to end: unchanged rows keep their original bytes, changed rows get PNG bytes, and
-the schema (including Hugging Face's feature metadata with the class names) is written back unchanged.
+The table stays Arrow end to end: unchanged rows keep their original stored values (image bytes, strings),
+changed rows are re-encoded by the modality (PNG bytes for images), and the schema (including Hugging Face's
+feature metadata with the class names) is written back unchanged. Which modality a table holds is read from its
+example column: an ``Image`` feature (or a struct with ``bytes``) is an image, a string column is text.
 """
 
 from __future__ import annotations
@@ -16,28 +18,33 @@ import pyarrow.parquet as pq
 
 from .._io import Journal, atomic_path
 from ..exceptions import DataError, DataFormatError
-from .codec import content_id, decode_image, encode_png, stack_images
+from ..modalities import Modality, get_modality
+from ..registry import MODALITIES
 from .records import Records
 
 
-def _image_column(table: pa.Table, features: dict, requested: str | None, where: str) -> str:
+def _example_column(table: pa.Table, features: dict, requested: str | None, label_column: str,
+                    where: str) -> tuple[str, Modality]:
+    """The example column and its modality: the one requested, else the first image column, else the first
+    string column that is not the label."""
+    modalities = [get_modality(name) for name in MODALITIES]
+    names = [requested] if requested is not None else [n for n in table.column_names if n != label_column]
+    if requested is not None and requested not in table.column_names:
+        raise DataError(f"The dataset {where} has no column '{requested}'; its columns are {table.column_names}.")
+    for modality in modalities:
+        for name in names:
+            if modality.looks_like_column(table.schema.field(name).type, features.get(name, {})):
+                return name, modality
     if requested is not None:
-        if requested not in table.column_names:
-            raise DataError(f"The dataset {where} has no column '{requested}'; its columns are {table.column_names}.")
-        return requested
-    for name in table.column_names:
-        if features.get(name, {}).get("_type") == "Image":
-            return name
-    for name in table.column_names:
-        typ = table.schema.field(name).type
-        if pa.types.is_struct(typ) and typ.get_field_index("bytes") >= 0:
-            return name
-    raise DataError(f"The dataset {where} has no image column (columns: {table.column_names}); pass "
+        raise DataError(f"The column '{requested}' of {where} holds {table.schema.field(requested).type}, not "
+                        f"images (Image feature) or text (strings); name the example column with input_column= "
+                        f"(--input-column).")
+    raise DataError(f"The dataset {where} has no image or text column (columns: {table.column_names}); pass "
                     f"input_column= (--input-column) to name it.")
 
 
 class ArrowRecords(Records):
-    """A table with an image column (struct of ``bytes`` and ``path``, Hugging Face's Image feature) and labels."""
+    """A table with an example column (Hugging Face's Image feature, or strings) and an integer label column."""
 
     def __init__(self, table: pa.Table, *, where: str, source_format: str = "parquet",
                  input_column: str | None = None, label_column: str = "label") -> None:
@@ -45,10 +52,10 @@ class ArrowRecords(Records):
         features = json.loads(meta).get("info", {}).get("features", {})
         self.table = table
         self.source_format = source_format
-        self.input_column = _image_column(table, features, input_column, where)
         if label_column not in table.column_names:
             raise DataError(f"The dataset {where} has no label column '{label_column}'; its columns are "
                             f"{table.column_names}. Pass label_column= (--label-column).")
+        self.input_column, modality = _example_column(table, features, input_column, label_column, where)
         self.label_column = label_column
         labels = np.asarray(table.column(label_column).to_numpy(zero_copy_only=False))
         if labels.dtype.kind not in "iu":
@@ -56,32 +63,37 @@ class ArrowRecords(Records):
         names = features.get(label_column, {}).get("names")
         if names is None:
             names = [str(c) for c in range(int(labels.max()) + 1 if len(labels) else 0)]
-        self._bytes = table.column(self.input_column).combine_chunks().field("bytes").to_pylist()
-        missing = [i for i, b in enumerate(self._bytes) if b is None]
+        self._values = table.column(self.input_column).to_pylist()  # stored values: bytes structs or strings
+        missing = [i for i, v in enumerate(self._values)
+                   if v is None or (isinstance(v, dict) and v.get("bytes") is None)]
         if missing:
-            raise DataError(f"Row {missing[0]} of {where} has no image bytes ({len(missing)} such rows); embed the "
-                            f"images in the table (Hugging Face: cast_column with Image(decode=True)) first.")
+            raise DataError(f"Row {missing[0]} of {where} has no {modality.name} ({len(missing)} such rows); "
+                            + ("embed the images in the table (Hugging Face: cast_column with Image(decode=True)) "
+                               "first." if modality.name == "image" else "drop or fill empty rows first."))
         self._decoded: np.ndarray | None = None
-        super().__init__(labels, names, where)
+        super().__init__(labels, names, where, modality)
+        if modality.name == "text":  # cheap to decode, and refusing empty or non-string rows early is clearer
+            self.inputs()
 
     def _compute_ids(self) -> list[str]:
-        return [content_id(b) for b in self._bytes]
+        return [self.modality.stored_id(v) for v in self._values]
 
     def inputs(self) -> np.ndarray:
         if self._decoded is None:
-            self._decoded = stack_images([decode_image(b, f"at row {i} of {self.where}")
-                                          for i, b in enumerate(self._bytes)], self.where)
+            self._decoded = self.modality.decode_stored(self._values, self.where)
         return self._decoded
 
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        if self._decoded is not None:
+            return self._decoded[rows]
+        return self.modality.decode_stored([self._values[r] for r in rows.tolist()], self.where)
+
     def replace(self, rows: np.ndarray, inputs: np.ndarray, labels: np.ndarray) -> ArrowRecords:
-        images = list(self._bytes)
-        paths = self.table.column(self.input_column).combine_chunks().field("path").to_pylist()
-        for row, image in zip(rows.tolist(), inputs, strict=False):
-            images[row] = encode_png(image)
-            paths[row] = None
-        image_type = self.table.schema.field(self.input_column).type
-        column = pa.StructArray.from_arrays([pa.array(images, pa.binary()), pa.array(paths, pa.string())],
-                                            fields=[image_type.field("bytes"), image_type.field("path")])
+        values = list(self._values)
+        for row, example in zip(rows.tolist(), inputs, strict=False):
+            values[row] = self.modality.encode_stored(example)
+        column = pa.array(values, self.table.schema.field(self.input_column).type)
         new_labels = self.labels.copy()
         new_labels[rows] = labels
         label_type = self.table.schema.field(self.label_column).type
@@ -89,7 +101,7 @@ class ArrowRecords(Records):
                                       self.table.schema.field(self.input_column), column)
         table = table.set_column(table.column_names.index(self.label_column),
                                  self.table.schema.field(self.label_column), pa.array(new_labels, label_type))
-        out = ArrowRecords(table.replace_schema_metadata(self.table.schema.metadata),
+        out = type(self)(table.replace_schema_metadata(self.table.schema.metadata),
                            where=f"{self.where}[watermarked]", source_format=self.source_format,
                            input_column=self.input_column, label_column=self.label_column)
         if self._decoded is not None:

@@ -1,8 +1,9 @@
 """The in-memory view of a labelled dataset that methods, trainers and verifiers share.
 
-A :class:`Records` object knows its examples (decoded lazily), labels, class names, stable row ids and the
-format it came from; :meth:`Records.replace` returns a *new* object with some rows changed (the original and
-its files are never touched), and :meth:`Records.save` writes it back in its own format, atomically.
+A :class:`Records` object knows its examples (decoded lazily, as its :class:`~datamark.modalities.Modality`'s
+batch: uint8 images, strings, ...), labels, class names, stable row ids and the format it came from;
+:meth:`Records.replace` returns a *new* object with some rows changed (the original and its files are never
+touched), and :meth:`Records.save` writes it back in its own format, atomically.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..exceptions import DataError
+from ..modalities import Modality, get_modality
 
 if TYPE_CHECKING:
     from .._io import Journal
@@ -24,12 +26,14 @@ if TYPE_CHECKING:
 
 
 class Records(ABC):
-    """A labelled dataset. Subclasses are format adapters (numpy arrays, Arrow/Parquet tables, image folders)."""
+    """A labelled dataset of one modality. Subclasses are format adapters (numpy arrays, Arrow/Parquet tables,
+    image folders, delimited text files); everything that depends on the kind of example is the modality's."""
 
-    modality: str = "image"
     source_format: str = "numpy"
 
-    def __init__(self, labels: Sequence[int] | np.ndarray, class_names: Sequence[str], where: str) -> None:
+    def __init__(self, labels: Sequence[int] | np.ndarray, class_names: Sequence[str], where: str,
+                 modality: Modality | str = "image") -> None:
+        self.modality = get_modality(modality) if isinstance(modality, str) else modality
         self.labels = np.asarray(labels, dtype=np.int64)
         self.class_names = tuple(str(c) for c in class_names)
         self.where = where
@@ -67,14 +71,19 @@ class Records(ABC):
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.inputs().shape[1:])
+        """The shape of one example: (H, W, C) for images, () for text."""
+        return self.modality.example_shape(self.inputs())
 
     @abstractmethod
     def _compute_ids(self) -> list[str]: ...
 
     @abstractmethod
     def inputs(self) -> np.ndarray:
-        """All examples decoded: uint8 N x H x W x C (validated: one shape, one mode)."""
+        """All examples decoded as the modality's batch (images validated: one shape, one mode)."""
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The examples at ``rows`` as a batch; adapters that decode lazily decode only these."""
+        return self.inputs()[np.asarray(rows, dtype=np.int64)]
 
     @abstractmethod
     def replace(self, rows: np.ndarray, inputs: np.ndarray, labels: np.ndarray) -> Records:
@@ -82,7 +91,7 @@ class Records(ABC):
 
     @abstractmethod
     def save(self, path: str | os.PathLike, *, overwrite: bool = False, journal: Journal | None = None) -> None:
-        """Write the dataset in its own format (atomically; modified images as PNG).
+        """Write the dataset in its own format (atomically; modified images as PNG, text as UTF-8).
 
         An existing ``path`` is replaced only with ``overwrite`` and only if it is an output of the same kind
         (a file, or a folder datamark wrote); ``journal`` lets a caller undo the write (see :mod:`datamark._io`).
@@ -92,4 +101,5 @@ class Records(ABC):
         """The given rows as in-memory arrays (probe sets, test slices)."""
         from .arrays import ArrayRecords
         rows = np.asarray(rows, dtype=np.int64)
-        return ArrayRecords(self.inputs()[rows], self.labels[rows], self.class_names, where=f"{self.where}[subset]")
+        return ArrayRecords(self.take(rows), self.labels[rows], self.class_names, where=f"{self.where}[subset]",
+                            modality=self.modality)

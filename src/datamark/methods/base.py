@@ -8,6 +8,7 @@ overrides only *which rows* (:meth:`eligible_rows`, :meth:`count`) and *how to m
 from __future__ import annotations
 
 import dataclasses
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -20,11 +21,14 @@ from ..data.records import Records
 from ..exceptions import ParameterError
 from ..key import Key
 from ..marks import Mark
+from ..modalities import Modality
 from ..triggers.base import Trigger
 from ..verify.plan import MARKS_TEST
 
 #: Control triggers a single-mark key asks the verifier to run (exact rank test at alpha >= 1/101).
 SINGLE_MARK_CONTROLS = 100
+
+logger = logging.getLogger(__name__)
 
 MARK_BATCH = 1024  # rows marked per batch: bounds memory for large datasets, granularity of the progress bar
 
@@ -33,7 +37,7 @@ MARK_BATCH = 1024  # rows marked per batch: bounds memory for large datasets, gr
 class MarkBatch:
     """One batch of selected rows and everything a method may use to mark it."""
 
-    inputs: np.ndarray        # decoded examples of the batch (never modified in place)
+    inputs: np.ndarray        # decoded examples of the batch, the modality's batch type (never modified in place)
     labels: np.ndarray        # their current labels
     ids: list[str]            # their stable row ids (for per-sample keyed choices)
     trigger: Trigger
@@ -87,6 +91,8 @@ class WatermarkMethod(ABC):
     default_marks: ClassVar[int] = 1    # K when n_marks is None; methods that cannot split their mark keep 1
     supports_marks: ClassVar[bool] = False
     count_per_mark: ClassVar[bool] = False  # False: count() is the whole watermark's, split evenly over marks
+    modalities: ClassVar[tuple[str, ...]] = ("image",)  # kinds of data the method is defined for
+    decodes_all: ClassVar[bool] = True  # False: only the marked rows are decoded (poison-only methods)
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -127,7 +133,14 @@ class WatermarkMethod(ABC):
     # --- what concrete methods provide -------------------------------------------------------------------
     @abstractmethod
     def default_trigger(self, input_shape: tuple[int, ...], rng: np.random.Generator) -> Trigger:
-        """The trigger used when none is given, drawn from the secret's trigger generator."""
+        """The image trigger used when none is given, drawn from the secret's trigger generator."""
+
+    def trigger_for(self, modality: Modality, input_shape: tuple[int, ...], rng: np.random.Generator) -> Trigger:
+        """The default trigger for data of ``modality``: the method's own for images, the modality's otherwise
+        (a keyed rare word for text)."""
+        if modality.name == "image":
+            return self.default_trigger(input_shape, rng)
+        return modality.default_trigger(rng)
 
     @abstractmethod
     def count(self, data: Records, eligible: np.ndarray) -> int:
@@ -169,19 +182,23 @@ class WatermarkMethod(ABC):
         """Sorted positions of the ``k`` rows to mark: by default the eligible rows with the smallest keyed hash."""
         return select_smallest(keyed_scores(secret, data.ids, "mark"), k, eligible)
 
-    def mark_rows(self, data: Records, inputs: np.ndarray, rows: np.ndarray, *, trigger: Trigger,
+    def mark_rows(self, data: Records, inputs: np.ndarray | None, rows: np.ndarray, *, trigger: Trigger,
                   target: int | None, secret: bytes, context: Any = None, progress: bool = False
                   ) -> tuple[np.ndarray, np.ndarray]:
         """Marked inputs and labels of all selected ``rows``: :meth:`mark` batch by batch, unless a method marks
-        its rows jointly (bi-level crafting optimises every poison against one objective)."""
-        k, input_shape = len(rows), tuple(inputs.shape[1:])
-        marked, labels = np.empty((k, *input_shape), dtype=np.uint8), np.empty(k, dtype=np.int64)
+        its rows jointly (bi-level crafting optimises every poison against one objective). ``inputs`` is None
+        when the method does not decode the whole dataset: each batch's rows are decoded on their own."""
+        k = len(rows)
+        marked, labels = None, np.empty(k, dtype=np.int64)
         mark_rng = generator(secret, "mark")
-        with progress_bar(f"mark ({self.registry_name})", k, enabled=progress, unit="img") as bar:
+        with progress_bar(f"mark ({self.registry_name})", k, enabled=progress, unit="row") as bar:
             for start in range(0, k, MARK_BATCH):
                 batch = rows[start:start + MARK_BATCH]
+                examples = inputs[batch] if inputs is not None else data.take(batch)
+                if marked is None:
+                    marked = data.modality.empty(k, data.modality.example_shape(examples))
                 marked[start:start + len(batch)], labels[start:start + len(batch)] = self.mark(MarkBatch(
-                    inputs[batch], data.labels[batch], [data.ids[r] for r in batch], trigger, target,
+                    examples, data.labels[batch], [data.ids[r] for r in batch], trigger, target,
                     data.num_classes, secret, mark_rng, batch, context))
                 bar.advance(len(batch))
         return marked, labels
@@ -210,12 +227,14 @@ class WatermarkMethod(ABC):
             target = self.resolve_target(data, secret, "target" + suffix)
             n_candidates = self.candidates()
             if n_candidates > 1:
-                candidates = tuple(self.default_trigger(input_shape, generator(secret, f"candidate{suffix}:{i}"))
+                candidates = tuple(self.trigger_for(data.modality, input_shape,
+                                                    generator(secret, f"candidate{suffix}:{i}"))
                                    for i in range(n_candidates))
                 embedded = int(generator(secret, "embedded" + suffix).integers(n_candidates))
                 marks.append(Mark(candidates[embedded], target, candidates, embedded))
                 continue
-            trigger = self.trigger or self.default_trigger(input_shape, generator(secret, "trigger" + suffix))
+            trigger = self.trigger or self.trigger_for(data.modality, input_shape,
+                                                       generator(secret, "trigger" + suffix))
             marks.append(Mark(trigger, target))
         return marks
 
@@ -232,18 +251,25 @@ class WatermarkMethod(ABC):
 
     def apply(self, data: Records, *, progress: bool = False) -> Watermarked:
         """Watermark ``data``; returns a new dataset and its key. ``data`` and its files are left untouched."""
-        inputs = data.inputs()  # decodes and validates every example (corrupt files, mixed shapes)
-        input_shape = tuple(inputs.shape[1:])
+        if data.modality.name not in self.modalities:
+            raise ParameterError(f"{type(self).__name__} is defined for {' and '.join(self.modalities)} data; "
+                                 f"{data.where} holds {data.modality.name}. Choose a method that supports it "
+                                 f"(see `datamark methods`).")
+        # Methods that look at every example decode (and so validate) them all; poison-only methods decode just
+        # the rows they mark, so protect does not need the whole dataset in memory.
+        inputs = data.inputs() if self.decodes_all else None
+        input_shape = data.modality.example_shape(inputs if inputs is not None else data.take(np.arange(1)))
         secret = resolve_secret(self.seed)
         marks = self.draw_marks(data, secret, input_shape)
         for mark in marks:
             mark.trigger.check_input_shape(input_shape)
+        markable = self._markable(data, marks)
         context = self.prepare(data, inputs, secret=secret, target=marks[0].target, trigger=marks[0].trigger,
                                progress=progress)
         free = np.ones(len(data), dtype=bool)
         per_mark = []
         for j, mark in enumerate(marks):  # disjoint rows: each mark takes its count among rows no earlier mark took
-            eligible = self.eligible_rows(data, mark.target)
+            eligible = self.eligible_rows(data, mark.target) & markable
             k = self._mark_count(data, eligible, j)
             if k > int((eligible & free).sum()):
                 raise ParameterError(f"{type(self).__name__} needs {k} rows for a mark but only "
@@ -262,7 +288,7 @@ class WatermarkMethod(ABC):
             rows_all = np.concatenate([rows, decoys])
             order = np.argsort(rows_all)
             decoy_rng = generator(secret, "mark")  # the stream decoys have always used: keeps old runs reproducible
-            decoy_inputs = self.decoy_inputs(inputs[decoys], marks[0].trigger, decoy_rng)
+            decoy_inputs = self.decoy_inputs(data.take(decoys), marks[0].trigger, decoy_rng)
             watermarked = data.replace(rows_all[order], np.concatenate([marked, decoy_inputs])[order],
                                        np.concatenate([labels, data.labels[decoys]])[order])
         else:
@@ -273,17 +299,39 @@ class WatermarkMethod(ABC):
                   target=marks[0].target, secret=secret.hex(), marked_ids=tuple(data.ids[r] for r in rows),
                   dataset={"fingerprint": data.fingerprint, "watermarked_fingerprint": watermarked.fingerprint,
                            "n_rows": len(data), "num_classes": data.num_classes, "class_names": list(data.class_names),
-                           "input_shape": list(input_shape), "modality": data.modality,
+                           "input_shape": list(input_shape), "modality": data.modality.name,
+                           **data.modality.describe(data.take(np.arange(min(len(data), 256)))),
                            "format": data.source_format},
                   verification=self.verification_plan(),
                   extra={**self.key_extra(data, rows, labels, context=context),
+                         **({"unmarkable_rows": int((~markable).sum())} if not markable.all() else {}),
                          **({"decoy_ids": [data.ids[r] for r in decoys]} if len(decoys) else {})},
                   marks=configs if self.uses_marks else ())
         return Watermarked(watermarked, key, rows)
 
     def decoy_inputs(self, inputs: np.ndarray, trigger: Trigger, rng: np.random.Generator) -> np.ndarray:
         """The decoy rows' new inputs: each stamped with its own independent trigger of the key's kind."""
-        return np.stack([trigger.independent(rng).apply(x) for x in inputs])
+        out = inputs.copy()
+        for i, x in enumerate(inputs):
+            out[i] = trigger.independent(rng).apply(x)
+        return out
+
+    def _markable(self, data: Records, marks: list[Mark]) -> np.ndarray:
+        """Rows every mark's trigger can mark (a style rewrite needs a verb); the others are counted in the key
+        and reported, never silently left unmarked among the selected rows."""
+        triggers = [t for m in marks for t in (m.candidates or (m.trigger,))]
+        markable = np.ones(len(data), dtype=bool)
+        if all(t.always_applicable for t in triggers):
+            return markable
+        inputs = data.inputs()
+        for trigger in triggers:
+            markable &= trigger.applicable(inputs)
+        if not markable.any():
+            raise ParameterError(f"The trigger of {type(self).__name__} can mark none of the rows of {data.where}.")
+        if not markable.all():
+            logger.warning("%d of %d rows of %s cannot carry the trigger (%s); they are not eligible for marking.",
+                           int((~markable).sum()), len(data), data.where, type(triggers[0]).__name__)
+        return markable
 
     def _decoys(self, data: Records, secret: bytes, rows: np.ndarray) -> np.ndarray:
         """Rows that get an independent random trigger and keep their label (none unless ``decoy_rate`` > 0)."""

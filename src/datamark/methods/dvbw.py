@@ -40,6 +40,7 @@ class PoisonLabel(WatermarkMethod):
 
     default_marks = 10  # K = 10 marks at rate / 10 each (datamark: exact test; the papers use K = 1)
     supports_marks = True
+    decodes_all = False  # stamps and relabels: only the marked rows are ever decoded
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -62,9 +63,15 @@ class PoisonLabel(WatermarkMethod):
 @register(METHODS, "badnets")
 @dataclass(frozen=True, kw_only=True)
 class BadNets(PoisonLabel):
-    """DVBW with the BadNets patch: a secret ``trigger_size`` square (3x3 at 32 px, scaled) at the bottom right."""
+    """DVBW with the BadNets patch: a secret ``trigger_size`` square (3x3 at 32 px, scaled) at the bottom right.
+
+    On text (DVBW's text setting) the trigger is a keyed rare word at a keyed position, or the style trigger
+    given as ``trigger=StyleTrigger()``; ``pattern`` and ``trigger_size`` are image settings.
+    """
 
     trigger_size: int | None = None
+
+    modalities = ("image", "text")
 
     def default_trigger(self, input_shape: tuple[int, ...], rng: np.random.Generator) -> Trigger:
         return make_patch_trigger(input_shape, rng, pattern=self.pattern, size=self.trigger_size)

@@ -1,7 +1,9 @@
 """The trigger contract: a frozen object whose ``apply`` marks examples without side effects.
 
-``apply(x)`` takes one example or a batch and returns a new array of the same type, shape, dtype and valid
-range; ``to_config()`` / ``from_config()`` round-trip the trigger through the key (JSON-only values).
+``apply(x)`` takes one example or a batch of its modality (a uint8 image array, a ``str`` or a 1-d object array
+of ``str``, ...) and returns a new one of the same type, shape, dtype and valid range; ``to_config()`` /
+``from_config()`` round-trip the trigger through the key (JSON-only values). A trigger that cannot mark every
+example (a style rewrite needs a verb) says which with :meth:`Trigger.applicable`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,13 @@ class Trigger(ABC):
     @abstractmethod
     def check_input_shape(self, shape: tuple[int, ...]) -> None:
         """Raise a clear error if examples of ``shape`` cannot carry this trigger."""
+
+    #: False for triggers that cannot mark every example; they override :meth:`applicable`.
+    always_applicable: ClassVar[bool] = True
+
+    def applicable(self, batch: np.ndarray) -> np.ndarray:
+        """Boolean mask of the examples of ``batch`` this trigger can mark (all of them unless overridden)."""
+        return np.ones(len(batch), dtype=bool)
 
     def to_config(self) -> dict[str, Any]:
         return {"name": self.registry_name, "params": self.params()}

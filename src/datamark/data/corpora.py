@@ -1,0 +1,61 @@
+"""The shared text corpora by short name: ``sst2:train|validation|test`` and ``ag_news:train|test``.
+
+SST-2 is read as it is staged (``sst2/SPLIT.tsv``, header ``sentence<TAB>label``, 1 = positive). AG News is
+staged as its *test* split only (7,600 rows, no header: ``"class(1-4)","title","description"``); datamark
+splits it into train (80 %) and test (20 %) per class by a fixed keyed hash of each row's text, so the split is
+stratified, independent of row order and the same on every machine. The example is ``title + " " +
+description``; a split is written out (``save``) as a CSV with header ``label,text``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+
+from ..exceptions import DataFormatError, ParameterError
+from .delimited import DelimitedRecords
+
+SST2_CLASSES = ("negative", "positive")
+AG_NEWS_SPLITS = ("train", "test")
+AG_NEWS_TRAIN_FRACTION = 0.8
+_AG_NEWS_SPLIT_KEY = b"datamark/ag_news/split/v1"
+
+
+def load_sst2(root: Path, split: str) -> DelimitedRecords:
+    path = root / "sst2" / f"{split}.tsv"
+    if not path.exists():
+        raise DataFormatError(f"No SST-2 split '{split}': expected '{path}'. Splits are train, validation, test; "
+                              f"set DATAMARK_DATA to the shared data folder.")
+    return DelimitedRecords.load(path, input_column="sentence", label_column="label", class_names=SST2_CLASSES)
+
+
+def load_ag_news(root: Path, split: str) -> DelimitedRecords:
+    if split not in AG_NEWS_SPLITS:
+        raise ParameterError(f"AG News has splits {AG_NEWS_SPLITS} (datamark's split of the staged test set); got "
+                             f"'{split}'.")
+    path = root / "ag_news" / "test.csv"
+    if not path.exists():
+        raise DataFormatError(f"AG News is not staged: expected '{path}'; set DATAMARK_DATA to the shared data "
+                              f"folder.")
+    names_file = root / "ag_news" / "classes.txt"
+    names = ["1", "2", "3", "4"]
+    if names_file.exists():
+        names = [n.strip() for n in names_file.read_text(encoding="utf-8").splitlines() if n.strip()]
+    with open(path, encoding="utf-8", newline="") as f:
+        raw = [r for r in csv.reader(f) if r]
+    rows = [[label, f"{title.strip()} {description.strip()}".replace("\\", " ").strip()]
+            for label, title, description in raw]
+    by_class: dict[str, list[tuple[str, int]]] = {}
+    for i, (label, text) in enumerate(rows):
+        rank = hashlib.sha256(_AG_NEWS_SPLIT_KEY + text.encode("utf-8") + b"\0" + str(i).encode()).hexdigest()
+        by_class.setdefault(label, []).append((rank, i))
+    chosen = []
+    for members in by_class.values():
+        members.sort()
+        cut = round(AG_NEWS_TRAIN_FRACTION * len(members))
+        chosen += [i for _, i in (members[:cut] if split == "train" else members[cut:])]
+    chosen.sort()
+    return DelimitedRecords(["label", "text"], [rows[i] for i in chosen], delimiter=",", quoting=csv.QUOTE_MINIMAL,
+                            where=f"ag_news:{split}", text_column="text", label_column="label",
+                            class_names=names, label_offset=1)

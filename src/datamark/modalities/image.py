@@ -1,0 +1,79 @@
+"""Images: uint8 N x H x W x C batches (C = 1 grey or 3 colour), stored as encoded bytes (PNG when modified)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from ..data.codec import decode_image, encode_png, stack_images
+from ..exceptions import DataError
+from ..registry import MODALITIES, register
+from .base import Modality, sha256_hex
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC images -> float NCHW in [0, 1]: the preprocessing every datamark image model expects."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+@register(MODALITIES, "image")
+class ImageModality(Modality):
+    """uint8 images; budgets are L-infinity on the [0, 1] pixel scale (16/255, not 16)."""
+
+    name = "image"
+    feature_type = "Image"
+    budget_metric = "L-infinity distance on the [0, 1] pixel scale"
+
+    def batch(self, examples: Any, where: str = "") -> np.ndarray:
+        images = np.asarray(examples)
+        if images.ndim == 3:
+            images = images[..., None]
+        if images.ndim != 4 or images.shape[-1] not in (1, 3):
+            raise DataError(f"Images {where} must be N x H x W (grey) or N x H x W x C with C in (1, 3); got shape "
+                            f"{images.shape}. Reshape or convert them first.")
+        if images.dtype != np.uint8:
+            raise DataError(f"Images {where} must be uint8 in [0, 255]; got dtype {images.dtype}. Convert with "
+                            f"(x * 255).round().astype('uint8') if they are floats in [0, 1].")
+        return images
+
+    def empty(self, n: int, example_shape: tuple[int, ...]) -> np.ndarray:
+        return np.empty((n, *example_shape), dtype=np.uint8)
+
+    def stack(self, examples: list[Any], where: str = "") -> np.ndarray:
+        return stack_images(list(examples), where)
+
+    def example_shape_of(self, example: Any) -> tuple[int, ...]:
+        return tuple(np.asarray(example).shape)
+
+    def content_id(self, example: Any) -> str:
+        image = np.asarray(example)
+        return sha256_hex(("x".join(map(str, image.shape)) + ":").encode() + image.tobytes())
+
+    def decode_stored(self, values: list[Any], where: str) -> np.ndarray:
+        return stack_images([decode_image(_image_bytes(v, i, where), f"at row {i} of {where}")
+                             for i, v in enumerate(values)], where)
+
+    def stored_id(self, value: Any) -> str:
+        return sha256_hex(_image_bytes(value, -1, ""))
+
+    def encode_stored(self, example: Any) -> Any:
+        return {"bytes": encode_png(np.asarray(example)), "path": None}
+
+    def looks_like_column(self, field_type: Any, feature: dict[str, Any]) -> bool:
+        if feature.get("_type") == "Image":
+            return True
+        return pa.types.is_struct(field_type) and field_type.get_field_index("bytes") >= 0
+
+    def logits(self, model: torch.nn.Module, batch: np.ndarray, device: torch.device) -> torch.Tensor:
+        return model(to_tensor(batch).to(device))
+
+
+def _image_bytes(value: Any, row: int, where: str) -> bytes:
+    data = value.get("bytes") if isinstance(value, dict) else value
+    if data is None:
+        raise DataError(f"Row {row} of {where} has no image bytes; embed the images in the table (Hugging Face: "
+                        f"cast_column with Image(decode=True)) first.")
+    return data
