@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..exceptions import QueryBudgetError, SuspectError
+from ..modalities import get_modality
 from ._transport import Transport
 from .base import Outputs
 
@@ -23,6 +24,7 @@ class RemoteSuspect:
     queries: int
     endpoint: str
     _http: Transport
+    modality_name: str = "image"  # the kind of data the endpoint takes; subclasses set it from their format
 
     @property
     def budget_left(self) -> int | None:
@@ -43,9 +45,13 @@ class RemoteSuspect:
         raise NotImplementedError
 
     def query(self, inputs: np.ndarray) -> np.ndarray:
-        """Probabilities (N x K) or labels (N) for uint8 N x H x W x C ``inputs``, ``batch_size`` per request."""
-        inputs = np.asarray(inputs)
-        if inputs.ndim != 4 or inputs.dtype != np.uint8:
+        """Probabilities (N x K) or labels (N) for a batch of the endpoint's modality (uint8 N x H x W x C
+        images, or strings), ``batch_size`` per request."""
+        try:
+            inputs = get_modality(self.modality_name).batch(inputs, f"sent to {self.endpoint}")
+        except ValueError as err:
+            raise SuspectError(f"{type(self).__name__}.query takes {self.modality_name} input: {err}") from err
+        if self.modality_name == "image" and inputs.ndim != 4:
             raise SuspectError(f"{type(self).__name__}.query takes uint8 N x H x W x C images; got {inputs.dtype} "
                                f"{inputs.shape}.")
         left = self.budget_left

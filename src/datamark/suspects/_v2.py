@@ -4,7 +4,8 @@ server (:mod:`.serve`) so both sides encode and decode images the same way.
 A V2 tensor is ``{"name", "datatype", "shape", "data"}`` with ``data`` the row-major flattened values
 (nested lists are accepted too). Images in datamark are uint8 N x H x W x C arrays; a :class:`TensorFormat`
 says how an endpoint wants them: datatype (UINT8 or FP32), layout (NHWC or NCHW) and, for FP32, the value of
-a white pixel (255 or 1). See https://kserve.github.io/website/latest/modelserving/data_plane/v2_protocol/.
+a white pixel (255 or 1). Text travels as a BYTES tensor of UTF-8 strings, shape [N] (or [N, 1] where the
+endpoint declares it so), as the Hugging Face runtimes of MLServer and KServe expect. See https://kserve.github.io/website/latest/modelserving/data_plane/v2_protocol/.
 """
 
 from __future__ import annotations
@@ -18,25 +19,27 @@ import numpy as np
 
 from ..exceptions import ParameterError
 
-Datatype = Literal["UINT8", "FP32"]
+Datatype = Literal["UINT8", "FP32", "BYTES"]
 Layout = Literal["NHWC", "NCHW"]
 
 #: V2 datatype name -> numpy dtype, for the tensors datamark sends and reads.
 NUMPY_DTYPES: dict[str, type] = {"UINT8": np.uint8, "INT32": np.int32, "INT64": np.int64, "FP32": np.float32,
-                                  "FP64": np.float64}
+                                  "FP64": np.float64, "BYTES": object}
 
 
 @dataclass(frozen=True)
 class TensorFormat:
-    """How an endpoint wants a batch of images: ``datatype``, ``layout`` and ``scale`` (value of white, FP32)."""
+    """How an endpoint wants a batch: images as ``datatype`` UINT8/FP32 in ``layout`` with ``scale`` (value of
+    white, FP32); text as ``datatype`` BYTES (layout and scale do not apply)."""
 
     datatype: Datatype = "UINT8"
     layout: Layout = "NHWC"
     scale: float = 255.0
 
     def __post_init__(self) -> None:
-        if self.datatype not in ("UINT8", "FP32"):
-            raise ParameterError(f"The input 'datatype' must be 'UINT8' or 'FP32'; got '{self.datatype}'.")
+        if self.datatype not in ("UINT8", "FP32", "BYTES"):
+            raise ParameterError(f"The input 'datatype' must be 'UINT8' or 'FP32' (images) or 'BYTES' (text); got "
+                                 f"'{self.datatype}'.")
         if self.layout not in ("NHWC", "NCHW"):
             raise ParameterError(f"The input 'layout' must be 'NHWC' or 'NCHW'; got '{self.layout}'.")
         if self.scale not in (1.0, 255.0):
@@ -44,13 +47,22 @@ class TensorFormat:
         if self.datatype == "UINT8" and self.scale != 255.0:
             raise ParameterError("UINT8 inputs always use the 0-255 scale; pass scale=255 or datatype='FP32'.")
 
+    @property
+    def modality(self) -> str:
+        """The kind of data this format carries."""
+        return "text" if self.datatype == "BYTES" else "image"
+
     def shape(self, hwc: tuple[int, ...]) -> list[int]:
-        """The V2 shape of a batch of any size (-1) of ``hwc`` images, in this layout."""
+        """The V2 shape of a batch of any size (-1) of ``hwc`` images, in this layout ([-1] for text)."""
+        if self.datatype == "BYTES":
+            return [-1]
         h, w, c = hwc
         return [-1, h, w, c] if self.layout == "NHWC" else [-1, c, h, w]
 
     def encode(self, images: np.ndarray) -> np.ndarray:
-        """uint8 N x H x W x C images -> the array to send (layout, datatype and scale applied)."""
+        """uint8 N x H x W x C images -> the array to send (layout, datatype and scale applied); text as is."""
+        if self.datatype == "BYTES":
+            return np.asarray(images, dtype=object)
         arr = np.asarray(images)
         if self.layout == "NCHW":
             arr = arr.transpose(0, 3, 1, 2)
@@ -62,8 +74,15 @@ class TensorFormat:
         """The inverse of :meth:`encode`: a received array -> uint8 N x H x W x C images.
 
         Values that are not pixels are refused (ValueError), never wrapped or clipped into some: a UINT8 value
-        outside 0..255, or an FP32 value that is not finite or does not round to 0..255 on this scale.
+        outside 0..255, or an FP32 value that is not finite or does not round to 0..255 on this scale. Text
+        comes back as a 1-d object array of strings ([N, 1] is flattened).
         """
+        if self.datatype == "BYTES":
+            if arr.ndim == 2 and arr.shape[1] == 1:
+                arr = arr[:, 0]
+            if arr.ndim != 1:
+                raise ParameterError(f"Expected a BYTES batch of shape [N] or [N, 1]; got shape {list(arr.shape)}.")
+            return arr
         if arr.ndim != 4:
             raise ParameterError(f"Expected a 4-d {self.layout} image batch; got shape {list(arr.shape)}.")
         values = np.rint(arr.astype(np.float64) * (255.0 / self.scale))
@@ -78,6 +97,8 @@ class TensorFormat:
 
 def to_tensor(name: str, arr: np.ndarray, datatype: str) -> dict[str, Any]:
     """A V2 tensor (JSON-ready dict) holding ``arr`` flattened in row-major order."""
+    if datatype == "BYTES":
+        return {"name": name, "datatype": datatype, "shape": list(arr.shape), "data": [str(x) for x in np.ravel(arr)]}
     return {"name": name, "datatype": datatype, "shape": list(arr.shape), "data": np.ravel(arr).tolist()}
 
 
@@ -94,6 +115,8 @@ def from_tensor(tensor: Any, where: str) -> np.ndarray:
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise ValueError(f"{where} has shape {shape!r}; expected a list of non-negative integers")
     size = math.prod(shape)  # exact: numpy's product of huge dimensions would overflow and wrap
+    if datatype == "BYTES":
+        return _strings(tensor["data"], shape, size, where)
     others = leaf_types(tensor["data"]) - {int, float}
     if others:
         raise ValueError(f"{where} has 'data' holding {', '.join(sorted(t.__name__ for t in others))} values; a "
@@ -115,6 +138,20 @@ def from_tensor(tensor: Any, where: str) -> np.ndarray:
         return flat.astype(dtype).reshape(shape)
     with np.errstate(over="ignore"):  # a value beyond FP32 becomes inf, which the readers then refuse by name
         return flat.reshape(shape) if dtype == np.float64 else flat.astype(dtype).reshape(shape)
+
+
+def _strings(data: Any, shape: list[int], size: int, where: str) -> np.ndarray:
+    """A BYTES tensor's data (UTF-8 strings, possibly nested) as an object array of ``shape``."""
+    others = leaf_types(data) - {str}
+    if others:
+        raise ValueError(f"{where} has 'data' holding {', '.join(sorted(t.__name__ for t in others))} values; a "
+                         f"BYTES tensor holds strings")
+    flat = list(itertools.chain.from_iterable(data)) if data and isinstance(data[0], list) else list(data)
+    if len(flat) != size:
+        raise ValueError(f"{where} has {len(flat)} values in 'data' but its shape {shape} needs {size}")
+    out = np.empty(size, dtype=object)
+    out[:] = flat
+    return out.reshape(shape)
 
 
 def leaf_types(data: Any) -> set[type]:

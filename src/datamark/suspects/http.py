@@ -1,9 +1,9 @@
 """A suspect behind an HTTP endpoint that speaks the Open Inference Protocol (KServe V2).
 
 The client reads the model's metadata first and refuses options that disagree with it (printing the
-metadata), then sends images in batches: uint8 N x H x W x C arrays from the verifier become the tensor the
-endpoint declared (UINT8 or FP32, NHWC or NCHW, 0-255 or 0-1). A hard query budget is checked *before* each
-request, and every answer is validated (shape, class count, finite, normalised) before a test sees it.
+metadata), then sends batches: uint8 N x H x W x C images from the verifier become the tensor the endpoint
+declared (UINT8 or FP32, NHWC or NCHW, 0-255 or 0-1); text goes as a BYTES tensor of strings. A hard query
+budget is checked *before* each request, and every answer is validated (shape, class count, finite, normalised) before a test sees it.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class HTTPSuspect(RemoteSuspect):
         if batch_size < 1 or (budget is not None and budget < 0):
             raise ParameterError(f"batch_size must be >= 1 and budget >= 0; got {batch_size} and {budget}.")
         self.format = TensorFormat(datatype, layout, float(scale))  # type: ignore[arg-type]
+        self.modality_name = self.format.modality
         self.model_name, self.batch_size, self.budget = model_name, batch_size, budget
         self.queries = 0
         self._http = Transport(url, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s,
@@ -84,7 +85,12 @@ class HTTPSuspect(RemoteSuspect):
             raise self._mismatch(f"input '{self.input_name}' has datatype {inp.get('datatype')}, not "
                                  f"{self.format.datatype}", f"Pass --datatype {inp.get('datatype')}.")
         self.input_shape_declared = inp.get("shape")
-        if not isinstance(self.input_shape_declared, list) or len(self.input_shape_declared) != 4:
+        if self.format.datatype == "BYTES":
+            shape = self.input_shape_declared
+            if not isinstance(shape, list) or len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] not in (1, -1)):
+                raise self._mismatch(f"input '{self.input_name}' has shape {shape}, not a batch of strings",
+                                     "datamark sends text as a BYTES tensor of shape [N] or [N, 1].")
+        elif not isinstance(self.input_shape_declared, list) or len(self.input_shape_declared) != 4:
             raise self._mismatch(f"input '{self.input_name}' has shape {self.input_shape_declared}, not a 4-d "
                                  f"image batch", "datamark sends N x H x W x C (or N x C x H x W) images.")
         out_type = str(out.get("datatype", ""))
@@ -107,6 +113,8 @@ class HTTPSuspect(RemoteSuspect):
         self.num_classes = int(num_classes if num_classes is not None else declared_k)
 
     def _check_shape(self, sent: tuple[int, ...]) -> None:
+        if self.format.datatype == "BYTES":
+            return  # the shape was checked against the metadata: [N] or [N, 1]
         declared = self.input_shape_declared[1:]
         if any(isinstance(d, int) and d >= 0 and d != s for d, s in zip(declared, sent, strict=True)):
             raise self._mismatch(f"input '{self.input_name}' has shape {self.input_shape_declared} but datamark "
@@ -122,6 +130,8 @@ class HTTPSuspect(RemoteSuspect):
 
     def _ask(self, images: np.ndarray) -> np.ndarray:
         sent = self.format.encode(images)
+        if self.format.datatype == "BYTES" and len(self.input_shape_declared) == 2:
+            sent = sent.reshape(-1, 1)
         self._check_shape(tuple(sent.shape[1:]))
         payload = {"inputs": [to_tensor(self.input_name, sent, self.format.datatype)],
                    "outputs": [{"name": self.output_name}]}

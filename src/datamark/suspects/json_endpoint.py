@@ -35,7 +35,8 @@ class JSONTemplate:
         response_path: dotted path of the answers in the response, e.g. ``"predictions"`` or ``"result.probs"``.
         outputs: "probs" (an N x K list) or "labels" (a list of N integers) at ``response_path``.
         path: URL path of the endpoint, e.g. ``"/v1/models/m:predict"``.
-        datatype / layout / scale: the image encoding (FP32 images are sent as floats).
+        datatype / layout / scale: the image encoding (FP32 images are sent as floats); ``"BYTES"`` sends text,
+            a list of strings.
     """
 
     request: dict[str, Any] = field(default_factory=lambda: {"instances": PLACEHOLDER})
@@ -104,6 +105,7 @@ class JSONSuspect(RemoteSuspect):
             raise ParameterError(f"num_classes must be >= 2 and batch_size >= 1; got {num_classes}, {batch_size}.")
         self.template, self.num_classes, self.outputs = template, int(num_classes), template.outputs
         self.format = TensorFormat(template.datatype, template.layout, float(template.scale))  # type: ignore[arg-type]
+        self.modality_name = self.format.modality  # datatype BYTES: a list of strings goes where "$inputs" is
         self.batch_size, self.budget, self.queries = batch_size, budget, 0
         self._http = Transport(url, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s,
                                rate_limit_per_s=rate_limit_per_s, transport=transport, **transport_options)

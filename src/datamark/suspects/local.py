@@ -10,19 +10,27 @@ from torch import nn
 
 from .._device import device_of
 from ..exceptions import SuspectError
+from ..modalities import Modality, get_modality
 from ..models.checkpoint import ModelSpec, load_checkpoint
-from ..models.train import to_tensor
 from .base import Outputs, validate_output
 
 
 class LocalSuspect:
-    """Wrap a classifier taking float [0, 1] NCHW images; ``query`` takes uint8 NHWC images like the data."""
+    """Wrap a classifier of any modality; ``query`` takes a batch like the data's (uint8 NHWC images, strings).
+
+    The modality does the model-side preprocessing: image models take float [0, 1] NCHW tensors, text models
+    tokenize for themselves (``model.tokenize``). Without ``modality``, a model with a ``tokenize`` method is a
+    text model and any other an image model.
+    """
 
     def __init__(self, model: nn.Module, *, num_classes: int, input_shape: tuple[int, ...] | None = None,
-                 outputs: Outputs = "probs", batch_size: int = 512) -> None:
+                 outputs: Outputs = "probs", batch_size: int = 512, modality: Modality | str | None = None) -> None:
         if outputs not in ("probs", "labels"):
             raise SuspectError(f"outputs must be 'probs' or 'labels'; got '{outputs}'.")
         self.model, self.num_classes, self.outputs = model, int(num_classes), outputs
+        if modality is None:
+            modality = "text" if callable(getattr(model, "tokenize", None)) else "image"
+        self.modality = get_modality(modality) if isinstance(modality, str) else modality
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.batch_size = batch_size
         self.queries = 0
@@ -42,11 +50,15 @@ class LocalSuspect:
     def with_outputs(self, outputs: Outputs) -> LocalSuspect:
         """The same model answering ``outputs`` (to run both black-box settings on one local model)."""
         return LocalSuspect(self.model, num_classes=self.num_classes, input_shape=self.input_shape, outputs=outputs,
-                            batch_size=self.batch_size)
+                            batch_size=self.batch_size, modality=self.modality)
 
     def query(self, inputs: np.ndarray) -> np.ndarray:
-        inputs = np.asarray(inputs)
-        if inputs.ndim != 4 or (self.input_shape is not None and tuple(inputs.shape[1:]) != self.input_shape):
+        try:
+            inputs = self.modality.batch(inputs, "sent to the model")
+        except ValueError as err:
+            raise SuspectError(f"The model takes {self.modality.name} input: {err}") from err
+        shape = self.modality.example_shape(inputs)
+        if self.input_shape and shape != self.input_shape:
             raise SuspectError(f"The model expects a batch of images of shape {self.input_shape} (H x W x C); got "
                                f"{inputs.shape}.")
         was_training = self.model.training
@@ -56,7 +68,7 @@ class LocalSuspect:
             device = device_of(self.model)  # the CPU, unless the caller put the model on a GPU
             with torch.no_grad():
                 for start in range(0, len(inputs), self.batch_size):
-                    logits = self.model(to_tensor(inputs[start:start + self.batch_size]).to(device))
+                    logits = self.modality.logits(self.model, inputs[start:start + self.batch_size], device)
                     chunks.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
         finally:
             self.model.train(was_training)

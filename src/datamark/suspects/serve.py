@@ -168,6 +168,8 @@ def create_app(suspect: Suspect, *, model_name: str, input_shape: tuple[int, ...
         if tensor.get("datatype") != fmt.datatype:
             raise ValueError(f"input '{input_name}' must have datatype {fmt.datatype}; got {tensor.get('datatype')}")
         arr = from_tensor(tensor, f"input '{input_name}'")
+        if fmt.datatype == "BYTES":
+            return fmt.decode(arr)
         expected = fmt.shape(input_shape)[1:]
         if arr.ndim != 4 or list(arr.shape[1:]) != expected:
             raise ValueError(f"input '{input_name}' must have shape [N, {', '.join(map(str, expected))}] "
@@ -208,6 +210,8 @@ def app_from_checkpoint(path: str | os.PathLike, *, model_name: str, outputs: st
 
     check_server_options(max_request_bytes, token)  # before the model is loaded
     suspect = LocalSuspect.from_checkpoint(path, outputs=outputs)  # type: ignore[arg-type]
+    if suspect.modality.name == "text" and fmt.datatype != "BYTES":
+        fmt = TensorFormat("BYTES")  # a text model takes strings, whatever the image options say
     if suspect.input_shape is None:
         raise ParameterError(f"The checkpoint '{path}' does not record its input shape; cannot declare it over V2.")
     return create_app(suspect, model_name=model_name, input_shape=suspect.input_shape, fmt=fmt,

@@ -56,7 +56,10 @@ def entry_hash(body: dict[str, Any]) -> str:
 
 
 def input_hashes(inputs: np.ndarray) -> list[str]:
-    """SHA-256 of each example's dtype, shape and bytes: what the suspect was asked, without storing it."""
+    """SHA-256 of each example's dtype, shape and bytes (text: its UTF-8 bytes): what the suspect was asked,
+    without storing it."""
+    if inputs.dtype == object:
+        return [hashlib.sha256(b"text:" + str(x).encode("utf-8")).hexdigest() for x in inputs]
     arr = np.ascontiguousarray(inputs)
     tag = f"{arr.dtype.str}{list(arr.shape[1:])}".encode()
     return [hashlib.sha256(tag + row.tobytes()).hexdigest() for row in arr]
@@ -335,7 +338,7 @@ class RecordingSuspect:
         return np.asarray([self._replay[h] for h in hashes], dtype=dtype)
 
     def query(self, inputs: np.ndarray) -> np.ndarray:
-        inputs = np.asarray(inputs)
+        inputs = inputs if isinstance(inputs, np.ndarray) else np.asarray(inputs)
         hashes = input_hashes(inputs)
         chunks = [self._answer(hashes[s:s + self.batch_size], inputs[s:s + self.batch_size])
                   for s in range(0, len(inputs), self.batch_size)]

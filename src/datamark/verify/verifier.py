@@ -49,6 +49,17 @@ Mode = Literal["probs", "labels"]
 PAIRED_TESTS = {"paired-t": paired_ttest, "wilcoxon": wilcoxon_signed_rank}
 
 
+def applicable_rows(key: Key, data: Records) -> np.ndarray:
+    """Rows every trigger of ``key`` can mark (all rows, except for triggers such as a style rewrite that need
+    something of the example); probes come only from these, whatever the suspect answers."""
+    triggers = [Trigger.from_config(key.trigger), *(m.trigger for m in key.mark_list())]
+    mask = np.ones(len(data), dtype=bool)
+    for trigger in triggers:
+        if not trigger.always_applicable:
+            mask &= trigger.applicable(data.inputs())
+    return mask
+
+
 @dataclass(frozen=True)
 class Objective:
     """What a key's watermark does to a probe: push it to ``target`` or (``target is None``) off its true label.
@@ -179,6 +190,7 @@ class Verifier:
             eligible = np.ones(len(data), dtype=bool)
         else:
             eligible = Objective.of(key).eligible(data.labels)
+        eligible = eligible & applicable_rows(key, data)
         available = int(eligible.sum())
         if available < 2:
             where = "outside the target class" if key.target is not None else "in all"
