@@ -3,7 +3,8 @@
 The client reads the model's metadata first and refuses options that disagree with it (printing the
 metadata), then sends batches: uint8 N x H x W x C images from the verifier become the tensor the endpoint
 declared (UINT8 or FP32, NHWC or NCHW, 0-255 or 0-1); text goes as a BYTES tensor of strings. A hard query
-budget is checked *before* each request, and every answer is validated (shape, class count, finite, normalised) before a test sees it.
+budget is checked *before* each request, and every answer is validated (shape, class count, finite,
+normalised) before a test sees it.
 """
 
 from __future__ import annotations
