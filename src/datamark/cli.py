@@ -48,6 +48,7 @@ class Mode(str, Enum):
 class Datatype(str, Enum):
     UINT8 = "UINT8"
     FP32 = "FP32"
+    BYTES = "BYTES"
 
 
 class Layout(str, Enum):
@@ -117,7 +118,8 @@ def _existing(*paths: str | Path | None) -> list[Path]:
 
 @app.command()
 def protect(
-    data: str = typer.Argument(..., help="Dataset: .parquet, Arrow folder, image folder, .npz, 'digits', NAME:SPLIT."),
+    data: str = typer.Argument(..., help="Dataset: .parquet, Arrow folder, image folder, .tsv/.csv (text), .npz, "
+                               "'digits', NAME:SPLIT (cifar10:train, sst2:train, ag_news:train)."),
     output: Path = typer.Option(..., "--out", "-o", help="Where to write the watermarked dataset (same format)."),
     key_path: Path = typer.Option(..., "--key", "-k", help="Where to write the secret key (JSON, mode 0600)."),
     method: MethodName = typer.Option(MethodName.badnets, help="Watermark method."),
@@ -127,7 +129,10 @@ def protect(
     pattern: str | None = typer.Option(None, help="Trigger pattern: random (secret; the default), checkerboard, "
                                        "white, mosaic (clean-label default: by trigger kind)."),
     trigger_size: int | None = typer.Option(None, help="Trigger side in pixels (BadNets default: 3 at 32 px)."),
-    blend: float = typer.Option(0.2, help="Blended: opacity of the pattern."),
+    blend: float | None = typer.Option(None, help="Blended, clean-label blend: opacity of the pattern (default 0.2)."),
+    trigger: str | None = typer.Option(None, "--trigger", help="Text: 'word' (a keyed rare word at a keyed place; "
+                                       "the default) or 'style' (future perfect continuous rewrite; one public "
+                                       "trigger, so one mark)."),
     decoy_rate: float | None = typer.Option(None, help="Fraction of rows stamped with other random triggers, labels "
                                             "kept (default 0, WaNet 0.2; 0.1 recommended for DVBW and UBW-P)."),
     n_marks: int | None = typer.Option(None, "--n-marks", help="K, marks with their own secret trigger and target "
@@ -149,7 +154,7 @@ def protect(
     craft_steps: int | None = typer.Option(None, help="UBW-C, Sleeper Agent: gradient-matching steps (paper: 250)."),
     seed: int | None = typer.Option(None, help="Derive the secret from this seed (default: a fresh random secret)."),
     preview: Path | None = typer.Option(None, help="Also write a PNG of original vs watermarked samples."),
-    input_column: str | None = typer.Option(None, help="Image column of a table (default: detected)."),
+    input_column: str | None = typer.Option(None, help="Image or text column of a table (default: detected)."),
     label_column: str = typer.Option("label", help="Label column of a table."),
     overwrite: bool = typer.Option(False, help="Replace existing outputs."),
 ) -> None:
@@ -161,6 +166,7 @@ def protect(
     from ._io import Journal, check_outputs
     from .data import load_data
     from .evaluate.preview import watermark_stages
+    from .exceptions import ParameterError
     from .methods import build_method
 
     def work():
@@ -168,13 +174,25 @@ def protect(
                       inputs=_existing(data, base_model), overwrite=overwrite)
         start = time.perf_counter()
         records = load_data(data, input_column=input_column, label_column=label_column)
-        options = dict(target=target, trigger_size=trigger_size, seed=seed, blend=blend)
-        optional = dict(rate=rate, decoy_rate=decoy_rate, pattern=pattern, labels=random_labels, class_rate=class_rate,
+        options: dict = dict(seed=seed)
+        if trigger not in (None, "word", "style"):
+            raise ParameterError(f"--trigger must be 'word' or 'style' (text data); got '{trigger}'.")
+        if trigger is not None and records.modality.name != "text":
+            raise ParameterError(f"--trigger {trigger} is a text trigger but {data} holds {records.modality.name}; "
+                                 f"image triggers are chosen by --method, --pattern and --trigger-size.")
+        if preview is not None and records.modality.name != "image":
+            raise ParameterError("--preview draws images; for text data, compare the datasets' marked rows "
+                                 "(the key lists their ids) instead.")
+        if trigger == "style":
+            from .triggers.text import StyleTrigger
+            options["trigger"] = StyleTrigger()
+        optional = dict(target=target, trigger_size=trigger_size, blend=blend,
+                        rate=rate, decoy_rate=decoy_rate, pattern=pattern, labels=random_labels, class_rate=class_rate,
                         n_marks=n_marks, n_candidates=n_candidates,
                         trigger_kind=trigger_kind, eps=eps, craft_steps=craft_steps,
                         base_model=None if base_model is None else str(base_model))
         options.update({k: v for k, v in optional.items() if v is not None})  # unset: the method's default
-        chosen = build_method(method.value, options)
+        chosen = build_method(method.value, options, strict=True)
         marked = chosen.apply(records, progress=True)
         with Journal() as journal:  # never a watermarked dataset without its key
             marked.key.save(key_path, overwrite=overwrite, journal=journal)

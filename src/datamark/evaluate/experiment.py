@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import __version__
 from .._device import device_name, on_device
 from .._io import atomic_path
+from .._version import __version__
 from ..data.records import Records
 from ..methods.base import WatermarkMethod
 from ..models.checkpoint import load_checkpoint, save_checkpoint

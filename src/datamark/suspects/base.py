@@ -5,7 +5,7 @@ A test never knows what the model is: a local checkpoint and an HTTP endpoint lo
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -16,13 +16,58 @@ Outputs = Literal["probs", "labels"]
 
 @runtime_checkable
 class Suspect(Protocol):
-    """``query`` returns an N x K probability array when ``outputs == "probs"``, else N integer labels."""
+    """``query`` returns an N x K probability array when ``outputs == "probs"``, else N integer labels.
+
+    ``budget_left`` is how many more examples may be sent (None: no budget), checked before a query is spent;
+    ``describe()`` is what results and evidence files record about the suspect (JSON values, no secrets).
+    Objects that have only ``outputs``, ``num_classes``, ``queries`` and ``query`` are adapted by
+    :func:`as_suspect` (no budget, described by their class).
+    """
 
     outputs: Outputs
     num_classes: int
     queries: int
 
+    @property
+    def budget_left(self) -> int | None: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
     def query(self, inputs: np.ndarray) -> np.ndarray: ...
+
+
+class _Adapted:
+    """A minimal user suspect given the optional members of the protocol it lacks (no budget; described by its
+    own ``describe`` or by its class)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.model = getattr(inner, "model", None)  # a local torch model: its weights' hash goes into evidence
+
+    outputs = property(lambda self: self.inner.outputs)
+    num_classes = property(lambda self: self.inner.num_classes)
+    queries = property(lambda self: self.inner.queries)
+    budget_left = property(lambda self: getattr(self.inner, "budget_left", None))
+
+    def describe(self) -> dict[str, Any]:
+        if callable(getattr(self.inner, "describe", None)):
+            return dict(self.inner.describe())
+        return {"kind": type(self.inner).__name__, "outputs": self.inner.outputs, "num_classes": self.inner.num_classes}
+
+    def query(self, inputs: np.ndarray) -> np.ndarray:
+        return self.inner.query(inputs)
+
+
+def as_suspect(obj: Any) -> Suspect:
+    """``obj`` as a full :class:`Suspect`: itself if it has every member, else adapted; a clear error if it
+    lacks the required ones."""
+    missing = [m for m in ("outputs", "num_classes", "queries", "query") if not hasattr(obj, m)]
+    if missing:
+        raise SuspectError(f"{type(obj).__name__} is not a suspect: it has no {', '.join(missing)}. A suspect needs "
+                           f"outputs ('probs' or 'labels'), num_classes, a queries counter and query(inputs).")
+    if hasattr(obj, "budget_left") and callable(getattr(obj, "describe", None)):
+        return obj
+    return _Adapted(obj)
 
 
 def labels_of(suspect: Suspect, inputs: np.ndarray) -> np.ndarray:

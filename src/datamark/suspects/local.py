@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,6 +52,17 @@ class LocalSuspect:
         """The same model answering ``outputs`` (to run both black-box settings on one local model)."""
         return LocalSuspect(self.model, num_classes=self.num_classes, input_shape=self.input_shape, outputs=outputs,
                             batch_size=self.batch_size, modality=self.modality)
+
+    @property
+    def budget_left(self) -> int | None:
+        """A local model has no query budget."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """What evidence records: kind, outputs, classes and a non-image modality (the evidence adds the
+        weights' SHA-256, which identifies the model)."""
+        text = {"modality": self.modality.name} if self.modality.name != "image" else {}
+        return {"kind": "LocalSuspect", "outputs": self.outputs, "num_classes": self.num_classes, **text}
 
     def query(self, inputs: np.ndarray) -> np.ndarray:
         try:

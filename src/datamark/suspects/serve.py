@@ -140,7 +140,7 @@ def create_app(suspect: Suspect, *, model_name: str, input_shape: tuple[int, ...
 
     @app.get("/v2")
     def server_metadata(request: Request):
-        from .. import __version__
+        from .._version import __version__
         return check_token(request) or {"name": "datamark", "version": __version__, "extensions": []}
 
     @app.get("/v2/health/live")

@@ -29,12 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
 from .._io import check_output
+from .._version import __version__
 from ..data.records import Records
 from ..exceptions import EvidenceError, EvidenceWarning, OutputExistsError
 from ..key import Key, canonical_json
-from ..suspects.base import Suspect
+from ..suspects.base import Suspect, as_suspect
 from .result import VerificationResult
 from .verifier import Verifier
 
@@ -319,7 +319,7 @@ class RecordingSuspect:
 
     @property
     def budget_left(self) -> int | None:
-        left = getattr(self.inner, "budget_left", None)
+        left = None if self.inner is None else as_suspect(self.inner).budget_left
         return None if left is None else left + max(0, len(self._replay) - self.replayed)
 
     def _answer(self, hashes: list[str], inputs: np.ndarray) -> np.ndarray:
@@ -372,11 +372,7 @@ def describe_suspect(suspect: Suspect) -> dict[str, Any]:
     An endpoint is identified only by what it says about itself: a server that swaps its model behind the same
     URL and format looks the same.
     """
-    describe = getattr(suspect, "describe", None)
-    if callable(describe):
-        description = dict(describe())
-    else:
-        description = {"kind": type(suspect).__name__, "outputs": suspect.outputs, "num_classes": suspect.num_classes}
+    description = dict(as_suspect(suspect).describe())
     weights = _weights_sha256(getattr(suspect, "model", None))
     return _as_json({**description, **({"weights_sha256": weights} if weights else {})})
 

@@ -35,7 +35,7 @@ import numpy as np
 from ..data.records import Records
 from ..exceptions import ParameterError
 from ..key import Key
-from ..suspects.base import Suspect
+from ..suspects.base import Suspect, as_suspect
 from ..triggers.base import Trigger
 from .marks_test import SequentialMarks, e_process
 from .result import VerificationResult
@@ -162,7 +162,7 @@ class SequentialVerifier(Verifier):
         state = SequentialMarks(np.zeros(0), len(marks), options)
         for j, mark in enumerate(marks):
             need = self.mark_cost(mark, per_mark)
-            left = suspect.budget_left if hasattr(suspect, "budget_left") else None
+            left = as_suspect(suspect).budget_left
             if left is not None and left < need:
                 stop = "budget"
                 break
@@ -206,7 +206,7 @@ class SequentialVerifier(Verifier):
         for first in range(0, len(rows), self.batch_size):
             batch = rows[first:first + self.batch_size]
             clean = inputs[batch]
-            left = suspect.budget_left if hasattr(suspect, "budget_left") else None
+            left = as_suspect(suspect).budget_left
             if left is not None and left < 2 * len(clean):
                 stop = "budget"
                 break

@@ -38,7 +38,7 @@ from ..data.records import Records
 from ..exceptions import ParameterError, QueryBudgetError
 from ..key import Key
 from ..marks import Mark
-from ..suspects.base import Suspect, labels_of, require_probs
+from ..suspects.base import Suspect, as_suspect, labels_of, require_probs
 from ..triggers.base import Trigger
 from .marks_test import mark_hit, marks_outcome
 from .plan import check_alpha, check_control_triggers, check_controls_reach, check_margin, check_n_probe
@@ -119,7 +119,7 @@ class PairedScores:
 
 def check_budget(suspect: Suspect, n: int) -> None:
     """Refuse, before sending anything, a query of ``n`` examples that a suspect's budget cannot cover."""
-    left = getattr(suspect, "budget_left", None)
+    left = as_suspect(suspect).budget_left
     if left is not None and n > left:
         raise QueryBudgetError(f"This verification needs {n} queries but the suspect's query budget has {left} "
                                f"left; raise the budget (--budget), lower n_probe (--n-probe), or use sequential "
