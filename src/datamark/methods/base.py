@@ -24,6 +24,7 @@ from ..marks import Mark
 from ..modalities import Modality
 from ..triggers.base import Trigger
 from ..verify.plan import MARKS_TEST
+from ._constraints import check_fields
 
 #: Control triggers a single-mark key asks the verifier to run (exact rank test at alpha >= 1/101).
 SINGLE_MARK_CONTROLS = 100
@@ -95,6 +96,7 @@ class WatermarkMethod(ABC):
     decodes_all: ClassVar[bool] = True  # False: only the marked rows are decoded (poison-only methods)
 
     def __post_init__(self) -> None:
+        check_fields(self)  # the declarative constraints of every field (see methods/_constraints.py)
         name = type(self).__name__
         if self.seed is not None and (not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool)):
             raise ParameterError(f"The 'seed' parameter of {name} must be an integer or None; got {self.seed!r}.")

@@ -26,6 +26,7 @@ from ..registry import METHODS, MODELS, register
 from ..triggers.base import Trigger
 from ..triggers.corners import CornerTrigger
 from ..triggers.image import PATTERNS, default_patch_size, make_blend_trigger, make_patch_trigger, make_pattern
+from ._constraints import OPACITY, OneOf, constrained
 from ._pgd import PGDStats, check_budget, pgd_perturb
 from ._surrogate import BaseModel, resolve_base_model
 from .base import MarkBatch, WatermarkMethod
@@ -72,10 +73,10 @@ class CleanLabel(WatermarkMethod):
     step_size: float = 4 / 255
     steps: int = 40
     trigger_kind: str = "patch"
-    pattern: str | None = None
+    pattern: str | None = constrained(None, OneOf(PATTERNS, allow_none=True, note="the kind's default"))
     trigger_size: int | None = None
-    blend: float = 0.2
-    amplitude: float = 64 / 255
+    blend: float = constrained(0.2, OPACITY)
+    amplitude: float = constrained(64 / 255, OPACITY)
     base_model: str | None = None
     base_arch: str = "fastnet"
     base_epochs: int | None = None
@@ -97,19 +98,12 @@ class CleanLabel(WatermarkMethod):
                                  f"class); got {self.class_rate!r}.")
         check_budget("eps", self.eps, name)
         check_budget("step_size", self.step_size, name)
-        for param in ("blend", "amplitude"):
-            if not 0.0 < getattr(self, param) <= 1.0:
-                raise ParameterError(f"The '{param}' parameter of {name} must be in (0, 1]; got "
-                                     f"{getattr(self, param)}.")
         if int(self.steps) < 1 or int(self.pgd_batch_size) < 1:
             raise ParameterError(f"The 'steps' and 'pgd_batch_size' parameters of {name} must be >= 1; got "
                                  f"{self.steps} and {self.pgd_batch_size}.")
         if self.trigger_kind not in TRIGGER_KINDS:
             raise ParameterError(f"The 'trigger_kind' parameter of {name} must be one of {TRIGGER_KINDS}; got "
                                  f"'{self.trigger_kind}'.")
-        if self.pattern is not None and self.pattern not in PATTERNS:
-            raise ParameterError(f"The 'pattern' parameter of {name} must be one of {PATTERNS} or None (the "
-                                 f"trigger kind's default); got '{self.pattern}'.")
         if self.base_arch not in MODELS:
             raise ParameterError(f"The 'base_arch' parameter of {name} must be one of {sorted(MODELS)}; got "
                                  f"'{self.base_arch}'.")

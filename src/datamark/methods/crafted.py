@@ -20,6 +20,7 @@ from ..data.records import Records
 from ..exceptions import ParameterError
 from ..triggers.base import Trigger
 from ..triggers.image import PATTERNS, make_patch_trigger
+from ._constraints import FRACTION, OneOf, constrained
 from ._gradient_matching import CraftSettings, craft, head_gradient_norms, target_gradient
 from ._surrogate import BaseModel, resolve_base_model
 from .base import MarkBatch, WatermarkMethod
@@ -37,13 +38,13 @@ class CraftContext:
 class CraftedCleanLabel(WatermarkMethod):
     """Hyper-parameters shared by gradient-matching methods; see :mod:`._gradient_matching` for the loop."""
 
-    rate: float = 0.1
+    rate: float = constrained(0.1, FRACTION)
     eps: float = 16 / 255
     craft_steps: int = 250
     lr: float = 0.025
     retrain_rounds: int = 0
     n_source: int = 1000          # triggered training samples that define the target gradient
-    pattern: str = "random"
+    pattern: str = constrained("random", OneOf(PATTERNS))
     trigger_size: int | None = None  # default: a quarter of the image side (8 px at 32 px, as Sleeper Agent)
     base_model: str | None = None    # checkpoint of the surrogate; None trains one (its cost is reported)
     base_arch: str = "fastnet"
@@ -56,8 +57,6 @@ class CraftedCleanLabel(WatermarkMethod):
     def __post_init__(self) -> None:
         super().__post_init__()
         name = type(self).__name__
-        if not 0.0 < self.rate < 1.0:
-            raise ParameterError(f"The 'rate' parameter of {name} must be in (0, 1); got {self.rate}.")
         if not 0.0 < self.eps <= 1.0:
             raise ParameterError(f"The 'eps' parameter of {name} must be in (0, 1] (pixel scale, 16/255 = "
                                  f"0.0627); got {self.eps}.")
@@ -65,9 +64,6 @@ class CraftedCleanLabel(WatermarkMethod):
             raise ParameterError(f"The 'decoy_weight' parameter of {name} must be >= 0; got {self.decoy_weight}.")
         if self.n_source < 1:
             raise ParameterError(f"The 'n_source' parameter of {name} must be >= 1; got {self.n_source}.")
-        if self.pattern not in PATTERNS:
-            raise ParameterError(f"The 'pattern' parameter of {name} must be one of {PATTERNS}; got "
-                                 f"'{self.pattern}'.")
         self.settings()  # validates steps, lr, retrain_rounds
 
     def settings(self) -> CraftSettings:

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from ..data.records import Records
-from ..exceptions import ParameterError
 from ..registry import METHODS, register
 from ..triggers.base import Trigger
 from ..triggers.image import PATTERNS, make_blend_trigger, make_patch_trigger
+from ._constraints import FRACTION, OPACITY, OneOf, constrained
 from .base import MarkBatch, WatermarkMethod
 
 DVBW_VERIFICATION = {"score": "target-probability", "test": "paired-t", "alternative": "greater",
@@ -35,20 +35,12 @@ DVBW_VERIFICATION = {"score": "target-probability", "test": "paired-t", "alterna
 class PoisonLabel(WatermarkMethod):
     """Shared behaviour of DVBW methods: stamp the trigger, relabel to the target."""
 
-    rate: float = 0.1
-    pattern: str = "random"
+    rate: float = constrained(0.1, FRACTION)
+    pattern: str = constrained("random", OneOf(PATTERNS))
 
     default_marks = 10  # K = 10 marks at rate / 10 each (datamark: exact test; the papers use K = 1)
     supports_marks = True
     decodes_all = False  # stamps and relabels: only the marked rows are ever decoded
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0.0 < self.rate < 1.0:
-            raise ParameterError(f"The 'rate' parameter of {type(self).__name__} must be in (0, 1); got {self.rate}.")
-        if self.pattern not in PATTERNS:
-            raise ParameterError(f"The 'pattern' parameter of {type(self).__name__} must be one of {PATTERNS}; "
-                                 f"got '{self.pattern}'.")
 
     def count(self, data: Records, eligible: np.ndarray) -> int:
         return int(round(self.rate * len(data)))  # gamma is a fraction of *all* rows (split over the K marks)
@@ -82,13 +74,8 @@ class BadNets(PoisonLabel):
 class Blended(PoisonLabel):
     """DVBW with the Blended trigger: a secret full-image pattern mixed in with opacity ``blend`` (0.2, Chen et al.)."""
 
-    blend: float = 0.2
+    blend: float = constrained(0.2, OPACITY)
     trigger_size: int | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0.0 < self.blend <= 1.0:
-            raise ParameterError(f"The 'blend' parameter of Blended must be in (0, 1]; got {self.blend}.")
 
     def default_trigger(self, input_shape: tuple[int, ...], rng: np.random.Generator) -> Trigger:
         return make_blend_trigger(input_shape, rng, pattern=self.pattern, blend=self.blend, size=self.trigger_size)

@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from ..data.records import Records
 from ..registry import METHODS, register
+from ._constraints import FRACTION, constrained
 from .crafted import CraftedCleanLabel
 from .dvbw import DVBW_VERIFICATION
 
@@ -29,7 +30,7 @@ from .dvbw import DVBW_VERIFICATION
 class SleeperAgent(CraftedCleanLabel):
     """Sleeper Agent (all-to-one): gradient-matched poisons in the target class; the trigger sends inputs there."""
 
-    rate: float = 0.01
+    rate: float = constrained(0.01, FRACTION)
     retrain_rounds: int = 4
 
     def eligible_rows(self, data: Records, target: int | None) -> np.ndarray:

@@ -31,6 +31,7 @@ from ..exceptions import ParameterError
 from ..registry import METHODS, register
 from ..triggers.base import Trigger
 from ..triggers.image import PATTERNS, make_patch_trigger
+from ._constraints import FRACTION, AtLeast, OneOf, constrained
 from .base import MarkBatch, WatermarkMethod
 
 LABEL_DRAWS = ("uniform", "other")
@@ -43,11 +44,11 @@ UBW_VERIFICATION = {"score": "true-label-probability", "test": "paired-t", "alte
 class UBWP(WatermarkMethod):
     """UBW-P: trigger plus a uniformly random label per marked sample (about 1/K keep their true label)."""
 
-    rate: float = 0.1
-    pattern: str = "random"
+    rate: float = constrained(0.1, FRACTION)
+    pattern: str = constrained("random", OneOf(PATTERNS))
     trigger_size: int | None = None
-    labels: str = "uniform"
-    n_candidates: int = 10
+    labels: str = constrained("uniform", OneOf(LABEL_DRAWS))
+    n_candidates: int = constrained(10, AtLeast(1, note="1: no candidates, the paper"))
 
     targeted = False
     default_marks = 4  # datamark: K = 4 marks, each embedding one of n_candidates secret candidate triggers
@@ -59,15 +60,6 @@ class UBWP(WatermarkMethod):
         super().__post_init__()
         if self.target is not None:
             raise ParameterError("UBW-P is untargeted: it takes no 'target' parameter.")
-        if not 0.0 < self.rate < 1.0:
-            raise ParameterError(f"The 'rate' parameter of UBWP must be in (0, 1); got {self.rate}.")
-        if self.labels not in LABEL_DRAWS:
-            raise ParameterError(f"The 'labels' parameter of UBWP must be one of {LABEL_DRAWS}; got '{self.labels}'.")
-        if self.pattern not in PATTERNS:
-            raise ParameterError(f"The 'pattern' parameter of UBWP must be one of {PATTERNS}; got '{self.pattern}'.")
-        if not isinstance(self.n_candidates, int) or isinstance(self.n_candidates, bool) or self.n_candidates < 1:
-            raise ParameterError(f"The 'n_candidates' parameter of UBWP must be an integer >= 1 (1: no candidates, "
-                                 f"the paper); got {self.n_candidates!r}.")
         if self.n_candidates > 1 and self.trigger is not None:
             raise ParameterError("UBWP draws its candidate triggers from the secret; drop 'trigger' or pass "
                                  "n_candidates=1.")
