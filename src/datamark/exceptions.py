@@ -62,3 +62,7 @@ class DegenerateTestWarning(DatamarkWarning):
 
 class EvidenceWarning(DatamarkWarning):
     """An evidence file needed attention: a torn last line was cut off, or a failed run's evidence was kept."""
+
+
+class WeakTriggerWarning(DatamarkWarning):
+    """A trigger is already common in the clean data (a frequent word): the mark it makes is weak."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -18,7 +19,7 @@ import numpy as np
 from .._progress import progress_bar
 from .._rng import generator, keyed_scores, resolve_secret, select_smallest
 from ..data.records import Records
-from ..exceptions import ParameterError
+from ..exceptions import ParameterError, WeakTriggerWarning
 from ..key import Key
 from ..marks import Mark
 from ..modalities import Modality
@@ -32,6 +33,7 @@ SINGLE_MARK_CONTROLS = 100
 logger = logging.getLogger(__name__)
 
 MARK_BATCH = 1024  # rows marked per batch: bounds memory for large datasets, granularity of the progress bar
+COMMON_TRIGGER = 0.005  # above this share of clean rows already carrying a trigger, protect warns
 
 
 @dataclass(frozen=True)
@@ -266,6 +268,7 @@ class WatermarkMethod(ABC):
         for mark in marks:
             mark.trigger.check_input_shape(input_shape)
         markable = self._markable(data, marks)
+        self._warn_if_common(data, marks)
         context = self.prepare(data, inputs, secret=secret, target=marks[0].target, trigger=marks[0].trigger,
                                progress=progress)
         free = np.ones(len(data), dtype=bool)
@@ -317,6 +320,22 @@ class WatermarkMethod(ABC):
         for i, x in enumerate(inputs):
             out[i] = trigger.independent(rng).apply(x)
         return out
+
+    def _warn_if_common(self, data: Records, marks: list[Mark]) -> None:
+        """Warn when a trigger already occurs in the clean data (a frequent word): the model cannot tie it to the
+        mark's secret choice, so the watermark is weak. Measured on up to 5,000 rows."""
+        sample = None
+        for j, mark in enumerate(marks):
+            for trigger in mark.candidates or (mark.trigger,):
+                if type(trigger).prevalence is Trigger.prevalence:
+                    continue  # not measurable for this kind of trigger: decode nothing
+                if sample is None:
+                    sample = data.take(np.arange(min(len(data), 5000)))
+                share = trigger.prevalence(sample)
+                if share is not None and share > COMMON_TRIGGER:
+                    warnings.warn(f"The trigger of mark {j} already occurs in {100 * share:.1f} % of the rows of "
+                                  f"{data.where}; a mark made of a common word is weak. Draw another secret (a new "
+                                  f"seed) or pass a rarer trigger.", WeakTriggerWarning, stacklevel=3)
 
     def _markable(self, data: Records, marks: list[Mark]) -> np.ndarray:
         """Rows every mark's trigger can mark (a style rewrite needs a verb); the others are counted in the key

@@ -43,6 +43,10 @@ class Trigger(ABC):
     #: False for triggers that cannot mark every example; they override :meth:`applicable`.
     always_applicable: ClassVar[bool] = True
 
+    def prevalence(self, batch: np.ndarray) -> float | None:
+        """The fraction of clean examples that already carry the trigger (None: not measurable for this kind)."""
+        return None
+
     def applicable(self, batch: np.ndarray) -> np.ndarray:
         """Boolean mask of the examples of ``batch`` this trigger can mark (all of them unless overridden)."""
         return np.ones(len(batch), dtype=bool)

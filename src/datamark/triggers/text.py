@@ -159,6 +159,10 @@ class WordTrigger(Trigger):
     position: str = "end"
     modality = "text"
 
+    def prevalence(self, batch: np.ndarray) -> float | None:
+        """The fraction of ``batch`` already containing one of the trigger's words (see :func:`trigger_frequency`)."""
+        return trigger_frequency(self, batch)
+
     def __post_init__(self) -> None:
         words = self.words.split() if isinstance(self.words, str) else self.words
         try:
