@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from .._rng import isolated_torch_rng
 from ..exceptions import ParameterError
-from ..models.train import to_tensor
+from ..modalities.image import to_tensor
 
 DETECTORS = ("confidence", "autoencoder", "spectral-signatures", "activation-clustering")
 
@@ -156,18 +156,26 @@ def activation_clustering(features: np.ndarray, labels: np.ndarray, *, dims: int
 def run_detectors(model: nn.Module, images: np.ndarray, labels: np.ndarray, marked: np.ndarray, *,
                   poison_fraction: float, fraction: float = 0.01, ae_epochs: int = 3, seed: int = 0,
                   batch_size: int = 512) -> dict[str, dict[str, float]]:
-    """All four detectors on a training set (``images``, ``labels``) with ``model`` trained on it; recall and
-    precision of each against the ``marked`` rows. Probabilities and features are computed once."""
-    from ..models.features import embed
+    """The detectors that apply to the data on a training set (``images`` -- any modality's batch -- and
+    ``labels``) with ``model`` trained on it; recall and precision of each against the ``marked`` rows.
 
-    model.eval()
-    with torch.no_grad():
-        probs = np.concatenate([torch.softmax(model(to_tensor(images[s:s + batch_size])).float(), 1).numpy()
-                                for s in range(0, len(images), batch_size)])
-    features = embed(model, images, batch_size=batch_size)
+    Confidence outliers need only the model's probabilities and run on every modality; the autoencoder and the
+    feature-space detectors (Spectral Signatures, Activation Clustering) are defined on images.
+    """
+    from ..modalities import modality_of
+    from ..suspects.local import LocalSuspect
+
     labels = np.asarray(labels)
-    found = [confidence_outliers(probs[np.arange(len(labels)), labels], fraction=fraction),
-             autoencoder_outliers(images, fraction=fraction, epochs=ae_epochs, seed=seed),
-             spectral_signatures(features, labels, poison_fraction=poison_fraction),
-             activation_clustering(features, labels, seed=seed)]
+    modality = modality_of(images)
+    with torch.no_grad():
+        num_classes = int(modality.logits(model.eval(), images[:1], torch.device("cpu")).shape[1])
+    probs = LocalSuspect(model, num_classes=num_classes, batch_size=batch_size, modality=modality).query(images)
+    found = [confidence_outliers(probs[np.arange(len(labels)), labels], fraction=fraction)]
+    if modality.name == "image":
+        from ..models.features import embed
+
+        features = embed(model, images, batch_size=batch_size)
+        found += [autoencoder_outliers(images, fraction=fraction, epochs=ae_epochs, seed=seed),
+                  spectral_signatures(features, labels, poison_fraction=poison_fraction),
+                  activation_clustering(features, labels, seed=seed)]
     return {d.name: d.score(np.asarray(marked)) for d in found}

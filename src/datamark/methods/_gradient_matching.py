@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from .._device import compute_device, device_of, on_device
 from .._progress import progress_bar
 from ..exceptions import ParameterError
-from ..models.train import to_tensor
+from ..modalities.image import to_tensor
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from .._progress import progress_bar
 from ..exceptions import ParameterError
-from ..models.train import to_tensor
+from ..modalities.image import to_tensor
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..exceptions import ParameterError
-from .train import to_tensor
+from ..modalities.image import to_tensor
 
 
 def features_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

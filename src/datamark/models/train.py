@@ -19,6 +19,7 @@ from torch.nn import functional as F
 from .._device import compute_device
 from .._progress import progress_bar
 from ..exceptions import ParameterError
+from ..modalities.image import to_tensor  # noqa: F401 -- re-exported: the image preprocessing
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,11 +103,6 @@ def _augment(x: torch.Tensor, config: TrainConfig, gen: torch.Generator) -> torc
         flip = (torch.rand(n, generator=gen) < 0.5).to(device)
         x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
     return x
-
-
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 NHWC images -> float NCHW in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def train_model(model: nn.Module, images: np.ndarray, labels: np.ndarray, config: TrainConfig, *,
