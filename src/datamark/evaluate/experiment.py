@@ -25,7 +25,7 @@ from ..models.train import TrainConfig, fit
 from ..suspects.local import LocalSuspect
 from ..verify.verifier import Verifier
 from .metrics import benign_accuracy
-from .plots import preview_grid, pvalue_plot
+from .plots import pvalue_plot
 from .report import markdown_table
 from .scenarios import ScenarioRow, evaluate_scenarios
 
@@ -93,7 +93,7 @@ def run_experiment(train: Records, test: Records, methods: Mapping[str, Watermar
         log(f"reusing the clean (independent) model {clean_checkpoint}")
         clean_model, spec = load_checkpoint(clean_checkpoint)
     else:
-        log(f"training the clean (independent) model: {arch}, {config.epochs} epochs on {len(train)} images")
+        log(f"training the clean (independent) model: {arch}, {config.epochs} epochs on {len(train)} rows")
         clean_model, spec = fit(train, arch=arch, config=config, progress=progress)
     report_clean_s = time.perf_counter() - start
     clean = LocalSuspect.from_model(clean_model, spec)
@@ -121,10 +121,10 @@ def run_experiment(train: Records, test: Records, methods: Mapping[str, Watermar
             marked.dataset.save(out / f"{name}-watermarked{suffix}", overwrite=overwrite)
             save_checkpoint(stolen_model, stolen_spec, out / f"{name}-stolen.pt", overwrite=overwrite)
             shown = marked.rows[:6]
-            originals = train.inputs()[shown]  # beside what was released (each row carries its own mark's trigger)
-            preview_grid(originals, marked.dataset.inputs()[shown], out / f"{name}-preview.png", overwrite=overwrite,
-                         titles=[f"{train.class_names[train.labels[r]]}→{train.class_names[marked.dataset.labels[r]]}"
-                                 for r in shown])
+            originals = train.take(shown)  # beside what was released (each row carries its own mark's trigger)
+            train.modality.preview(originals, marked.dataset.take(shown), out / f"{name}-preview", overwrite=overwrite,
+                                   titles=[f"{train.class_names[train.labels[r]]}→"
+                                           f"{train.class_names[marked.dataset.labels[r]]}" for r in shown])
         stolen = LocalSuspect.from_model(stolen_model, stolen_spec)
         with on_device(clean_model), on_device(stolen_model):  # queries on the GPU where there is one
             rows = evaluate_scenarios(marked.key, stolen, clean, test, verifier=verifier, seed=config.seed)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -80,6 +82,13 @@ class Modality(ABC):
     @abstractmethod
     def looks_like_column(self, field_type: Any, feature: dict[str, Any]) -> bool:
         """Whether an Arrow column (its type and Hugging Face feature) holds examples of this modality."""
+
+    # --- what people see ------------------------------------------------------------------------------------
+    @abstractmethod
+    def preview(self, originals: np.ndarray, marked: np.ndarray, stem: str | Path, *, titles: Sequence[str] = (),
+                overwrite: bool = False) -> Path:
+        """Write a preview of marked examples beside their originals at ``stem`` plus this modality's suffix
+        (a PNG grid for images, Markdown for text); returns the path written."""
 
     # --- the model side ----------------------------------------------------------------------------------
     @abstractmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -66,6 +68,14 @@ class ImageModality(Modality):
         if feature.get("_type") == "Image":
             return True
         return pa.types.is_struct(field_type) and field_type.get_field_index("bytes") >= 0
+
+    def preview(self, originals: np.ndarray, marked: np.ndarray, stem: str | Path, *, titles: Sequence[str] = (),
+                overwrite: bool = False) -> Path:
+        from ..evaluate.plots import preview_grid
+
+        path = Path(f"{stem}.png")
+        preview_grid(originals, marked, path, titles=titles, overwrite=overwrite)
+        return path
 
     def logits(self, model: torch.nn.Module, batch: np.ndarray, device: torch.device) -> torch.Tensor:
         return model(to_tensor(batch).to(device))

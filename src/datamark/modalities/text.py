@@ -7,6 +7,8 @@ work as for images. Models of this modality tokenize for themselves: a datamark 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -79,6 +81,14 @@ class TextModality(Modality):
 
     def looks_like_column(self, field_type: Any, feature: dict[str, Any]) -> bool:
         return pa.types.is_string(field_type) or pa.types.is_large_string(field_type)
+
+    def preview(self, originals: np.ndarray, marked: np.ndarray, stem: str | Path, *, titles: Sequence[str] = (),
+                overwrite: bool = False) -> Path:
+        from ..evaluate.text_preview import text_preview
+
+        path = Path(f"{stem}.md")
+        text_preview(originals, marked, path, titles=titles, overwrite=overwrite)
+        return path
 
     def logits(self, model: torch.nn.Module, batch: np.ndarray, device: torch.device) -> torch.Tensor:
         tokenize = getattr(model, "tokenize", None)
