@@ -137,3 +137,65 @@ def test_unknown_paths_and_labels_give_clear_errors(tmp_path):
                       "label": pa.array([0, 1, -1])})
     with pytest.raises(DataError, match="label -1"):
         ArrowRecords(table, where="t")
+
+
+def test_text_tables_round_trip_and_map_rows_touches_only_its_rows(tmp_path):
+    """A TSV of text: loaded as the text modality, map_rows changes only its rows, saved back in its dialect."""
+    from datamark.data import DelimitedRecords, from_texts, load_data
+
+    path = tmp_path / "t.tsv"
+    path.write_text("sentence\tlabel\nA fine film .\t1\nA dull film .\t0\n`` Quoted '' text .\t1\n", encoding="utf-8")
+    data = load_data(path)
+    assert isinstance(data, DelimitedRecords) and data.modality.name == "text" and data.input_shape == ()
+    changed = data.map_rows(np.array([1]), lambda x, y: (np.array([s + " cf" for s in x], dtype=object), 1 - y))
+    assert list(changed.inputs()) == ["A fine film .", "A dull film . cf", "`` Quoted '' text ."]
+    assert changed.labels.tolist() == [1, 1, 1] and data.labels.tolist() == [1, 0, 1]
+    assert changed.ids[0] == data.ids[0] and changed.ids[1] != data.ids[1]
+    changed.save(tmp_path / "out.tsv")
+    lines = (tmp_path / "out.tsv").read_text(encoding="utf-8").splitlines()
+    assert lines == ["sentence\tlabel", "A fine film .\t1", "A dull film . cf\t1", "`` Quoted '' text .\t1"]
+    memory = from_texts(["a b", "c d"], [0, 1])
+    assert memory.modality.name == "text" and memory.subset([1]).inputs().tolist() == ["c d"]
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"sentence\tlabel\n\t1\n", "empty"),
+    (b"sentence\tlabel\ncaf\xe9 au lait\t1\n", "UTF-8"),
+    (b"text\tlabel\n12\t1\n13\t0\n", "numbers"),
+    (b"sentence\tstars\nok\t1\n", "label column"),
+])
+def test_bad_text_files_give_one_line_errors(tmp_path, content, match):
+    from datamark.data import load_data
+    from datamark.exceptions import DataError
+
+    path = tmp_path / "bad.tsv"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=match):
+        load_data(path)
+
+
+def test_shared_text_corpora_load_with_a_stratified_keyed_ag_news_split():
+    from datamark.data import load_data
+
+    sst2 = load_data("sst2:validation")
+    assert len(sst2) == 872 and sst2.class_names == ("negative", "positive")
+    train, test = load_data("ag_news:train"), load_data("ag_news:test")
+    assert len(train) + len(test) == 7600 and not set(train.ids) & set(test.ids)
+    assert np.bincount(train.labels).tolist() == [1520] * 4 and np.bincount(test.labels).tolist() == [380] * 4
+    assert load_data("ag_news:train").ids == train.ids  # reproducible
+
+
+def test_parquet_text_column_is_read_as_text_and_unmarked_rows_keep_their_values(tmp_path):
+    texts = [f"sentence number {i} is here ." for i in range(40)]
+    pq.write_table(pa.table({"text": texts, "label": pa.array([i % 2 for i in range(40)], pa.int64())}),
+                   tmp_path / "t.parquet")
+    data = load_data(tmp_path / "t.parquet")
+    assert data.modality.name == "text" and data.input_column == "text"
+    marked = BadNets(seed=0, rate=0.25, n_marks=2).apply(data)
+    marked.dataset.save(tmp_path / "w.parquet")
+    again = load_data(tmp_path / "w.parquet")
+    kept = np.setdiff1d(np.arange(40), marked.rows)
+    assert [again.inputs()[i] for i in kept] == [texts[i] for i in kept]
+    assert all(again.inputs()[r] != texts[r] for r in marked.rows)
+    with pytest.raises(DataError, match="not images .* or text"):
+        load_data(tmp_path / "t.parquet", input_column="label")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -88,6 +88,21 @@ class Records(ABC):
     @abstractmethod
     def replace(self, rows: np.ndarray, inputs: np.ndarray, labels: np.ndarray) -> Records:
         """A new dataset where ``rows`` hold ``inputs`` and ``labels``; every other row is bit-identical."""
+
+    def map_rows(self, rows: np.ndarray, fn: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]], *,
+                 shard_size: int = 1024) -> Records:
+        """A new dataset where ``rows`` hold ``fn(examples, labels)``; only those rows are decoded and re-encoded,
+        ``shard_size`` at a time, and every other row keeps its stored bytes."""
+        rows = np.asarray(rows, dtype=np.int64)
+        outputs, labels = [], []
+        for start in range(0, len(rows), shard_size):
+            shard = rows[start:start + shard_size]
+            new_inputs, new_labels = fn(self.take(shard), self.labels[shard].copy())
+            outputs.append(new_inputs)
+            labels.append(np.asarray(new_labels, dtype=np.int64))
+        if not outputs:
+            return self.replace(rows, self.take(rows), self.labels[rows])
+        return self.replace(rows, np.concatenate(outputs), np.concatenate(labels))
 
     @abstractmethod
     def save(self, path: str | os.PathLike, *, overwrite: bool = False, journal: Journal | None = None) -> None:
