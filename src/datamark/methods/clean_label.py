@@ -1,4 +1,6 @@
-"""Clean-label backdoor watermarks: PGD perturbation of target-class images, then a trigger; labels unchanged.
+"""Clean-label backdoor watermarks: an adversarial perturbation of target-class examples, then a trigger; labels
+unchanged. Images are perturbed by PGD; text by greedy WordNet synonym substitution and modifier insertion under
+a sentence-embedding similarity bound (:mod:`._synonyms`), as in Tang et al.'s text setting.
 
 CleanLabel follows Tang et al., "Did You Train on My Dataset? Towards Public Dataset Protection with Clean-Label
 Backdoor Watermarking", SIGKDD Explorations 2023; LabelConsistent is its ancestor, Turner et al.,
@@ -19,14 +21,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._rng import torch_seed
+from .._rng import generator, torch_seed
 from ..data.records import Records
 from ..exceptions import ParameterError
+from ..modalities import get_modality
 from ..registry import METHODS, MODELS, register
 from ..triggers.base import Trigger
 from ..triggers.corners import CornerTrigger
 from ..triggers.image import PATTERNS, default_patch_size, make_blend_trigger, make_patch_trigger, make_pattern
-from ._constraints import OPACITY, OneOf, constrained
+from ._constraints import OPACITY, AtLeast, Interval, OneOf, constrained
 from ._pgd import PGDStats, check_budget, pgd_perturb
 from ._surrogate import BaseModel, resolve_base_model
 from .base import MarkBatch, WatermarkMethod
@@ -48,11 +51,13 @@ def colourful_patch_size(image_shape: tuple[int, ...]) -> int:
 
 @dataclass
 class Crafting:
-    """What :meth:`CleanLabel.prepare` hands to marking: the base model, then the cost of the PGD run."""
+    """What :meth:`CleanLabel.prepare` hands to marking: the base model, then the cost of the perturbation."""
 
     base: BaseModel
     target_rows: int
+    modality: str = "image"
     pgd: PGDStats | None = None
+    synonyms: dict[str, float] | None = None  # the text perturbation's summary (changes, similarity, loss, time)
 
 
 @register(METHODS, "clean-label")
@@ -64,8 +69,15 @@ class CleanLabel(WatermarkMethod):
     ``trigger_kind``: ``patch`` (a secret colourful patch, :func:`colourful_patch_size`, bottom right),
     ``blend`` (a secret random-colour mosaic texture over the whole image at opacity ``blend``) or ``corners``
     (Turner's +-``amplitude`` pattern in all four corners). ``pattern`` overrides the kind's default pattern.
-    ``base_model`` is a checkpoint trained on this dataset; None trains ``base_arch`` on the clean data (for
-    ``base_epochs``, default: the architecture's preset), and that training is part of the protect cost.
+    ``base_model`` is a checkpoint trained on this dataset; None trains ``base_arch`` (None: the modality's
+    reference model, fastnet for images, textcnn for text) on the clean data (for ``base_epochs``, default: the
+    architecture's preset), and that training is part of the protect cost.
+
+    On text, the perturbation keeps each sentence's meaning: greedy WordNet synonym substitution and modifier
+    insertion that raise the base model's loss, each accepted only while the MiniLM sentence-embedding cosine
+    similarity to the original stays >= ``min_similarity``, at most ``max_changes`` edits; the trigger is a keyed
+    rare word (or ``trigger=StyleTrigger()``). ``eps``, ``trigger_kind`` and the pattern settings are image
+    settings.
     """
 
     class_rate: float = 0.1
@@ -78,14 +90,17 @@ class CleanLabel(WatermarkMethod):
     blend: float = constrained(0.2, OPACITY)
     amplitude: float = constrained(64 / 255, OPACITY)
     base_model: str | None = None
-    base_arch: str = "fastnet"
+    base_arch: str | None = None
     base_epochs: int | None = None
     pgd_batch_size: int = 256
+    min_similarity: float = constrained(0.85, Interval(0.0, 1.0, open_high=False, note="text: cosine similarity"))
+    max_changes: int = constrained(5, AtLeast(1, note="text: edits per sentence"))
 
     verification: ClassVar[dict[str, Any]] = CLEAN_LABEL_VERIFICATION
     default_marks: ClassVar[int] = 5  # datamark: 5 marks, each with its own secret target class and trigger
     supports_marks: ClassVar[bool] = True
     count_per_mark: ClassVar[bool] = True  # class_rate is a fraction of each mark's own target class
+    modalities: ClassVar[tuple[str, ...]] = ("image", "text")
 
     def probes_per_mark(self) -> int:
         return 40  # 5 marks x 40 = the paper's 200 probes
@@ -104,7 +119,7 @@ class CleanLabel(WatermarkMethod):
         if self.trigger_kind not in TRIGGER_KINDS:
             raise ParameterError(f"The 'trigger_kind' parameter of {name} must be one of {TRIGGER_KINDS}; got "
                                  f"'{self.trigger_kind}'.")
-        if self.base_arch not in MODELS:
+        if self.base_arch is not None and self.base_arch not in MODELS:
             raise ParameterError(f"The 'base_arch' parameter of {name} must be one of {sorted(MODELS)}; got "
                                  f"'{self.base_arch}'.")
         if self.base_epochs is not None and int(self.base_epochs) < 1:
@@ -141,18 +156,44 @@ class CleanLabel(WatermarkMethod):
 
     def prepare(self, data: Records, inputs: np.ndarray, *, secret: bytes, target: int | None, trigger: Trigger,
                 progress: bool = False) -> Crafting:
-        return Crafting(resolve_base_model(data, checkpoint=self.base_model, arch=self.base_arch,
+        return Crafting(resolve_base_model(data, checkpoint=self.base_model,
+                                           arch=self.base_arch or data.modality.default_arch,
                                            epochs=self.base_epochs, secret=secret, owner=type(self).__name__,
                                            progress=progress),
-                        int(np.sum(np.asarray(data.labels) == target)))
+                        int(np.sum(np.asarray(data.labels) == target)), data.modality.name)
 
     def _craft(self, context: Crafting, inputs: np.ndarray, labels: np.ndarray, trigger: Trigger, secret: bytes,
                progress: bool) -> tuple[np.ndarray, np.ndarray]:
-        perturbed, context.pgd = pgd_perturb(context.base.model, inputs, labels, eps=self.eps,
-                                             step_size=self.step_size, steps=self.steps,
-                                             seed=torch_seed(secret, "pgd"), batch_size=self.pgd_batch_size,
-                                             progress=progress, owner=type(self).__name__)
+        if context.modality == "text":
+            perturbed = self._perturb_text(context, inputs, labels, secret, progress)
+        else:
+            perturbed, context.pgd = pgd_perturb(context.base.model, inputs, labels, eps=self.eps,
+                                                 step_size=self.step_size, steps=self.steps,
+                                                 seed=torch_seed(secret, "pgd"), batch_size=self.pgd_batch_size,
+                                                 progress=progress, owner=type(self).__name__)
         return trigger.apply(perturbed), np.asarray(labels, dtype=np.int64).copy()  # labels unchanged
+
+    def _perturb_text(self, context: Crafting, texts: np.ndarray, labels: np.ndarray, secret: bytes,
+                      progress: bool) -> np.ndarray:
+        """Synonym substitution against the base model's cross-entropy on the true labels (see _synonyms)."""
+        import torch
+
+        from ._synonyms import synonym_attack
+
+        model = context.base.model
+        modality = get_modality("text")
+
+        def loss_fn(batch: list[str], y: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                logits = modality.logits(model, modality.batch(batch), torch.device("cpu")).float()
+                return torch.nn.functional.cross_entropy(logits, torch.as_tensor(y, dtype=torch.long),
+                                                         reduction="none").numpy()
+
+        perturbed, report = synonym_attack(texts, labels, loss_fn, min_similarity=self.min_similarity,
+                                           max_changes=self.max_changes, seed=generator(secret, "synonyms"),
+                                           progress=progress)
+        context.synonyms = report.summary()
+        return perturbed
 
     def mark(self, batch: MarkBatch) -> tuple[np.ndarray, np.ndarray]:
         return self._craft(batch.context, batch.inputs, batch.labels, batch.trigger, batch.secret, False)
@@ -170,10 +211,12 @@ class CleanLabel(WatermarkMethod):
     def key_extra(self, data: Records, rows: np.ndarray, new_labels: np.ndarray, *, context: Any = None
                   ) -> dict[str, Any]:
         pgd = context.pgd
+        text = {"synonyms": context.synonyms} if context.synonyms is not None else {}
         return {"class_rate": self.class_rate, "class_rate_relative_to": "the target class (not all rows)",
                 "target_class_rows": context.target_rows, "base_model": context.base.source,
                 "base_model_train_s": context.base.train_seconds,
-                "pgd_s": pgd.seconds if pgd else None, "pgd_images_per_s": pgd.images_per_s if pgd else None}
+                "pgd_s": pgd.seconds if pgd else None, "pgd_images_per_s": pgd.images_per_s if pgd else None,
+                **text}
 
 
 @register(METHODS, "label-consistent")
@@ -187,5 +230,7 @@ class LabelConsistent(CleanLabel):
     eps: float = 8 / 255
     step_size: float = 2 / 255
     trigger_kind: str = "corners"
+
+    modalities: ClassVar[tuple[str, ...]] = ("image",)  # Turner's corner pattern is an image trigger
 
     verification: ClassVar[dict[str, Any]] = DVBW_VERIFICATION

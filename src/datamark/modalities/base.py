@@ -91,6 +91,18 @@ class Modality(ABC):
         (a PNG grid for images, Markdown for text); returns the path written."""
 
     # --- the model side ----------------------------------------------------------------------------------
+    #: The reference architecture trained on this modality when none is named.
+    default_arch: ClassVar[str]
+
+    @abstractmethod
+    def fit(self, data: Any, *, arch: str, config: Any = None, progress: bool = False, **arch_params: Any
+            ) -> tuple[torch.nn.Module, Any]:
+        """Train a fresh ``arch`` on ``data``; returns ``(model, spec)``."""
+
+    @abstractmethod
+    def default_config(self, arch: str, **overrides: Any) -> Any:
+        """The training configuration of ``arch`` on this modality."""
+
     @abstractmethod
     def logits(self, model: torch.nn.Module, batch: np.ndarray, device: torch.device) -> torch.Tensor:
         """Run ``model`` on a batch (the preprocessing a model of this modality expects)."""

@@ -77,6 +77,19 @@ class ImageModality(Modality):
         preview_grid(originals, marked, path, titles=titles, overwrite=overwrite)
         return path
 
+    default_arch = "fastnet"
+
+    def fit(self, data: Any, *, arch: str, config: Any = None, progress: bool = False, **arch_params: Any
+            ) -> tuple[torch.nn.Module, Any]:
+        from ..models.train import fit_images
+
+        return fit_images(data, arch=arch, config=config, progress=progress, **arch_params)
+
+    def default_config(self, arch: str, **overrides: Any) -> Any:
+        from ..models.train import default_config
+
+        return default_config(arch, **overrides)
+
     def logits(self, model: torch.nn.Module, batch: np.ndarray, device: torch.device) -> torch.Tensor:
         return model(to_tensor(batch).to(device))
 

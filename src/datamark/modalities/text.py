@@ -90,6 +90,19 @@ class TextModality(Modality):
         text_preview(originals, marked, path, titles=titles, overwrite=overwrite)
         return path
 
+    default_arch = "textcnn"
+
+    def fit(self, data: Any, *, arch: str, config: Any = None, progress: bool = False, **arch_params: Any
+            ) -> tuple[torch.nn.Module, Any]:
+        from ..models.text_train import fit_text
+
+        return fit_text(data, arch=arch, config=config, progress=progress, **arch_params)
+
+    def default_config(self, arch: str, **overrides: Any) -> Any:
+        from ..models.text_train import default_text_config
+
+        return default_text_config(arch, **overrides)
+
     def logits(self, model: torch.nn.Module, batch: np.ndarray, device: torch.device) -> torch.Tensor:
         tokenize = getattr(model, "tokenize", None)
         if tokenize is None:

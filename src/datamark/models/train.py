@@ -59,9 +59,16 @@ def _fast_bf16(device: torch.device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def default_config(arch: str, **overrides) -> TrainConfig:
+def default_config(arch: str, **overrides):
     """Tuned defaults: ``fastnet`` for CIFAR on 2 CPU cores, ``resnet18`` as in the papers, ``tiny`` for tests;
-    ``vgg11`` and ``resnet20`` (small CPU-trainable nets for transferability) reuse the fast-trainer recipe."""
+    ``vgg11`` and ``resnet20`` (small CPU-trainable nets for transferability) reuse the fast-trainer recipe.
+    Architectures of another modality (text models) get that modality's trainer configuration."""
+    from ..modalities import get_modality
+    from ..registry import MODELS
+
+    modality = getattr(MODELS.get(arch), "modality", "image")
+    if modality != "image":
+        return get_modality(modality).default_config(arch, **overrides)
     presets = {
         "fastnet": dict(epochs=10, batch_size=512, lr=0.2),  # 88.8 % (TTA) at 12 epochs in 535 s; 10 fit 10 min
         # Transferability architectures (clean-label benchmark): the fast-trainer recipe, not separately tuned;
@@ -153,8 +160,16 @@ def train_model(model: nn.Module, images: np.ndarray, labels: np.ndarray, config
     return model.cpu().eval()
 
 
-def fit(data, *, arch: str = "fastnet", config: TrainConfig | None = None, progress: bool = False, **arch_params):
-    """Train a fresh ``arch`` on a :class:`~datamark.data.Records` dataset; returns ``(model, spec)``.
+def fit(data, *, arch: str | None = None, config=None, progress: bool = False, **arch_params):
+    """Train a fresh ``arch`` (default: the modality's, fastnet for images) on a :class:`~datamark.data.Records`
+    dataset of any modality; returns ``(model, spec)``. The data's modality chooses the trainer."""
+    return data.modality.fit(data, arch=arch or data.modality.default_arch, config=config, progress=progress,
+                             **arch_params)
+
+
+def fit_images(data, *, arch: str = "fastnet", config: TrainConfig | None = None, progress: bool = False,
+               **arch_params):
+    """Train a fresh image ``arch`` on an image :class:`~datamark.data.Records` dataset; returns ``(model, spec)``.
 
     The normalisation statistics come from the training images themselves and travel in the checkpoint.
     """
