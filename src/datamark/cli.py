@@ -235,7 +235,9 @@ def preview(
 def train(
     data: str = typer.Argument(..., help="Training dataset (any format protect reads)."),
     output: Path = typer.Option(..., "--out", "-o", help="Checkpoint path to write."),
-    arch: str = typer.Option("fastnet", help="Model: fastnet (CPU, CIFAR-size), resnet18 (paper), tiny (tests)."),
+    arch: str | None = typer.Option(None, help="Model: fastnet (images, the default; CPU, CIFAR-size), resnet18 "
+                                    "(paper), tiny (tests); textcnn (text, the default), bag (text, fastest), "
+                                    "minilm (text, a fine-tuned MiniLM BERT)."),
     epochs: int | None = typer.Option(None, help="Epochs (default: the architecture's preset)."),
     seed: int = typer.Option(0, help="Seed of initialisation, shuffling and augmentation."),
     test: str | None = typer.Option(None, help="A test set to report clean accuracy on."),
@@ -251,12 +253,13 @@ def train(
     def work():
         check_output(output, overwrite=overwrite, what="checkpoint", inputs=_existing(data, test))
         records = load_data(data)
+        chosen = arch or records.modality.default_arch
         overrides = {"seed": seed} | ({"epochs": epochs} if epochs else {})
         start = time.perf_counter()
-        model, spec = fit(records, arch=arch, config=default_config(arch, **overrides), progress=True)
+        model, spec = fit(records, arch=chosen, config=default_config(chosen, **overrides), progress=True)
         elapsed = time.perf_counter() - start
         save_checkpoint(model, spec, output, overwrite=overwrite, extra={"train_s": elapsed, "data": data})
-        out.print(f"trained {arch} on {len(records)} images in {elapsed:.0f} s -> {output}")
+        out.print(f"trained {chosen} on {len(records)} {records.modality.name} rows in {elapsed:.0f} s -> {output}")
         if test:
             acc = benign_accuracy(LocalSuspect.from_model(model, spec), load_data(test))
             out.print(f"clean test accuracy: {100 * acc:.2f} %")
@@ -316,7 +319,8 @@ def verify(
                                          "(request with \"$inputs\", response_path, outputs, path)."),
     input_name: str | None = typer.Option(None, help="Endpoint: input tensor name (default: the only one)."),
     output_name: str | None = typer.Option(None, help="Endpoint: output tensor name (default: the only one)."),
-    datatype: Datatype = typer.Option(Datatype.UINT8, help="Endpoint: input datatype."),
+    datatype: Datatype | None = typer.Option(None, help="Endpoint: input datatype: UINT8 or FP32 images, BYTES text "
+                                             "(default: BYTES for a text key, else UINT8)."),
     layout: Layout = typer.Option(Layout.NHWC, help="Endpoint: input layout."),
     scale: float = typer.Option(255.0, help="Endpoint: value of a white pixel for FP32 inputs (255 or 1)."),
     num_classes: int | None = typer.Option(None, help="Endpoint: class count (default: the key's)."),
@@ -391,7 +395,9 @@ def verify(
                 suspect = JSONSuspect(endpoint, JSONTemplate.load(template), **common)
             else:
                 suspect = HTTPSuspect(endpoint, model_name, input_name=input_name, output_name=output_name,
-                                      datatype=datatype.value, layout=layout.value, scale=scale, **common)
+                                      datatype=(datatype.value if datatype is not None else
+                                                "BYTES" if key.dataset.get("modality") == "text" else "UINT8"),
+                                      layout=layout.value, scale=scale, **common)
         else:
             suspect = LocalSuspect.from_checkpoint(model, outputs=mode.value)
         record = evidence or resume
