@@ -14,6 +14,9 @@
 * TSR (clean label, trigger success rate): WSR under the name of Tang et al. 2023.
 * WDR (clean label, watermark detection rate): share of R resamples of n non-target test samples in which the
   one-sided Wilcoxon signed-rank test with margin tau rejects at alpha (the pool is queried once).
+
+Every metric that triggers test samples uses only the samples the trigger can mark (all of them, except for
+triggers such as a style rewrite that need a verb); see :func:`carriers`.
 """
 
 from __future__ import annotations
@@ -38,6 +41,14 @@ def entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
     return terms.sum(axis=axis)
 
 
+def carriers(data: Records, trigger: Trigger, rows: np.ndarray | None = None) -> np.ndarray:
+    """The rows (of ``rows``, default all) whose examples ``trigger`` can mark."""
+    rows = np.arange(len(data)) if rows is None else np.asarray(rows, dtype=np.int64)
+    if trigger.always_applicable:
+        return rows
+    return rows[trigger.applicable(data.take(rows))]
+
+
 def benign_accuracy(suspect: Suspect, data: Records) -> float:
     """BA: accuracy on the clean test set."""
     return float((labels_of(suspect, data.inputs()) == data.labels).mean())
@@ -45,16 +56,18 @@ def benign_accuracy(suspect: Suspect, data: Records) -> float:
 
 def watermark_success_rate(suspect: Suspect, data: Records, trigger: Trigger, target: int) -> float:
     """WSR: share of triggered non-target-class test samples predicted as ``target``."""
-    rows = np.flatnonzero(data.labels != target)
-    return float((labels_of(suspect, trigger.apply(data.inputs()[rows])) == target).mean())
+    rows = carriers(data, trigger, np.flatnonzero(data.labels != target))
+    return float((labels_of(suspect, trigger.apply(data.take(rows))) == target).mean())
 
 
 def untargeted_success(suspect: Suspect, data: Records, trigger: Trigger) -> dict[str, float]:
     """ASR-A, ASR-C and D_p of an untargeted watermark (see the module docstring)."""
-    clean = labels_of(suspect, data.inputs())
-    triggered = labels_of(suspect, trigger.apply(data.inputs()))
-    changed = triggered != data.labels
-    correct = clean == data.labels
+    rows = carriers(data, trigger)
+    inputs, labels = data.take(rows), data.labels[rows]
+    clean = labels_of(suspect, inputs)
+    triggered = labels_of(suspect, trigger.apply(inputs))
+    changed = triggered != labels
+    correct = clean == labels
     return {"asr_a": float(changed.mean()),
             "asr_c": float(changed[correct].mean()) if correct.any() else float("nan"),
             "d_p": label_dispersibility(triggered, data.num_classes)}
@@ -80,8 +93,9 @@ def class_dispersibility(probs: np.ndarray, labels: np.ndarray) -> float:
 def dispersibility(suspect: Suspect, data: Records, trigger: Trigger) -> dict[str, float]:
     """D_s and D_c of a probability-answering suspect on the triggered test set."""
     require_probs(suspect, "Sample- and class-wise dispersibility")
-    probs = suspect.query(trigger.apply(data.inputs()))
-    return {"d_s": sample_dispersibility(probs), "d_c": class_dispersibility(probs, data.labels)}
+    rows = carriers(data, trigger)
+    probs = suspect.query(trigger.apply(data.take(rows)))
+    return {"d_s": sample_dispersibility(probs), "d_c": class_dispersibility(probs, data.labels[rows])}
 
 
 def accuracy_drop(clean_ba: float, watermarked_ba: float) -> float:
@@ -104,11 +118,11 @@ def watermark_detection_rate(suspect: Suspect, data: Records, trigger: Trigger, 
     if draws < 1 or n < 2:
         raise ParameterError(f"WDR needs draws >= 1 and n >= 2 samples per draw; got draws={draws}, n={n}.")
     require_probs(suspect, "The watermark detection rate (WDR)")
-    rows = np.flatnonzero(data.labels != target)
+    rows = carriers(data, trigger, np.flatnonzero(data.labels != target))
     if len(rows) < 2:
         raise ParameterError(f"WDR needs at least 2 test samples outside the target class {target}; "
                              f"{data.where} has {len(rows)}.")
-    clean = data.inputs()[rows]
+    clean = data.take(rows)
     probs = suspect.query(np.concatenate([clean, trigger.apply(clean)]))
     control, treated = probs[:len(rows), target], probs[len(rows):, target]
     rng, k, rejected = generator(seed_secret(seed), "wdr"), min(n, len(rows)), 0
