@@ -10,7 +10,11 @@ MODELS.update({"tiny": TinyCNN, "fastnet": FastNet, "resnet18": ResNet18, "resne
 
 from .checkpoint import ModelSpec, build_model, load_checkpoint, save_checkpoint  # noqa: E402
 from .features import embed, features_of  # noqa: E402
+from .text import BagOfEmbeddings, MiniLMClassifier, TextCNN, TextTruncationWarning, WordVocab  # noqa: E402
+from .text_train import TextTrainConfig, default_text_config, fit_text, train_text_model  # noqa: E402
 from .train import TrainConfig, default_config, fit, train_model  # noqa: E402
 
 __all__ = ["FastNet", "ModelSpec", "ResNet18", "ResNet20", "TinyCNN", "TrainConfig", "VGG11", "build_model",
            "default_config", "embed", "features_of", "fit", "load_checkpoint", "save_checkpoint", "train_model"]
+__all__ += ["BagOfEmbeddings", "MiniLMClassifier", "TextCNN", "TextTrainConfig", "TextTruncationWarning", "WordVocab",
+            "default_text_config", "fit_text", "train_text_model"]

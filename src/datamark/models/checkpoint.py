@@ -24,7 +24,8 @@ CHECKPOINT_VERSION = 1
 class ModelSpec:
     """Everything needed to rebuild a model: architecture, its parameters, and the data it expects.
 
-    ``input_shape`` is (H, W, C) of uint8 images; ``mean``/``std`` are per-channel on the [0, 1] scale.
+    ``input_shape`` is (H, W, C) of uint8 images; ``mean``/``std`` are per-channel on the [0, 1] scale. Text models
+    (``modality = "text"``) have ``input_shape == mean == std == ()`` and their vocabulary in ``params``.
     """
 
     arch: str
@@ -46,6 +47,8 @@ def build_model(spec: ModelSpec, *, seed: int = 0) -> nn.Module:
     """A freshly initialised model for ``spec``; initialisation is seeded without touching global RNG state."""
     cls = MODELS[spec.arch]
     with isolated_torch_rng(seed):
+        if hasattr(cls, "from_spec"):  # models that take their own parameters (text: vocabulary, max_length)
+            return cls.from_spec(spec)
         return cls(num_classes=spec.num_classes, in_channels=spec.input_shape[-1], mean=spec.mean, std=spec.std,
                    **spec.params)
 
@@ -97,9 +100,11 @@ def _spec_from(raw: Any) -> ModelSpec:
     fields = {**raw, **{name: tuple(raw[name]) for name in ("input_shape", "mean", "std", "class_names")}}
     spec = ModelSpec(**fields)
     counts = [spec.num_classes, *spec.input_shape]
-    if len(spec.input_shape) != 3 or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0
+    rank = 0 if getattr(MODELS[spec.arch], "modality", "image") == "text" else 3  # text models take no shape
+    if len(spec.input_shape) != rank or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0
                                              for c in counts):
-        raise ValueError(f"'num_classes' and 'input_shape' must be positive integers (H, W, C); got "
+        shape = "(H, W, C)" if rank else "(input_shape () for a text model)"
+        raise ValueError(f"'num_classes' and 'input_shape' must be positive integers {shape}; got "
                          f"{spec.num_classes!r}, {spec.input_shape!r}")
     if not isinstance(spec.params, dict):
         raise TypeError(f"'params' must be a mapping; got {type(spec.params).__name__}")
