@@ -24,7 +24,6 @@ import numpy as np
 from .._rng import generator, torch_seed
 from ..data.records import Records
 from ..exceptions import ParameterError
-from ..modalities import get_modality
 from ..registry import METHODS, MODELS, register
 from ..triggers.base import Trigger
 from ..triggers.corners import CornerTrigger
@@ -166,6 +165,10 @@ class CleanLabel(WatermarkMethod):
                progress: bool) -> tuple[np.ndarray, np.ndarray]:
         if context.modality == "text":
             perturbed = self._perturb_text(context, inputs, labels, secret, progress)
+            if not trigger.always_applicable:  # an edit may remove what the trigger needs (a style's verb)
+                lost = ~trigger.applicable(perturbed)
+                perturbed[lost] = inputs[lost]  # those rows carry the trigger on their unperturbed text
+                context.synonyms = {**(context.synonyms or {}), "reverted_for_trigger": int(lost.sum())}
         else:
             perturbed, context.pgd = pgd_perturb(context.base.model, inputs, labels, eps=self.eps,
                                                  step_size=self.step_size, steps=self.steps,
@@ -176,22 +179,11 @@ class CleanLabel(WatermarkMethod):
     def _perturb_text(self, context: Crafting, texts: np.ndarray, labels: np.ndarray, secret: bytes,
                       progress: bool) -> np.ndarray:
         """Synonym substitution against the base model's cross-entropy on the true labels (see _synonyms)."""
-        import torch
+        from ._synonyms import classifier_loss, synonym_attack
 
-        from ._synonyms import synonym_attack
-
-        model = context.base.model
-        modality = get_modality("text")
-
-        def loss_fn(batch: list[str], y: np.ndarray) -> np.ndarray:
-            with torch.no_grad():
-                logits = modality.logits(model, modality.batch(batch), torch.device("cpu")).float()
-                return torch.nn.functional.cross_entropy(logits, torch.as_tensor(y, dtype=torch.long),
-                                                         reduction="none").numpy()
-
-        perturbed, report = synonym_attack(texts, labels, loss_fn, min_similarity=self.min_similarity,
-                                           max_changes=self.max_changes, seed=generator(secret, "synonyms"),
-                                           progress=progress)
+        perturbed, report = synonym_attack(texts, labels, classifier_loss(context.base.model),
+                                           min_similarity=self.min_similarity, max_changes=self.max_changes,
+                                           seed=generator(secret, "synonyms"), progress=progress)
         context.synonyms = report.summary()
         return perturbed
 
