@@ -183,7 +183,7 @@ class TextCNN(_WordClassifier):
     gets the same logits whatever else is in its batch.
     """
 
-    def __init__(self, num_classes: int, vocab: Sequence[str], max_length: int = 64, embed_dim: int = 128,
+    def __init__(self, num_classes: int, vocab: Sequence[str], max_length: int = 128, embed_dim: int = 128,
                  num_filters: int = 100, kernel_sizes: Sequence[int] = (3, 4, 5), dropout: float = 0.5) -> None:
         kernel_sizes = [int(k) for k in kernel_sizes]
         if not kernel_sizes or min(kernel_sizes) < 1 or num_filters < 1:
@@ -214,7 +214,7 @@ class BagOfEmbeddings(_WordClassifier):
     """A fastText-like classifier (Joulin et al. 2017, "Bag of Tricks for Efficient Text Classification"):
     the mean of the word embeddings and a linear head. The fastest model here, for tests and quick baselines."""
 
-    def __init__(self, num_classes: int, vocab: Sequence[str], max_length: int = 64, embed_dim: int = 64,
+    def __init__(self, num_classes: int, vocab: Sequence[str], max_length: int = 128, embed_dim: int = 64,
                  dropout: float = 0.0) -> None:
         super().__init__(num_classes, vocab, max_length, embed_dim)
         self.dropout = nn.Dropout(dropout)
