@@ -534,25 +534,38 @@ def key_info(key_path: Path = typer.Argument(..., help="A key file.")) -> None:
 def demo(
     output: Path = typer.Option(Path("datamark-demo"), "--out", "-o", help="Folder for every artefact."),
     overwrite: bool = typer.Option(True, help="Replace artefacts of an earlier demo run."),
-    epochs: int | None = typer.Option(None, help="Training epochs (default: the tiny model's preset, 30)."),
+    epochs: int | None = typer.Option(None, help="Training epochs (default: the model's preset: tiny 30, "
+                                      "textcnn 10)."),
+    modality: str = typer.Option("image", help="image: the embedded digits (no download); text: SST-2 from the "
+                                 "shared data folder (DATAMARK_DATA), word triggers and a TextCNN."),
 ) -> None:
-    """The whole flow on the embedded digits (no download): protect, train, verify, scenario table."""
-    from .data import load_digits
+    """The whole flow: protect, train, verify, scenario table (images: embedded digits; text: SST-2)."""
+    from .data import load_data, load_digits
     from .evaluate import rich_table
     from .evaluate.experiment import run_experiment
-    from .methods import BadNets, Blended
+    from .exceptions import ParameterError
+    from .methods import UBWP, BadNets, Blended
     from .models import default_config
 
     def work():
         start = time.perf_counter()
-        train_set, test_set = load_digits("train"), load_digits("test")
-        out.print(f"embedded digits: {len(train_set)} training and {len(test_set)} test images, 8x8 grey, 10 classes")
-        # 8x8 grey digits hold fewer marks apart than 32-px images: 5 marks (each with its own secret trigger and
-        # target), and for the faint blend a stronger opacity on twice the rows (measured in the README)
-        methods = {"badnets": BadNets(seed=0, n_marks=5, decoy_rate=0.1),
-                   "blended": Blended(seed=1, n_marks=5, blend=0.3, rate=0.2, decoy_rate=0.1)}
-        config = default_config("tiny", **({"epochs": epochs} if epochs else {}))
-        report = run_experiment(train_set, test_set, methods, arch="tiny", config=config,
+        if modality == "image":
+            train_set, test_set, arch = load_digits("train"), load_digits("test"), "tiny"
+            out.print(f"embedded digits: {len(train_set)} training and {len(test_set)} test images, 8x8 grey, "
+                      f"10 classes")
+            # 8x8 grey digits hold fewer marks apart than 32-px images: 5 marks (each with its own secret trigger
+            # and target), and for the faint blend a stronger opacity on twice the rows (measured in the README)
+            methods = {"badnets": BadNets(seed=0, n_marks=5, decoy_rate=0.1),
+                       "blended": Blended(seed=1, n_marks=5, blend=0.3, rate=0.2, decoy_rate=0.1)}
+        elif modality == "text":
+            train_set, test_set, arch = load_data("sst2:train"), load_data("sst2:validation"), "textcnn"
+            out.print(f"SST-2: {len(train_set)} training and {len(test_set)} validation sentences, 2 classes")
+            # binary labels: a mark's secret target is 1 of 2, so K = 10 marks (default) make p <= 1/1024 possible
+            methods = {"badnets-word": BadNets(seed=0), "ubw-p-word": UBWP(seed=1)}
+        else:
+            raise ParameterError(f"--modality must be 'image' or 'text'; got '{modality}'.")
+        config = default_config(arch, **({"epochs": epochs} if epochs else {}))
+        report = run_experiment(train_set, test_set, methods, arch=arch, config=config,
                                 out_dir=output, overwrite=overwrite, progress=True, log=out.print)
         for name, m in report.methods.items():
             goal = m.goal

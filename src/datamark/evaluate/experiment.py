@@ -116,7 +116,8 @@ def run_experiment(train: Records, test: Records, methods: Mapping[str, Watermar
         stolen_model, stolen_spec = fit(marked.dataset, arch=arch, config=config, progress=progress)
         train_s = time.perf_counter() - start
         if out is not None:  # before the evaluation: a run cut off there keeps its key, data and model
-            suffix = ".npz" if marked.dataset.source_format == "numpy" else ""
+            suffix = {"numpy": ".npz", "tsv": ".tsv", "csv": ".csv", "parquet": ".parquet"}.get(
+                marked.dataset.source_format, "")
             marked.key.save(out / f"{name}.key.json", overwrite=overwrite)  # the key first: data never without it
             marked.dataset.save(out / f"{name}-watermarked{suffix}", overwrite=overwrite)
             save_checkpoint(stolen_model, stolen_spec, out / f"{name}-stolen.pt", overwrite=overwrite)
