@@ -108,3 +108,16 @@ def test_clean_label_text_keeps_labels_and_meaning(tmp_path):
     assert summary["fraction_changed"] > 0 and summary["mean_similarity_changed"] >= 0.85
     untouched = np.setdiff1d(np.arange(len(train)), rows)
     assert list(marked.dataset.take(untouched)) == list(train.take(untouched))
+
+
+def test_text_bad_input_is_refused_or_warned(ag_news):
+    from datamark.exceptions import SuspectError, WeakTriggerWarning
+    from datamark.triggers.text import WordTrigger
+
+    train, test, _, stolen, _ = ag_news
+    with pytest.warns(WeakTriggerWarning, match="already occurs"):
+        BadNets(seed=0, trigger=WordTrigger(("the",)), rate=0.1).apply(train)
+    with pytest.raises(SuspectError, match="vocabulary does not match"):
+        stolen.query(np.array(["Всё смешалось в доме Облонских ."] * 3, dtype=object))
+    with pytest.raises(SuspectError, match="text"):
+        stolen.query(np.zeros((2, 8, 8, 1), dtype=np.uint8))

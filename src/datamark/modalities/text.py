@@ -108,6 +108,11 @@ class TextModality(Modality):
         if tokenize is None:
             raise DataError(f"The model {type(model).__name__} has no tokenize(texts) method; a datamark text model "
                             f"tokenizes its own input (wrap a Hugging Face model in TransformersSuspect).")
+        unknown_rate = getattr(model, "unknown_rate", None)
+        if callable(unknown_rate):  # a word model that does not know the data's words would answer noise
+            from ..models.text import check_unknown_rate
+
+            check_unknown_rate(unknown_rate([str(s) for s in batch]), limit=0.5, source=type(model).__name__)
         tokens = tokenize([str(s) for s in batch])
         return model(**{name: tensor.to(device) for name, tensor in tokens.items()})
 
