@@ -121,3 +121,16 @@ def test_text_bad_input_is_refused_or_warned(ag_news):
         stolen.query(np.array(["Всё смешалось в доме Облонских ."] * 3, dtype=object))
     with pytest.raises(SuspectError, match="text"):
         stolen.query(np.zeros((2, 8, 8, 1), dtype=np.uint8))
+
+
+def test_text_verification_leaves_evidence_that_replays_to_the_same_verdict(ag_news, tmp_path):
+    from datamark.verify.evidence import check_evidence, reverify, verify_with_evidence
+
+    _, test, marked, stolen, _ = ag_news
+    result = verify_with_evidence(Verifier(), stolen, marked.key, test, tmp_path / "run.jsonl", batch_size=64)
+    report = check_evidence(tmp_path / "run.jsonl")
+    assert report.finished and report.result["accused"] == result.accused and report.queries == result.queries
+    words = [w for m in marked.key.mark_list() for w in m.trigger.words]
+    text = (tmp_path / "run.jsonl").read_text()
+    assert marked.key.secret not in text and not any(f" {w} " in text for w in words)  # hashes, never the probes
+    assert reverify(tmp_path / "run.jsonl", marked.key, test).outcome.p_value == result.outcome.p_value
