@@ -39,6 +39,7 @@ from datamark.models import default_config, fit, load_checkpoint, save_checkpoin
 from datamark.suspects import LocalSuspect
 from datamark.triggers import Trigger
 from datamark.triggers.text import StyleTrigger
+from datamark.verify import Verifier
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = ("dvbw-word", "dvbw-style", "ubw-p", "cl-word-r1", "cl-word-r5", "cl-style-r1", "cl-style-r5")
@@ -93,7 +94,8 @@ def run_config(name: str, train, test, clean, clean_ba: float, args: argparse.Na
     grammar = gerr(before, after)
     model, spec, train_s = _model(work / f"{name}-stolen.pt", marked.dataset, args, log)
     stolen = LocalSuspect.from_model(model, spec)
-    rows = evaluate_scenarios(key, stolen, clean, test, seed=args.seed)
+    verifier = Verifier(n_control_triggers=args.control_triggers) if not key.plan.uses_marks else Verifier()
+    rows = evaluate_scenarios(key, stolen, clean, test, seed=args.seed, verifier=verifier)
     scen = _scenarios(rows)
     out: dict[str, Any] = {"goal": key.goal, "commitment": key.commitment, "marked_rows": len(marked.rows),
                            "protect_s": protect_s, "train_s": train_s, "gerr": grammar,
@@ -122,7 +124,8 @@ def markdown(result: dict[str, Any]) -> str:
              f"Suspect model: {result['arch']} ({result['epochs']} epochs); clean BA {100 * result['clean_ba']:.2f} % "
              f"(trained in {result['clean_train_s']:.0f} s); train rows {result['train_rows']}, test rows "
              f"{result['test_rows']}; seed {result['seed']}; target of fixed-target configurations "
-             f"{result['target']}. Total {result['total_s'] / 60:.1f} min.", "",
+             f"{result['target']}; control triggers of single-mark keys: "
+             f"{result.get('control_triggers') or 'the key (100)'}. Total {result['total_s'] / 60:.1f} min.", "",
              "p-values: probability mode / label-only mode; accused = p < the key's alpha. Independent-T is another "
              "owner's key of the same method (multi-mark keys) or another trigger of the same kind (single mark).",
              "", "| config | goal | marked | AD (pt) | Steal p | Indep-M p | Indep-T p | WSR/ASR | TSR | WDR stolen | "
@@ -154,6 +157,9 @@ def main(title: str, stem: str, train_name: str, test_name: str, default_target:
     p.add_argument("--test-rows", type=int, default=None, help="Use only the first N test rows.")
     p.add_argument("--target", type=int, default=default_target)
     p.add_argument("--wdr-draws", type=int, default=100)
+    p.add_argument("--control-triggers", type=int, default=None,
+                   help="k of the specificity control of single-mark keys (default: the key's, 100); fewer is "
+                        "recorded as a deviation in every result (a slow suspect's budget).")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", type=Path, default=None, help="Models and keys (default runs/<stem>-<arch>).")
@@ -187,7 +193,8 @@ def main(title: str, stem: str, train_name: str, test_name: str, default_target:
               "environment": f"{platform.platform()}, {torch.get_num_threads()} torch threads, torch "
                              f"{torch.__version__}, datamark {__version__} (git {git})",
               "arch": args.arch, "epochs": args.epochs or default_config(args.arch).epochs, "seed": args.seed,
-              "target": args.target, "train_rows": len(train), "test_rows": len(test), "clean_ba": clean_ba,
+              "target": args.target, "control_triggers": args.control_triggers,
+              "train_rows": len(train), "test_rows": len(test), "clean_ba": clean_ba,
               "clean_train_s": clean_s, "total_s": time.perf_counter() - start,
               "configs": {k: done[k] for k in args.configs if k in done}}
     RESULTS.mkdir(exist_ok=True)
