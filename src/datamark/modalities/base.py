@@ -10,6 +10,7 @@ file here, never a branch in the old layers.
 from __future__ import annotations
 
 import hashlib
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -83,29 +84,41 @@ class Modality(ABC):
     def looks_like_column(self, field_type: Any, feature: dict[str, Any]) -> bool:
         """Whether an Arrow column (its type and Hugging Face feature) holds examples of this modality."""
 
-    # --- what people see ------------------------------------------------------------------------------------
-    @abstractmethod
+    # --- what people see, and the reference model: named functions, imported only when used -------------
+    #: Suffix and writer (``"module:function"`` under ``datamark``) of a preview of marked examples.
+    preview_suffix: ClassVar[str]
+    preview_writer: ClassVar[str]
+    #: The reference architecture trained on this modality when none is named, its trainer and its configs.
+    default_arch: ClassVar[str]
+    trainer: ClassVar[str]
+    config_factory: ClassVar[str]
+
     def preview(self, originals: np.ndarray, marked: np.ndarray, stem: str | Path, *, titles: Sequence[str] = (),
                 overwrite: bool = False) -> Path:
         """Write a preview of marked examples beside their originals at ``stem`` plus this modality's suffix
         (a PNG grid for images, Markdown for text); returns the path written."""
+        path = Path(f"{stem}{self.preview_suffix}")
+        _named(self.preview_writer)(originals, marked, path, titles=titles, overwrite=overwrite)
+        return path
 
-    # --- the model side ----------------------------------------------------------------------------------
-    #: The reference architecture trained on this modality when none is named.
-    default_arch: ClassVar[str]
-
-    @abstractmethod
     def fit(self, data: Any, *, arch: str, config: Any = None, progress: bool = False, **arch_params: Any
             ) -> tuple[torch.nn.Module, Any]:
         """Train a fresh ``arch`` on ``data``; returns ``(model, spec)``."""
+        return _named(self.trainer)(data, arch=arch, config=config, progress=progress, **arch_params)
 
-    @abstractmethod
     def default_config(self, arch: str, **overrides: Any) -> Any:
         """The training configuration of ``arch`` on this modality."""
+        return _named(self.config_factory)(arch, **overrides)
 
     @abstractmethod
     def logits(self, model: torch.nn.Module, batch: np.ndarray, device: torch.device) -> torch.Tensor:
         """Run ``model`` on a batch (the preprocessing a model of this modality expects)."""
+
+
+def _named(target: str) -> Any:
+    """The function ``"module:function"`` of the datamark package (imported on first use: no import cycles)."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(f"datamark.{module}"), name)
 
 
 def sha256_hex(data: bytes) -> str:

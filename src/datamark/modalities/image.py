@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,26 +67,11 @@ class ImageModality(Modality):
             return True
         return pa.types.is_struct(field_type) and field_type.get_field_index("bytes") >= 0
 
-    def preview(self, originals: np.ndarray, marked: np.ndarray, stem: str | Path, *, titles: Sequence[str] = (),
-                overwrite: bool = False) -> Path:
-        from ..evaluate.plots import preview_grid
-
-        path = Path(f"{stem}.png")
-        preview_grid(originals, marked, path, titles=titles, overwrite=overwrite)
-        return path
-
+    preview_suffix = ".png"
+    preview_writer = "evaluate.plots:preview_grid"
     default_arch = "fastnet"
-
-    def fit(self, data: Any, *, arch: str, config: Any = None, progress: bool = False, **arch_params: Any
-            ) -> tuple[torch.nn.Module, Any]:
-        from ..models.train import fit_images
-
-        return fit_images(data, arch=arch, config=config, progress=progress, **arch_params)
-
-    def default_config(self, arch: str, **overrides: Any) -> Any:
-        from ..models.train import default_config
-
-        return default_config(arch, **overrides)
+    trainer = "models.train:fit_images"
+    config_factory = "models.train:default_config"
 
     def logits(self, model: torch.nn.Module, batch: np.ndarray, device: torch.device) -> torch.Tensor:
         return model(to_tensor(batch).to(device))

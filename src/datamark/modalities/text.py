@@ -7,8 +7,6 @@ work as for images. Models of this modality tokenize for themselves: a datamark 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,26 +80,11 @@ class TextModality(Modality):
     def looks_like_column(self, field_type: Any, feature: dict[str, Any]) -> bool:
         return pa.types.is_string(field_type) or pa.types.is_large_string(field_type)
 
-    def preview(self, originals: np.ndarray, marked: np.ndarray, stem: str | Path, *, titles: Sequence[str] = (),
-                overwrite: bool = False) -> Path:
-        from ..evaluate.text_preview import text_preview
-
-        path = Path(f"{stem}.md")
-        text_preview(originals, marked, path, titles=titles, overwrite=overwrite)
-        return path
-
+    preview_suffix = ".md"
+    preview_writer = "evaluate.text_preview:text_preview"
     default_arch = "textcnn"
-
-    def fit(self, data: Any, *, arch: str, config: Any = None, progress: bool = False, **arch_params: Any
-            ) -> tuple[torch.nn.Module, Any]:
-        from ..models.text_train import fit_text
-
-        return fit_text(data, arch=arch, config=config, progress=progress, **arch_params)
-
-    def default_config(self, arch: str, **overrides: Any) -> Any:
-        from ..models.text_train import default_text_config
-
-        return default_text_config(arch, **overrides)
+    trainer = "models.text_train:fit_text"
+    config_factory = "models.text_train:default_text_config"
 
     def logits(self, model: torch.nn.Module, batch: np.ndarray, device: torch.device) -> torch.Tensor:
         tokenize = getattr(model, "tokenize", None)
