@@ -29,7 +29,7 @@ from .._rng import generator, seed_secret
 from ..data.records import Records
 from ..exceptions import DegenerateTestWarning, ParameterError
 from ..suspects.base import Suspect, labels_of, require_probs
-from ..triggers.base import Trigger
+from ..triggers.base import Trigger, carrying
 from ..verify.stats import wilcoxon_signed_rank
 
 
@@ -44,9 +44,7 @@ def entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
 def carriers(data: Records, trigger: Trigger, rows: np.ndarray | None = None) -> np.ndarray:
     """The rows (of ``rows``, default all) whose examples ``trigger`` can mark."""
     rows = np.arange(len(data)) if rows is None else np.asarray(rows, dtype=np.int64)
-    if trigger.always_applicable:
-        return rows
-    return rows[trigger.applicable(data.take(rows))]
+    return rows[carrying([trigger], data, rows)]
 
 
 def benign_accuracy(suspect: Suspect, data: Records) -> float:

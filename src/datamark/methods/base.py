@@ -23,7 +23,7 @@ from ..exceptions import ParameterError, WeakTriggerWarning
 from ..key import Key
 from ..marks import Mark
 from ..modalities import Modality
-from ..triggers.base import Trigger
+from ..triggers.base import Trigger, carrying
 from ..verify.plan import MARKS_TEST
 from ._constraints import check_fields
 
@@ -305,7 +305,7 @@ class WatermarkMethod(ABC):
                   dataset={"fingerprint": data.fingerprint, "watermarked_fingerprint": watermarked.fingerprint,
                            "n_rows": len(data), "num_classes": data.num_classes, "class_names": list(data.class_names),
                            "input_shape": list(input_shape), "modality": data.modality.name,
-                           **data.modality.describe(data.take(np.arange(min(len(data), 256)))),
+                           **data.modality.describe(data),
                            "format": data.source_format},
                   verification=self.verification_plan(),
                   extra={**self.key_extra(data, rows, labels, context=context),
@@ -341,12 +341,7 @@ class WatermarkMethod(ABC):
         """Rows every mark's trigger can mark (a style rewrite needs a verb); the others are counted in the key
         and reported, never silently left unmarked among the selected rows."""
         triggers = [t for m in marks for t in (m.candidates or (m.trigger,))]
-        markable = np.ones(len(data), dtype=bool)
-        if all(t.always_applicable for t in triggers):
-            return markable
-        inputs = data.inputs()
-        for trigger in triggers:
-            markable &= trigger.applicable(inputs)
+        markable = carrying(triggers, data)
         if not markable.any():
             raise ParameterError(f"The trigger of {type(self).__name__} can mark none of the rows of {data.where}.")
         if not markable.all():

@@ -59,8 +59,8 @@ class Modality(ABC):
     def content_id(self, example: Any) -> str:
         """The stable id of an in-memory example (SHA-256 of a canonical encoding)."""
 
-    def describe(self, batch: np.ndarray) -> dict[str, Any]:
-        """What the key records about the data beyond shape (none by default)."""
+    def describe(self, data: Any) -> dict[str, Any]:
+        """What the key records about ``data`` (a Records) beyond shape (none by default: decodes nothing)."""
         return {}
 
     def default_trigger(self, rng: np.random.Generator) -> Any:

@@ -54,8 +54,8 @@ class TextModality(Modality):
     def content_id(self, example: Any) -> str:
         return sha256_hex(str(example).encode("utf-8"))
 
-    def describe(self, batch: np.ndarray) -> dict[str, Any]:
-        lengths = [len(s.split()) for s in batch]
+    def describe(self, data: Any) -> dict[str, Any]:
+        lengths = [len(s.split()) for s in data.take(np.arange(min(len(data), 256)))]
         return {"mean_words": round(float(np.mean(lengths)), 2) if lengths else 0.0}
 
     def default_trigger(self, rng: np.random.Generator) -> Any:

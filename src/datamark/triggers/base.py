@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -67,6 +68,19 @@ class Trigger(ABC):
     @classmethod
     def decode_params(cls, params: dict[str, Any]) -> dict[str, Any]:
         return dict(params)
+
+
+def carrying(triggers: Sequence[Trigger], data: Any, rows: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask over ``rows`` (default all) of ``data`` (a :class:`~datamark.data.Records`): the examples
+    every one of ``triggers`` can mark. Decodes nothing when every trigger marks any example."""
+    rows = np.arange(len(data)) if rows is None else np.asarray(rows, dtype=np.int64)
+    mask = np.ones(len(rows), dtype=bool)
+    picky = [t for t in triggers if not t.always_applicable]
+    if picky:
+        batch = data.take(rows)
+        for trigger in picky:
+            mask &= trigger.applicable(batch)
+    return mask
 
 
 def encode_array(array: np.ndarray) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from ..exceptions import ParameterError, QueryBudgetError
 from ..key import Key
 from ..marks import Mark
 from ..suspects.base import Suspect, as_suspect, labels_of, require_probs
-from ..triggers.base import Trigger
+from ..triggers.base import Trigger, carrying
 from .marks_test import mark_hit, marks_outcome
 from .plan import check_alpha, check_control_triggers, check_controls_reach, check_margin, check_n_probe
 from .result import VerificationResult
@@ -52,12 +52,7 @@ PAIRED_TESTS = {"paired-t": paired_ttest, "wilcoxon": wilcoxon_signed_rank}
 def applicable_rows(key: Key, data: Records) -> np.ndarray:
     """Rows every trigger of ``key`` can mark (all rows, except for triggers such as a style rewrite that need
     something of the example); probes come only from these, whatever the suspect answers."""
-    triggers = [Trigger.from_config(key.trigger), *(m.trigger for m in key.mark_list())]
-    mask = np.ones(len(data), dtype=bool)
-    for trigger in triggers:
-        if not trigger.always_applicable:
-            mask &= trigger.applicable(data.inputs())
-    return mask
+    return carrying([Trigger.from_config(key.trigger), *(m.trigger for m in key.mark_list())], data)
 
 
 @dataclass(frozen=True)
