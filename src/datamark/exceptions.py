@@ -66,3 +66,7 @@ class EvidenceWarning(DatamarkWarning):
 
 class WeakTriggerWarning(DatamarkWarning):
     """A trigger is already common in the clean data (a frequent word): the mark it makes is weak."""
+
+
+class AudioFormatWarning(DatamarkWarning):
+    """An audio file was converted on reading (stereo mixed down to mono, resampled, padded or cropped)."""
