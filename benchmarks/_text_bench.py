@@ -1,6 +1,4 @@
-"""Shared driver of the text benchmarks (``text_sst2.py``, ``text_agnews.py``): one clean model, then per
-configuration protect -> train the thief's model -> the three scenarios, with the clean-label metrics (AD, TSR,
-WDR, GErr) and the confidence-outlier detector (WSD). Resumable: models and results are cached in ``--work``.
+"""The text benchmarks' configurations (``text_sst2.py``, ``text_agnews.py``; driver: ``_bench.py``).
 
 Configurations (paper settings where the paper fixes one; datamark defaults otherwise):
 
@@ -16,32 +14,14 @@ Configurations (paper settings where the paper fixes one; datamark defaults othe
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
-import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import torch
+from _bench import Suite
 
-from datamark import UBWP, BadNets, CleanLabel, __version__
-from datamark.data import load_data
-from datamark.evaluate.detectors import confidence_outliers
+from datamark import UBWP, BadNets, CleanLabel
 from datamark.evaluate.grammar import gerr
-from datamark.evaluate.metrics import accuracy_drop, trigger_success_rate, watermark_detection_rate
-from datamark.evaluate.scenarios import evaluate_scenarios
-from datamark.key import Key
-from datamark.models import default_config, fit, load_checkpoint, save_checkpoint
-from datamark.suspects import LocalSuspect
-from datamark.triggers import Trigger
 from datamark.triggers.text import StyleTrigger
-from datamark.verify import Verifier
 
-RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = ("dvbw-word", "dvbw-style", "ubw-p", "cl-word-r1", "cl-word-r5", "cl-style-r1", "cl-style-r5")
 
 
@@ -59,146 +39,6 @@ def build(config: str, *, seed: int, target: int, clean_checkpoint: Path):
                       base_model=str(clean_checkpoint))
 
 
-def _model(path: Path, data, args: argparse.Namespace, log) -> tuple[Any, Any, float]:
-    """Load the checkpoint at ``path`` or train it (the thief's recipe: the arch's preset) and save it."""
-    if path.exists():
-        model, spec = load_checkpoint(path)
-        return model, spec, float("nan")
-    start = time.perf_counter()
-    config = default_config(args.arch, seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
-    model, spec = fit(data, arch=args.arch, config=config, progress=args.progress)
-    seconds = time.perf_counter() - start
-    save_checkpoint(model, spec, path, overwrite=True, extra={"train_s": seconds})
-    log(f"  trained {args.arch} on {len(data)} rows in {seconds:.0f} s")
-    return model, spec, seconds
-
-
-def _scenarios(rows) -> dict[str, Any]:
-    return {r.scenario: {"ba": r.ba, "wsr": r.wsr, **r.extra,
-                         "p_probs": r.probs.outcome.p_value, "p_labels": r.labels.outcome.p_value,
-                         "accused_probs": r.probs.accused, "accused_labels": r.labels.accused}
-            for r in rows}
-
-
-def run_config(name: str, train, test, clean, clean_ba: float, args: argparse.Namespace, log) -> dict[str, Any]:
-    work = args.work
-    key_path = work / f"{name}.key.json"
-    start = time.perf_counter()
-    method = build(name, seed=args.seed, target=args.target, clean_checkpoint=work / "clean.pt")
-    marked = method.apply(train)
-    protect_s = time.perf_counter() - start
-    marked.key.save(key_path, overwrite=True)
-    key = Key.load(key_path)
-    log(f"{name}: marked {len(marked.rows)} of {len(train)} rows in {protect_s:.0f} s ({key.goal})")
-    before, after = train.take(marked.rows), marked.dataset.take(marked.rows)
-    grammar = gerr(before, after)
-    model, spec, train_s = _model(work / f"{name}-stolen.pt", marked.dataset, args, log)
-    stolen = LocalSuspect.from_model(model, spec)
-    verifier = Verifier(n_control_triggers=args.control_triggers) if not key.plan.uses_marks else Verifier()
-    rows = evaluate_scenarios(key, stolen, clean, test, seed=args.seed, verifier=verifier)
-    scen = _scenarios(rows)
-    out: dict[str, Any] = {"goal": key.goal, "commitment": key.commitment, "marked_rows": len(marked.rows),
-                           "protect_s": protect_s, "train_s": train_s, "gerr": grammar,
-                           "ad_points": accuracy_drop(clean_ba, scen["Steal"]["ba"]), "scenarios": scen,
-                           "unmarkable_rows": key.extra.get("unmarkable_rows", 0),
-                           "synonyms": key.extra.get("synonyms")}
-    probs = stolen.query(marked.dataset.inputs())
-    own = probs[np.arange(len(train)), marked.dataset.labels]
-    out["wsd_confidence"] = confidence_outliers(own, fraction=0.01).score(marked.rows)
-    if key.target is not None and not key.plan.uses_marks:
-        trigger = Trigger.from_config(key.trigger)
-        out["tsr"] = trigger_success_rate(stolen, test, trigger, key.target)
-        out["wdr_stolen"] = watermark_detection_rate(stolen, test, trigger, key.target, draws=args.wdr_draws,
-                                                     seed=args.seed)
-        out["wdr_clean"] = watermark_detection_rate(clean, test, trigger, key.target, draws=args.wdr_draws,
-                                                    seed=args.seed)
-    log(f"  AD {out['ad_points']:+.2f} pt; p(Steal) {scen['Steal']['p_probs']:.2g} / {scen['Steal']['p_labels']:.2g}; "
-        f"p(Indep-M) {scen['Independent-M']['p_probs']:.2g}; p(Indep-T) {scen['Independent-T']['p_probs']:.2g}"
-        + (f"; TSR {out['tsr']:.3f} WDR {out['wdr_stolen']:.2f}/{out['wdr_clean']:.2f}" if "tsr" in out else ""))
-    return out
-
-
-def markdown(result: dict[str, Any]) -> str:
-    lines = [f"# {result['title']}", "", f"Command: `{result['command']}`", "",
-             f"Machine: {result['environment']}", "",
-             f"Suspect model: {result['arch']} ({result['epochs']} epochs); clean BA {100 * result['clean_ba']:.2f} % "
-             f"(trained in {result['clean_train_s']:.0f} s); train rows {result['train_rows']}, test rows "
-             f"{result['test_rows']}; seed {result['seed']}; target of fixed-target configurations "
-             f"{result['target']}; control triggers of single-mark keys: "
-             f"{result.get('control_triggers') or 'the key (100)'}. Total {result['total_s'] / 60:.1f} min.", "",
-             "p-values: probability mode / label-only mode; accused = p < the key's alpha. Independent-T is another "
-             "owner's key of the same method (multi-mark keys) or another trigger of the same kind (single mark).",
-             "", "| config | goal | marked | AD (pt) | Steal p | Indep-M p | Indep-T p | WSR/ASR | TSR | WDR stolen | "
-             "WDR clean | GErr (%) | WSD conf. recall | protect s |", "|" + "---|" * 14]
-    for name, m in result["configs"].items():
-        s = m["scenarios"]
-
-        def p(row: str, s: dict = s) -> str:
-            return f"{s[row]['p_probs']:.2g} / {s[row]['p_labels']:.2g}"
-
-        def opt(k: str, f: str, m: dict = m) -> str:
-            return f.format(m[k]) if k in m else "–"
-        lines.append(f"| {name} | {m['goal']} | {m['marked_rows']} | {m['ad_points']:+.2f} | {p('Steal')} | "
-                     f"{p('Independent-M')} | {p('Independent-T')} | {s['Steal']['wsr']:.3f} | "
-                     f"{opt('tsr', '{:.3f}')} | {opt('wdr_stolen', '{:.2f}')} | {opt('wdr_clean', '{:.2f}')} | "
-                     f"{m['gerr']['gerr_percent']:.2f} | {m['wsd_confidence']['recall']:.2f} | {m['protect_s']:.0f} |")
-    lines += ["", "GErr: grammar errors (harper-py) added per 100 words of the marked rows, after PTB detokenisation; "
-              "WSD: recall of the 1 % lowest-confidence training rows against the marked rows."]
-    return "\n".join(lines) + "\n"
-
-
-def main(title: str, stem: str, train_name: str, test_name: str, default_target: int,
-         argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arch", default="minilm", help="Suspect architecture (minilm, textcnn, bag).")
-    p.add_argument("--epochs", type=int, default=None, help="Training epochs (default: the arch's preset).")
-    p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
-    p.add_argument("--train-rows", type=int, default=None, help="Use only the first N training rows.")
-    p.add_argument("--test-rows", type=int, default=None, help="Use only the first N test rows.")
-    p.add_argument("--target", type=int, default=default_target)
-    p.add_argument("--wdr-draws", type=int, default=100)
-    p.add_argument("--control-triggers", type=int, default=None,
-                   help="k of the specificity control of single-mark keys (default: the key's, 100); fewer is "
-                        "recorded as a deviation in every result (a slow suspect's budget).")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--work", type=Path, default=None, help="Models and keys (default runs/<stem>-<arch>).")
-    p.add_argument("--out", default=None, help="Results stem under benchmarks/results (default <stem>-<arch>).")
-    p.add_argument("--progress", action="store_true")
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    stem = args.out or f"{stem}-{args.arch}"
-    args.work = args.work or Path("runs") / stem
-    args.work.mkdir(parents=True, exist_ok=True)
-    log = lambda msg: print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)  # noqa: E731
-    start = time.perf_counter()
-    train, test = load_data(train_name), load_data(test_name)
-    # The staged SST-2 files are sorted by label: a subset is a seeded random sample, never a prefix.
-    if args.train_rows:
-        train = train.subset(np.sort(np.random.default_rng(args.seed).permutation(len(train))[:args.train_rows]))
-    if args.test_rows:
-        test = test.subset(np.sort(np.random.default_rng(args.seed + 1).permutation(len(test))[:args.test_rows]))
-    clean_model, clean_spec, clean_s = _model(args.work / "clean.pt", train, args, log)
-    clean = LocalSuspect.from_model(clean_model, clean_spec)
-    clean_ba = float((clean.query(test.inputs()).argmax(1) == test.labels).mean())
-    log(f"clean {args.arch}: BA {100 * clean_ba:.2f} %")
-    cache = args.work / "configs.json"
-    done = json.loads(cache.read_text()) if cache.exists() else {}
-    for name in args.configs:
-        if name not in done:
-            done[name] = run_config(name, train, test, clean, clean_ba, args, log)
-            cache.write_text(json.dumps(done, indent=2, default=float))
-    git = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True).stdout.strip()
-    result = {"title": title, "command": "python " + " ".join([sys.argv[0], *(argv or sys.argv[1:])]),
-              "environment": f"{platform.platform()}, {torch.get_num_threads()} torch threads, torch "
-                             f"{torch.__version__}, datamark {__version__} (git {git})",
-              "arch": args.arch, "epochs": args.epochs or default_config(args.arch).epochs, "seed": args.seed,
-              "target": args.target, "control_triggers": args.control_triggers,
-              "train_rows": len(train), "test_rows": len(test), "clean_ba": clean_ba,
-              "clean_train_s": clean_s, "total_s": time.perf_counter() - start,
-              "configs": {k: done[k] for k in args.configs if k in done}}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
-    (RESULTS / f"{stem}.md").write_text(markdown(result))
-    log(f"results in {RESULTS / stem}.json/.md")
-    return 0
+TEXT_SUITE = Suite(CONFIGS, build, default_arch="minilm", quality=gerr, quality_column=("GErr (%)", "gerr_percent"),
+                   note="GErr: grammar errors (harper-py) added per 100 words of the marked rows, after PTB "
+                        "detokenisation;")

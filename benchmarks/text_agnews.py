@@ -4,12 +4,15 @@ Independent-T, with AD, TSR, WDR, GErr and WSD.
 
     python benchmarks/text_agnews.py --arch textcnn
 
-See ``_text_bench.py`` for the configurations; results go to ``benchmarks/results/text_agnews-<arch>.json/.md``.
+See ``_text_bench.py`` for the configurations (driver: ``_bench.py``); results go to
+``benchmarks/results/text_agnews-<arch>.json/.md``.
 """
 
 import sys
 
-from _text_bench import main
+from _bench import main
+from _text_bench import TEXT_SUITE
 
 if __name__ == "__main__":
-    sys.exit(main("Text watermarks on AG News", "text_agnews", "ag_news:train", "ag_news:test", default_target=2))
+    sys.exit(main(TEXT_SUITE, "Text watermarks on AG News", "text_agnews", "ag_news:train", "ag_news:test",
+                  default_target=2, doc=__doc__))

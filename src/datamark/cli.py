@@ -54,6 +54,7 @@ class Datatype(str, Enum):
 class Layout(str, Enum):
     NHWC = "NHWC"
     NCHW = "NCHW"
+    NL = "NL"
 
 
 T = TypeVar("T")
@@ -132,7 +133,9 @@ def protect(
     blend: float | None = typer.Option(None, help="Blended, clean-label blend: opacity of the pattern (default 0.2)."),
     trigger: str | None = typer.Option(None, "--trigger", help="Text: 'word' (a keyed rare word at a keyed place; "
                                        "the default) or 'style' (future perfect continuous rewrite; one public "
-                                       "trigger, so one mark)."),
+                                       "trigger, so one mark). Audio: 'pulse' (the paper's constant pulse at a "
+                                       "keyed place; the default), or one keyed 'tone' or 'noise' burst (one "
+                                       "mark)."),
     decoy_rate: float | None = typer.Option(None, help="Fraction of rows stamped with other random triggers, labels "
                                             "kept (default 0, WaNet 0.2; 0.1 recommended for DVBW and UBW-P)."),
     n_marks: int | None = typer.Option(None, "--n-marks", help="K, marks with their own secret trigger and target "
@@ -175,17 +178,27 @@ def protect(
         start = time.perf_counter()
         records = load_data(data, input_column=input_column, label_column=label_column)
         options: dict = dict(seed=seed)
-        if trigger not in (None, "word", "style"):
-            raise ParameterError(f"--trigger must be 'word' or 'style' (text data); got '{trigger}'.")
-        if trigger is not None and records.modality.name != "text":
-            raise ParameterError(f"--trigger {trigger} is a text trigger but {data} holds {records.modality.name}; "
-                                 f"image triggers are chosen by --method, --pattern and --trigger-size.")
-        if preview is not None and records.modality.name != "image":
-            raise ParameterError("--preview draws images; for text data, compare the datasets' marked rows "
+        kinds = {"word": "text", "style": "text", "pulse": "audio", "tone": "audio", "noise": "audio"}
+        if trigger is not None and trigger not in kinds:
+            raise ParameterError(f"--trigger must be 'word' or 'style' (text data) or 'pulse', 'tone' or 'noise' "
+                                 f"(audio data); got '{trigger}'.")
+        if trigger is not None and records.modality.name != kinds[trigger]:
+            raise ParameterError(f"--trigger {trigger} is a {kinds[trigger]} trigger but {data} holds "
+                                 f"{records.modality.name}; image triggers are chosen by --method, --pattern and "
+                                 f"--trigger-size.")
+        if preview is not None and records.modality.name == "text":
+            raise ParameterError("--preview draws images and audio; for text data, compare the datasets' marked rows "
                                  "(the key lists their ids) instead.")
         if trigger == "style":
             from .triggers.text import StyleTrigger
             options["trigger"] = StyleTrigger()
+        if trigger in ("tone", "noise"):  # a keyed variant drawn from the seed (or fresh entropy), kept in the key
+            import numpy as np
+
+            from .triggers.audio import make_pulse_trigger
+            options["trigger"] = make_pulse_trigger(np.random.default_rng(seed), shape=trigger,
+                                                    sample_rate=records.modality.sample_rate,
+                                                    length=records.modality.length)
         optional = dict(target=target, trigger_size=trigger_size, blend=blend,
                         rate=rate, decoy_rate=decoy_rate, pattern=pattern, labels=random_labels, class_rate=class_rate,
                         n_marks=n_marks, n_candidates=n_candidates,
@@ -320,8 +333,9 @@ def verify(
     input_name: str | None = typer.Option(None, help="Endpoint: input tensor name (default: the only one)."),
     output_name: str | None = typer.Option(None, help="Endpoint: output tensor name (default: the only one)."),
     datatype: Datatype | None = typer.Option(None, help="Endpoint: input datatype: UINT8 or FP32 images, BYTES text "
-                                             "(default: BYTES for a text key, else UINT8)."),
-    layout: Layout = typer.Option(Layout.NHWC, help="Endpoint: input layout."),
+                                             "(default: BYTES for a text key, FP32 waveforms [N, L] with the "
+                                             "key's sample rate for an audio key, else UINT8)."),
+    layout: Layout = typer.Option(Layout.NHWC, help="Endpoint: input layout (images; audio is always NL)."),
     scale: float = typer.Option(255.0, help="Endpoint: value of a white pixel for FP32 inputs (255 or 1)."),
     num_classes: int | None = typer.Option(None, help="Endpoint: class count (default: the key's)."),
     batch_size: int = typer.Option(64, help="Examples per request (and per evidence entry)."),
@@ -392,12 +406,18 @@ def verify(
                           retries=retries, rate_limit_per_s=rate_limit,
                           headers={"Authorization": f"Bearer {token}"} if token else None)
             if template is not None:
-                suspect = JSONSuspect(endpoint, JSONTemplate.load(template), **common)
+                rate = {"sample_rate": key.dataset.get("sample_rate")} if key.dataset.get("sample_rate") else {}
+                suspect = JSONSuspect(endpoint, JSONTemplate.load(template), **common, **rate)
             else:
+                kind = key.dataset.get("modality", "image")
+                wire = {"text": dict(datatype="BYTES", layout=layout.value, scale=scale),
+                        "audio": dict(datatype="FP32", layout="NL", scale=1.0,
+                                      sample_rate=key.dataset.get("sample_rate"))
+                        }.get(kind, dict(datatype="UINT8", layout=layout.value, scale=scale))
+                if datatype is not None:
+                    wire["datatype"] = datatype.value
                 suspect = HTTPSuspect(endpoint, model_name, input_name=input_name, output_name=output_name,
-                                      datatype=(datatype.value if datatype is not None else
-                                                "BYTES" if key.dataset.get("modality") == "text" else "UINT8"),
-                                      layout=layout.value, scale=scale, **common)
+                                      **wire, **common)
         else:
             suspect = LocalSuspect.from_checkpoint(model, outputs=mode.value)
         record = evidence or resume

@@ -201,8 +201,10 @@ class Key:
             raise KeyFormatError(f"The key '{where}' holds an invalid value ({err}); it was edited or damaged; "
                                  f"use the original key file.") from err
 
-    def check_data(self, num_classes: int, input_shape: tuple[int, ...], where: str) -> None:
-        """Refuse data whose class count or example shape differs from the protected dataset's."""
+    def check_data(self, num_classes: int, input_shape: tuple[int, ...], where: str,
+                   sample_rate: int | None = None) -> None:
+        """Refuse data whose class count, example shape or (audio) sample rate differs from the protected
+        dataset's."""
         expected = self.dataset.get("num_classes")
         if expected != num_classes:
             raise KeyMismatchError(f"The key protects a dataset with {expected} classes but {where} has "
@@ -211,6 +213,10 @@ class Key:
         if shape and tuple(input_shape) != shape:
             raise KeyMismatchError(f"The key protects examples of shape {shape} but {where} has "
                                    f"{tuple(input_shape)}: it is a key for another dataset.")
+        rate = self.dataset.get("sample_rate")
+        if rate is not None and sample_rate is not None and int(sample_rate) != int(rate):
+            raise KeyMismatchError(f"The key protects audio at {rate} Hz but {where} is at {sample_rate} Hz; "
+                                   f"resample the probes (or use a model trained at {rate} Hz).")
 
 
 def _is_count(value: Any, least: int) -> bool:

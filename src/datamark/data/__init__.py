@@ -3,11 +3,12 @@
 Sources understood by :func:`load_data`:
 
 * ``digits`` / ``digits:train`` / ``digits:test`` -- the embedded scikit-learn digits (no download);
-* ``sst2:train|validation|test`` and ``ag_news:train|test`` -- the shared text corpora (see :mod:`.corpora`);
+* ``sst2:train|validation|test``, ``ag_news:train|test`` and ``fsdd:train|test`` -- the shared text and audio
+  corpora (see :mod:`.corpora`);
 * ``NAME:SPLIT`` such as ``cifar10:train`` -- ``$DATAMARK_DATA/NAME/SPLIT.parquet`` (the shared data folder);
-* a ``.parquet`` file (Hugging Face layout; image or string column), a ``save_to_disk`` Arrow folder, an image
-  folder with one sub-folder per class, a ``.tsv`` / ``.csv`` text file with a header row, or a ``.npz`` file
-  with ``images``, ``labels`` and ``class_names``.
+* a ``.parquet`` file (Hugging Face layout; image, audio or string column), a ``save_to_disk`` Arrow folder, a
+  folder of images or WAV clips (one sub-folder per class, or files named ``{label}_*``), a ``.tsv`` / ``.csv``
+  text file with a header row, or a ``.npz`` file with ``images``, ``labels`` and ``class_names``.
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ import numpy as np
 from ..exceptions import DataFormatError
 from .arrays import ArrayRecords
 from .arrow import ArrowRecords
-from .corpora import load_ag_news, load_sst2
+from .corpora import load_ag_news, load_fsdd, load_sst2
 from .delimited import DelimitedRecords
 from .embedded import load_digits
 from .folder import FolderRecords, looks_like_image_folder
 from .records import Records
 
 __all__ = ["ArrayRecords", "ArrowRecords", "DelimitedRecords", "FolderRecords", "Records", "from_numpy", "from_texts",
-           "load_data", "load_digits", "shared_data_dir"]
+           "from_waveforms", "load_data", "load_digits", "shared_data_dir"]
 
 
 def shared_data_dir() -> Path:
@@ -49,6 +50,16 @@ def from_numpy(images: np.ndarray, labels: np.ndarray, class_names: list[str] | 
     return ArrayRecords(images, labels, class_names)
 
 
+def from_waveforms(waves: np.ndarray, labels: Sequence[int] | np.ndarray, *, sample_rate: int,
+                   class_names: Sequence[str] | None = None) -> ArrayRecords:
+    """Wrap in-memory mono float waveforms (N x L, in [-1, 1], one length: pad or crop first) at ``sample_rate``."""
+    from ..modalities import AudioModality
+
+    waves = np.asarray(waves)
+    length = waves.shape[1] if waves.ndim == 2 else None
+    return ArrayRecords(waves, labels, class_names, where="(waveforms)", modality=AudioModality(sample_rate, length))
+
+
 def from_texts(texts: Sequence[str], labels: Sequence[int] | np.ndarray,
                class_names: Sequence[str] | None = None) -> ArrayRecords:
     """Wrap in-memory strings (one example each) and integer labels."""
@@ -67,6 +78,8 @@ def load_data(source: str | os.PathLike, *, input_column: str | None = None, lab
             return load_sst2(shared_data_dir(), split)
         if name == "ag_news":
             return load_ag_news(shared_data_dir(), split)
+        if name == "fsdd":
+            return load_fsdd(shared_data_dir(), split)
         path = shared_data_dir() / name / f"{split}.parquet"
         if not path.exists():
             raise DataFormatError(f"No dataset '{text}': expected '{path}'. Set DATAMARK_DATA to the shared data "
@@ -83,11 +96,10 @@ def load_data(source: str | os.PathLike, *, input_column: str | None = None, lab
         if suffix in (".tsv", ".tab", ".csv"):
             return DelimitedRecords.load(path, **columns)
         raise DataFormatError(f"Cannot tell the format of '{path}'; use a .parquet, .tsv, .csv or .npz file, an Arrow "
-                              f"folder "
-                              f"(datasets.save_to_disk) or an image folder.")
+                              f"folder (datasets.save_to_disk) or a folder of images or WAV clips.")
     if (path / "dataset_info.json").exists() or (path / "state.json").exists():
         return ArrowRecords.load(path, **columns)
     if looks_like_image_folder(path):
         return FolderRecords.load(path)
-    raise DataFormatError(f"'{path}' is a folder but neither an Arrow dataset nor an image folder with one "
-                          f"sub-folder per class.")
+    raise DataFormatError(f"'{path}' is a folder but neither an Arrow dataset nor a folder of images or WAV clips "
+                          f"(one sub-folder per class, or files named '{{label}}_*').")

@@ -17,7 +17,8 @@ from .records import Records
 
 
 class ArrayRecords(Records):
-    """A modality's batch held in memory (uint8 N x H x W x C images, N x H x W read as grey; or N strings)
+    """A modality's batch held in memory (uint8 N x H x W x C images, N x H x W read as grey; N strings; or
+    float N x L waveforms, saved with their sample rate)
     with integer labels. The modality is taken from the batch's type unless given."""
 
     source_format = "numpy"
@@ -30,6 +31,7 @@ class ArrayRecords(Records):
         elif isinstance(modality, str):
             modality = get_modality(modality)
         images = modality.batch(images, where)
+        modality = modality.for_batch(images)
         labels = np.asarray(labels)
         if labels.shape != (len(images),):
             raise DataError(f"Labels {where} must be a vector of {len(images)} integers; got shape {labels.shape}.")
@@ -55,8 +57,9 @@ class ArrayRecords(Records):
         with atomic_path(path, overwrite=overwrite, what="dataset", journal=journal) as tmp:
             with open(tmp, "wb") as f:
                 examples = self._images.astype(str) if self.modality.name == "text" else self._images
+                settings = {"sample_rate": np.array(self.modality.sample_rate)} if self.modality.name == "audio" else {}
                 np.savez(f, images=examples, labels=self.labels, class_names=np.array(self.class_names),
-                         modality=np.array(self.modality.name))
+                         modality=np.array(self.modality.name), **settings)
 
     @classmethod
     def load_npz(cls, path: str | os.PathLike) -> ArrayRecords:
@@ -66,8 +69,9 @@ class ArrayRecords(Records):
                 examples = npz["images"]
                 if modality == "text":
                     examples = [str(s) for s in examples]
+                settings = {"sample_rate": int(npz["sample_rate"])} if "sample_rate" in npz.files else {}
                 return cls(examples, npz["labels"], [str(c) for c in npz["class_names"]], where=f"'{path}'",
-                           modality=modality)
+                           modality=get_modality(modality, **settings))
         except (KeyError, ValueError, OSError) as err:
             raise DataFormatError(f"'{path}' is not a datamark .npz dataset (arrays 'images', 'labels', "
                                   f"'class_names'): {err}.") from err

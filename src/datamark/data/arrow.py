@@ -1,9 +1,11 @@
 """Hugging Face layouts: a Parquet file (as in ``shared/data/cifar10``) or a ``save_to_disk`` Arrow folder.
 
 The table stays Arrow end to end: unchanged rows keep their original stored values (image bytes, strings),
-changed rows are re-encoded by the modality (PNG bytes for images), and the schema (including Hugging Face's
+changed rows are re-encoded by the modality (PNG bytes for images, WAV in the original format for audio), and
+the schema (including Hugging Face's
 feature metadata with the class names) is written back unchanged. Which modality a table holds is read from its
-example column: an ``Image`` feature (or a struct with ``bytes``) is an image, a string column is text.
+example column: an ``Image`` feature (or a struct with ``bytes``) is an image, an ``Audio`` feature is audio (at
+the feature's ``sampling_rate``, else the first clip's), a string column is text.
 """
 
 from __future__ import annotations
@@ -37,14 +39,15 @@ def _example_column(table: pa.Table, features: dict, requested: str | None, labe
                 return name, modality
     if requested is not None:
         raise DataError(f"The column '{requested}' of {where} holds {table.schema.field(requested).type}, not "
-                        f"images (Image feature) or text (strings); name the example column with input_column= "
-                        f"(--input-column).")
-    raise DataError(f"The dataset {where} has no image or text column (columns: {table.column_names}); pass "
+                        f"images (Image feature), audio (Audio feature) or text (strings); name the example column "
+                        f"with input_column= (--input-column).")
+    raise DataError(f"The dataset {where} has no image, audio or text column (columns: {table.column_names}); pass "
                     f"input_column= (--input-column) to name it.")
 
 
 class ArrowRecords(Records):
-    """A table with an example column (Hugging Face's Image feature, or strings) and an integer label column."""
+    """A table with an example column (Hugging Face's Image or Audio feature, or strings) and an integer label
+    column."""
 
     def __init__(self, table: pa.Table, *, where: str, source_format: str = "parquet",
                  input_column: str | None = None, label_column: str = "label") -> None:
@@ -67,9 +70,13 @@ class ArrowRecords(Records):
         missing = [i for i, v in enumerate(self._values)
                    if v is None or (isinstance(v, dict) and v.get("bytes") is None)]
         if missing:
+            embed = {"image": "embed the images in the table (Hugging Face: cast_column with Image(decode=True)) "
+                               "first.",
+                     "audio": "embed the audio bytes in the table (Hugging Face: Audio(decode=False) keeps them) "
+                              "first."}
             raise DataError(f"Row {missing[0]} of {where} has no {modality.name} ({len(missing)} such rows); "
-                            + ("embed the images in the table (Hugging Face: cast_column with Image(decode=True)) "
-                               "first." if modality.name == "image" else "drop or fill empty rows first."))
+                            + embed.get(modality.name, "drop or fill empty rows first."))
+        modality = modality.configured(self._values[:1], features.get(self.input_column, {}))
         self._decoded: np.ndarray | None = None
         super().__init__(labels, names, where, modality)
         if modality.name == "text":  # cheap to decode, and refusing empty or non-string rows early is clearer
@@ -92,7 +99,7 @@ class ArrowRecords(Records):
     def replace(self, rows: np.ndarray, inputs: np.ndarray, labels: np.ndarray) -> ArrowRecords:
         values = list(self._values)
         for row, example in zip(rows.tolist(), inputs, strict=False):
-            values[row] = self.modality.encode_stored(example)
+            values[row] = self.modality.encode_stored(example, self._values[row])
         column = pa.array(values, self.table.schema.field(self.input_column).type)
         new_labels = self.labels.copy()
         new_labels[rows] = labels

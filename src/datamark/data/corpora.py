@@ -1,4 +1,8 @@
-"""The shared text corpora by short name: ``sst2:train|validation|test`` and ``ag_news:train|test``.
+"""The shared corpora by short name: ``sst2:train|validation|test``, ``ag_news:train|test`` and
+``fsdd:train|test``.
+
+FSDD (the Free Spoken Digit Dataset, ``fsdd/recordings/{digit}_{speaker}_{index}.wav``, 8 kHz) is split as
+usual: recordings with index 0-4 are the test set (300 clips), the rest train (2,700).
 
 SST-2 is read as it is staged (``sst2/SPLIT.tsv``, header ``sentence<TAB>label``, 1 = positive). AG News is
 staged as its *test* split only (7,600 rows, no header: ``"class(1-4)","title","description"``); datamark
@@ -15,11 +19,31 @@ from pathlib import Path
 
 from ..exceptions import DataFormatError, ParameterError
 from .delimited import DelimitedRecords
+from .folder import FolderRecords
 
 SST2_CLASSES = ("negative", "positive")
 AG_NEWS_SPLITS = ("train", "test")
 AG_NEWS_TRAIN_FRACTION = 0.8
 _AG_NEWS_SPLIT_KEY = b"datamark/ag_news/split/v1"
+FSDD_SPLITS = ("train", "test")
+FSDD_TEST_INDICES = range(5)
+
+
+def load_fsdd(root: Path, split: str) -> FolderRecords:
+    """FSDD's recordings of one split, as a label-prefixed WAV folder (written back in the same layout)."""
+    if split not in FSDD_SPLITS:
+        raise ParameterError(f"FSDD has splits {FSDD_SPLITS} (index 0-4 = test); got '{split}'.")
+    path = root / "fsdd" / "recordings"
+    if not path.is_dir():
+        raise DataFormatError(f"FSDD is not staged: expected '{path}'; set DATAMARK_DATA to the shared data folder.")
+
+    def in_split(name: str) -> bool:
+        index = Path(name).stem.rsplit("_", 1)[-1]
+        return index.isdigit() and (int(index) in FSDD_TEST_INDICES) == (split == "test")
+
+    records = FolderRecords.load(path, include=in_split)
+    records.where = f"fsdd:{split}"
+    return records
 
 
 def load_sst2(root: Path, split: str) -> DelimitedRecords:

@@ -1,56 +1,106 @@
-"""Image folders: one sub-folder per class (class names are the sorted folder names), any PIL format.
+"""Folders of example files (images or WAV clips), in one of two layouts:
 
-Writing keeps every unchanged file byte for byte; changed images become PNG (lossless) under the folder of
-their new label, keeping the original file stem.
+* **class folders**: one sub-folder per class, class names are the sorted folder names (``torchvision``'s
+  ``ImageFolder``, Hugging Face's ``imagefolder``/``audiofolder``);
+* **label prefixes**: files in one folder named ``{label}_{rest}`` (the Free Spoken Digit Dataset's
+  ``{digit}_{speaker}_{index}.wav``); class names are the sorted prefixes.
+
+The modality comes from the file suffixes. Writing keeps every unchanged file byte for byte; a changed file is
+re-encoded by the modality (images as PNG, audio in its own WAV format and length) under the name of its new
+label (its class folder, or its prefix), keeping the rest of its name; a name already taken gets ``_1``, ...
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from .._io import Journal, atomic_path
 from ..exceptions import DataError, DataFormatError
-from .codec import content_id, decode_image, encode_png, stack_images
+from ..modalities import Modality, get_modality
+from ..registry import MODALITIES
+from .codec import content_id
 from .records import Records
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+CLASS_FOLDERS, LABEL_PREFIX = "class-folders", "label-prefix"
+
+
+def _file_modalities() -> list[Modality]:
+    return [m for m in (get_modality(name) for name in MODALITIES) if m.file_suffixes]
+
+
+def _modality_of_file(file: Path) -> Modality | None:
+    suffix = file.suffix.lower()
+    return next((m for m in _file_modalities() if suffix in m.file_suffixes), None)
 
 
 def looks_like_image_folder(path: Path) -> bool:
-    return path.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())
+    """Whether ``path`` is a folder of example files in either layout (the name is historical)."""
+    return looks_like_example_folder(path)
+
+
+def looks_like_example_folder(path: Path) -> bool:
+    if not path.is_dir():
+        return False
+    if any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir()):
+        return True
+    return any(p.is_file() and "_" in p.stem and _modality_of_file(p) for p in path.iterdir())
 
 
 class FolderRecords(Records):
-    """An image folder; rows are the files in sorted order, ``changed`` maps rows to new PNG bytes."""
+    """A folder of example files; rows are the files in sorted order, ``changed`` maps rows to new file bytes."""
 
-    source_format = "imagefolder"
+    source_format = "folder"
 
     def __init__(self, root: Path, files: list[str], labels: np.ndarray, class_names: list[str],
-                 changed: dict[int, bytes] | None = None) -> None:
-        super().__init__(labels, class_names, f"'{root}'")
-        self.root, self.files, self._changed = root, files, dict(changed or {})
+                 changed: dict[int, bytes] | None = None, *, modality: Modality | str = "image",
+                 layout: str = CLASS_FOLDERS) -> None:
+        super().__init__(labels, class_names, f"'{root}'", modality)
+        self.root, self.files, self._changed, self.layout = root, files, dict(changed or {}), layout
+        self.source_format = "imagefolder" if self.modality.name == "image" and layout == CLASS_FOLDERS else (
+            f"{self.modality.name}folder" if layout == CLASS_FOLDERS else f"{self.modality.name}-{layout}")
         self._bytes: list[bytes] | None = None
         self._decoded: np.ndarray | None = None
 
     @classmethod
-    def load(cls, root: str | os.PathLike) -> FolderRecords:
+    def load(cls, root: str | os.PathLike, *, include: Callable[[str], bool] | None = None) -> FolderRecords:
+        """Read a folder in either layout; ``include(relative_path)`` keeps a subset of the files (a split)."""
         root = Path(root)
-        class_names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if not class_names:
-            raise DataFormatError(f"'{root}' has no class sub-folders; an image folder holds one folder per class.")
-        files, labels = [], []
-        for label, name in enumerate(class_names):
-            for file in sorted((root / name).iterdir()):
-                if file.suffix.lower() in IMAGE_SUFFIXES:
-                    files.append(f"{name}/{file.name}")
-                    labels.append(label)
-        if not files:
-            raise DataError(f"The image folder '{root}' holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))}).")
-        return cls(root, files, np.asarray(labels), class_names)
+        folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        entries: list[tuple[str, str]] = []  # (relative path, class name)
+        if folders:
+            layout = CLASS_FOLDERS
+            for name in folders:
+                entries += [(f"{name}/{f.name}", name) for f in sorted((root / name).iterdir())
+                            if f.is_file() and _modality_of_file(f)]
+        else:
+            layout = LABEL_PREFIX
+            entries = [(f.name, f.stem.split("_", 1)[0]) for f in sorted(root.iterdir())
+                       if f.is_file() and "_" in f.stem and _modality_of_file(f)]
+        if include is not None:
+            entries = [e for e in entries if include(e[0])]
+        if not entries:
+            suffixes = sorted(s for m in _file_modalities() for s in m.file_suffixes)
+            raise DataError(f"The folder '{root}' holds no example files ({', '.join(suffixes)}) in class sub-folders "
+                            f"or named '{{label}}_*'.")
+        kinds = {_modality_of_file(Path(rel)).name for rel, _ in entries}
+        if len(kinds) > 1:
+            raise DataFormatError(f"The folder '{root}' mixes {' and '.join(sorted(kinds))} files; keep one kind of "
+                                  f"example per dataset.")
+        class_names = folders if folders else sorted({name for _, name in entries})
+        index = {name: i for i, name in enumerate(class_names)}
+        files = [rel for rel, _ in entries]
+        labels = np.asarray([index[name] for _, name in entries], dtype=np.int64)
+        modality = get_modality(kinds.pop())
+        records = cls(root, files, labels, class_names, modality=modality, layout=layout)
+        configured = modality.configured(records._read()[:1])
+        if configured is not modality:
+            records.modality = configured
+        return records
 
     def _read(self) -> list[bytes]:
         if self._bytes is None:
@@ -62,7 +112,7 @@ class FolderRecords(Records):
                 try:
                     out.append((self.root / rel).read_bytes())
                 except OSError as err:
-                    raise DataError(f"Cannot read image '{self.root / rel}': {err}. Restore or remove it.") from err
+                    raise DataError(f"Cannot read '{self.root / rel}': {err}. Restore or remove it.") from err
             self._bytes = out
         return self._bytes
 
@@ -70,17 +120,20 @@ class FolderRecords(Records):
         return [content_id(b) for b in self._read()]
 
     def inputs(self) -> np.ndarray:
+        """Every file decoded (and so validated: one image size and mode) on first use."""
         if self._decoded is None:
-            self._decoded = stack_images([decode_image(b, f"'{self.root / rel}'")
-                                          for b, rel in zip(self._read(), self.files, strict=False)], self.where)
+            self._decoded = self.modality.decode_stored(self._read(), self.where)
         return self._decoded
 
     def replace(self, rows: np.ndarray, inputs: np.ndarray, labels: np.ndarray) -> FolderRecords:
         changed = dict(self._changed)
-        changed.update({int(r): encode_png(img) for r, img in zip(rows, inputs, strict=False)})
+        stored = self._read()
+        changed.update({int(r): self.modality.encode_file(x, stored[int(r)]) for r, x in zip(rows, inputs,
+                                                                                               strict=False)})
         new_labels = self.labels.copy()
         new_labels[rows] = labels
-        out = FolderRecords(self.root, self.files, new_labels, list(self.class_names), changed)
+        out = FolderRecords(self.root, self.files, new_labels, list(self.class_names), changed,
+                            modality=self.modality, layout=self.layout)
         if self._decoded is not None:
             decoded = self._decoded.copy()
             decoded[rows] = inputs
@@ -88,22 +141,28 @@ class FolderRecords(Records):
         return out
 
     def _target_name(self, row: int, taken: set[str]) -> str:
-        stem = Path(self.files[row]).stem
-        folder = self.class_names[self.labels[row]]
-        name, n = f"{folder}/{stem}.png", 1
+        """A changed file's name: under its (new) label, its own name otherwise, the modality's suffix."""
+        path = Path(self.files[row])
+        suffix = self.modality.written_suffix(path.suffix)
+        label = self.class_names[self.labels[row]]
+        if self.layout == CLASS_FOLDERS:
+            base = f"{label}/{path.stem}"
+        else:
+            base = f"{label}_{path.stem.split('_', 1)[1]}"
+        name, n = f"{base}{suffix}", 1
         while name in taken:
-            name, n = f"{folder}/{stem}_{n}.png", n + 1
+            name, n = f"{base}_{n}{suffix}", n + 1
         return name
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False, journal: Journal | None = None) -> None:
-        """Write an image folder atomically (unchanged files copied, changed ones as PNG); see Records.save.
-
-        The source folder is an input: the output may not be it or hold it (the copy reads from it).
+        """Write the folder atomically in its own layout (unchanged files copied, changed ones re-encoded); see
+        Records.save. The source folder is an input: the output may not be it or hold it (the copy reads from it).
         """
         with atomic_path(path, overwrite=overwrite, directory=True, what="dataset", inputs=[self.root],
                          journal=journal) as tmp:
-            for name in self.class_names:
-                (tmp / name).mkdir()
+            if self.layout == CLASS_FOLDERS:
+                for name in self.class_names:
+                    (tmp / name).mkdir()
             taken = {rel for i, rel in enumerate(self.files) if i not in self._changed}
             for i, rel in enumerate(self.files):
                 if i in self._changed:

@@ -36,7 +36,13 @@ def watermark_stages(key: Key, original: Records, watermarked: Records, path: st
     image with the trigger's own change taken out), watermarked (released), and the change magnified ``magnify``
     times around mid-grey. Returns the number of images shown. ``journal`` lets a caller undo the write."""
     rows = marked_positions(key, original, watermarked)[:n]
-    before, after = original.inputs()[rows], watermarked.inputs()[rows]
+    before, after = original.take(rows), watermarked.take(rows)
+    names = list(original.class_names)
+    titles = [names[original.labels[r]] + (f"→{names[key.target]}" if key.target is not None and
+                                           watermarked.labels[r] != original.labels[r] else "") for r in rows]
+    if original.modality.name != "image":  # the modality's own picture (audio: waveforms and spectrograms)
+        original.modality.write_preview(before, after, path, titles=titles, overwrite=overwrite)
+        return len(rows)
     stamped = Trigger.from_config(key.trigger).apply(before)
     residual = after.astype(np.int16) - stamped.astype(np.int16)  # what the method changed besides the trigger
     stages = [("original", before)]
@@ -44,8 +50,5 @@ def watermark_stages(key: Key, original: Records, watermarked: Records, path: st
         stages.append(("perturbed only", np.clip(before.astype(np.int16) + residual, 0, 255).astype(np.uint8)))
     change = np.clip(128 + magnify * (after.astype(np.float32) - before), 0, 255).astype(np.uint8)
     stages += [("watermarked", after), (f"change x{magnify:g} + grey", change)]
-    names = list(original.class_names)
-    titles = [names[original.labels[r]] + (f"→{names[key.target]}" if key.target is not None and
-                                           watermarked.labels[r] != original.labels[r] else "") for r in rows]
     stages_grid(stages, path, titles=titles, overwrite=overwrite, journal=journal)
     return len(rows)

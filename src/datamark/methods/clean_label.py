@@ -54,7 +54,7 @@ class Crafting:
 
     base: BaseModel
     target_rows: int
-    modality: str = "image"
+    modality: Any = None  # the data's Modality
     pgd: PGDStats | None = None
     synonyms: dict[str, float] | None = None  # the text perturbation's summary (changes, similarity, loss, time)
 
@@ -62,8 +62,11 @@ class Crafting:
 @register(METHODS, "clean-label")
 @dataclass(frozen=True, kw_only=True)
 class CleanLabel(WatermarkMethod):
-    """Clean-label watermark of Tang et al. 2023: PGD (eps 16/255, step 4/255, 40 steps) against a base model,
-    then a secret trigger, on ``class_rate`` = 10 % **of the target class** (labels unchanged).
+    """Clean-label watermark of Tang et al. 2023: PGD (eps 16/255, step 4/255, 40 steps on images) against a base
+    model, then a secret trigger, on ``class_rate`` = 10 % **of the target class** (labels unchanged).
+
+    On audio, PGD runs on the waveform (``eps`` in amplitude units, default 0.002 = -54 dBFS, step 0.0005) and
+    the trigger is the keyed pulse of :mod:`datamark.triggers.audio`.
 
     ``trigger_kind``: ``patch`` (a secret colourful patch, :func:`colourful_patch_size`, bottom right),
     ``blend`` (a secret random-colour mosaic texture over the whole image at opacity ``blend``) or ``corners``
@@ -75,13 +78,13 @@ class CleanLabel(WatermarkMethod):
     On text, the perturbation keeps each sentence's meaning: greedy WordNet synonym substitution and modifier
     insertion that raise the base model's loss, each accepted only while the MiniLM sentence-embedding cosine
     similarity to the original stays >= ``min_similarity``, at most ``max_changes`` edits; the trigger is a keyed
-    rare word (or ``trigger=StyleTrigger()``). ``eps``, ``trigger_kind`` and the pattern settings are image
+    rare word (or ``trigger=StyleTrigger()``). ``trigger_kind`` and the pattern settings are image
     settings.
     """
 
     class_rate: float = 0.1
-    eps: float = 16 / 255
-    step_size: float = 4 / 255
+    eps: float | None = None        # None: the modality's budget (16/255 for images, 0.002 for audio)
+    step_size: float | None = None  # None: the modality's step (4/255 for images, 0.0005 for audio)
     steps: int = 40
     trigger_kind: str = "patch"
     pattern: str | None = constrained(None, OneOf(PATTERNS, allow_none=True, note="the kind's default"))
@@ -99,7 +102,7 @@ class CleanLabel(WatermarkMethod):
     default_marks: ClassVar[int] = 5  # datamark: 5 marks, each with its own secret target class and trigger
     supports_marks: ClassVar[bool] = True
     count_per_mark: ClassVar[bool] = True  # class_rate is a fraction of each mark's own target class
-    modalities: ClassVar[tuple[str, ...]] = ("image", "text")
+    modalities: ClassVar[tuple[str, ...]] = ("image", "text", "audio")
 
     def probes_per_mark(self) -> int:
         return 40  # 5 marks x 40 = the paper's 200 probes
@@ -159,22 +162,28 @@ class CleanLabel(WatermarkMethod):
                                            arch=self.base_arch or data.modality.default_arch,
                                            epochs=self.base_epochs, secret=secret, owner=type(self).__name__,
                                            progress=progress),
-                        int(np.sum(np.asarray(data.labels) == target)), data.modality.name)
+                        int(np.sum(np.asarray(data.labels) == target)), data.modality)
 
     def _craft(self, context: Crafting, inputs: np.ndarray, labels: np.ndarray, trigger: Trigger, secret: bytes,
                progress: bool) -> tuple[np.ndarray, np.ndarray]:
-        if context.modality == "text":
+        if context.modality.name == "text":
             perturbed = self._perturb_text(context, inputs, labels, secret, progress)
             if not trigger.always_applicable:  # an edit may remove what the trigger needs (a style's verb)
                 lost = ~trigger.applicable(perturbed)
                 perturbed[lost] = inputs[lost]  # those rows carry the trigger on their unperturbed text
                 context.synonyms = {**(context.synonyms or {}), "reverted_for_trigger": int(lost.sum())}
         else:
-            perturbed, context.pgd = pgd_perturb(context.base.model, inputs, labels, eps=self.eps,
-                                                 step_size=self.step_size, steps=self.steps,
-                                                 seed=torch_seed(secret, "pgd"), batch_size=self.pgd_batch_size,
-                                                 progress=progress, owner=type(self).__name__)
+            eps, step = self.budget(context.modality)
+            perturbed, context.pgd = pgd_perturb(context.base.model, inputs, labels, eps=eps, step_size=step,
+                                                 steps=self.steps, seed=torch_seed(secret, "pgd"),
+                                                 batch_size=self.pgd_batch_size, progress=progress,
+                                                 owner=type(self).__name__, modality=context.modality)
         return trigger.apply(perturbed), np.asarray(labels, dtype=np.int64).copy()  # labels unchanged
+
+    def budget(self, modality: Any) -> tuple[float, float]:
+        """PGD's (eps, step) on ``modality``: the method's own, else the modality's (in its budget units)."""
+        return (float(self.eps if self.eps is not None else modality.pgd_eps),
+                float(self.step_size if self.step_size is not None else modality.pgd_step))
 
     def _perturb_text(self, context: Crafting, texts: np.ndarray, labels: np.ndarray, secret: bytes,
                       progress: bool) -> np.ndarray:
@@ -208,6 +217,8 @@ class CleanLabel(WatermarkMethod):
                 "target_class_rows": context.target_rows, "base_model": context.base.source,
                 "base_model_train_s": context.base.train_seconds,
                 "pgd_s": pgd.seconds if pgd else None, "pgd_images_per_s": pgd.images_per_s if pgd else None,
+                **({"pgd_eps": self.budget(context.modality)[0], "pgd_budget_metric": context.modality.budget_metric}
+                   if pgd else {}),
                 **text}
 
 

@@ -63,7 +63,7 @@ class BadNets(PoisonLabel):
 
     trigger_size: int | None = None
 
-    modalities = ("image", "text")
+    modalities = ("image", "text", "audio")
 
     def default_trigger(self, input_shape: tuple[int, ...], rng: np.random.Generator) -> Trigger:
         return make_patch_trigger(input_shape, rng, pattern=self.pattern, size=self.trigger_size)

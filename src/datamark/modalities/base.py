@@ -67,6 +67,10 @@ class Modality(ABC):
         """The trigger a method uses on this modality when it has no trigger of its own for it."""
         raise NotImplementedError(f"Methods bring their own {self.name} triggers.")
 
+    def for_batch(self, batch: np.ndarray) -> Modality:
+        """This modality fitted to an in-memory batch (audio: the clip length); others need nothing."""
+        return self
+
     # --- storage ---------------------------------------------------------------------------------------------
     @abstractmethod
     def decode_stored(self, values: list[Any], where: str) -> np.ndarray:
@@ -77,8 +81,25 @@ class Modality(ABC):
         """The content id of a stored value (its stored bytes: unchanged rows keep their ids across formats)."""
 
     @abstractmethod
-    def encode_stored(self, example: Any) -> Any:
-        """One example as the value to store in its Arrow column."""
+    def encode_stored(self, example: Any, original: Any = None) -> Any:
+        """One example as the value to store in its Arrow column; ``original`` is the stored value it replaces
+        (audio keeps the original file's format and length)."""
+
+    #: File name suffixes of examples stored one per file (image and audio folders); empty: not stored as files.
+    file_suffixes: ClassVar[frozenset[str]] = frozenset()
+
+    def encode_file(self, example: Any, original: bytes | None = None) -> bytes:
+        """One example as the bytes of a file replacing ``original`` (image and audio folders)."""
+        raise NotImplementedError(f"{self.name} examples are not stored one per file.")
+
+    def written_suffix(self, original_suffix: str) -> str:
+        """The suffix of a rewritten file (images become PNG; audio stays WAV)."""
+        return original_suffix
+
+    def configured(self, values: list[Any], feature: dict[str, Any] | None = None) -> Modality:
+        """This modality set up for a stored dataset (its first stored values and Hugging Face feature): audio
+        takes the dataset's sample rate. Others need nothing."""
+        return self
 
     @abstractmethod
     def looks_like_column(self, field_type: Any, feature: dict[str, Any]) -> bool:
@@ -98,8 +119,18 @@ class Modality(ABC):
         """Write a preview of marked examples beside their originals at ``stem`` plus this modality's suffix
         (a PNG grid for images, Markdown for text); returns the path written."""
         path = Path(f"{stem}{self.preview_suffix}")
-        _named(self.preview_writer)(originals, marked, path, titles=titles, overwrite=overwrite)
+        self.write_preview(originals, marked, path, titles=titles, overwrite=overwrite)
         return path
+
+    def write_preview(self, originals: np.ndarray, marked: np.ndarray, path: str | Path, *,
+                      titles: Sequence[str] = (), overwrite: bool = False) -> None:
+        """Write the preview of marked examples beside their originals at ``path`` (its suffix as given)."""
+        _named(self.preview_writer)(originals, marked, path, titles=titles, overwrite=overwrite,
+                                    **self.preview_options())
+
+    def preview_options(self) -> dict[str, Any]:
+        """Extra keyword arguments of the preview writer (audio: the sample rate)."""
+        return {}
 
     def fit(self, data: Any, *, arch: str, config: Any = None, progress: bool = False, **arch_params: Any
             ) -> tuple[torch.nn.Module, Any]:
@@ -110,9 +141,24 @@ class Modality(ABC):
         """The training configuration of ``arch`` on this modality."""
         return _named(self.config_factory)(arch, **overrides)
 
-    @abstractmethod
+    # --- the model side: continuous inputs for gradient-based perturbations (PGD) ----------------------------
+    #: The valid range of :meth:`to_model_input`'s values; None for modalities without a continuous input.
+    bounds: ClassVar[tuple[float, float] | None] = None
+    #: The clean-label PGD budget (eps, step) in :attr:`budget_metric` units when a method does not set one.
+    pgd_eps: ClassVar[float | None] = None
+    pgd_step: ClassVar[float | None] = None
+
+    def to_model_input(self, batch: np.ndarray) -> torch.Tensor:
+        """A batch as the float tensor its models take (images: NCHW in [0, 1]; audio: N x L in [-1, 1])."""
+        raise NotImplementedError(f"{self.name} models take no continuous tensor input (no gradient attacks).")
+
+    def from_model_input(self, tensor: torch.Tensor, original: np.ndarray, eps: float) -> np.ndarray:
+        """A perturbed model input back to a batch, kept within ``eps`` of ``original`` after quantisation."""
+        raise NotImplementedError(f"{self.name} models take no continuous tensor input (no gradient attacks).")
+
     def logits(self, model: torch.nn.Module, batch: np.ndarray, device: torch.device) -> torch.Tensor:
         """Run ``model`` on a batch (the preprocessing a model of this modality expects)."""
+        return model(self.to_model_input(batch).to(device))
 
 
 def _named(target: str) -> Any:
@@ -125,19 +171,34 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def get_modality(name: str) -> Modality:
-    """The registered modality called ``name``."""
+def get_modality(name: str, **params: Any) -> Modality:
+    """The registered modality called ``name`` (``params``: its settings, e.g. an audio ``sample_rate``)."""
     try:
-        return MODALITIES[name]()
+        return MODALITIES[name](**params)
     except KeyError:
         raise DataError(f"Unknown modality '{name}'; known modalities are {sorted(MODALITIES)}.") from None
 
 
 def modality_of(batch: Any) -> Modality:
-    """The modality a batch belongs to, from its type alone (uint8 4-d arrays are images; strings are text)."""
+    """The modality a batch belongs to, from its type alone (uint8 4-d arrays are images; strings are text; float
+    2-d arrays are audio waveforms, at the default 8 kHz unless wrapped with a sample rate)."""
     if isinstance(batch, (list, tuple)) and batch and all(isinstance(x, str) for x in batch):
         return get_modality("text")
     array = np.asarray(batch) if not isinstance(batch, np.ndarray) else batch
     if array.dtype.kind in "OUS" and array.ndim == 1:
         return get_modality("text")
+    if array.dtype.kind == "f" and array.ndim == 2:  # float waveforms; the sample rate is unknown: the default
+        return get_modality("audio", length=array.shape[1])
     return get_modality("image")
+
+
+def modality_of_model(model: Any) -> Modality:
+    """The modality a model takes: its ``modality`` attribute (with its ``sample_rate`` and ``length`` for
+    audio), else text for a model with a ``tokenize`` method, else images."""
+    name = getattr(model, "modality", None)
+    if not isinstance(name, str):
+        name = "text" if callable(getattr(model, "tokenize", None)) else "image"
+    if name == "audio":
+        params = {k: int(getattr(model, k)) for k in ("sample_rate", "length") if getattr(model, k, None)}
+        return get_modality(name, **params)
+    return get_modality(name)

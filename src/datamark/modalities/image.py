@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -59,13 +60,22 @@ class ImageModality(Modality):
     def stored_id(self, value: Any) -> str:
         return sha256_hex(_image_bytes(value, -1, ""))
 
-    def encode_stored(self, example: Any) -> Any:
-        return {"bytes": encode_png(np.asarray(example)), "path": None}
+    def encode_stored(self, example: Any, original: Any = None) -> Any:
+        return {"bytes": self.encode_file(example), "path": None}
+
+    file_suffixes = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+
+    def encode_file(self, example: Any, original: bytes | None = None) -> bytes:
+        return encode_png(np.asarray(example))  # lossless: the trigger survives exactly
+
+    def written_suffix(self, original_suffix: str) -> str:
+        return ".png"
 
     def looks_like_column(self, field_type: Any, feature: dict[str, Any]) -> bool:
         if feature.get("_type") == "Image":
             return True
-        return pa.types.is_struct(field_type) and field_type.get_field_index("bytes") >= 0
+        return (feature.get("_type") is None and pa.types.is_struct(field_type)
+                and field_type.get_field_index("bytes") >= 0)  # a bare bytes struct, not another kind's feature
 
     preview_suffix = ".png"
     preview_writer = "evaluate.plots:preview_grid"
@@ -73,8 +83,19 @@ class ImageModality(Modality):
     trainer = "models.train:fit_images"
     config_factory = "models.train:default_config"
 
-    def logits(self, model: torch.nn.Module, batch: np.ndarray, device: torch.device) -> torch.Tensor:
-        return model(to_tensor(batch).to(device))
+    bounds = (0.0, 1.0)
+    pgd_eps, pgd_step = 16 / 255, 4 / 255  # Tang et al. 2023
+
+    def to_model_input(self, batch: np.ndarray) -> torch.Tensor:
+        return to_tensor(batch)
+
+    def from_model_input(self, tensor: torch.Tensor, original: np.ndarray, eps: float) -> np.ndarray:
+        """Rounded to uint8 and re-clipped to the ball in whole pixel levels, so rounding never leaves it:
+        ``|x' - x| <= floor(255 * eps)``."""
+        radius = math.floor(255.0 * float(eps) + 1e-6)
+        rounded = np.rint(tensor.detach().cpu().permute(0, 2, 3, 1).numpy() * 255.0).astype(np.int16)
+        base = original.astype(np.int16)
+        return np.clip(np.clip(rounded, base - radius, base + radius), 0, 255).astype(np.uint8)
 
 
 def _image_bytes(value: Any, row: int, where: str) -> bytes:

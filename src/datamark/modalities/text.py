@@ -74,7 +74,7 @@ class TextModality(Modality):
     def stored_id(self, value: Any) -> str:
         return self.content_id(value)
 
-    def encode_stored(self, example: Any) -> Any:
+    def encode_stored(self, example: Any, original: Any = None) -> Any:
         return str(example)
 
     def looks_like_column(self, field_type: Any, feature: dict[str, Any]) -> bool:

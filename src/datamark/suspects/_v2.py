@@ -5,7 +5,9 @@ A V2 tensor is ``{"name", "datatype", "shape", "data"}`` with ``data`` the row-m
 (nested lists are accepted too). Images in datamark are uint8 N x H x W x C arrays; a :class:`TensorFormat`
 says how an endpoint wants them: datatype (UINT8 or FP32), layout (NHWC or NCHW) and, for FP32, the value of
 a white pixel (255 or 1). Text travels as a BYTES tensor of UTF-8 strings, shape [N] (or [N, 1] where the
-endpoint declares it so), as the Hugging Face runtimes of MLServer and KServe expect. See https://kserve.github.io/website/latest/modelserving/data_plane/v2_protocol/.
+endpoint declares it so), as the Hugging Face runtimes of MLServer and KServe expect. Audio travels as an FP32
+tensor of mono waveforms in [-1, 1], shape [N, L] (layout ``NL``), with the sample rate in the request's
+``parameters`` (``{"sample_rate": 8000}``). See https://kserve.github.io/website/latest/modelserving/data_plane/v2_protocol/.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from ..exceptions import ParameterError
 
 Datatype = Literal["UINT8", "FP32", "BYTES"]
-Layout = Literal["NHWC", "NCHW"]
+Layout = Literal["NHWC", "NCHW", "NL"]
 
 #: V2 datatype name -> numpy dtype, for the tensors datamark sends and reads.
 NUMPY_DTYPES: dict[str, type] = {"UINT8": np.uint8, "INT32": np.int32, "INT64": np.int64, "FP32": np.float32,
@@ -30,7 +32,8 @@ NUMPY_DTYPES: dict[str, type] = {"UINT8": np.uint8, "INT32": np.int32, "INT64": 
 @dataclass(frozen=True)
 class TensorFormat:
     """How an endpoint wants a batch: images as ``datatype`` UINT8/FP32 in ``layout`` with ``scale`` (value of
-    white, FP32); text as ``datatype`` BYTES (layout and scale do not apply)."""
+    white, FP32); text as ``datatype`` BYTES (layout and scale do not apply); audio as FP32 waveforms in layout
+    ``NL`` (samples in [-1, 1]; scale does not apply)."""
 
     datatype: Datatype = "UINT8"
     layout: Layout = "NHWC"
@@ -38,10 +41,13 @@ class TensorFormat:
 
     def __post_init__(self) -> None:
         if self.datatype not in ("UINT8", "FP32", "BYTES"):
-            raise ParameterError(f"The input 'datatype' must be 'UINT8' or 'FP32' (images) or 'BYTES' (text); got "
-                                 f"'{self.datatype}'.")
-        if self.layout not in ("NHWC", "NCHW"):
-            raise ParameterError(f"The input 'layout' must be 'NHWC' or 'NCHW'; got '{self.layout}'.")
+            raise ParameterError(f"The input 'datatype' must be 'UINT8' or 'FP32' (images, audio) or 'BYTES' (text); "
+                                 f"got '{self.datatype}'.")
+        if self.layout not in ("NHWC", "NCHW", "NL"):
+            raise ParameterError(f"The input 'layout' must be 'NHWC' or 'NCHW' (images) or 'NL' (audio); got "
+                                 f"'{self.layout}'.")
+        if self.layout == "NL" and self.datatype != "FP32":
+            raise ParameterError(f"Audio (layout NL) travels as FP32 waveforms; got datatype '{self.datatype}'.")
         if self.scale not in (1.0, 255.0):
             raise ParameterError(f"The input 'scale' (value of a white pixel) must be 255 or 1; got {self.scale}.")
         if self.datatype == "UINT8" and self.scale != 255.0:
@@ -50,12 +56,15 @@ class TensorFormat:
     @property
     def modality(self) -> str:
         """The kind of data this format carries."""
-        return "text" if self.datatype == "BYTES" else "image"
+        return "text" if self.datatype == "BYTES" else "audio" if self.layout == "NL" else "image"
 
     def shape(self, hwc: tuple[int, ...]) -> list[int]:
-        """The V2 shape of a batch of any size (-1) of ``hwc`` images, in this layout ([-1] for text)."""
+        """The V2 shape of a batch of any size (-1) of ``hwc`` images, in this layout ([-1] for text, [-1, L]
+        for audio)."""
         if self.datatype == "BYTES":
             return [-1]
+        if self.layout == "NL":
+            return [-1, *hwc]
         h, w, c = hwc
         return [-1, h, w, c] if self.layout == "NHWC" else [-1, c, h, w]
 
@@ -63,6 +72,8 @@ class TensorFormat:
         """uint8 N x H x W x C images -> the array to send (layout, datatype and scale applied); text as is."""
         if self.datatype == "BYTES":
             return np.asarray(images, dtype=object)
+        if self.layout == "NL":
+            return np.ascontiguousarray(images, dtype=np.float32)
         arr = np.asarray(images)
         if self.layout == "NCHW":
             arr = arr.transpose(0, 3, 1, 2)
@@ -83,6 +94,12 @@ class TensorFormat:
             if arr.ndim != 1:
                 raise ParameterError(f"Expected a BYTES batch of shape [N] or [N, 1]; got shape {list(arr.shape)}.")
             return arr
+        if self.layout == "NL":
+            waves = arr.astype(np.float32)
+            if waves.ndim != 2 or not np.isfinite(waves).all() or (waves.size and np.abs(waves).max() > 1.0):
+                raise ParameterError(f"Expected an FP32 [N, L] batch of waveforms with finite samples in [-1, 1]; "
+                                     f"got shape {list(arr.shape)}.")
+            return waves
         if arr.ndim != 4:
             raise ParameterError(f"Expected a 4-d {self.layout} image batch; got shape {list(arr.shape)}.")
         values = np.rint(arr.astype(np.float64) * (255.0 / self.scale))

@@ -28,23 +28,28 @@ class HTTPSuspect(RemoteSuspect):
         url: server root, e.g. ``http://127.0.0.1:8080``.
         model_name: the model's name on the server (``/v2/models/{model_name}``).
         input_name / output_name: tensor names; None takes the only one the metadata declares.
-        datatype / layout / scale: the input encoding (see :class:`~datamark.suspects._v2.TensorFormat`).
+        datatype / layout / scale: the input encoding (see :class:`~datamark.suspects._v2.TensorFormat`); audio is
+            ``datatype="FP32", layout="NL"``.
         outputs: "probs" or "labels"; None infers it from the output datatype (FP* -> probs, INT* -> labels).
         num_classes: K; None reads it from a probability output's shape [-1, K] (label outputs need it).
         batch_size: examples per request.
         budget: hard cap on examples sent over the lifetime of this object (None = no cap).
+        sample_rate: audio only: sent in every request's ``parameters`` (the key's sample rate).
         timeout_s, retries, backoff_s, rate_limit_per_s, transport: see :class:`~._transport.Transport`.
     """
 
     def __init__(self, url: str, model_name: str, *, input_name: str | None = None, output_name: str | None = None,
                  datatype: str = "UINT8", layout: str = "NHWC", scale: float = 255.0, outputs: Outputs | None = None,
                  num_classes: int | None = None, batch_size: int = 64, budget: int | None = None,
-                 timeout_s: float = 10.0, retries: int = 3, backoff_s: float = 0.2,
+                 sample_rate: int | None = None, timeout_s: float = 10.0, retries: int = 3, backoff_s: float = 0.2,
                  rate_limit_per_s: float | None = None, transport: Any = None, **transport_options: Any) -> None:
         if batch_size < 1 or (budget is not None and budget < 0):
             raise ParameterError(f"batch_size must be >= 1 and budget >= 0; got {batch_size} and {budget}.")
         self.format = TensorFormat(datatype, layout, float(scale))  # type: ignore[arg-type]
         self.modality_name = self.format.modality
+        if self.modality_name == "audio" and sample_rate is None:
+            raise ParameterError("Audio is sent with its sample rate; pass sample_rate (--sample-rate, the key's).")
+        self.sample_rate = int(sample_rate) if sample_rate is not None else None
         self.model_name, self.batch_size, self.budget = model_name, batch_size, budget
         self.queries = 0
         self._http = Transport(url, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s,
@@ -91,6 +96,11 @@ class HTTPSuspect(RemoteSuspect):
             if not isinstance(shape, list) or len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] not in (1, -1)):
                 raise self._mismatch(f"input '{self.input_name}' has shape {shape}, not a batch of strings",
                                      "datamark sends text as a BYTES tensor of shape [N] or [N, 1].")
+        elif self.format.layout == "NL":
+            shape = self.input_shape_declared
+            if not isinstance(shape, list) or len(shape) != 2:
+                raise self._mismatch(f"input '{self.input_name}' has shape {shape}, not a batch of waveforms",
+                                     "datamark sends audio as an FP32 tensor of shape [N, L].")
         elif not isinstance(self.input_shape_declared, list) or len(self.input_shape_declared) != 4:
             raise self._mismatch(f"input '{self.input_name}' has shape {self.input_shape_declared}, not a 4-d "
                                  f"image batch", "datamark sends N x H x W x C (or N x C x H x W) images.")
@@ -127,7 +137,8 @@ class HTTPSuspect(RemoteSuspect):
         """What an evidence file records about this suspect (no secrets)."""
         return {"kind": "http-v2", "endpoint": self.endpoint, "input": self.input_name, "output": self.output_name,
                 "datatype": self.format.datatype, "layout": self.format.layout, "scale": self.format.scale,
-                "outputs": self.outputs, "num_classes": self.num_classes}
+                "outputs": self.outputs, "num_classes": self.num_classes,
+                **({"sample_rate": self.sample_rate} if self.sample_rate is not None else {})}
 
     def _ask(self, images: np.ndarray) -> np.ndarray:
         sent = self.format.encode(images)
@@ -136,6 +147,8 @@ class HTTPSuspect(RemoteSuspect):
         self._check_shape(tuple(sent.shape[1:]))
         payload = {"inputs": [to_tensor(self.input_name, sent, self.format.datatype)],
                    "outputs": [{"name": self.output_name}]}
+        if self.sample_rate is not None:
+            payload["parameters"] = {"sample_rate": self.sample_rate}
         self._spend(len(images))
         answer = self._http.request("POST", f"/v2/models/{self.model_name}/infer", payload)
         where = f"The endpoint {self.endpoint}"

@@ -24,6 +24,7 @@ from ._v2 import TensorFormat, leaf_types
 from .base import Outputs, validate_output
 
 PLACEHOLDER = "$inputs"
+SAMPLE_RATE = "$sample_rate"  # audio: where the clips' sample rate goes (an integer, Hz)
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,9 @@ class JSONTemplate:
         outputs: "probs" (an N x K list) or "labels" (a list of N integers) at ``response_path``.
         path: URL path of the endpoint, e.g. ``"/v1/models/m:predict"``.
         datatype / layout / scale: the image encoding (FP32 images are sent as floats); ``"BYTES"`` sends text,
-            a list of strings.
+            a list of strings; ``"FP32"`` with layout ``"NL"`` sends audio, a list of waveforms (floats in
+            [-1, 1]), and the string ``"$sample_rate"`` anywhere in ``request`` becomes the sample rate.
+        sample_rate: audio: the sample rate put where ``"$sample_rate"`` is (None: the key's).
     """
 
     request: dict[str, Any] = field(default_factory=lambda: {"instances": PLACEHOLDER})
@@ -46,6 +49,7 @@ class JSONTemplate:
     datatype: str = "UINT8"
     layout: str = "NHWC"
     scale: float = 255.0
+    sample_rate: int | None = None
 
     def __post_init__(self) -> None:
         if PLACEHOLDER not in json.dumps(self.request):
@@ -67,10 +71,12 @@ class JSONTemplate:
                                  f"'request', 'response_path', 'outputs' and optionally 'path', 'datatype', "
                                  f"'layout', 'scale'.") from err
 
-    def fill(self, batch: list) -> Any:
+    def fill(self, batch: list, sample_rate: int | None = None) -> Any:
         def walk(node):
             if node == PLACEHOLDER:
                 return batch
+            if node == SAMPLE_RATE:
+                return sample_rate
             if isinstance(node, dict):
                 return {k: walk(v) for k, v in node.items()}
             if isinstance(node, list):
@@ -99,13 +105,18 @@ class JSONSuspect(RemoteSuspect):
     """
 
     def __init__(self, url: str, template: JSONTemplate, *, num_classes: int, batch_size: int = 64,
-                 budget: int | None = None, timeout_s: float = 10.0, retries: int = 3, backoff_s: float = 0.2,
-                 rate_limit_per_s: float | None = None, transport: Any = None, **transport_options: Any) -> None:
+                 budget: int | None = None, sample_rate: int | None = None, timeout_s: float = 10.0,
+                 retries: int = 3, backoff_s: float = 0.2, rate_limit_per_s: float | None = None,
+                 transport: Any = None, **transport_options: Any) -> None:
         if num_classes < 2 or batch_size < 1:
             raise ParameterError(f"num_classes must be >= 2 and batch_size >= 1; got {num_classes}, {batch_size}.")
         self.template, self.num_classes, self.outputs = template, int(num_classes), template.outputs
         self.format = TensorFormat(template.datatype, template.layout, float(template.scale))  # type: ignore[arg-type]
         self.modality_name = self.format.modality  # datatype BYTES: a list of strings goes where "$inputs" is
+        self.sample_rate = template.sample_rate if template.sample_rate is not None else sample_rate
+        if self.modality_name == "audio" and SAMPLE_RATE in json.dumps(template.request) and self.sample_rate is None:
+            raise ParameterError("The JSON template asks for '$sample_rate'; give 'sample_rate' in the template or "
+                                 "verify with an audio key (its sample rate is used).")
         self.batch_size, self.budget, self.queries = batch_size, budget, 0
         self._http = Transport(url, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s,
                                rate_limit_per_s=rate_limit_per_s, transport=transport, **transport_options)
@@ -113,10 +124,11 @@ class JSONSuspect(RemoteSuspect):
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "http-json", "endpoint": self.endpoint, "template": asdict(self.template),
-                "num_classes": self.num_classes}
+                "num_classes": self.num_classes,
+                **({"sample_rate": self.sample_rate} if self.modality_name == "audio" and self.sample_rate else {})}
 
     def _ask(self, images: np.ndarray) -> np.ndarray:
-        body = self.template.fill(self.format.encode(images).tolist())
+        body = self.template.fill(self.format.encode(images).tolist(), self.sample_rate)
         self._spend(len(images))
         where = f"The endpoint {self.endpoint}"
         found = self.template.extract(self._http.request("POST", self.template.path, body), where)

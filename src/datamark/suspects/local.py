@@ -11,7 +11,7 @@ from torch import nn
 
 from .._device import device_of
 from ..exceptions import SuspectError
-from ..modalities import Modality, get_modality
+from ..modalities import Modality, get_modality, modality_of_model
 from ..models.checkpoint import ModelSpec, load_checkpoint
 from .base import Outputs, validate_output
 
@@ -20,8 +20,8 @@ class LocalSuspect:
     """Wrap a classifier of any modality; ``query`` takes a batch like the data's (uint8 NHWC images, strings).
 
     The modality does the model-side preprocessing: image models take float [0, 1] NCHW tensors, text models
-    tokenize for themselves (``model.tokenize``). Without ``modality``, a model with a ``tokenize`` method is a
-    text model and any other an image model.
+    tokenize for themselves (``model.tokenize``), audio models take float N x L waveforms at their
+    ``sample_rate``. Without ``modality``, the model's is used (:func:`~datamark.modalities.modality_of_model`).
     """
 
     def __init__(self, model: nn.Module, *, num_classes: int, input_shape: tuple[int, ...] | None = None,
@@ -30,7 +30,7 @@ class LocalSuspect:
             raise SuspectError(f"outputs must be 'probs' or 'labels'; got '{outputs}'.")
         self.model, self.num_classes, self.outputs = model, int(num_classes), outputs
         if modality is None:
-            modality = "text" if callable(getattr(model, "tokenize", None)) else "image"
+            modality = modality_of_model(model)
         self.modality = get_modality(modality) if isinstance(modality, str) else modality
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.batch_size = batch_size
@@ -61,8 +61,10 @@ class LocalSuspect:
     def describe(self) -> dict[str, Any]:
         """What evidence records: kind, outputs, classes and a non-image modality (the evidence adds the
         weights' SHA-256, which identifies the model)."""
-        text = {"modality": self.modality.name} if self.modality.name != "image" else {}
-        return {"kind": "LocalSuspect", "outputs": self.outputs, "num_classes": self.num_classes, **text}
+        kind = {"modality": self.modality.name} if self.modality.name != "image" else {}
+        if self.modality.name == "audio":
+            kind["sample_rate"] = self.modality.sample_rate
+        return {"kind": "LocalSuspect", "outputs": self.outputs, "num_classes": self.num_classes, **kind}
 
     def query(self, inputs: np.ndarray) -> np.ndarray:
         try:
@@ -71,8 +73,8 @@ class LocalSuspect:
             raise SuspectError(f"The model takes {self.modality.name} input: {err}") from err
         shape = self.modality.example_shape(inputs)
         if self.input_shape and shape != self.input_shape:
-            raise SuspectError(f"The model expects a batch of images of shape {self.input_shape} (H x W x C); got "
-                               f"{inputs.shape}.")
+            what = "images of shape" if self.modality.name == "image" else f"{self.modality.name} examples of shape"
+            raise SuspectError(f"The model expects a batch of {what} {self.input_shape}; got {inputs.shape}.")
         was_training = self.model.training
         self.model.eval()
         chunks = []

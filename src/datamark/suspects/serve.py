@@ -101,7 +101,13 @@ def model_metadata(name: str, suspect: Suspect, input_shape: tuple[int, ...], fm
             "inputs": [{"name": input_name, "datatype": fmt.datatype, "shape": fmt.shape(input_shape)}],
             "outputs": [output],
             # Not part of V2 metadata proper; servers may add parameters. Clients must not rely on it.
-            "parameters": {"layout": fmt.layout, "scale": fmt.scale, "num_classes": suspect.num_classes}}
+            "parameters": {"layout": fmt.layout, "scale": fmt.scale, "num_classes": suspect.num_classes,
+                           **_audio_parameters(suspect)}}
+
+
+def _audio_parameters(suspect: Suspect) -> dict[str, Any]:
+    modality = getattr(suspect, "modality", None)
+    return {"sample_rate": modality.sample_rate} if getattr(modality, "name", None) == "audio" else {}
 
 
 def create_app(suspect: Suspect, *, model_name: str, input_shape: tuple[int, ...],
@@ -156,22 +162,28 @@ def create_app(suspect: Suspect, *, model_name: str, input_shape: tuple[int, ...
     def get_metadata(name: str, request: Request):
         return check_token(request) or check_model(name) or metadata
 
+    expected_rate = _audio_parameters(suspect).get("sample_rate")
+
     def decode(body: bytes) -> np.ndarray:
         try:
             request = json.loads(body)
             tensors = request["inputs"]
             tensor = next(t for t in tensors if t.get("name") == input_name)
+            rate = (request.get("parameters") or {}).get("sample_rate")
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
             raise ValueError("the body must be JSON with 'inputs', a list of V2 tensors") from err
         except StopIteration:
             raise ValueError(f"no input tensor named '{input_name}' in 'inputs'") from None
+        if expected_rate is not None and rate is not None and rate != expected_rate:
+            raise ValueError(f"this model takes audio at {expected_rate} Hz; the request says {rate!r} Hz "
+                             f"(parameters.sample_rate): resample the clips")
         if tensor.get("datatype") != fmt.datatype:
             raise ValueError(f"input '{input_name}' must have datatype {fmt.datatype}; got {tensor.get('datatype')}")
         arr = from_tensor(tensor, f"input '{input_name}'")
         if fmt.datatype == "BYTES":
             return fmt.decode(arr)
         expected = fmt.shape(input_shape)[1:]
-        if arr.ndim != 4 or list(arr.shape[1:]) != expected:
+        if arr.ndim != len(expected) + 1 or list(arr.shape[1:]) != expected:
             raise ValueError(f"input '{input_name}' must have shape [N, {', '.join(map(str, expected))}] "
                              f"({fmt.layout}); got {list(arr.shape)}")
         return fmt.decode(arr)
@@ -212,6 +224,8 @@ def app_from_checkpoint(path: str | os.PathLike, *, model_name: str, outputs: st
     suspect = LocalSuspect.from_checkpoint(path, outputs=outputs)  # type: ignore[arg-type]
     if suspect.modality.name == "text" and fmt.datatype != "BYTES":
         fmt = TensorFormat("BYTES")  # a text model takes strings, whatever the image options say
+    if suspect.modality.name == "audio" and fmt.layout != "NL":
+        fmt = TensorFormat("FP32", "NL", 1.0)  # an audio model takes FP32 waveforms [N, L]
     if suspect.input_shape is None:
         raise ParameterError(f"The checkpoint '{path}' does not record its input shape; cannot declare it over V2.")
     return create_app(suspect, model_name=model_name, input_shape=suspect.input_shape, fmt=fmt,

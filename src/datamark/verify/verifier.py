@@ -234,8 +234,10 @@ class Verifier:
                                  "with several marks (the default), or pass --control-triggers 0 to accept the "
                                  "risk.")
         check_controls_reach(k, alpha)
-        key.check_data(data.num_classes, data.input_shape, f"the probe data {data.where}")
-        key.check_data(suspect.num_classes, data.input_shape, "the suspect model")
+        key.check_data(data.num_classes, data.input_shape, f"the probe data {data.where}",
+                       getattr(data.modality, "sample_rate", None))
+        key.check_data(suspect.num_classes, data.input_shape, "the suspect model",
+                       suspect.describe().get("sample_rate"))
         if self.mode == "probs":
             require_probs(suspect, "Probability-mode verification")
         n = len(data) if all_rows else settings[0]
