@@ -131,3 +131,16 @@ def watermark_detection_rate(suspect: Suspect, data: Records, trigger: Trigger, 
             outcome = wilcoxon_signed_rank(treated[pick], control[pick], margin=margin, alternative="greater")
             rejected += outcome.p_value < alpha
     return rejected / draws
+
+
+def signal_to_noise_db(original: np.ndarray, marked: np.ndarray) -> dict[str, float]:
+    """How much a watermark changed audio clips: per clip, 10 log10(|x|^2 / |x' - x|^2) in dB (higher: a
+    quieter change), summarised as the median and 5th percentile over clips (unchanged clips: +inf, left out)."""
+    x = np.asarray(original, dtype=np.float64)
+    d = np.asarray(marked, dtype=np.float64) - x
+    noise = (d ** 2).sum(axis=-1)
+    changed = noise > 0
+    if not changed.any():
+        return {"n": 0, "snr_db_median": float("inf"), "snr_db_p5": float("inf")}
+    snr = 10 * np.log10(np.maximum((x ** 2).sum(axis=-1)[changed], 1e-20) / noise[changed])
+    return {"n": int(changed.sum()), "snr_db_median": float(np.median(snr)), "snr_db_p5": float(np.percentile(snr, 5))}
