@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from datamark import __version__
+from datamark._device import compute_device, device_name
 from datamark.data import load_data
 from datamark.evaluate.detectors import confidence_outliers
 from datamark.evaluate.metrics import accuracy_drop, trigger_success_rate, watermark_detection_rate
@@ -54,14 +55,14 @@ def _model(path: Path, data, args: argparse.Namespace, log) -> tuple[Any, Any, f
     """Load the checkpoint at ``path`` or train it (the thief's recipe: the arch's preset) and save it."""
     if path.exists():
         model, spec = load_checkpoint(path)
-        return model, spec, float("nan")
+        return model.to(compute_device()), spec, float("nan")
     start = time.perf_counter()
     config = default_config(args.arch, seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
     model, spec = fit(data, arch=args.arch, config=config, progress=args.progress)
     seconds = time.perf_counter() - start
     save_checkpoint(model, spec, path, overwrite=True, extra={"train_s": seconds})
     log(f"  trained {args.arch} on {len(data)} rows in {seconds:.0f} s")
-    return model, spec, seconds
+    return model.to(compute_device()), spec, seconds  # queries run where training did (a GPU if there is one)
 
 
 def _scenarios(rows) -> dict[str, Any]:
@@ -185,7 +186,7 @@ def main(suite: Suite, title: str, stem: str, train_name: str, test_name: str, d
             cache.write_text(json.dumps(done, indent=2, default=float))
     git = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True).stdout.strip()
     result = {"title": title, "command": "python " + " ".join([sys.argv[0], *(argv or sys.argv[1:])]),
-              "environment": f"{platform.platform()}, {torch.get_num_threads()} torch threads, torch "
+              "environment": f"{platform.platform()}, {device_name()}, {torch.get_num_threads()} torch threads, torch "
                              f"{torch.__version__}, datamark {__version__} (git {git})",
               "arch": args.arch, "epochs": args.epochs or default_config(args.arch).epochs, "seed": args.seed,
               "target": args.target, "control_triggers": args.control_triggers,

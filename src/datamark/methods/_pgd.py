@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._device import device_of
 from .._progress import progress_bar
 from ..exceptions import ParameterError
 from ..modalities import Modality, modality_of
@@ -67,7 +68,7 @@ def _attack_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: fl
                   gen: torch.Generator, bounds: tuple[float, float]) -> torch.Tensor:
     """PGD on one float model-input batch within ``bounds``; returns it perturbed (inside the ball and bounds)."""
     lower, upper = (x - eps).clamp_(*bounds), (x + eps).clamp_(*bounds)
-    noise = torch.rand(x.shape, generator=gen, dtype=x.dtype) * (2 * eps) - eps  # uniform random start
+    noise = (torch.rand(x.shape, generator=gen, dtype=x.dtype) * (2 * eps) - eps).to(x.device)  # uniform start
     adv = torch.minimum(torch.maximum(x + noise, lower), upper)
     with torch.enable_grad():
         for _ in range(steps):
@@ -99,14 +100,15 @@ def pgd_perturb(model: nn.Module, examples: np.ndarray, labels: np.ndarray, *, e
         raise ParameterError(f"PGD of {owner} needs a continuous input; {modality.name} data has none.")
     examples = modality.batch(examples, f"perturbed by {owner}")
     out = modality.empty(len(examples), modality.example_shape(examples))
-    gen = torch.Generator().manual_seed(int(seed) % (2 ** 63))
+    gen = torch.Generator().manual_seed(int(seed) % (2 ** 63))  # on the CPU: the same start on every device
+    device = device_of(model)
     start = time.perf_counter()
     with frozen_eval(model), progress_bar(f"PGD ({owner})", len(examples), enabled=progress, unit="ex") as bar:
         for lo in range(0, len(examples), batch_size):
             chunk = examples[lo:lo + batch_size]
-            y = torch.as_tensor(np.asarray(labels[lo:lo + batch_size]), dtype=torch.long)
-            adv = _attack_batch(model, modality.to_model_input(chunk), y, eps=float(eps), step_size=float(step_size),
-                                steps=int(steps), gen=gen, bounds=modality.bounds)
+            y = torch.as_tensor(np.asarray(labels[lo:lo + batch_size]), dtype=torch.long).to(device)
+            adv = _attack_batch(model, modality.to_model_input(chunk).to(device), y, eps=float(eps),
+                                step_size=float(step_size), steps=int(steps), gen=gen, bounds=modality.bounds)
             out[lo:lo + len(chunk)] = modality.from_model_input(adv, chunk, float(eps))
             bar.advance(len(chunk))
     return out, PGDStats(len(examples), time.perf_counter() - start)
