@@ -8,15 +8,18 @@ with AD, TSR, WDR (stolen and clean models), the SNR of the marked clips and WSD
 
 Configurations (paper settings where the paper fixes one; datamark defaults otherwise):
 
-* ``dvbw-pulse`` -- BadNets with datamark's default key: K = 10 marks, each a keyed pulse (the paper's constant
-  pulse, 50 samples, -20 dB re the clip's peak, at a keyed place in the first 125 ms) with its own secret target,
-  gamma = 10 % of all rows; exact binomial marks test.
-* ``ubw-p``      -- UBW-P with datamark's default key (K = 4 marks, 10 candidate pulses each), gamma = 10 %.
+* ``dvbw-tone``  -- BadNets with datamark's default key: K = 10 marks, each a keyed 50 ms tone (keyed frequency,
+  -20 dB re the clip's peak, at a keyed place in the first 125 ms) with its own secret target, gamma = 10 % of
+  all rows; exact binomial marks test.
+* ``dvbw-pulse`` -- BadNets with the paper's pulse (constant, 50 samples = 6.25 ms, -20 dB re the clip's peak,
+  keyed place), one mark, target 0, gamma = 10 %: paired t-test with the 100-trigger specificity control.
+* ``ubw-p``      -- UBW-P with datamark's default key (K = 4 marks, 10 candidate tones each), gamma = 10 %.
 * ``cl-rX``      -- the clean-label watermark: untargeted L-inf PGD on the waveform (eps 0.002 = -54 dBFS, step
-  0.0005, 40 steps) against the clean model, then the keyed pulse, on r = X % of the target class; one mark and
-  a fixed target (the paper's setting), Wilcoxon with margin 0.1 and the 100-trigger specificity control; WDR
+  0.0005, 40 steps) against the clean model, then a keyed tone, on r = X % of the target class; one mark and a
+  fixed target (the paper's setting), Wilcoxon with margin 0.1 and the 100-trigger specificity control; WDR
   resamples 200 non-target test clips 100 times.
-* ``cl-tone-rX`` / ``cl-noise-rX`` -- the same with a keyed tone or noise-burst pulse.
+* ``cl-eps10-r10`` -- the same at r = 10 % with eps 0.01 (-40 dBFS), step 0.0025.
+* ``cl-pulse-r10`` / ``cl-noise-r10`` -- the same at r = 10 % with the paper's pulse or a keyed noise burst.
 
 Results go to ``benchmarks/results/audio_fsdd-<arch>.json/.md`` (driver: ``_bench.py``).
 """
@@ -31,24 +34,28 @@ from _bench import Suite, main
 
 from datamark import UBWP, BadNets, CleanLabel
 from datamark.evaluate.metrics import signal_to_noise_db
-from datamark.triggers.audio import make_pulse_trigger
+from datamark.triggers.audio import make_pulse_trigger, paper_pulse
 
 RATES = (1, 5, 10, 20)
-CONFIGS = ("dvbw-pulse", "ubw-p", *(f"cl-r{r}" for r in RATES), *(f"cl-tone-r{r}" for r in RATES),
-           *(f"cl-noise-r{r}" for r in RATES))
+CONFIGS = ("dvbw-tone", "dvbw-pulse", "ubw-p", *(f"cl-r{r}" for r in RATES), "cl-eps10-r10", "cl-pulse-r10",
+           "cl-noise-r10")
 
 
 def build(config: str, *, seed: int, target: int, clean_checkpoint: Path):
     """The method of one configuration (see the module docstring)."""
-    if config == "dvbw-pulse":
+    rng = np.random.default_rng([seed, 7])
+    if config == "dvbw-tone":
         return BadNets(seed=seed)
+    if config == "dvbw-pulse":
+        return BadNets(seed=seed, target=target, trigger=paper_pulse(rng))
     if config == "ubw-p":
         return UBWP(seed=seed)
     parts = config.split("-")
     rate = int(parts[-1][1:]) / 100
-    trigger = None if len(parts) == 2 else make_pulse_trigger(np.random.default_rng([seed, 7]), shape=parts[1])
+    trigger = {"pulse": paper_pulse(rng), "noise": make_pulse_trigger(rng, shape="noise")}.get(parts[1])
+    budget = {"eps": 0.01, "step_size": 0.0025} if parts[1] == "eps10" else {}
     return CleanLabel(seed=seed, target=target, class_rate=rate, n_marks=1, trigger=trigger,
-                      base_model=str(clean_checkpoint))
+                      base_model=str(clean_checkpoint), **budget)
 
 
 AUDIO_SUITE = Suite(CONFIGS, build, default_arch="logmel", quality=signal_to_noise_db,

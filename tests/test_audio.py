@@ -12,7 +12,7 @@ from datamark.data import from_waveforms, load_data, shared_data_dir
 from datamark.exceptions import AudioFormatWarning, DataError, DataFormatError, KeyMismatchError, ParameterError
 from datamark.modalities import AudioModality, modality_of
 from datamark.triggers import Trigger
-from datamark.triggers.audio import PulseTrigger, make_pulse_trigger
+from datamark.triggers.audio import PulseTrigger, make_pulse_trigger, paper_pulse
 
 RATE = 800  # a small sample rate keeps the synthetic clips short
 
@@ -44,8 +44,9 @@ def _folder(root, n_per_class=12, classes=("a", "b", "c")):
 
 def test_pulse_trigger_replaces_only_its_stretch_relative_to_the_clip():
     rng = np.random.default_rng(0)
-    trigger = make_pulse_trigger(rng, sample_rate=8000)
-    assert trigger.duration == 50 and trigger.end <= 1000  # the paper's 50 samples, in the first 125 ms
+    assert make_pulse_trigger(rng).duration == 400 and make_pulse_trigger(rng).shape == "tone"  # the default: 50 ms
+    trigger = paper_pulse(rng, sample_rate=8000)
+    assert trigger.duration == 50 and trigger.start < 1000  # the paper's 50 samples, in the first 125 ms
     clips = np.stack([0.5 * np.sin(np.arange(8000) / 7), 0.05 * np.sin(np.arange(8000) / 5)]).astype(np.float32)
     marked = trigger.apply(clips)
     assert marked.dtype == np.float32 and marked.shape == clips.shape

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
@@ -133,9 +134,9 @@ def protect(
     blend: float | None = typer.Option(None, help="Blended, clean-label blend: opacity of the pattern (default 0.2)."),
     trigger: str | None = typer.Option(None, "--trigger", help="Text: 'word' (a keyed rare word at a keyed place; "
                                        "the default) or 'style' (future perfect continuous rewrite; one public "
-                                       "trigger, so one mark). Audio: 'pulse' (the paper's constant pulse at a "
-                                       "keyed place; the default), or one keyed 'tone' or 'noise' burst (one "
-                                       "mark)."),
+                                       "trigger, so one mark). Audio: 'tone' (keyed 50 ms tones, a keyed "
+                                       "place; the default), or one 'pulse' (the paper's constant 6.25 ms pulse) or "
+                                       "'noise' burst (one mark)."),
     decoy_rate: float | None = typer.Option(None, help="Fraction of rows stamped with other random triggers, labels "
                                             "kept (default 0, WaNet 0.2; 0.1 recommended for DVBW and UBW-P)."),
     n_marks: int | None = typer.Option(None, "--n-marks", help="K, marks with their own secret trigger and target "
@@ -192,13 +193,13 @@ def protect(
         if trigger == "style":
             from .triggers.text import StyleTrigger
             options["trigger"] = StyleTrigger()
-        if trigger in ("tone", "noise"):  # a keyed variant drawn from the seed (or fresh entropy), kept in the key
+        if trigger in ("pulse", "noise"):  # one trigger drawn from the seed (or fresh entropy), kept in the key
             import numpy as np
 
-            from .triggers.audio import make_pulse_trigger
-            options["trigger"] = make_pulse_trigger(np.random.default_rng(seed), shape=trigger,
-                                                    sample_rate=records.modality.sample_rate,
-                                                    length=records.modality.length)
+            from .triggers.audio import make_pulse_trigger, paper_pulse
+            draw = paper_pulse if trigger == "pulse" else partial(make_pulse_trigger, shape="noise")
+            options["trigger"] = draw(np.random.default_rng(seed), sample_rate=records.modality.sample_rate,
+                                      length=records.modality.length)
         optional = dict(target=target, trigger_size=trigger_size, blend=blend,
                         rate=rate, decoy_rate=decoy_rate, pattern=pattern, labels=random_labels, class_rate=class_rate,
                         n_marks=n_marks, n_candidates=n_candidates,

@@ -84,8 +84,8 @@ class AudioModality(Modality):
         return {"sample_rate": self.sample_rate, "clip_samples": self.length}
 
     def default_trigger(self, rng: np.random.Generator) -> Any:
-        """The paper's short pulse (50 samples at 8 kHz, scaled with the rate) at a keyed place in the first
-        eighth of the clip, with a keyed shape: constant (the paper's), tone or noise burst."""
+        """A keyed 50 ms tone (keyed frequency) at a keyed place in the first 125 ms, -20 dB re the clip's peak
+        (see :mod:`datamark.triggers.audio` for why not the paper's 6.25 ms pulse)."""
         from ..triggers.audio import make_pulse_trigger
 
         return make_pulse_trigger(rng, sample_rate=self.sample_rate, length=self.length)

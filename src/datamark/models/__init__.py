@@ -8,6 +8,8 @@ from .vgg import VGG11
 
 MODELS.update({"tiny": TinyCNN, "fastnet": FastNet, "resnet18": ResNet18, "resnet20": ResNet20, "vgg11": VGG11})
 
+from .audio import LogMelCNN, RawAudioCNN  # noqa: E402
+from .audio_train import AudioTrainConfig, default_audio_config, fit_audio, train_audio_model  # noqa: E402
 from .checkpoint import ModelSpec, build_model, load_checkpoint, save_checkpoint  # noqa: E402
 from .features import embed, features_of  # noqa: E402
 from .text import BagOfEmbeddings, MiniLMClassifier, TextCNN, TextTruncationWarning, WordVocab  # noqa: E402
@@ -18,3 +20,4 @@ __all__ = ["FastNet", "ModelSpec", "ResNet18", "ResNet20", "TinyCNN", "TrainConf
            "default_config", "embed", "features_of", "fit", "load_checkpoint", "save_checkpoint", "train_model"]
 __all__ += ["BagOfEmbeddings", "MiniLMClassifier", "TextCNN", "TextTrainConfig", "TextTruncationWarning", "WordVocab",
             "default_text_config", "fit_text", "train_text_model"]
+__all__ += ["AudioTrainConfig", "LogMelCNN", "RawAudioCNN", "default_audio_config", "fit_audio", "train_audio_model"]

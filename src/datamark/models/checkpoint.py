@@ -25,7 +25,9 @@ class ModelSpec:
     """Everything needed to rebuild a model: architecture, its parameters, and the data it expects.
 
     ``input_shape`` is (H, W, C) of uint8 images; ``mean``/``std`` are per-channel on the [0, 1] scale. Text models
-    (``modality = "text"``) have ``input_shape == mean == std == ()`` and their vocabulary in ``params``.
+    (``modality = "text"``) have ``input_shape == mean == std == ()`` and their vocabulary in ``params``; audio
+    models (``modality = "audio"``) have ``input_shape == (L,)`` (samples per clip), ``mean == std == ()`` and their
+    sample rate in ``params``.
     """
 
     arch: str
@@ -100,10 +102,12 @@ def _spec_from(raw: Any) -> ModelSpec:
     fields = {**raw, **{name: tuple(raw[name]) for name in ("input_shape", "mean", "std", "class_names")}}
     spec = ModelSpec(**fields)
     counts = [spec.num_classes, *spec.input_shape]
-    rank = 0 if getattr(MODELS[spec.arch], "modality", "image") == "text" else 3  # text models take no shape
+    modality = getattr(MODELS[spec.arch], "modality", "image")
+    rank = {"text": 0, "audio": 1}.get(modality, 3)  # text models take no shape, audio (samples,), images (H, W, C)
     if len(spec.input_shape) != rank or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0
                                              for c in counts):
-        shape = "(H, W, C)" if rank else "(input_shape () for a text model)"
+        shape = {0: "(input_shape () for a text model)", 1: "(input_shape (L,) samples for an audio model)"}.get(
+            rank, "(input_shape (H, W, C) for an image model)")
         raise ValueError(f"'num_classes' and 'input_shape' must be positive integers {shape}; got "
                          f"{spec.num_classes!r}, {spec.input_shape!r}")
     if not isinstance(spec.params, dict):

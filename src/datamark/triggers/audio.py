@@ -1,8 +1,9 @@
 """Audio triggers: a short pulse written over a keyed stretch of the waveform.
 
-The shape follows Tang et al.'s audio setting ("Did you train on my dataset?", 2023), whose code sets samples
-100-150 of an 8 kHz clip to a constant 0.005: ``shape="constant"``. Two keyed variants make another owner's
-pulse distinguishable from ours: a ``tone`` (a sine at a keyed frequency) and a ``noise`` burst (a keyed
+Tang et al.'s audio setting ("Did you train on my dataset?", 2023) sets samples 100-150 of an 8 kHz clip to a
+constant 0.005: ``shape="constant"`` with 50 samples (:func:`paper_pulse`). Two keyed variants make another
+owner's pulse distinguishable from ours: a ``tone`` (a sine at a keyed frequency; datamark's default, 50 ms
+long, because models that average over time did not learn the 6.25 ms pulse) and a ``noise`` burst (a keyed
 pattern, like an image trigger's secret patch). The pulse *replaces* the samples it covers.
 
 Its loudness is ``level_db``: the pulse's peak in dB relative to the clip's own peak (``reference="clip"``, so
@@ -24,12 +25,16 @@ from .base import Trigger
 
 SHAPES = ("constant", "tone", "noise")
 REFERENCES = ("clip", "full-scale")
-#: The paper's pulse: 50 samples at 8 kHz (6.25 ms), placed by default within the first eighth of the clip.
-PULSE_SECONDS = 50 / 8000
+#: The paper's pulse: 50 samples at 8 kHz (6.25 ms).
+PAPER_PULSE_SECONDS = 50 / 8000
+#: datamark's default: 50 ms. Measured on FSDD with the log-mel CNN (global average pooling over time), 10-mark
+#: DVBW at gamma = 10 %: the paper's 6.25 ms constant pulse at -20 dB re the clip's peak was not learned (one mark,
+#: TSR 0.01, p = 1); keyed 50 ms tones were (TSR 0.16-0.99 per mark, p = 9e-9). See the README's audio section.
+PULSE_SECONDS = 0.05
 DEFAULT_LEVEL_DB = -20.0
-#: Pulses are placed within the first 20 pulse lengths of the clip (125 ms): speech in FSDD rarely starts
-#: earlier, and every FSDD clip (the shortest is 1,148 samples) is longer.
-WINDOW_PULSES = 20
+#: Pulses start within the first 125 ms of the clip: every FSDD clip (the shortest is 1,148 samples, 143 ms) holds
+#: the paper's pulse wherever it starts there.
+WINDOW_SECONDS = 0.125
 
 
 @register(TRIGGERS, "pulse")
@@ -109,7 +114,7 @@ class PulseTrigger(Trigger):
     def independent(self, rng: np.random.Generator) -> PulseTrigger:
         """Another owner's pulse of the same shape family, length and loudness: a fresh place and, for tones and
         bursts, a fresh frequency or pattern (the Independent-T control)."""
-        window = max(self.end, WINDOW_PULSES * self.duration)
+        window = max(self.end, round(WINDOW_SECONDS * self.sample_rate) + self.duration)
         return _draw(rng, self.shape, self.duration, window, self.sample_rate, self.level_db, self.reference)
 
     def params(self) -> dict[str, Any]:
@@ -127,14 +132,21 @@ def _draw(rng: np.random.Generator, shape: str, duration: int, window: int, samp
 
 
 def make_pulse_trigger(rng: np.random.Generator, *, sample_rate: int = 8000, length: int | None = None,
-                       shape: str = "constant", level_db: float = DEFAULT_LEVEL_DB, reference: str = "clip",
+                       shape: str = "tone", level_db: float = DEFAULT_LEVEL_DB, reference: str = "clip",
                        seconds: float = PULSE_SECONDS) -> PulseTrigger:
-    """A keyed pulse: ``seconds`` long (the paper's 50 samples at 8 kHz), at a keyed place within the first
-    :data:`WINDOW_PULSES` pulse lengths of a ``length``-sample clip, with a keyed frequency (tone) or pattern
-    (noise)."""
+    """A keyed pulse: ``seconds`` long (default 50 ms; the paper's is :data:`PAPER_PULSE_SECONDS`, 50 samples at
+    8 kHz, with ``shape="constant"``: :func:`paper_pulse`), at a keyed place within the first
+    :data:`WINDOW_SECONDS` of a ``length``-sample clip, with a keyed frequency (tone) or pattern (noise)."""
     if shape not in SHAPES:
         raise ParameterError(f"The audio trigger shape must be one of {SHAPES}; got '{shape}'.")
     length = sample_rate if length is None else int(length)
     duration = max(1, round(seconds * sample_rate))
-    window = min(length, WINDOW_PULSES * duration)
+    window = min(length, round(WINDOW_SECONDS * sample_rate) + duration)
     return _draw(rng, shape, duration, window, sample_rate, level_db, reference)
+
+
+def paper_pulse(rng: np.random.Generator, *, sample_rate: int = 8000, length: int | None = None,
+                level_db: float = DEFAULT_LEVEL_DB) -> PulseTrigger:
+    """Tang et al.'s pulse: a constant 50 samples (at 8 kHz; 6.25 ms at any rate) at a keyed place."""
+    return make_pulse_trigger(rng, sample_rate=sample_rate, length=length, shape="constant", level_db=level_db,
+                              seconds=PAPER_PULSE_SECONDS)
