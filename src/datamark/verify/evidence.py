@@ -317,6 +317,10 @@ class RecordingSuspect:
             if entry["type"] == "batch":
                 self._replay.update(zip(entry["inputs"], entry["response"], strict=True))
 
+    def describe(self) -> dict[str, Any]:
+        """The recorded suspect's description (a replay without a live suspect: just that)."""
+        return {"kind": "evidence-replay"} if self.inner is None else as_suspect(self.inner).describe()
+
     @property
     def budget_left(self) -> int | None:
         left = None if self.inner is None else as_suspect(self.inner).budget_left

@@ -237,7 +237,7 @@ class Verifier:
         key.check_data(data.num_classes, data.input_shape, f"the probe data {data.where}",
                        getattr(data.modality, "sample_rate", None))
         key.check_data(suspect.num_classes, data.input_shape, "the suspect model",
-                       suspect.describe().get("sample_rate"))
+                       as_suspect(suspect).describe().get("sample_rate"))
         if self.mode == "probs":
             require_probs(suspect, "Probability-mode verification")
         n = len(data) if all_rows else settings[0]
