@@ -8,7 +8,7 @@ with AD, TSR, WDR (stolen and clean models), the SNR of the marked clips and WSD
 
 Configurations (paper settings where the paper fixes one; datamark defaults otherwise):
 
-* ``dvbw-tone``  -- BadNets with datamark's default key: K = 10 marks, each a keyed 50 ms tone (keyed frequency,
+* ``dvbw-tone``  -- BadNets with datamark's default key: K = 10 marks, each a keyed 100 ms tone (keyed frequency,
   -20 dB re the clip's peak, at a keyed place in the first 125 ms) with its own secret target, gamma = 10 % of
   all rows; exact binomial marks test.
 * ``dvbw-pulse`` -- BadNets with the paper's pulse (constant, 50 samples = 6.25 ms, -20 dB re the clip's peak,

@@ -44,7 +44,7 @@ def _folder(root, n_per_class=12, classes=("a", "b", "c")):
 
 def test_pulse_trigger_replaces_only_its_stretch_relative_to_the_clip():
     rng = np.random.default_rng(0)
-    assert make_pulse_trigger(rng).duration == 400 and make_pulse_trigger(rng).shape == "tone"  # the default: 50 ms
+    assert make_pulse_trigger(rng).duration == 800 and make_pulse_trigger(rng).shape == "tone"  # default: 100 ms
     trigger = paper_pulse(rng, sample_rate=8000)
     assert trigger.duration == 50 and trigger.start < 1000  # the paper's 50 samples, in the first 125 ms
     clips = np.stack([0.5 * np.sin(np.arange(8000) / 7), 0.05 * np.sin(np.arange(8000) / 5)]).astype(np.float32)

@@ -78,7 +78,8 @@ def test_perturbed_rows_stay_within_the_budget(name, small, make):
     for mark in marked.key.mark_list():
         rows = np.array([small.ids.index(i) for i in mark.marked_ids])
         after = marked.dataset.inputs()[rows].astype(int)
-        radius = np.floor(255 * marked.key.method["params"]["eps"]) + 1
+        eps = marked.key.extra.get("pgd_eps") or marked.key.method["params"]["eps"]  # None: the modality's budget
+        radius = np.floor(255 * eps) + 1
         gaps = [np.abs(after - ref.astype(int)).max(axis=(1, 2, 3))
                 for ref in (mark.trigger.apply(before[rows]), before[rows])]
         assert (np.minimum(*gaps) <= radius).all()

@@ -134,7 +134,7 @@ def protect(
     blend: float | None = typer.Option(None, help="Blended, clean-label blend: opacity of the pattern (default 0.2)."),
     trigger: str | None = typer.Option(None, "--trigger", help="Text: 'word' (a keyed rare word at a keyed place; "
                                        "the default) or 'style' (future perfect continuous rewrite; one public "
-                                       "trigger, so one mark). Audio: 'tone' (keyed 50 ms tones, a keyed "
+                                       "trigger, so one mark). Audio: 'tone' (keyed 100 ms tones, a keyed "
                                        "place; the default), or one 'pulse' (the paper's constant 6.25 ms pulse) or "
                                        "'noise' burst (one mark)."),
     decoy_rate: float | None = typer.Option(None, help="Fraction of rows stamped with other random triggers, labels "

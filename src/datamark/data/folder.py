@@ -136,7 +136,8 @@ class FolderRecords(Records):
                             modality=self.modality, layout=self.layout)
         if self._decoded is not None:
             decoded = self._decoded.copy()
-            decoded[rows] = inputs
+            decoded[rows] = inputs if self.modality.lossless_storage else self.modality.decode_stored(
+                [changed[int(r)] for r in rows], out.where)  # what the files hold (16-bit audio: quantised)
             out._decoded = decoded
         return out
 

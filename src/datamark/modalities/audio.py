@@ -20,7 +20,7 @@ import torch
 
 from ..exceptions import AudioFormatWarning, DataError
 from ..registry import MODALITIES, register
-from .base import Modality, sha256_hex
+from .base import Modality, sha256_hex, stored_bytes
 
 DEFAULT_SAMPLE_RATE = 8000
 
@@ -84,7 +84,7 @@ class AudioModality(Modality):
         return {"sample_rate": self.sample_rate, "clip_samples": self.length}
 
     def default_trigger(self, rng: np.random.Generator) -> Any:
-        """A keyed 50 ms tone (keyed frequency) at a keyed place in the first 125 ms, -20 dB re the clip's peak
+        """A keyed 100 ms tone (keyed frequency) at a keyed place in the first 125 ms, -20 dB re the clip's peak
         (see :mod:`datamark.triggers.audio` for why not the paper's 6.25 ms pulse)."""
         from ..triggers.audio import make_pulse_trigger
 
@@ -140,6 +140,7 @@ class AudioModality(Modality):
         return write_wav(out, WavInfo(self.sample_rate, info.sample_width, 1, len(out), info.float_format))
 
     file_suffixes = frozenset({".wav", ".wave"})
+    lossless_storage = False  # 16-bit PCM quantises; the tail beyond ``length`` is the file's own
 
     def written_suffix(self, original_suffix: str) -> str:
         return original_suffix  # a marked clip stays a WAV file of its own format
@@ -176,8 +177,14 @@ class AudioModality(Modality):
         return torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
 
     def from_model_input(self, tensor: torch.Tensor, original: np.ndarray, eps: float) -> np.ndarray:
+        """Clipped to the ball and to full scale; the zero padding after a clip's last sample stays zero (it is
+        not written back to the file, so a change there would be a change the released data does not hold)."""
         out = tensor.detach().cpu().numpy().astype(np.float32)
-        return np.clip(np.clip(out, original - eps, original + eps), -1.0, 1.0)
+        out = np.clip(np.clip(out, original - eps, original + eps), -1.0, 1.0)
+        nonzero = original != 0
+        ends = np.where(nonzero.any(axis=1), original.shape[1] - np.argmax(nonzero[:, ::-1], axis=1), 0)
+        out[np.arange(original.shape[1])[None, :] >= ends[:, None]] = 0.0
+        return out
 
     def logits(self, model: torch.nn.Module, batch: np.ndarray, device: torch.device) -> torch.Tensor:
         rate = getattr(model, "sample_rate", None)
@@ -188,8 +195,5 @@ class AudioModality(Modality):
 
 
 def _wav_bytes(value: Any, row: int, where: str) -> bytes:
-    data = value.get("bytes") if isinstance(value, dict) else value
-    if data is None:
-        raise DataError(f"Row {row} of {where} has no audio bytes; embed the audio in the table (Hugging Face: "
-                        f"cast_column with Audio(decode=False) keeps the file bytes) first.")
-    return data
+    return stored_bytes(value, row, where, "audio", "embed the audio in the table (Hugging Face: cast_column with "
+                        "Audio(decode=False) keeps the file bytes) first.")

@@ -85,6 +85,10 @@ class Modality(ABC):
         """One example as the value to store in its Arrow column; ``original`` is the stored value it replaces
         (audio keeps the original file's format and length)."""
 
+    #: Whether a stored example decodes to exactly the batch row it was encoded from (audio: quantised to the
+    #: file's sample format, so adapters re-decode what they store).
+    lossless_storage: ClassVar[bool] = True
+
     #: File name suffixes of examples stored one per file (image and audio folders); empty: not stored as files.
     file_suffixes: ClassVar[frozenset[str]] = frozenset()
 
@@ -165,6 +169,15 @@ def _named(target: str) -> Any:
     """The function ``"module:function"`` of the datamark package (imported on first use: no import cycles)."""
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(f"datamark.{module}"), name)
+
+
+def stored_bytes(value: Any, row: int, where: str, what: str, fix: str) -> bytes:
+    """The file bytes of a stored value (a Hugging Face ``{"bytes", "path"}`` struct, or bytes), or a one-line
+    error naming the row, what is missing and ``fix``."""
+    data = value.get("bytes") if isinstance(value, dict) else value
+    if data is None:
+        raise DataError(f"Row {row} of {where} has no {what} bytes; {fix}")
+    return data
 
 
 def sha256_hex(data: bytes) -> str:

@@ -12,7 +12,7 @@ import torch
 from ..data.codec import decode_image, encode_png, stack_images
 from ..exceptions import DataError
 from ..registry import MODALITIES, register
-from .base import Modality, sha256_hex
+from .base import Modality, sha256_hex, stored_bytes
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -99,8 +99,5 @@ class ImageModality(Modality):
 
 
 def _image_bytes(value: Any, row: int, where: str) -> bytes:
-    data = value.get("bytes") if isinstance(value, dict) else value
-    if data is None:
-        raise DataError(f"Row {row} of {where} has no image bytes; embed the images in the table (Hugging Face: "
-                        f"cast_column with Image(decode=True)) first.")
-    return data
+    return stored_bytes(value, row, where, "image", "embed the images in the table (Hugging Face: cast_column with "
+                        "Image(decode=True)) first.")

@@ -2,9 +2,9 @@
 
 Tang et al.'s audio setting ("Did you train on my dataset?", 2023) sets samples 100-150 of an 8 kHz clip to a
 constant 0.005: ``shape="constant"`` with 50 samples (:func:`paper_pulse`). Two keyed variants make another
-owner's pulse distinguishable from ours: a ``tone`` (a sine at a keyed frequency; datamark's default, 50 ms
-long, because models that average over time did not learn the 6.25 ms pulse) and a ``noise`` burst (a keyed
-pattern, like an image trigger's secret patch). The pulse *replaces* the samples it covers.
+owner's pulse distinguishable from ours: a ``tone`` (a sine at a keyed frequency; datamark's default, 100 ms
+long, because models that average over time did not learn the 6.25 ms pulse; see :data:`PULSE_SECONDS`) and
+a ``noise`` burst (a keyed pattern, like an image trigger's secret patch). The pulse *replaces* the samples it covers.
 
 Its loudness is ``level_db``: the pulse's peak in dB relative to the clip's own peak (``reference="clip"``, so
 a quiet recording gets a quiet pulse and a model that normalises loudness sees the same trigger in every clip)
@@ -27,10 +27,12 @@ SHAPES = ("constant", "tone", "noise")
 REFERENCES = ("clip", "full-scale")
 #: The paper's pulse: 50 samples at 8 kHz (6.25 ms).
 PAPER_PULSE_SECONDS = 50 / 8000
-#: datamark's default: 50 ms. Measured on FSDD with the log-mel CNN (global average pooling over time), 10-mark
-#: DVBW at gamma = 10 %: the paper's 6.25 ms constant pulse at -20 dB re the clip's peak was not learned (one mark,
-#: TSR 0.01, p = 1); keyed 50 ms tones were (TSR 0.16-0.99 per mark, p = 9e-9). See the README's audio section.
-PULSE_SECONDS = 0.05
+#: datamark's default: 100 ms. Measured on FSDD (benchmarks/results/audio_fsdd-*-50ms-h100.* and
+#: audio_cl_sweep-*-h100.json, seed 0, log-mel CNN, which averages over time): the paper's 6.25 ms constant pulse
+#: at -20 dB re the clip's peak was not learned even as a 10 % poisoned-label watermark (TSR 0.007, p = 1); keyed
+#: 50 ms tones were as DVBW (p = 9e-9) but not as the clean-label watermark (r = 10 %: TSR 0.09, WDR 0); 100 ms
+#: tones were (TSR 0.85, WDR 1.00 on the watermarked and 0.00 on the clean model, no accuracy cost).
+PULSE_SECONDS = 0.1
 DEFAULT_LEVEL_DB = -20.0
 #: Pulses start within the first 125 ms of the clip: every FSDD clip (the shortest is 1,148 samples, 143 ms) holds
 #: the paper's pulse wherever it starts there.
@@ -134,7 +136,7 @@ def _draw(rng: np.random.Generator, shape: str, duration: int, window: int, samp
 def make_pulse_trigger(rng: np.random.Generator, *, sample_rate: int = 8000, length: int | None = None,
                        shape: str = "tone", level_db: float = DEFAULT_LEVEL_DB, reference: str = "clip",
                        seconds: float = PULSE_SECONDS) -> PulseTrigger:
-    """A keyed pulse: ``seconds`` long (default 50 ms; the paper's is :data:`PAPER_PULSE_SECONDS`, 50 samples at
+    """A keyed pulse: ``seconds`` long (default 100 ms; the paper's is :data:`PAPER_PULSE_SECONDS`, 50 samples at
     8 kHz, with ``shape="constant"``: :func:`paper_pulse`), at a keyed place within the first
     :data:`WINDOW_SECONDS` of a ``length``-sample clip, with a keyed frequency (tone) or pattern (noise)."""
     if shape not in SHAPES:
