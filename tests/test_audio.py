@@ -179,3 +179,19 @@ def test_fsdd_split_is_index_0_to_4_for_test():
     assert test.class_names == tuple("0123456789") and test.modality.sample_rate == 8000
     assert all(int(f.rsplit("_", 1)[1].split(".")[0]) < 5 for f in test.files)
     assert not set(train.ids) & set(test.ids)
+
+
+def test_cli_protects_a_wav_folder_with_a_preview(tmp_path):
+    from typer.testing import CliRunner
+
+    from datamark.cli import app
+
+    root = _folder(tmp_path / "clips")
+    out, key, picture = tmp_path / "wm", tmp_path / "k.json", tmp_path / "p.png"
+    result = CliRunner().invoke(app, ["protect", str(root), "--out", str(out), "--key", str(key), "--preview",
+                                      str(picture), "--seed", "0", "--n-marks", "3", "--rate", "0.3"])
+    assert result.exit_code == 0, result.output
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and len(list(out.glob("*.wav"))) == 36
+    refused = CliRunner().invoke(app, ["protect", str(root), "--out", str(tmp_path / "x"), "--key",
+                                       str(tmp_path / "x.json"), "--trigger", "word"])
+    assert refused.exit_code != 0 and "text trigger" in refused.output
