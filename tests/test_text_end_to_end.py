@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from datamark import BadNets, CleanLabel, Verifier, load_data
-from datamark.evaluate.scenarios import independent_key
 from datamark.models import default_config, fit, save_checkpoint
 from datamark.suspects import LocalSuspect
+from datamark.testing import check_three_scenarios
 from datamark.verify import SequentialVerifier
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -40,13 +40,7 @@ def test_word_marks_convict_the_thief_and_spare_the_innocent(ag_news):
     key = marked.key
     assert key.dataset["modality"] == "text" and key.trigger["name"] == "word" and len(key.mark_list()) == 5
     assert len({" ".join(m.trigger.words) for m in key.mark_list()}) == 5  # one secret word per mark
-    for mode in ("probs", "labels"):
-        verifier = Verifier(mode=mode)
-        steal = verifier.verify(stolen.with_outputs(mode), key, test)
-        assert steal.accused and steal.outcome.p_value < 0.01, steal.outcome
-        assert not verifier.verify(clean.with_outputs(mode), key, test).accused  # Independent-M
-        other = independent_key(key, seed=1)  # another owner of the same method (Independent-T)
-        assert not verifier.verify(stolen.with_outputs(mode), other, test).accused
+    check_three_scenarios(key, stolen, clean, test)
     sequential = SequentialVerifier()  # one probe per mark: anytime-valid, cheap, and never accuses the clean model
     assert sequential.verify(stolen, key, test).outcome.p_value < sequential.verify(clean, key, test).outcome.p_value
     assert not sequential.verify(clean, key, test).accused

@@ -26,3 +26,22 @@ class Normalize(nn.Module):
 def conv_bn(c_in: int, c_out: int, *, stride: int = 1) -> nn.Sequential:
     """3x3 convolution without bias (the batch norm that follows has one), then batch norm."""
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out))
+
+
+def adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with decoupled weight decay on the weights only (none on biases, norms or other 1-d parameters)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, *, model: nn.Module | None = None,
+                   max_grad_norm: float = 0.0) -> None:
+    """One step of every trainer: clear the gradients, backpropagate ``loss``, clip ``model``'s gradient norm
+    to ``max_grad_norm`` (0 = off), update."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm and model is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()

@@ -22,6 +22,7 @@ from .._progress import progress_bar
 from .._rng import isolated_torch_rng
 from ..exceptions import ParameterError
 from ..registry import MODELS
+from ._common import adamw, optimizer_step
 from .text_train import _lr_at
 from .train import _fast_bf16
 
@@ -110,10 +111,7 @@ def train_audio_model(model: nn.Module, waves: np.ndarray, labels: np.ndarray, c
     n = len(targets)
     total = math.ceil(n / config.batch_size) * config.epochs
     model = model.to(device).train()  # before the optimizer sees the parameters
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+    optimizer = adamw(model, config.lr, config.weight_decay)
     cuda = [device.index or 0] if device.type == "cuda" else []
     autocast = config.bf16 and _fast_bf16(device)
     step = 0
@@ -134,9 +132,7 @@ def train_audio_model(model: nn.Module, waves: np.ndarray, labels: np.ndarray, c
                 x = _augment(data[idx], config, gen)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                     loss = F.cross_entropy(model(x).float(), targets[idx], label_smoothing=config.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                optimizer_step(optimizer, loss)
                 running = running + loss.detach() * len(idx)  # no per-step sync on a GPU
                 seen += len(idx)
             bar.status(f"epoch {epoch + 1}/{config.epochs} loss {float(running) / max(seen, 1):.3f}")

@@ -22,6 +22,7 @@ from .._progress import progress_bar
 from .._rng import isolated_torch_rng
 from ..exceptions import ParameterError
 from ..registry import MODELS
+from ._common import adamw, optimizer_step
 from .text import TextTruncationWarning, as_text_list, warn_truncated
 from .train import _fast_bf16
 
@@ -108,10 +109,7 @@ def train_text_model(model: nn.Module, texts: np.ndarray | list[str], labels: np
     n = len(texts)
     total = math.ceil(n / config.batch_size) * config.epochs
     model = model.to(device).train()  # before the optimizer sees the parameters
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+    optimizer = adamw(model, config.lr, config.weight_decay)
     cuda = [device.index or 0] if device.type == "cuda" else []
     autocast = config.bf16 and _fast_bf16(device)
     step = 0
@@ -129,11 +127,7 @@ def train_text_model(model: nn.Module, texts: np.ndarray | list[str], labels: np
                     group["lr"] = _lr_at(config, step, total)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                     loss = F.cross_entropy(model(**tokens).float(), targets[idx].to(device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.max_grad_norm:
-                    nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
+                optimizer_step(optimizer, loss, model=model, max_grad_norm=config.max_grad_norm)
                 running = running + loss.detach() * len(idx)  # no per-step sync on a GPU
                 seen += len(idx)
                 step += 1

@@ -20,6 +20,7 @@ from .._device import compute_device
 from .._progress import progress_bar
 from ..exceptions import ParameterError
 from ..modalities.image import to_tensor  # noqa: F401 -- re-exported: the image preprocessing
+from ._common import optimizer_step
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,9 +150,7 @@ def train_model(model: nn.Module, images: np.ndarray, labels: np.ndarray, config
                     group["lr"] = _lr_at(config, step, total)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and _fast_bf16(device)):
                     loss = F.cross_entropy(model(x).float(), targets[idx], label_smoothing=config.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                optimizer_step(optimizer, loss)
                 running = running + loss.detach() * len(idx)  # no per-step sync on a GPU
                 seen += len(idx)
                 step += 1

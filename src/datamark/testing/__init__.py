@@ -55,3 +55,19 @@ class ReactingSuspect:
         probs = np.full((len(inputs), self.num_classes), 0.09 / (self.num_classes - 1))
         probs[np.arange(len(inputs)), labels] = 0.91
         return probs
+
+
+def check_three_scenarios(key, stolen: LocalSuspect, clean: LocalSuspect, probes, *, alpha: float = 0.01) -> None:
+    """The verdicts a watermark must give in both black-box modes: the thief's model (Steal) is accused at
+    ``alpha``; a model trained without the data (Independent-M) and the thief's model under another owner's key
+    of the same method (Independent-T) are not. Raises ``AssertionError`` naming the failed scenario."""
+    from ..evaluate.scenarios import independent_key
+    from ..verify import Verifier
+
+    for mode in ("probs", "labels"):
+        verifier = Verifier(mode=mode)
+        steal = verifier.verify(stolen.with_outputs(mode), key, probes)
+        assert steal.accused and steal.outcome.p_value < alpha, f"Steal ({mode}) not accused: {steal.outcome}"
+        assert not verifier.verify(clean.with_outputs(mode), key, probes).accused, f"Independent-M ({mode}) accused"
+        other = independent_key(key, seed=1)  # another owner of the same method
+        assert not verifier.verify(stolen.with_outputs(mode), other, probes).accused, f"Independent-T ({mode}) accused"
