@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
+
+from .._rng import isolated_torch_rng
 
 
 class Normalize(nn.Module):
@@ -45,3 +48,14 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, *, mode
     if max_grad_norm and model is not None:
         nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
+
+
+@contextlib.contextmanager
+def seeded_training(seed: int, device: torch.device) -> Iterator[torch.Generator]:
+    """A local generator for shuffling and augmentation, with dropout (which takes no generator) run under a
+    forked global RNG seeded from it; the global CPU and GPU states are restored afterwards."""
+    gen = torch.Generator().manual_seed(seed)
+    dropout_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), isolated_torch_rng(dropout_seed):
+        yield gen

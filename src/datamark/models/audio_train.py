@@ -19,10 +19,9 @@ from torch.nn import functional as F
 
 from .._device import compute_device
 from .._progress import progress_bar
-from .._rng import isolated_torch_rng
 from ..exceptions import ParameterError
 from ..registry import MODELS
-from ._common import adamw, optimizer_step
+from ._common import adamw, optimizer_step, seeded_training
 from .text_train import _lr_at
 from .train import _fast_bf16
 
@@ -103,8 +102,6 @@ def train_audio_model(model: nn.Module, waves: np.ndarray, labels: np.ndarray, c
     if waves.ndim != 2 or targets.ndim != 1 or len(targets) != len(waves):
         raise ParameterError(f"train_audio_model needs an N x L array of waveforms and N labels; got waves of shape "
                              f"{waves.shape} and labels of shape {tuple(targets.shape)}.")
-    gen = torch.Generator().manual_seed(config.seed)
-    dropout_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
     device = compute_device()
     data = torch.from_numpy(np.ascontiguousarray(waves, dtype=np.float32)).to(device)
     targets = targets.to(device)
@@ -112,11 +109,10 @@ def train_audio_model(model: nn.Module, waves: np.ndarray, labels: np.ndarray, c
     total = math.ceil(n / config.batch_size) * config.epochs
     model = model.to(device).train()  # before the optimizer sees the parameters
     optimizer = adamw(model, config.lr, config.weight_decay)
-    cuda = [device.index or 0] if device.type == "cuda" else []
     autocast = config.bf16 and _fast_bf16(device)
     step = 0
     with progress_bar("train", total, enabled=progress, unit="step") as bar, \
-            torch.random.fork_rng(devices=cuda), isolated_torch_rng(dropout_seed):  # seeds and restores CPU+GPU
+            seeded_training(config.seed, device) as gen:
         for epoch in range(config.epochs):
             order = torch.randperm(n, generator=gen).to(device)
             running, seen = 0.0, 0

@@ -19,10 +19,9 @@ from torch.nn import functional as F
 
 from .._device import compute_device
 from .._progress import progress_bar
-from .._rng import isolated_torch_rng
 from ..exceptions import ParameterError
 from ..registry import MODELS
-from ._common import adamw, optimizer_step
+from ._common import adamw, optimizer_step, seeded_training
 from .text import TextTruncationWarning, as_text_list, warn_truncated
 from .train import _fast_bf16
 
@@ -103,18 +102,15 @@ def train_text_model(model: nn.Module, texts: np.ndarray | list[str], labels: np
     if not hasattr(model, "tokenize"):
         raise ParameterError(f"train_text_model needs a datamark text classifier (with a 'tokenize' method); got a "
                              f"{type(model).__name__}. Build one with datamark.models.build_model or fit_text.")
-    gen = torch.Generator().manual_seed(config.seed)
-    dropout_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
     device = compute_device()
     n = len(texts)
     total = math.ceil(n / config.batch_size) * config.epochs
     model = model.to(device).train()  # before the optimizer sees the parameters
     optimizer = adamw(model, config.lr, config.weight_decay)
-    cuda = [device.index or 0] if device.type == "cuda" else []
     autocast = config.bf16 and _fast_bf16(device)
     step = 0
     with progress_bar("train", total, enabled=progress, unit="step") as bar, \
-            torch.random.fork_rng(devices=cuda), isolated_torch_rng(dropout_seed):  # seeds and restores CPU+GPU
+            seeded_training(config.seed, device) as gen:
         for epoch in range(config.epochs):
             order = torch.randperm(n, generator=gen)
             running, seen, truncated = 0.0, 0, 0
