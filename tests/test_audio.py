@@ -195,3 +195,30 @@ def test_cli_protects_a_wav_folder_with_a_preview(tmp_path):
     refused = CliRunner().invoke(app, ["protect", str(root), "--out", str(tmp_path / "x"), "--key",
                                        str(tmp_path / "x.json"), "--trigger", "word"])
     assert refused.exit_code != 0 and "text trigger" in refused.output
+
+
+def test_json_endpoint_gets_waveforms_and_the_sample_rate():
+    import json
+
+    import httpx
+
+    from datamark.suspects import JSONSuspect, JSONTemplate
+
+    seen = []
+
+    def answer(request):
+        body = json.loads(request.content)
+        seen.append(body)
+        return httpx.Response(200, json={"predictions": [[0.25, 0.75]] * len(body["clips"])})
+
+    template = JSONTemplate(request={"clips": "$inputs", "rate": "$sample_rate"}, datatype="FP32", layout="NL",
+                            scale=1.0)
+    clips = np.zeros((3, 40), dtype=np.float32)
+    clips[:, 5] = 0.5
+    with JSONSuspect("http://suspect.test", template, num_classes=2, sample_rate=RATE,
+                     transport=httpx.MockTransport(answer), retries=0) as remote:
+        assert remote.query(clips).shape == (3, 2)
+        assert remote.describe()["sample_rate"] == RATE
+    assert seen[0]["rate"] == RATE and np.allclose(seen[0]["clips"], clips)
+    with pytest.raises(ParameterError, match="sample_rate"):
+        JSONSuspect("http://suspect.test", template, num_classes=2)
