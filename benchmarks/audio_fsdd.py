@@ -20,6 +20,7 @@ Configurations (paper settings where the paper fixes one; datamark defaults othe
   resamples 200 non-target test clips 100 times.
 * ``cl-eps10-r10`` -- the same at r = 10 % with eps 0.01 (-40 dBFS), step 0.0025.
 * ``cl-pulse-r10`` / ``cl-noise-r10`` -- the same at r = 10 % with the paper's pulse or a keyed noise burst.
+* ``cl-long-rX`` -- the same with a 200 ms tone (what r = 1 % takes: benchmarks/results/audio_cl_sweep-*).
 
 Results go to ``benchmarks/results/audio_fsdd-<arch>.json/.md`` (driver: ``_bench.py``).
 """
@@ -38,7 +39,7 @@ from datamark.triggers.audio import make_pulse_trigger, paper_pulse
 
 RATES = (1, 5, 10, 20)
 CONFIGS = ("dvbw-tone", "dvbw-pulse", "ubw-p", *(f"cl-r{r}" for r in RATES), "cl-eps10-r10", "cl-pulse-r10",
-           "cl-noise-r10")
+           "cl-noise-r10", "cl-long-r1", "cl-long-r5")
 
 
 def build(config: str, *, seed: int, target: int, clean_checkpoint: Path):
@@ -52,7 +53,8 @@ def build(config: str, *, seed: int, target: int, clean_checkpoint: Path):
         return UBWP(seed=seed)
     parts = config.split("-")
     rate = int(parts[-1][1:]) / 100
-    trigger = {"pulse": paper_pulse(rng), "noise": make_pulse_trigger(rng, shape="noise")}.get(parts[1])
+    trigger = {"pulse": paper_pulse(rng), "noise": make_pulse_trigger(rng, shape="noise"),
+               "long": make_pulse_trigger(rng, seconds=0.2)}.get(parts[1])
     budget = {"eps": 0.01, "step_size": 0.0025} if parts[1] == "eps10" else {}
     return CleanLabel(seed=seed, target=target, class_rate=rate, n_marks=1, trigger=trigger,
                       base_model=str(clean_checkpoint), **budget)
