@@ -118,8 +118,11 @@ def markdown(result: dict[str, Any], suite: Suite) -> str:
              f"{result['test_rows']}; seed {result['seed']}; target of fixed-target configurations "
              f"{result['target']}; control triggers of single-mark keys: "
              f"{result.get('control_triggers') or 'the key (100)'}. Total {result['total_s'] / 60:.1f} min.", "",
-             "p-values: probability mode / label-only mode; accused = p < the key's alpha. Independent-T is another "
-             "owner's key of the same method (multi-mark keys) or another trigger of the same kind (single mark).",
+             "p-values: probability mode / label-only mode of the key's test, then the verdicts (accused: yes/no); "
+             "a single-mark key accuses only if its trigger also outranks the key's control triggers (the "
+             "specificity control), so a small p with 'no' is a model that reacts to any trigger of the kind. "
+             "Independent-T is another owner's key of the same method (multi-mark keys) or another trigger of the "
+             "same kind (single mark).",
              "", "| config | goal | marked | AD (pt) | Steal p | Indep-M p | Indep-T p | WSR/ASR | TSR | WDR stolen | "
              f"WDR clean | {suite.quality_column[0] if suite.quality_column else 'quality'} | WSD conf. recall | "
              "protect s |", "|" + "---|" * 14]
@@ -127,7 +130,8 @@ def markdown(result: dict[str, Any], suite: Suite) -> str:
         s = m["scenarios"]
 
         def p(row: str, s: dict = s) -> str:
-            return f"{s[row]['p_probs']:.2g} / {s[row]['p_labels']:.2g}"
+            verdicts = "/".join("yes" if s[row][f"accused_{mode}"] else "no" for mode in ("probs", "labels"))
+            return f"{s[row]['p_probs']:.2g} / {s[row]['p_labels']:.2g} ({verdicts})"
 
         def opt(k: str, f: str, m: dict = m) -> str:
             return f.format(m[k]) if k in m else "–"
