@@ -31,6 +31,49 @@ out = Console()
 err = Console(stderr=True)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (test runners swap it per invocation)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _version(value: bool) -> None:
+    if value:
+        from ._version import __version__
+
+        out.print(f"datamark {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log messages (-v info, -vv debug)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors in the log."),
+    threads: int | None = typer.Option(None, "--threads", envvar="DATAMARK_THREADS", min=1,
+                                       help="CPU threads torch may use (default: torch's, one per core)."),
+) -> None:
+    """Options of every command: logging through the ``logging`` module, and torch's thread count."""
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logger = logging.getLogger("datamark")  # datamark's own messages; other libraries' logging is left alone
+    logger.setLevel(level)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def _method_names() -> dict[str, str]:
     from . import methods  # noqa: F401 -- importing the package registers every method
     from .registry import METHODS
@@ -255,6 +298,8 @@ def train(
     epochs: int | None = typer.Option(None, help="Epochs (default: the architecture's preset)."),
     seed: int = typer.Option(0, help="Seed of initialisation, shuffling and augmentation."),
     test: str | None = typer.Option(None, help="A test set to report clean accuracy on."),
+    limit: int | None = typer.Option(None, min=2, help="Train on a seeded random subset of this many rows (a quick "
+                                     "try; the same rows for the same --seed)."),
     overwrite: bool = typer.Option(False, help="Replace an existing checkpoint."),
 ) -> None:
     """Train a reference model the way a thief would (augmentation after the watermark); save a checkpoint."""
@@ -267,6 +312,10 @@ def train(
     def work():
         check_output(output, overwrite=overwrite, what="checkpoint", inputs=_existing(data, test))
         records = load_data(data)
+        if limit is not None and limit < len(records):
+            import numpy as np
+
+            records = records.subset(np.sort(np.random.default_rng(seed).permutation(len(records))[:limit]))
         chosen = arch or records.modality.default_arch
         overrides = {"seed": seed} | ({"epochs": epochs} if epochs else {})
         start = time.perf_counter()
@@ -277,6 +326,11 @@ def train(
         if test:
             acc = benign_accuracy(LocalSuspect.from_model(model, spec), load_data(test))
             out.print(f"clean test accuracy: {100 * acc:.2f} %")
+            chance = 1.0 / records.num_classes
+            if acc < chance + 0.1 * (1.0 - chance):  # within a tenth of the way from chance to perfect
+                err.print(f"[yellow]warning:[/] the model is near chance ({100 * acc:.1f} % with "
+                          f"{records.num_classes} classes): it has not learned the task, and a model that has not "
+                          f"learned it can verify nothing. Train longer (--epochs) or on more rows.", soft_wrap=True)
     _run(work)
 
 
@@ -596,8 +650,7 @@ def demo(
     _run(work)
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+def main() -> None:  # pragma: no cover - console entry point (logging is set up by the app's callback)
     app()
 
 
