@@ -113,8 +113,7 @@ class ArrowRecords(Records):
                            input_column=self.input_column, label_column=self.label_column)
         if self._decoded is not None:
             decoded = self._decoded.copy()
-            decoded[rows] = inputs if self.modality.lossless_storage else self.modality.decode_stored(
-                [values[r] for r in rows.tolist()], out.where)  # what the table holds (16-bit audio: quantised)
+            decoded[rows] = self.modality.as_stored(inputs, [values[r] for r in rows.tolist()], out.where)
             out._decoded = decoded
         return out
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from .._io import Journal, atomic_path
 from ..exceptions import DataError, DataFormatError
-from ..modalities import Modality, get_modality
+from ..modalities import Modality
 from ..registry import MODALITIES
 from .codec import content_id
 from .records import Records
@@ -29,13 +29,9 @@ from .records import Records
 CLASS_FOLDERS, LABEL_PREFIX = "class-folders", "label-prefix"
 
 
-def _file_modalities() -> list[Modality]:
-    return [m for m in (get_modality(name) for name in MODALITIES) if m.file_suffixes]
-
-
-def _modality_of_file(file: Path) -> Modality | None:
-    suffix = file.suffix.lower()
-    return next((m for m in _file_modalities() if suffix in m.file_suffixes), None)
+def _kinds_by_suffix() -> dict[str, str]:
+    """File suffix -> the name of the modality stored in such files (built once per folder, not per file)."""
+    return {suffix: name for name, cls in MODALITIES.items() for suffix in cls.file_suffixes}
 
 
 def looks_like_image_folder(path: Path) -> bool:
@@ -48,7 +44,8 @@ def looks_like_example_folder(path: Path) -> bool:
         return False
     if any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir()):
         return True
-    return any(p.is_file() and "_" in p.stem and _modality_of_file(p) for p in path.iterdir())
+    kinds = _kinds_by_suffix()
+    return any(p.is_file() and "_" in p.stem and p.suffix.lower() in kinds for p in path.iterdir())
 
 
 class FolderRecords(Records):
@@ -70,36 +67,33 @@ class FolderRecords(Records):
     def load(cls, root: str | os.PathLike, *, include: Callable[[str], bool] | None = None) -> FolderRecords:
         """Read a folder in either layout; ``include(relative_path)`` keeps a subset of the files (a split)."""
         root = Path(root)
+        kinds = _kinds_by_suffix()
         folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         entries: list[tuple[str, str]] = []  # (relative path, class name)
         if folders:
             layout = CLASS_FOLDERS
             for name in folders:
                 entries += [(f"{name}/{f.name}", name) for f in sorted((root / name).iterdir())
-                            if f.is_file() and _modality_of_file(f)]
+                            if f.is_file() and f.suffix.lower() in kinds]
         else:
             layout = LABEL_PREFIX
             entries = [(f.name, f.stem.split("_", 1)[0]) for f in sorted(root.iterdir())
-                       if f.is_file() and "_" in f.stem and _modality_of_file(f)]
+                       if f.is_file() and "_" in f.stem and f.suffix.lower() in kinds]
         if include is not None:
             entries = [e for e in entries if include(e[0])]
         if not entries:
-            suffixes = sorted(s for m in _file_modalities() for s in m.file_suffixes)
-            raise DataError(f"The folder '{root}' holds no example files ({', '.join(suffixes)}) in class sub-folders "
-                            f"or named '{{label}}_*'.")
-        kinds = {_modality_of_file(Path(rel)).name for rel, _ in entries}
-        if len(kinds) > 1:
-            raise DataFormatError(f"The folder '{root}' mixes {' and '.join(sorted(kinds))} files; keep one kind of "
+            raise DataError(f"The folder '{root}' holds no example files ({', '.join(sorted(kinds))}) in class "
+                            f"sub-folders or named '{{label}}_*'.")
+        found = {kinds[Path(rel).suffix.lower()] for rel, _ in entries}
+        if len(found) > 1:
+            raise DataFormatError(f"The folder '{root}' mixes {' and '.join(sorted(found))} files; keep one kind of "
                                   f"example per dataset.")
         class_names = folders if folders else sorted({name for _, name in entries})
         index = {name: i for i, name in enumerate(class_names)}
         files = [rel for rel, _ in entries]
         labels = np.asarray([index[name] for _, name in entries], dtype=np.int64)
-        modality = get_modality(kinds.pop())
-        records = cls(root, files, labels, class_names, modality=modality, layout=layout)
-        configured = modality.configured(records._read()[:1])
-        if configured is not modality:
-            records.modality = configured
+        records = cls(root, files, labels, class_names, modality=found.pop(), layout=layout)
+        records.modality = records.modality.configured(records._read()[:1])  # audio: the dataset's sample rate
         return records
 
     def _read(self) -> list[bytes]:
@@ -136,8 +130,7 @@ class FolderRecords(Records):
                             modality=self.modality, layout=self.layout)
         if self._decoded is not None:
             decoded = self._decoded.copy()
-            decoded[rows] = inputs if self.modality.lossless_storage else self.modality.decode_stored(
-                [changed[int(r)] for r in rows], out.where)  # what the files hold (16-bit audio: quantised)
+            decoded[rows] = self.modality.as_stored(inputs, [changed[int(r)] for r in rows], out.where)
             out._decoded = decoded
         return out
 

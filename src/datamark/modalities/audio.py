@@ -119,10 +119,6 @@ class AudioModality(Modality):
     def stored_id(self, value: Any) -> str:
         return sha256_hex(_wav_bytes(value, -1, ""))
 
-    def encode_stored(self, example: Any, original: Any = None) -> Any:
-        return {"bytes": self.encode_file(example, _wav_bytes(original, -1, "") if original is not None else None),
-                "path": None}
-
     def encode_file(self, example: Any, original: bytes | None = None) -> bytes:
         """A marked clip as WAV bytes: the original file's format and length, its first ``length`` samples
         replaced (mono, at this sample rate); 16-bit PCM when there is no original."""
@@ -181,9 +177,7 @@ class AudioModality(Modality):
         not written back to the file, so a change there would be a change the released data does not hold)."""
         out = tensor.detach().cpu().numpy().astype(np.float32)
         out = np.clip(np.clip(out, original - eps, original + eps), -1.0, 1.0)
-        nonzero = original != 0
-        ends = np.where(nonzero.any(axis=1), original.shape[1] - np.argmax(nonzero[:, ::-1], axis=1), 0)
-        out[np.arange(original.shape[1])[None, :] >= ends[:, None]] = 0.0
+        out[np.arange(original.shape[1])[None, :] >= sound_ends(original)[:, None]] = 0.0
         return out
 
     def logits(self, model: torch.nn.Module, batch: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -191,7 +185,14 @@ class AudioModality(Modality):
         if rate is not None and int(rate) != self.sample_rate:
             raise DataError(f"The model expects audio at {int(rate)} Hz but the clips are at {self.sample_rate} Hz; "
                             f"resample the data or use a model trained at {self.sample_rate} Hz.")
-        return model(self.to_model_input(batch).to(device))
+        return super().logits(model, batch, device)
+
+
+def sound_ends(waves: np.ndarray) -> np.ndarray:
+    """Per clip of an N x L batch, the index after its last non-zero sample: where the zero padding that
+    :func:`~datamark.data.wav.fit_length` added begins (L for a clip that fills its length, 0 for silence)."""
+    nonzero = np.asarray(waves) != 0
+    return np.where(nonzero.any(axis=1), nonzero.shape[1] - np.argmax(nonzero[:, ::-1], axis=1), 0)
 
 
 def _wav_bytes(value: Any, row: int, where: str) -> bytes:

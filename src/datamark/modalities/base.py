@@ -80,14 +80,21 @@ class Modality(ABC):
     def stored_id(self, value: Any) -> str:
         """The content id of a stored value (its stored bytes: unchanged rows keep their ids across formats)."""
 
-    @abstractmethod
     def encode_stored(self, example: Any, original: Any = None) -> Any:
         """One example as the value to store in its Arrow column; ``original`` is the stored value it replaces
-        (audio keeps the original file's format and length)."""
+        (audio keeps the original file's format and length). By default a Hugging Face ``{"bytes", "path"}``
+        struct holding :meth:`encode_file`'s bytes, as for images and audio."""
+        raw = original.get("bytes") if isinstance(original, dict) else original
+        return {"bytes": self.encode_file(example, raw), "path": None}
 
     #: Whether a stored example decodes to exactly the batch row it was encoded from (audio: quantised to the
     #: file's sample format, so adapters re-decode what they store).
     lossless_storage: ClassVar[bool] = True
+
+    def as_stored(self, examples: np.ndarray, stored: list[Any], where: str) -> np.ndarray:
+        """The batch that ``stored`` (the values just encoded from ``examples``) decodes to: ``examples`` itself
+        where storage is lossless, else decoded again, so an in-memory dataset holds what its files hold."""
+        return examples if self.lossless_storage else self.decode_stored(stored, where)
 
     #: File name suffixes of examples stored one per file (image and audio folders); empty: not stored as files.
     file_suffixes: ClassVar[frozenset[str]] = frozenset()

@@ -60,9 +60,6 @@ class ImageModality(Modality):
     def stored_id(self, value: Any) -> str:
         return sha256_hex(_image_bytes(value, -1, ""))
 
-    def encode_stored(self, example: Any, original: Any = None) -> Any:
-        return {"bytes": self.encode_file(example), "path": None}
-
     file_suffixes = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 
     def encode_file(self, example: Any, original: bytes | None = None) -> bytes:

@@ -108,10 +108,9 @@ class PulseTrigger(Trigger):
 
     def applicable(self, batch: np.ndarray) -> np.ndarray:
         """Clips whose sound goes on past the pulse's end (a zero-padded short clip would lose it on writing)."""
-        waves = np.asarray(batch)
-        if waves.shape[-1] <= self.end:
-            return np.zeros(len(waves), dtype=bool)
-        return np.any(waves[:, self.end:] != 0, axis=1)
+        from ..modalities.audio import sound_ends
+
+        return sound_ends(batch) > self.end
 
     def independent(self, rng: np.random.Generator) -> PulseTrigger:
         """Another owner's pulse of the same shape family, length and loudness: a fresh place and, for tones and
