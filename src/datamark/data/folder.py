@@ -93,7 +93,7 @@ class FolderRecords(Records):
         files = [rel for rel, _ in entries]
         labels = np.asarray([index[name] for _, name in entries], dtype=np.int64)
         records = cls(root, files, labels, class_names, modality=found.pop(), layout=layout)
-        records.modality = records.modality.configured(records._read()[:1])  # audio: the dataset's sample rate
+        records.modality = records.modality.configured(records._read()[:1], names=[str(root / files[0])])  # audio rate
         return records
 
     def _read(self) -> list[bytes]:
@@ -116,7 +116,8 @@ class FolderRecords(Records):
     def inputs(self) -> np.ndarray:
         """Every file decoded (and so validated: one image size and mode) on first use."""
         if self._decoded is None:
-            self._decoded = self.modality.decode_stored(self._read(), self.where)
+            self._decoded = self.modality.decode_stored(self._read(), self.where,
+                                                        names=[str(self.root / rel) for rel in self.files])
         return self._decoded
 
     def replace(self, rows: np.ndarray, inputs: np.ndarray, labels: np.ndarray) -> FolderRecords:

@@ -13,6 +13,7 @@ clip length; the key records both (``describe``), and models carry theirs (``mod
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ import torch
 
 from ..exceptions import AudioFormatWarning, DataError
 from ..registry import MODALITIES, register
-from .base import Modality, sha256_hex, stored_bytes
+from .base import Modality, sha256_hex, stored_bytes, value_names
 
 DEFAULT_SAMPLE_RATE = 8000
 
@@ -91,11 +92,11 @@ class AudioModality(Modality):
         return make_pulse_trigger(rng, sample_rate=self.sample_rate, length=self.length)
 
     # --- storage: WAV bytes ------------------------------------------------------------------------------------
-    def decode_stored(self, values: list[Any], where: str) -> np.ndarray:
+    def decode_stored(self, values: list[Any], where: str, names: Sequence[str] | None = None) -> np.ndarray:
         out = np.zeros((len(values), self.length), dtype=np.float32)
         converted: dict[str, int] = {}
-        for i, value in enumerate(values):
-            out[i] = self.decode_clip(_wav_bytes(value, i, where), f"row {i} of {where}", converted)
+        for i, (value, label) in enumerate(zip(values, value_names(len(values), where, names), strict=True)):
+            out[i] = self.decode_clip(_wav_bytes(value, i, where), label, converted)
         for what, count in converted.items():
             warnings.warn(f"{count} clip(s) of {where} were {what}.", AudioFormatWarning, stacklevel=3)
         return out
@@ -141,7 +142,8 @@ class AudioModality(Modality):
     def written_suffix(self, original_suffix: str) -> str:
         return original_suffix  # a marked clip stays a WAV file of its own format
 
-    def configured(self, values: list[Any], feature: dict[str, Any] | None = None) -> AudioModality:
+    def configured(self, values: list[Any], feature: dict[str, Any] | None = None,
+                   names: Sequence[str] | None = None) -> AudioModality:
         """This modality at the sample rate of a stored dataset: the Hugging Face ``Audio`` feature's
         ``sampling_rate`` if it declares one, else the first clip's (other clips are resampled to it)."""
         from ..data.wav import read_wav
@@ -150,7 +152,8 @@ class AudioModality(Modality):
         if not rate and values:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", AudioFormatWarning)
-                rate = read_wav(_wav_bytes(values[0], 0, "the dataset"), "row 0 of the dataset")[1].sample_rate
+                label = value_names(1, "the dataset", names[:1] if names else None)[0]
+                rate = read_wav(_wav_bytes(values[0], 0, "the dataset"), label)[1].sample_rate
         rate = int(rate or self.sample_rate)
         return self if rate == self.sample_rate else AudioModality(rate)
 

@@ -73,8 +73,9 @@ class Modality(ABC):
 
     # --- storage ---------------------------------------------------------------------------------------------
     @abstractmethod
-    def decode_stored(self, values: list[Any], where: str) -> np.ndarray:
-        """Values of a stored Arrow column (as ``to_pylist`` gives them) -> a batch."""
+    def decode_stored(self, values: list[Any], where: str, names: Sequence[str] | None = None) -> np.ndarray:
+        """Values of a stored Arrow column (as ``to_pylist`` gives them) or files' bytes -> a batch. ``names``
+        (file paths) are what errors call the values; default: their rows in ``where``."""
 
     @abstractmethod
     def stored_id(self, value: Any) -> str:
@@ -107,7 +108,8 @@ class Modality(ABC):
         """The suffix of a rewritten file (images become PNG; audio stays WAV)."""
         return original_suffix
 
-    def configured(self, values: list[Any], feature: dict[str, Any] | None = None) -> Modality:
+    def configured(self, values: list[Any], feature: dict[str, Any] | None = None,
+                   names: Sequence[str] | None = None) -> Modality:
         """This modality set up for a stored dataset (its first stored values and Hugging Face feature): audio
         takes the dataset's sample rate. Others need nothing."""
         return self
@@ -176,6 +178,11 @@ def _named(target: str) -> Any:
     """The function ``"module:function"`` of the datamark package (imported on first use: no import cycles)."""
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(f"datamark.{module}"), name)
+
+
+def value_names(count: int, where: str, names: Sequence[str] | None = None) -> list[str]:
+    """What errors call each of ``count`` stored values: its file (quoted) where known, else its row."""
+    return [f"'{n}'" for n in names] if names is not None else [f"row {i} of {where}" for i in range(count)]
 
 
 def stored_bytes(value: Any, row: int, where: str, what: str, fix: str) -> bytes:

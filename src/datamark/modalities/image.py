@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 from ..data.codec import decode_image, encode_png, stack_images
 from ..exceptions import DataError
 from ..registry import MODALITIES, register
-from .base import Modality, sha256_hex, stored_bytes
+from .base import Modality, sha256_hex, stored_bytes, value_names
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -53,9 +54,10 @@ class ImageModality(Modality):
         image = np.asarray(example)
         return sha256_hex(("x".join(map(str, image.shape)) + ":").encode() + image.tobytes())
 
-    def decode_stored(self, values: list[Any], where: str) -> np.ndarray:
-        return stack_images([decode_image(_image_bytes(v, i, where), f"at row {i} of {where}")
-                             for i, v in enumerate(values)], where)
+    def decode_stored(self, values: list[Any], where: str, names: Sequence[str] | None = None) -> np.ndarray:
+        labels = value_names(len(values), where, names)
+        return stack_images([decode_image(_image_bytes(v, i, where), label if names else f"at {label}")
+                             for i, (v, label) in enumerate(zip(values, labels, strict=True))], where)
 
     def stored_id(self, value: Any) -> str:
         return sha256_hex(_image_bytes(value, -1, ""))

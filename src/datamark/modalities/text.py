@@ -7,6 +7,7 @@ work as for images. Models of this modality tokenize for themselves: a datamark 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -65,7 +66,7 @@ class TextModality(Modality):
         position = POSITIONS[int(rng.integers(len(POSITIONS)))]
         return make_word_trigger(rng, position=position)
 
-    def decode_stored(self, values: list[Any], where: str) -> np.ndarray:
+    def decode_stored(self, values: list[Any], where: str, names: Sequence[str] | None = None) -> np.ndarray:
         for i, value in enumerate(values):
             if value is None:
                 raise DataError(f"Row {i} of {where} has no text (null); drop or fill empty rows first.")
