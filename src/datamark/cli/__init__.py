@@ -1,0 +1,21 @@
+"""The ``datamark`` command line: parse options, build objects, print. No logic lives here.
+
+One module per group of commands; this file is their table of contents, in the order ``datamark --help`` lists
+them (the order of the work: protect, train, verify, then the tools around them).
+"""
+
+from __future__ import annotations
+
+from . import experiments, keys, protect, serve, train, verify
+from ._app import app
+
+__all__ = ["app", "main"]
+
+for name, command in [("protect", protect.protect), ("preview", protect.preview), ("train", train.train),
+                      ("verify", verify.verify), ("serve", serve.serve), ("evaluate", experiments.evaluate),
+                      ("demo", experiments.demo), ("evidence", keys.evidence_check), ("key-info", keys.key_info)]:
+    app.command(name)(command)
+
+
+def main() -> None:  # pragma: no cover - console entry point (logging is set up by the app's callback)
+    app()

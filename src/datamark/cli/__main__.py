@@ -1,0 +1,5 @@
+"""``python -m datamark.cli``."""
+
+from . import main
+
+main()

@@ -1,0 +1,139 @@
+"""``protect`` (watermark a dataset) and ``preview`` (look at what it changed)."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from pathlib import Path
+
+import typer
+
+from ._app import out
+from ._common import MethodName, existing, run
+
+
+def protect(
+    data: str = typer.Argument(..., help="Dataset: .parquet, Arrow folder, image folder, .tsv/.csv (text), .npz, "
+                               "'digits', NAME:SPLIT (cifar10:train, sst2:train, ag_news:train)."),
+    output: Path = typer.Option(..., "--out", "-o", help="Where to write the watermarked dataset (same format)."),
+    key_path: Path = typer.Option(..., "--key", "-k", help="Where to write the secret key (JSON, mode 0600)."),
+    method: MethodName = typer.Option(MethodName.badnets, help="Watermark method."),
+    rate: float | None = typer.Option(None, help="gamma: fraction of ALL training rows to mark (default: the "
+                                      "method's paper, 0.1 for most)."),
+    target: int | None = typer.Option(None, help="Target class index (default: drawn from the secret)."),
+    pattern: str | None = typer.Option(None, help="Trigger pattern: random (secret; the default), checkerboard, "
+                                       "white, mosaic (clean-label default: by trigger kind)."),
+    trigger_size: int | None = typer.Option(None, help="Trigger side in pixels (BadNets default: 3 at 32 px)."),
+    blend: float | None = typer.Option(None, help="Blended, clean-label blend: opacity of the pattern (default 0.2)."),
+    trigger: str | None = typer.Option(None, "--trigger", help="Text: 'word' (a keyed rare word at a keyed place; "
+                                       "the default) or 'style' (future perfect continuous rewrite; one public "
+                                       "trigger, so one mark). Audio: 'tone' (keyed 100 ms tones, a keyed "
+                                       "place; the default), or one 'pulse' (the paper's constant 6.25 ms pulse) or "
+                                       "'noise' burst (one mark)."),
+    decoy_rate: float | None = typer.Option(None, help="Fraction of rows stamped with other random triggers, labels "
+                                            "kept (default 0, WaNet 0.2; 0.1 recommended for DVBW and UBW-P)."),
+    n_marks: int | None = typer.Option(None, "--n-marks", help="K, marks with their own secret trigger and target "
+                                       "(untargeted: embedded candidate), verified by an exact test (default: 10 "
+                                       "DVBW/WaNet, 5 clean-label, 4 UBW-P; 1 = the paper's single watermark, "
+                                       "verified with the specificity control)."),
+    n_candidates: int | None = typer.Option(None, "--n-candidates", help="UBW-P: candidate triggers per mark among "
+                                            "which the embedded one is drawn (default 10; 1 = the paper)."),
+    random_labels: str | None = typer.Option(None, help="UBW-P: draw each marked row's label from all K classes "
+                                             "('uniform', the paper) or from the K - 1 others ('other', "
+                                             "recommended: a short training learns it)."),
+    class_rate: float | None = typer.Option(None, help="Clean-label: fraction of the TARGET CLASS to mark "
+                                            "(default 0.1)."),
+    trigger_kind: str | None = typer.Option(None, help="Clean-label: patch (default), blend (mosaic texture) or "
+                                            "corners (label-consistent default)."),
+    eps: float | None = typer.Option(None, help="Clean-label: PGD budget on the [0, 1] scale (16/255 = 0.0627)."),
+    base_model: Path | None = typer.Option(None, help="Clean-label, UBW-C, Sleeper Agent: checkpoint of a model "
+                                           "trained on DATA to craft against (default: train one, part of the cost)."),
+    craft_steps: int | None = typer.Option(None, help="UBW-C, Sleeper Agent: gradient-matching steps (paper: 250)."),
+    seed: int | None = typer.Option(None, help="Derive the secret from this seed (default: a fresh random secret)."),
+    preview: Path | None = typer.Option(None, help="Also write a PNG of original vs watermarked samples."),
+    input_column: str | None = typer.Option(None, help="Image or text column of a table (default: detected)."),
+    label_column: str = typer.Option("label", help="Label column of a table."),
+    overwrite: bool = typer.Option(False, help="Replace existing outputs."),
+) -> None:
+    """Watermark DATA; write the watermarked dataset and the secret key; print the commitment to publish.
+
+    All or nothing: the key is written (and flushed to disk) first, then the dataset, then the preview; if any
+    step fails or the run is interrupted, what this run wrote is removed and what it replaced is put back.
+    """
+    from .._io import Journal, check_outputs
+    from ..data import load_data
+    from ..evaluate.preview import watermark_stages
+    from ..exceptions import ParameterError
+    from ..methods import build_method
+
+    def work():
+        check_outputs([("dataset", output, None), ("key", key_path, False), ("preview", preview, False)],
+                      inputs=existing(data, base_model), overwrite=overwrite)
+        start = time.perf_counter()
+        records = load_data(data, input_column=input_column, label_column=label_column)
+        options: dict = dict(seed=seed)
+        kinds = {"word": "text", "style": "text", "pulse": "audio", "tone": "audio", "noise": "audio"}
+        if trigger is not None and trigger not in kinds:
+            raise ParameterError(f"--trigger must be 'word' or 'style' (text data) or 'pulse', 'tone' or 'noise' "
+                                 f"(audio data); got '{trigger}'.")
+        if trigger is not None and records.modality.name != kinds[trigger]:
+            raise ParameterError(f"--trigger {trigger} is a {kinds[trigger]} trigger but {data} holds "
+                                 f"{records.modality.name}; image triggers are chosen by --method, --pattern and "
+                                 f"--trigger-size.")
+        if preview is not None and records.modality.name == "text":
+            raise ParameterError("--preview draws images and audio; for text data, compare the datasets' marked rows "
+                                 "(the key lists their ids) instead.")
+        if trigger == "style":
+            from ..triggers.text import StyleTrigger
+            options["trigger"] = StyleTrigger()
+        if trigger in ("pulse", "noise"):  # one trigger drawn from the seed (or fresh entropy), kept in the key
+            import numpy as np
+
+            from ..triggers.audio import make_pulse_trigger, paper_pulse
+            draw = paper_pulse if trigger == "pulse" else partial(make_pulse_trigger, shape="noise")
+            options["trigger"] = draw(np.random.default_rng(seed), sample_rate=records.modality.sample_rate,
+                                      length=records.modality.length)
+        optional = dict(target=target, trigger_size=trigger_size, blend=blend,
+                        rate=rate, decoy_rate=decoy_rate, pattern=pattern, labels=random_labels, class_rate=class_rate,
+                        n_marks=n_marks, n_candidates=n_candidates,
+                        trigger_kind=trigger_kind, eps=eps, craft_steps=craft_steps,
+                        base_model=None if base_model is None else str(base_model))
+        options.update({k: v for k, v in optional.items() if v is not None})  # unset: the method's default
+        chosen = build_method(method.value, options, strict=True)
+        marked = chosen.apply(records, progress=True)
+        with Journal() as journal:  # never a watermarked dataset without its key
+            marked.key.save(key_path, overwrite=overwrite, journal=journal)
+            marked.dataset.save(output, overwrite=overwrite, journal=journal)
+            if preview is not None:
+                watermark_stages(marked.key, records, marked.dataset, preview, overwrite=overwrite, journal=journal)
+        elapsed = time.perf_counter() - start
+        goal = marked.key.goal
+        out.print(f"marked {len(marked.rows)} of {len(records)} rows with {method.value} in {elapsed:.1f} s ({goal})")
+        out.print(f"watermarked dataset: {output}\nsecret key (keep private): {key_path}")
+        out.print(f"commitment (publish with the release): [bold]{marked.key.commitment}[/]")
+    run(work)
+
+
+def preview(
+    key_path: Path = typer.Option(..., "--key", "-k", help="The secret key written by protect."),
+    watermarked: str = typer.Option(..., "--watermarked", "-w", help="The watermarked dataset protect wrote."),
+    original: str = typer.Option(..., "--original", help="The original dataset the key was made from."),
+    output: Path = typer.Option(..., "--out", "-o", help="PNG to write."),
+    n: int = typer.Option(8, help="How many marked images to show."),
+    magnify: float = typer.Option(5.0, help="Magnification of the change, drawn around mid-grey."),
+    overwrite: bool = typer.Option(False, help="Replace an existing PNG."),
+) -> None:
+    """Show marked images side by side: original, perturbed only (if the method perturbs), watermarked, change."""
+    from .._io import check_output
+    from ..data import load_data
+    from ..evaluate.preview import watermark_stages
+    from ..key import Key
+
+    def work():
+        check_output(output, overwrite=overwrite, what="preview", inputs=existing(key_path, watermarked, original))
+        shown = watermark_stages(Key.load(key_path), load_data(original), load_data(watermarked), output, n=n,
+                                 magnify=magnify, overwrite=overwrite)
+        out.print(f"{shown} marked images -> {output}")
+    run(work)
+
+

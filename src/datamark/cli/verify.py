@@ -1,0 +1,165 @@
+"""``verify``: was this model trained on my dataset? One test, its numbers and a plain verdict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..exceptions import DatamarkError
+from ._app import err, out
+from ._common import Datatype, Layout, Mode, existing, run
+
+
+def print_result(result, evidence: Path | None) -> None:
+    o = result.outcome
+    out.print(f"key commitment: {result.commitment}")
+    out.print(f"test: {o.test}, one-sided ({o.alternative}), mode {result.mode}, score: {result.score}")
+    out.print(f"H0: {result.h0}\nH1: {result.h1}")
+    null_rate = "p0" if result.marks is not None else "tau"
+    out.print(f"n = {o.n} (excluded {result.n_excluded}), {null_rate} = {o.margin:g}, alpha = {result.alpha:g}, "
+              f"probes: {result.probe_seed}, queries = {result.queries}")
+    effect = "hit rate" if result.marks is not None else ("ΔP" if result.mode == "probs" else "flip rate")
+    out.print(f"statistic = {o.statistic:.4g}, p = {o.p_value:.4g} (log10 p = {o.log10_p:.2f}), "
+              f"{effect} = {o.effect:.4f}")
+    if result.marks is not None:
+        m = result.marks
+        out.print(f"marks: {m['hits']} of {m['marks_asked']} asked (of {m['n_marks']}) revealed their secret choice "
+                  f"(1 in {m['options_per_mark']} by chance); {m['probes_per_mark']} probe(s) per mark; triggered "
+                  f"probes that went the watermark's way: {100 * m['probe_success_rate']:.1f} %")
+    if result.effect is not None:
+        e = result.effect
+        out.print(f"effect size ({e.test}, tau = {e.margin:g}, n = {e.n}; reported, not the verdict): "
+                  f"ΔP = {e.effect:.4f}, p = {e.p_value:.4g}")
+    if result.specificity is not None:
+        spec = result.specificity
+        out.print(f"specificity control ({spec.test}, H0: {spec.null_hypothesis}, the key's trigger vs independent "
+                  f"ones): n = {spec.n}, p = {spec.p_value:.4g}, effect = {spec.effect:.4f}")
+    if result.sequential is not None:
+        seq = result.sequential
+        futility = seq.get("futility_e_value_log10")
+        out.print(f"sequential: stopped on {seq['stopped']} after {seq['probes_used']} probes in {seq['rounds']} "
+                  f"rounds (max e-value 10^{seq['max_e_value_log10']:.2f}"
+                  + (f"; futility e-value 10^{futility:.2f})" if futility is not None else ")"))
+    for d in result.deviations:
+        err.print(f"[yellow]deviation:[/] {d['setting']} = {d['used']} (the key's plan: {d['key']}); an auditor "
+                  f"will ask why")
+    if evidence is not None:
+        from ..verify.evidence import check_evidence
+
+        report = check_evidence(evidence)
+        out.print(f"evidence: {evidence} ({report.queries} recorded queries; last hash {report.last_hash})")
+    out.print(f"[bold]{result.verdict}[/]")
+
+
+def verify(
+    key_path: Path = typer.Option(..., "--key", "-k", help="The secret key written by protect."),
+    data: str = typer.Option(..., "--data", "-d", help="Held-out probe data (e.g. the test split)."),
+    model: Path | None = typer.Option(None, "--model", "-m", help="Suspect model checkpoint (local)."),
+    endpoint: str | None = typer.Option(None, help="Suspect server URL speaking the Open Inference Protocol "
+                                           "(KServe V2), e.g. http://127.0.0.1:8080."),
+    model_name: str = typer.Option("model", help="Endpoint: the model's name (/v2/models/NAME)."),
+    template: Path | None = typer.Option(None, help="Endpoint: a JSON template file describing a non-V2 JSON API "
+                                         "(request with \"$inputs\", response_path, outputs, path)."),
+    input_name: str | None = typer.Option(None, help="Endpoint: input tensor name (default: the only one)."),
+    output_name: str | None = typer.Option(None, help="Endpoint: output tensor name (default: the only one)."),
+    datatype: Datatype | None = typer.Option(None, help="Endpoint: input datatype: UINT8 or FP32 images, BYTES text "
+                                             "(default: BYTES for a text key, FP32 waveforms [N, L] with the "
+                                             "key's sample rate for an audio key, else UINT8)."),
+    layout: Layout = typer.Option(Layout.NHWC, help="Endpoint: input layout (images; audio is always NL)."),
+    scale: float = typer.Option(255.0, help="Endpoint: value of a white pixel for FP32 inputs (255 or 1)."),
+    num_classes: int | None = typer.Option(None, help="Endpoint: class count (default: the key's)."),
+    batch_size: int = typer.Option(64, help="Examples per request (and per evidence entry)."),
+    timeout: float = typer.Option(10.0, help="Endpoint: seconds per request before it counts as failed."),
+    retries: int = typer.Option(3, help="Endpoint: retries of a timed-out, 429 or 5xx request (backoff doubles)."),
+    rate_limit: float | None = typer.Option(None, help="Endpoint: most requests per second."),
+    budget: int | None = typer.Option(None, help="Endpoint: hard cap on examples sent (a resumed run counts "
+                                         "the queries already in its evidence file)."),
+    token: str | None = typer.Option(None, envvar="DATAMARK_ENDPOINT_TOKEN", help="Endpoint: bearer token sent "
+                                     "as 'Authorization: Bearer TOKEN' (prefer the environment variable: command "
+                                     "lines are visible to other users)."),
+    mode: Mode = typer.Option(Mode.probs, help="probs: probability access; labels: label-only access."),
+    sequential: bool = typer.Option(False, help="Anytime-valid sequential test: query in rounds, stop as soon as "
+                                    "the evidence is conclusive (--n-probe is then the maximum)."),
+    round_size: int = typer.Option(10, help="Sequential, single-mark keys: probes per round (a multi-mark key "
+                                   "asks one mark per round)."),
+    n_probe: int | None = typer.Option(None, help="m, number of probes (default: the key's, 100 for DVBW)."),
+    margin: float | None = typer.Option(None, help="tau, the margin of H0 (default: the key's, 0.2 for DVBW)."),
+    alpha: float | None = typer.Option(None, help="Significance level (default: the key's, 0.01 for DVBW)."),
+    seed: int | None = typer.Option(None, help="Seed of the probe draw (default: derived from the key's secret, "
+                                    "which its commitment fixes; any other seed is reported as a deviation)."),
+    control_triggers: int | None = typer.Option(None, "--control-triggers", help="Also query this many "
+                                                "independent random triggers and accuse only if the key's trigger "
+                                                "outranks them (exact rank test; needs at least 1/alpha, e.g. "
+                                                "100 at alpha 0.01). Default: 100 for single-mark keys (the papers' "
+                                                "watermark), 0 for multi-mark keys, whose own test is exact."),
+    commitment: str | None = typer.Option(None, help="Refuse the key unless it has this published commitment."),
+    evidence: Path | None = typer.Option(None, help="Record every query batch in this new hash-chained "
+                                            "evidence file (JSON Lines)."),
+    resume: Path | None = typer.Option(None, help="Continue the interrupted run recorded in this evidence file "
+                                          "(same key, data and settings); answered probes are not asked again."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the full result as JSON here."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --json file."),
+) -> None:
+    """Was this model trained on my dataset? Test, n, tau, p-value, effect and a plain verdict."""
+    from .._io import check_output
+    from ..data import load_data
+    from ..key import Key
+    from ..suspects import LocalSuspect
+    from ..verify import Verifier
+    from ..verify.evidence import check_evidence, verify_with_evidence
+    from ..verify.sequential import SequentialVerifier
+
+    def work():
+        if (model is None) == (endpoint is None):
+            raise DatamarkError("Pass exactly one suspect: --model CHECKPOINT or --endpoint URL.")
+        if evidence is not None and resume is not None:
+            raise DatamarkError("Pass --evidence FILE for a new run or --resume FILE to continue one, not both.")
+        if budget is not None and endpoint is None:
+            raise DatamarkError("--budget caps the queries sent to an endpoint; it needs --endpoint.")
+        if json_path is not None:  # before a single query is spent
+            check_output(json_path, overwrite=overwrite, what="--json result",
+                         inputs=[*existing(key_path, data, model, template, resume), evidence])
+        key = Key.load(key_path, commitment=commitment)
+        if commitment is None:
+            err.print("[yellow]warning:[/] no --commitment given: the key is not checked against the hash published "
+                      "at release, so this result does not show the key existed before the suspect did.")
+        probes = load_data(data)
+        settings = dict(mode=mode.value, n_probe=n_probe, margin=margin, alpha=alpha, seed=seed,
+                        n_control_triggers=control_triggers)
+        verifier = SequentialVerifier(**settings, batch_size=round_size) if sequential else Verifier(**settings)
+        if endpoint is not None:
+            from ..suspects import HTTPSuspect, JSONSuspect, JSONTemplate
+
+            spent = check_evidence(resume).queries if resume is not None else 0
+            common = dict(num_classes=num_classes or key.dataset.get("num_classes"), batch_size=batch_size,
+                          budget=None if budget is None else max(0, budget - spent), timeout_s=timeout,
+                          retries=retries, rate_limit_per_s=rate_limit,
+                          headers={"Authorization": f"Bearer {token}"} if token else None)
+            if template is not None:
+                rate = {"sample_rate": key.dataset.get("sample_rate")} if key.dataset.get("sample_rate") else {}
+                suspect = JSONSuspect(endpoint, JSONTemplate.load(template), **common, **rate)
+            else:
+                kind = key.dataset.get("modality", "image")
+                wire = {"text": dict(datatype="BYTES", layout=layout.value, scale=scale),
+                        "audio": dict(datatype="FP32", layout="NL", scale=1.0,
+                                      sample_rate=key.dataset.get("sample_rate"))
+                        }.get(kind, dict(datatype="UINT8", layout=layout.value, scale=scale))
+                if datatype is not None:
+                    wire["datatype"] = datatype.value
+                suspect = HTTPSuspect(endpoint, model_name, input_name=input_name, output_name=output_name,
+                                      **wire, **common)
+        else:
+            suspect = LocalSuspect.from_checkpoint(model, outputs=mode.value)
+        record = evidence or resume
+        if record is not None:
+            result = verify_with_evidence(verifier, suspect, key, probes, record, resume=resume is not None,
+                                          batch_size=batch_size)
+        else:
+            result = verifier.verify(suspect, key, probes)
+        print_result(result, record)
+        if json_path is not None:
+            result.save(json_path, overwrite=overwrite)
+    run(work)
+
+
