@@ -48,6 +48,10 @@ class EvidenceError(DatamarkError, ValueError):
     """An evidence file is corrupt, tampered with, or does not belong to the run that reads it."""
 
 
+class ResultsFormatError(DatamarkError, ValueError):
+    """A results file (for the HTML report) is not a verification result or an experiment's results.json."""
+
+
 class OutputExistsError(DatamarkError, FileExistsError):
     """An output path exists and overwriting was not asked for."""
 

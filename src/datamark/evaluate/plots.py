@@ -13,15 +13,21 @@ from .._io import Journal, atomic_path
 from .scenarios import ScenarioRow
 
 
-def _save(fig, path: str | os.PathLike, overwrite: bool, journal: Journal | None = None) -> None:
-    """Render ``fig`` in memory, then write the PNG atomically (a normal file's permissions)."""
+def figure_png(fig) -> bytes:
+    """The PNG bytes of ``fig`` (120 dpi, tight), rendered in memory; the figure is closed."""
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
+    return buffer.getvalue()
+
+
+def _save(fig, path: str | os.PathLike, overwrite: bool, journal: Journal | None = None) -> None:
+    """Render ``fig`` in memory, then write the PNG atomically (a normal file's permissions)."""
+    png = figure_png(fig)
     with atomic_path(path, overwrite=overwrite, what="picture", journal=journal) as tmp:
-        tmp.write_bytes(buffer.getvalue())
+        tmp.write_bytes(png)
 
 
 def _figure(rows: int, cols: int, size: float):

@@ -22,6 +22,7 @@ import math
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -504,11 +505,14 @@ def _check_verdict(path: str | os.PathLike, header: dict[str, Any], recorded: di
                         f"{result.outcome.log10_p:.4g}; differing: {', '.join(differ)}); it was tampered with{note}.")
 
 
-def reverify(path: str | os.PathLike, key: Key, data: Records) -> VerificationResult:
+def reverify(path: str | os.PathLike, key: Key, data: Records, *,
+             wrap: Callable[[Verifier], Verifier] | None = None) -> VerificationResult:
     """Re-run a recorded verification from the evidence alone (no suspect) and check it reaches the same result.
 
     With the key and probe data, this shows the recorded answers really imply the recorded verdict. Only a
-    finished chain qualifies: nothing after its result line, and a result line to compare with.
+    finished chain qualifies: nothing after its result line, and a result line to compare with. ``wrap`` may
+    replace the rebuilt verifier with an equivalent one that also records what it computes (the HTML report
+    reads the per-probe scores that way); the check against the recorded result still applies.
     """
     report = check_evidence(path)
     header, recorded = report.header, report.result
@@ -522,6 +526,7 @@ def reverify(path: str | os.PathLike, key: Key, data: Records) -> VerificationRe
                                 f"({json.dumps(header.get(field))}, not {json.dumps(value)}); pass the key and "
                                 f"probe data of that run.")
     verifier = _rebuild_verifier(path, header, key)
+    verifier = wrap(verifier) if wrap is not None else verifier
     replay = RecordingSuspect(None, EvidenceLog(Path(path), report.entries), outputs=header["test"]["mode"],
                               num_classes=data.num_classes)
     result = verifier.verify(replay, key, data)
