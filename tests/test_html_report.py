@@ -136,6 +136,10 @@ def test_refuses_what_it_cannot_report(runs, tmp_path):
     (tmp_path / "bad.json").write_text("not json")
     with pytest.raises(ResultsFormatError, match=r"bad\.json.*cannot be read as JSON"):
         load_results(tmp_path / "bad.json")
+    newer = json.loads((d / "cleared.json").read_text()) | {"schema": "datamark.verify-result/2"}
+    (tmp_path / "newer.json").write_text(json.dumps(newer))
+    with pytest.raises(ResultsFormatError, match=r"newer\.json.*schema 'datamark.verify-result/2'"):
+        load_results(tmp_path / "newer.json")
     edited = json.loads((d / "cleared.json").read_text()) | {"accused": True}
     (tmp_path / "edited.json").write_text(json.dumps(edited))
     with pytest.raises(ResultsFormatError, match="edited"):

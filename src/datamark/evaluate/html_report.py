@@ -42,7 +42,7 @@ from .report_figures import image, released_examples, trigger_examples
 from .scenarios import ScenarioRow
 
 log = logging.getLogger(__name__)
-_DERIVED = ("accused", "verdict", "probe_seed")  # what VerificationResult.to_dict adds to its fields
+SCHEMAS = ("datamark.verify-result/1", "datamark.experiment/1")  # the result documents' kinds this page reads
 
 
 def result_from_dict(record: dict[str, Any], where: str) -> VerificationResult:
@@ -75,9 +75,13 @@ def load_results(path: str | os.PathLike) -> tuple[str, Any]:
     except (OSError, UnicodeDecodeError, ValueError) as err:
         raise ResultsFormatError(f"The results file '{path}' cannot be read as JSON ({err}); expected {expected}.") \
             from err
+    schema = record.get("schema") if isinstance(record, dict) else None
+    if schema is not None and schema not in SCHEMAS:  # files before schemas were written have none
+        raise ResultsFormatError(f"The results file '{path}' has schema {schema!r}, which this datamark "
+                                 f"({__version__}) does not read ({', '.join(SCHEMAS)}); expected {expected}.")
     if isinstance(record, dict) and {"commitment", "outcome", "h0", "h1", "alpha"} <= record.keys():
         return "verification", result_from_dict(record, str(path))
-    if isinstance(record, dict) and {"settings", "clean_ba", "methods"} <= record.keys():
+    if isinstance(record, dict) and {"settings", "clean_ba", "methods"} <= record.keys() and record["methods"]:
         return "experiment", record
     raise ResultsFormatError(f"The results file '{path}' is neither kind datamark writes; expected {expected}.")
 
@@ -269,7 +273,7 @@ def _experiment_context(record: dict[str, Any], key: Key | None, data: Records |
         controlled = _controlled(scenario_rows)
         methods.append({"name": name, "method": method, "ok": not failed, "failed": failed,
                         "header": _header(scenario_rows), "cells": [_cells(r, controlled) for r in scenario_rows]})
-    alpha = next(iter(rows.values()))[0].probs.alpha if rows else 0.01
+    alpha = next(iter(rows.values()))[0].probs.alpha
     png = figures.rendered(lambda p: pvalue_plot(rows, p, alpha_probs=alpha, alpha_labels=alpha))
     examples = []
     if key is not None:
