@@ -52,7 +52,7 @@ class ArrayRecords(Records):
         return ArrayRecords(images, new_labels, self.class_names, where=f"{self.where}[watermarked]",
                             modality=self.modality)
 
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False, journal: Journal | None = None) -> None:
+    def _write(self, path: str | os.PathLike, *, overwrite: bool = False, journal: Journal | None = None) -> None:
         """Write a ``.npz`` file (no pickle) atomically; see :meth:`Records.save`."""
         with atomic_path(path, overwrite=overwrite, what="dataset", journal=journal) as tmp:
             with open(tmp, "wb") as f:

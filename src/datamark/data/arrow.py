@@ -1,4 +1,5 @@
-"""Hugging Face layouts: a Parquet file (as in ``shared/data/cifar10``) or a ``save_to_disk`` Arrow folder.
+"""Hugging Face layouts: a Parquet file (as in ``shared/data/cifar10``), a ``save_to_disk`` Arrow folder, a folder
+of parquet shards as the Hub lays them out, or a ``datasets.Dataset`` (see :mod:`.hf` for the objects and folders).
 
 The table stays Arrow end to end: unchanged rows keep their original stored values (image bytes, strings),
 changed rows are re-encoded by the modality (PNG bytes for images, WAV in the original format for audio), and
@@ -18,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .._io import Journal, atomic_path
+from .._io import Journal
 from ..exceptions import DataError, DataFormatError
 from ..modalities import Modality, get_modality
 from ..registry import MODALITIES
@@ -50,11 +51,12 @@ class ArrowRecords(Records):
     column."""
 
     def __init__(self, table: pa.Table, *, where: str, source_format: str = "parquet",
-                 input_column: str | None = None, label_column: str = "label") -> None:
+                 input_column: str | None = None, label_column: str = "label", split: str | None = None) -> None:
         meta = (table.schema.metadata or {}).get(b"huggingface", b"{}")
         features = json.loads(meta).get("info", {}).get("features", {})
         self.table = table
         self.source_format = source_format
+        self.split = split  # the split it was read as (parquet shards, Hub ids); shards are written under it
         if label_column not in table.column_names:
             raise DataError(f"The dataset {where} has no label column '{label_column}'; its columns are "
                             f"{table.column_names}. Pass label_column= (--label-column).")
@@ -85,6 +87,9 @@ class ArrowRecords(Records):
     def _compute_ids(self) -> list[str]:
         return [self.modality.stored_id(v) for v in self._values]
 
+    def stored_values(self) -> list:
+        return self._values
+
     def inputs(self) -> np.ndarray:
         if self._decoded is None:
             self._decoded = self.modality.decode_stored(self._values, self.where)
@@ -110,34 +115,30 @@ class ArrowRecords(Records):
                                  self.table.schema.field(self.label_column), pa.array(new_labels, label_type))
         out = type(self)(table.replace_schema_metadata(self.table.schema.metadata),
                            where=f"{self.where}[watermarked]", source_format=self.source_format,
-                           input_column=self.input_column, label_column=self.label_column)
+                           input_column=self.input_column, label_column=self.label_column, split=self.split)
         if self._decoded is not None:
             decoded = self._decoded.copy()
             decoded[rows] = self.modality.as_stored(inputs, [values[r] for r in rows.tolist()], out.where)
             out._decoded = decoded
         return out
 
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False, journal: Journal | None = None) -> None:
-        """Write a Parquet file, or an Arrow folder if the data came from one, atomically (see Records.save)."""
-        folder = self.source_format == "arrow"
-        with atomic_path(path, overwrite=overwrite, directory=folder, what="dataset", journal=journal) as tmp:
-            if folder:
-                _import_datasets().Dataset(self.table).save_to_disk(str(tmp))
-            else:
-                pq.write_table(self.table, tmp)
+    def _write(self, path: str | os.PathLike, *, overwrite: bool = False, journal: Journal | None = None) -> None:
+        """Write its own format (see Records.save): a Parquet file, a ``save_to_disk`` folder for data read from one
+        (or from a ``datasets`` object), parquet shards for data read from shards."""
+        from .output import write_table
+
+        write_table(self.table, path, self.source_format, split=self.split, overwrite=overwrite, journal=journal)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, **columns) -> ArrowRecords:
+    def load(cls, path: str | os.PathLike, *, split: str | None = None, **columns) -> ArrowRecords:
+        """Read a Parquet file, a ``save_to_disk`` folder or a folder of parquet shards (``split`` picks one split
+        of a folder holding several)."""
         path = Path(path)
         if path.is_dir():
-            datasets = _import_datasets()
-            try:
-                ds = datasets.load_from_disk(str(path))
-            except Exception as err:
-                raise DataFormatError(f"Cannot read the Arrow dataset folder '{path}': {err}.") from err
-            if isinstance(ds, datasets.DatasetDict):
-                raise DataFormatError(f"'{path}' holds several splits {list(ds)}; pass one split's folder.")
-            return cls.from_hf(ds, where=f"'{path}'", source_format="arrow", **columns)
+            from .hf import load_arrow_folder, load_parquet_shards, looks_like_parquet_shards
+
+            load = load_parquet_shards if looks_like_parquet_shards(path) else load_arrow_folder
+            return load(path, split=split, **columns)
         try:
             table = pq.read_table(path)
         except (pa.ArrowInvalid, OSError) as err:
@@ -145,23 +146,20 @@ class ArrowRecords(Records):
         return cls(table, where=f"'{path}'", source_format="parquet", **columns)
 
     @classmethod
-    def from_hf(cls, dataset, *, where: str = "(Hugging Face dataset)", source_format: str = "arrow",
+    def from_hf(cls, dataset, *, where: str | None = None, source_format: str = "arrow",
                 **columns) -> ArrowRecords:
-        """Wrap an in-memory ``datasets.Dataset`` (its Arrow table is shared, not copied)."""
-        table = dataset.with_format(None).data.table
-        if dataset._indices is not None:
-            table = dataset.flatten_indices().data.table
-        return cls(table, where=where, source_format=source_format, **columns)
+        """Wrap an in-memory ``datasets.Dataset`` (its Arrow table is shared, not copied); see
+        :func:`.hf.records_from_hf`, which this is."""
+        from .hf import records_from_hf
 
-    def to_hf(self):
-        """This table as a ``datasets.Dataset`` (features and class names preserved)."""
-        return _import_datasets().Dataset(self.table)
+        return records_from_hf(dataset, where=where, source_format=source_format, **columns)
 
 
-def _import_datasets():
+def import_datasets():
+    """The ``datasets`` package, or an ImportError saying how to install it."""
     try:
         import datasets
     except ImportError as err:
-        raise ImportError("Reading and writing Hugging Face Arrow folders needs the 'datasets' package: "
+        raise ImportError("Reading and writing Hugging Face datasets needs the 'datasets' package: "
                           "pip install \"datamark[hf]\".") from err
     return datasets

@@ -120,7 +120,7 @@ class DelimitedRecords(Records):
                                 label_column=self.label_column, class_names=self.class_names,
                                 label_offset=self.label_offset)
 
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False, journal: Journal | None = None) -> None:
+    def _write(self, path: str | os.PathLike, *, overwrite: bool = False, journal: Journal | None = None) -> None:
         """Write the file with its own delimiter and header, atomically (see :meth:`Records.save`)."""
         if self.quoting == csv.QUOTE_NONE:
             bad = [i for i, r in enumerate(self.rows) if any(self.delimiter in f or "\n" in f for f in r)]

@@ -113,6 +113,11 @@ class FolderRecords(Records):
     def _compute_ids(self) -> list[str]:
         return [content_id(b) for b in self._read()]
 
+    def stored_values(self) -> list[dict]:
+        """Each file's bytes as a Hugging Face ``{"bytes", "path"}`` struct. No path: a relabelled file's name
+        holds its old class, which would reveal the marked rows."""
+        return [{"bytes": b, "path": None} for b in self._read()]
+
     def inputs(self) -> np.ndarray:
         """Every file decoded (and so validated: one image size and mode) on first use."""
         if self._decoded is None:
@@ -149,7 +154,7 @@ class FolderRecords(Records):
             name, n = f"{base}_{n}{suffix}", n + 1
         return name
 
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False, journal: Journal | None = None) -> None:
+    def _write(self, path: str | os.PathLike, *, overwrite: bool = False, journal: Journal | None = None) -> None:
         """Write the folder atomically in its own layout (unchanged files copied, changed ones re-encoded); see
         Records.save. The source folder is an input: the output may not be it or hold it (the copy reads from it).
         """

@@ -3,7 +3,7 @@
 A :class:`Records` object knows its examples (decoded lazily, as its :class:`~datamark.modalities.Modality`'s
 batch: uint8 images, strings, ...), labels, class names, stable row ids and the format it came from;
 :meth:`Records.replace` returns a *new* object with some rows changed (the original and its files are never
-touched), and :meth:`Records.save` writes it back in its own format, atomically.
+touched), and :meth:`Records.save` writes it back in its own format (or a Hugging Face layout), atomically.
 """
 
 from __future__ import annotations
@@ -104,13 +104,39 @@ class Records(ABC):
             return self.replace(rows, self.take(rows), self.labels[rows])
         return self.replace(rows, np.concatenate(outputs), np.concatenate(labels))
 
-    @abstractmethod
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False, journal: Journal | None = None) -> None:
-        """Write the dataset in its own format (atomically; modified images as PNG, text as UTF-8).
+    def save(self, path: str | os.PathLike, *, format: str | None = None, split: str | None = None,
+             overwrite: bool = False, journal: Journal | None = None) -> None:
+        """Write the dataset atomically: in its own format (``format=None``), or as a Hugging Face layout.
 
-        An existing ``path`` is replaced only with ``overwrite`` and only if it is an output of the same kind
-        (a file, or a folder datamark wrote); ``journal`` lets a caller undo the write (see :mod:`datamark._io`).
+        ``format`` is ``None`` (the format it was read in: modified images as PNG, text as UTF-8), ``"hf-disk"``
+        (a ``datasets.save_to_disk`` folder), ``"parquet-shards"`` (a folder ``data/{split}-0000i-of-0000N.parquet``
+        as the Hub lays it out, ready for ``push_to_hub`` / ``huggingface-cli upload``) or ``"parquet"`` (one
+        file). A path whose suffix names another format (``x.npz`` for parquet data) is refused, never silently
+        converted; ``split`` names the shards' split (default: the one read, else ``"train"``). See
+        :mod:`datamark.data.output`. An existing ``path`` is replaced only with ``overwrite`` and only if it is an
+        output of the same kind (a file, or a folder datamark wrote); ``journal`` lets a caller undo the write
+        (see :mod:`datamark._io`).
         """
+        from .output import save_records
+
+        save_records(self, path, format=format, split=split, overwrite=overwrite, journal=journal)
+
+    @abstractmethod
+    def _write(self, path: str | os.PathLike, *, overwrite: bool = False, journal: Journal | None = None) -> None:
+        """Write the dataset in its own format, atomically (the adapter's half of :meth:`save`)."""
+
+    def stored_values(self) -> list | None:
+        """Each row's stored value as an Arrow column holds it (a ``{"bytes", "path"}`` struct of the file's bytes,
+        or a string), where the adapter keeps the stored form; None when only decoded examples exist. Writing a
+        Hugging Face layout uses these, so unchanged rows keep their bytes and ids."""
+        return None
+
+    def to_hf(self):
+        """This dataset as a ``datasets.Dataset`` (features and class names set; see :func:`output.arrow_table`)."""
+        from .arrow import import_datasets
+        from .output import arrow_table
+
+        return import_datasets().Dataset(arrow_table(self))
 
     def subset(self, rows: np.ndarray) -> ArrayRecords:
         """The given rows as in-memory arrays (probe sets, test slices)."""

@@ -18,6 +18,7 @@ import numpy as np
 
 from .._progress import progress_bar
 from .._rng import generator, keyed_scores, resolve_secret, select_smallest
+from ..data import load_data
 from ..data.records import Records
 from ..exceptions import ParameterError, WeakTriggerWarning
 from ..key import Key
@@ -253,8 +254,12 @@ class WatermarkMethod(ABC):
                                  f"n_marks.")
         return k
 
-    def apply(self, data: Records, *, progress: bool = False) -> Watermarked:
-        """Watermark ``data``; returns a new dataset and its key. ``data`` and its files are left untouched."""
+    def apply(self, data: Records | Any, *, progress: bool = False) -> Watermarked:
+        """Watermark ``data``; returns a new dataset and its key. ``data`` and its files are left untouched.
+
+        ``data`` is a :class:`Records` or anything :func:`datamark.data.load_data` reads (a ``datasets.Dataset``,
+        a torchvision-style dataset, a path), converted the same way."""
+        data = load_data(data)
         if data.modality.name not in self.modalities:
             raise ParameterError(f"{type(self).__name__} is defined for {' and '.join(self.modalities)} data; "
                                  f"{data.where} holds {data.modality.name}. Choose a method that supports it "
