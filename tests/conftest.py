@@ -68,3 +68,18 @@ def tiny_marks(digits, tiny_pair):
     finally:
         torch.set_num_threads(threads)
     return marked.key, stolen, tiny_pair[2], test
+
+
+@pytest.fixture
+def cli_files(tiny_marks, tmp_path):
+    """``tmp_path`` holding tiny_marks as a user has them: key.json, test.npz, stolen.pt and clean.pt; and the key."""
+    from datamark.models.checkpoint import ModelSpec, save_checkpoint
+
+    key, stolen, clean, test = tiny_marks
+    key.save(tmp_path / "key.json")
+    test.save(tmp_path / "test.npz")
+    for name, suspect in (("stolen", stolen), ("clean", clean)):  # width read off the tiny model's head
+        spec = ModelSpec(arch="tiny", num_classes=10, input_shape=(8, 8, 1), mean=(0.0,), std=(1.0,),
+                         params={"width": suspect.model.head.in_features // 8})
+        save_checkpoint(suspect.model, spec, tmp_path / f"{name}.pt")
+    return tmp_path, key

@@ -11,15 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from datamark.cli import app
-from datamark.models.checkpoint import ModelSpec, save_checkpoint
 from datamark.suspects.serve import bind
-
-
-def _save(suspect, path):
-    """A checkpoint of a tiny test model (normalisation buffers travel in the state dict; width read off the head)."""
-    spec = ModelSpec(arch="tiny", num_classes=10, input_shape=(8, 8, 1), mean=(0.0,), std=(1.0,),
-                     params={"width": suspect.model.head.in_features // 8})
-    save_checkpoint(suspect.model, spec, path)
 
 
 def _wait_ready(url, proc, timeout_s=60.0):
@@ -35,13 +27,8 @@ def _wait_ready(url, proc, timeout_s=60.0):
 
 
 @pytest.fixture
-def files(tiny_marks, tmp_path):
-    key, stolen, clean, test = tiny_marks
-    key.save(tmp_path / "key.json")
-    test.save(tmp_path / "test.npz")
-    _save(stolen, tmp_path / "stolen.pt")
-    _save(clean, tmp_path / "clean.pt")
-    return tmp_path, key
+def files(cli_files):
+    return cli_files
 
 
 @pytest.fixture
@@ -115,7 +102,8 @@ def test_verify_endpoint_resume_and_option_errors(served, files):
     # retry starts afresh with --evidence (a header-only file used to block it).
     res = _verify(tmp_path, "--endpoint", url, "--model-name", "stolen", "--mode", "labels", "--evidence",
                   str(evidence), "--budget", "40")
-    assert res.exit_code == 2 and "needs 50 queries" in res.text and not evidence.exists()
+    assert res.exit_code == 3 and "inconclusive" in res.text and "needs 50 queries" in res.text  # 3: budget
+    assert not evidence.exists()
     res = _verify(tmp_path, "--endpoint", url, "--model-name", "stolen", "--mode", "labels", "--evidence",
                   str(evidence), "--json", str(tmp_path / "r.json"))
     assert res.exit_code == 0, res.output
@@ -134,5 +122,5 @@ def test_verify_local_model_with_evidence(files):
     tmp_path, _ = files
     res = _verify(tmp_path, "--model", str(tmp_path / "clean.pt"), "--sequential", "--evidence",
                   str(tmp_path / "clean.jsonl"))
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output  # not accused
     assert "H0 not rejected" in res.text and "sequential: stopped on futility" in res.text

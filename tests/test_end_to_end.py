@@ -97,8 +97,8 @@ def test_command_line_flow(tmp_path, digits):
                                       str(tmp_path / f"{name}.pt"), "--data", str(tmp_path / "test.npz"),
                                       "--mode", mode, "--json", str(tmp_path / f"{name}-{mode}.json"),
                                       "--commitment", key.commitment])
-            assert res.exit_code == 0, res.output
             verdicts[name, mode] = json.loads((tmp_path / f"{name}-{mode}.json").read_text())["accused"]
+            assert res.exit_code == (0 if verdicts[name, mode] else 1), res.output  # grep-like: 0 accused
     assert verdicts == {("stolen", "probs"): True, ("stolen", "labels"): True,
                         ("clean", "probs"): False, ("clean", "labels"): False}
     res = runner.invoke(app, ["verify", "--key", str(tmp_path / "key.json"), "--model", str(tmp_path / "stolen.pt"),
@@ -114,7 +114,9 @@ def test_command_line_flow(tmp_path, digits):
                               "--clean", str(tmp_path / "clean.pt"), "--data", str(tmp_path / "test.npz"),
                               "--json", str(tmp_path / "scenarios.json")])
     assert res.exit_code == 0, res.output
-    scenarios = {r["scenario"]: r for r in json.loads((tmp_path / "scenarios.json").read_text())}
+    document = json.loads((tmp_path / "scenarios.json").read_text())
+    assert document["schema"] == "datamark.scenarios/1" and document["commitment"] == key.commitment
+    scenarios = {r["scenario"]: r for r in document["rows"]}
     assert scenarios["Steal"]["probs"]["accused"] and not scenarios["Independent-M"]["probs"]["accused"]
     res = runner.invoke(app, ["key-info", str(tmp_path / "key.json")])
     assert res.exit_code == 0 and key.commitment in res.output and key.secret not in res.output

@@ -6,14 +6,16 @@ them (the order of the work: protect, train, verify, then the tools around them)
 
 from __future__ import annotations
 
-from . import experiments, keys, protect, serve, train, verify
+from . import experiments, keys, protect, report, serve, train, verify
 from ._app import app
 
 __all__ = ["app", "main"]
 
 for name, command in [("protect", protect.protect), ("preview", protect.preview), ("train", train.train),
                       ("verify", verify.verify), ("serve", serve.serve), ("evaluate", experiments.evaluate),
-                      ("demo", experiments.demo), ("evidence", keys.evidence_check), ("key-info", keys.key_info)]:
+                      ("demo", experiments.demo), ("run", experiments.run_file),
+                      ("report", report.report),
+                      ("evidence", keys.evidence_check), ("key-info", keys.key_info)]:
     app.command(name)(command)
 
 

@@ -10,11 +10,11 @@ from rich.console import Console
 
 # Tracebacks are plain and never show local variables: a key's secret lives in some frame's locals while it is
 # written, and typer 0.12's pretty tracebacks printed locals by default.
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   pretty_exceptions_show_locals=False,
                   help="Watermark a dataset before release; prove from black-box queries whether a model used it.")
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # a line is never broken by rich: hashes and paths stay whole in pipes and logs
+err = Console(stderr=True, soft_wrap=True)
 
 
 class _StderrHandler(logging.StreamHandler):

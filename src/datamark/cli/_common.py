@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 
+from .._io import check_output, write_text
 from ..exceptions import DatamarkError
-from ._app import err
+from ._app import err, out
 
 
 def _method_names() -> dict[str, str]:
@@ -69,7 +73,68 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def fail(error: object, code: int = 2) -> NoReturn:
+# Exit statuses. verify reads like grep (0: found, 1: not found, 2: trouble), so `datamark verify ... && notify`
+# runs only on an accusation; every other command exits 0 on success. A test that could not finish inside its
+# query budget has a status of its own: it is neither a verdict nor a mistake in the command line.
+ACCUSED = 0
+NOT_ACCUSED = 1
+ERROR = 2  # bad input, a failing suspect, a full disk; also click's own usage errors
+INCONCLUSIVE = 3  # the query budget ran out (or cannot fit the test) before the test could decide
+INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+TERMINATED = 143  # SIGTERM
+
+JSON_SCHEMA_VERSION = 1  # of every --json document; bump when a field changes meaning or disappears
+
+
+def json_option(what: str) -> Any:
+    """The ``--json PATH`` option of a command whose result is ``what``; ``-`` means standard output."""
+    return typer.Option(None, "--json", help=f"Write {what} as JSON to this file, or to standard output with "
+                        f"'-' (the human-readable lines then go to standard error, so the output pipes cleanly).")
+
+
+def to_stdout(json_path: Path | None) -> bool:
+    return json_path is not None and str(json_path) == "-"
+
+
+def human(json_path: Path | None) -> Console:
+    """Where a command prints for people: stdout, unless stdout carries its JSON document."""
+    return err if to_stdout(json_path) else out
+
+
+def emit_json(document: dict[str, Any], kind: str, json_path: Path | None, *, overwrite: bool,
+              inputs: Iterable[Path | None] = ()) -> None:
+    """Write a command's result as one JSON document stamped with its ``schema``: ``datamark.KIND/VERSION``.
+
+    To stdout for ``-`` (one document, nothing else on stdout), else atomically to the file; nothing without
+    ``--json``.
+    """
+    if json_path is None:
+        return
+    text = json.dumps({"schema": f"datamark.{kind}/{JSON_SCHEMA_VERSION}", **document}, indent=2,
+                      default=_plain) + "\n"
+    if to_stdout(json_path):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        write_text(json_path, text, overwrite=overwrite, what="--json result", inputs=inputs)
+
+
+def check_json_output(json_path: Path | None, *, overwrite: bool, inputs: Iterable[Path | None] = ()) -> None:
+    """Refuse a ``--json`` file that would lose data, before any work is done."""
+    if json_path is not None and not to_stdout(json_path):
+        check_output(json_path, overwrite=overwrite, what="--json result", inputs=inputs)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays, paths: what json cannot write on its own."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def fail(error: object, code: int = ERROR) -> NoReturn:
     """Print ``error`` as one line on stderr (no markup, no wrapping) and exit with ``code``."""
     text = " ".join(str(error).split()) or type(error).__name__
     err.print(f"[bold red]error:[/] {escape(text)}", soft_wrap=True, highlight=False)
@@ -77,7 +142,7 @@ def fail(error: object, code: int = 2) -> NoReturn:
 
 
 def run(fn: Callable[[], T], *, trap_sigterm: bool = True) -> T:
-    """Run a command body; user mistakes, bad input files and system errors become one line and exit code 2.
+    """Run a command body; user mistakes, bad input files and system errors become one line and exit code 2 (ERROR).
 
     DatamarkError and OSError (disk full, read-only folder, permission denied) print their message; a
     ValueError, TypeError, IndexError or KeyError (a bad value in a key file or checkpoint the checks missed)
@@ -88,9 +153,9 @@ def run(fn: Callable[[], T], *, trap_sigterm: bool = True) -> T:
         with _sigterm_raises() if trap_sigterm else contextlib.nullcontext():
             return fn()
     except KeyboardInterrupt:
-        fail("interrupted (Ctrl-C)", 130)
+        fail("interrupted (Ctrl-C)", INTERRUPTED)
     except _Terminated:
-        fail("terminated (SIGTERM)", 143)
+        fail("terminated (SIGTERM)", TERMINATED)
     except (DatamarkError, OSError) as error:
         fail(error)
     except (ValueError, TypeError, IndexError, KeyError) as error:

@@ -9,7 +9,7 @@ import typer
 
 from ..exceptions import DatamarkError
 from ._app import err, out
-from ._common import run
+from ._common import check_json_output, emit_json, existing, human, json_option, run
 
 
 def evidence_check(
@@ -17,6 +17,8 @@ def evidence_check(
     key_path: Path | None = typer.Option(None, "--key", "-k", help="With --data: re-run the test from the "
                                             "recorded answers and check they imply the recorded result."),
     data: str | None = typer.Option(None, "--data", "-d", help="The probe data of the run."),
+    json_path: Path | None = json_option("the check's findings"),
+    overwrite: bool = typer.Option(False, help="Replace an existing --json file."),
 ) -> None:
     """Check an evidence file's hash chain (and, with the key and data, that its answers imply its verdict).
 
@@ -30,8 +32,15 @@ def evidence_check(
     def work():
         if (key_path is None) != (data is None):
             raise DatamarkError("Re-verification needs both --key and --data.")
+        check_json_output(json_path, overwrite=overwrite, inputs=existing(path, key_path, data))
+        out = human(json_path)
         report = check_evidence(path)
         header, result = report.header, report.result
+        findings = {"evidence": path, "entries": len(report.entries), "batches": len(report.batches),
+                    "queries": report.queries, "last_hash": report.last_hash, "commitment": header["commitment"],
+                    "test": header["test"], "torn_bytes": report.torn_bytes if report.torn_offset is not None else 0,
+                    "finished": result is not None, "verdict": None if result is None else result["verdict"],
+                    "accused": None if result is None else result.get("accused"), "reverified": None}
         if report.torn_offset is not None:
             err.print(f"[yellow]warning:[/] '{path}' ends in an unterminated line at byte {report.torn_offset} "
                       f"({report.torn_bytes} bytes): a write torn by a crash, not part of the chain; "
@@ -42,7 +51,8 @@ def evidence_check(
         if result is None:
             out.print(f"result: NONE. The run is UNFINISHED (no result line), so this file holds no verdict; "
                       f"continue it with 'datamark verify ... --resume {path}'.")
-            raise typer.Exit(1)
+            emit_json(findings, "evidence-check", json_path, overwrite=overwrite)
+            return 1
         out.print(f"result: {result['verdict']}")
         if key_path is not None:
             from ..data import load_data
@@ -51,7 +61,10 @@ def evidence_check(
             again = reverify(path, Key.load(key_path), load_data(data))
             out.print(f"re-verified from the recorded answers: p = {again.outcome.p_value:.4g}, "
                       f"accused = {again.accused}")
-    run(work)
+            findings["reverified"] = {"p_value": again.outcome.p_value, "accused": again.accused}
+        emit_json(findings, "evidence-check", json_path, overwrite=overwrite)
+        return 0
+    raise typer.Exit(run(work))
 
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from ._app import out
-from ._common import MethodName, existing, run
+from ._common import MethodName, check_json_output, emit_json, existing, human, json_option, run
 
 
 def protect(
@@ -54,6 +54,7 @@ def protect(
     input_column: str | None = typer.Option(None, help="Image or text column of a table (default: detected)."),
     label_column: str = typer.Option("label", help="Label column of a table."),
     overwrite: bool = typer.Option(False, help="Replace existing outputs."),
+    json_path: Path | None = json_option("what was written (paths, counts, the commitment; never the secret)"),
 ) -> None:
     """Watermark DATA; write the watermarked dataset and the secret key; print the commitment to publish.
 
@@ -69,6 +70,8 @@ def protect(
     def work():
         check_outputs([("dataset", output, None), ("key", key_path, False), ("preview", preview, False)],
                       inputs=existing(data, base_model), overwrite=overwrite)
+        check_json_output(json_path, overwrite=overwrite, inputs=[*existing(data, base_model), output, key_path,
+                                                                  preview])
         start = time.perf_counter()
         records = load_data(data, input_column=input_column, label_column=label_column)
         options: dict = dict(seed=seed)
@@ -107,10 +110,14 @@ def protect(
             if preview is not None:
                 watermark_stages(marked.key, records, marked.dataset, preview, overwrite=overwrite, journal=journal)
         elapsed = time.perf_counter() - start
-        goal = marked.key.goal
+        goal, out = marked.key.goal, human(json_path)
         out.print(f"marked {len(marked.rows)} of {len(records)} rows with {method.value} in {elapsed:.1f} s ({goal})")
         out.print(f"watermarked dataset: {output}\nsecret key (keep private): {key_path}")
         out.print(f"commitment (publish with the release): [bold]{marked.key.commitment}[/]")
+        emit_json({"commitment": marked.key.commitment, "method": method.value, "goal": goal,
+                   "rows": len(records), "marked_rows": len(marked.rows), "elapsed_s": elapsed,
+                   "dataset": output, "key": key_path, "preview": preview}, "protect", json_path,
+                  overwrite=overwrite)
     run(work)
 
 

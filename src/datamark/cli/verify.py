@@ -5,13 +5,37 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.console import Console
 
 from ..exceptions import DatamarkError
-from ._app import err, out
-from ._common import Datatype, Layout, Mode, existing, run
+from ._app import err
+from ._common import (
+    ACCUSED,
+    INCONCLUSIVE,
+    NOT_ACCUSED,
+    Datatype,
+    Layout,
+    Mode,
+    check_json_output,
+    emit_json,
+    existing,
+    fail,
+    human,
+    json_option,
+    run,
+)
 
 
-def print_result(result, evidence: Path | None) -> None:
+def exit_status(result) -> int:
+    """ACCUSED, NOT_ACCUSED, or INCONCLUSIVE when a sequential test ran out of budget before it could decide."""
+    if result.accused:
+        return ACCUSED
+    stopped = (result.sequential or {}).get("stopped")
+    return INCONCLUSIVE if stopped == "budget" else NOT_ACCUSED
+
+
+def print_result(result, evidence: Path | None, out: Console) -> None:
+    """The whole result in words: test, hypotheses, n, tau, alpha, p, effect, controls, then the verdict."""
     o = result.outcome
     out.print(f"key commitment: {result.commitment}")
     out.print(f"test: {o.test}, one-sided ({o.alternative}), mode {result.mode}, score: {result.score}")
@@ -98,12 +122,17 @@ def verify(
                                             "evidence file (JSON Lines)."),
     resume: Path | None = typer.Option(None, help="Continue the interrupted run recorded in this evidence file "
                                           "(same key, data and settings); answered probes are not asked again."),
-    json_path: Path | None = typer.Option(None, "--json", help="Write the full result as JSON here."),
+    json_path: Path | None = json_option("the full result"),
     overwrite: bool = typer.Option(False, help="Replace an existing --json file."),
 ) -> None:
-    """Was this model trained on my dataset? Test, n, tau, p-value, effect and a plain verdict."""
-    from .._io import check_output
+    """Was this model trained on my dataset? Test, n, tau, p-value, effect and a plain verdict.
+
+    Exit status, like grep's: 0 accused; 1 not accused; 2 error (bad input, a failing suspect); 3 inconclusive:
+    the query budget ran out, or cannot fit the test, before the test could decide (an --evidence file keeps
+    what was asked; continue with --resume).
+    """
     from ..data import load_data
+    from ..exceptions import QueryBudgetError
     from ..key import Key
     from ..suspects import LocalSuspect
     from ..verify import Verifier
@@ -117,9 +146,8 @@ def verify(
             raise DatamarkError("Pass --evidence FILE for a new run or --resume FILE to continue one, not both.")
         if budget is not None and endpoint is None:
             raise DatamarkError("--budget caps the queries sent to an endpoint; it needs --endpoint.")
-        if json_path is not None:  # before a single query is spent
-            check_output(json_path, overwrite=overwrite, what="--json result",
-                         inputs=[*existing(key_path, data, model, template, resume), evidence])
+        inputs = [*existing(key_path, data, model, template, resume), evidence]
+        check_json_output(json_path, overwrite=overwrite, inputs=inputs)  # before a single query is spent
         key = Key.load(key_path, commitment=commitment)
         if commitment is None:
             err.print("[yellow]warning:[/] no --commitment given: the key is not checked against the hash published "
@@ -152,14 +180,18 @@ def verify(
         else:
             suspect = LocalSuspect.from_checkpoint(model, outputs=mode.value)
         record = evidence or resume
-        if record is not None:
-            result = verify_with_evidence(verifier, suspect, key, probes, record, resume=resume is not None,
-                                          batch_size=batch_size)
-        else:
-            result = verifier.verify(suspect, key, probes)
-        print_result(result, record)
-        if json_path is not None:
-            result.save(json_path, overwrite=overwrite)
-    run(work)
+        try:
+            if record is not None:
+                result = verify_with_evidence(verifier, suspect, key, probes, record, resume=resume is not None,
+                                              batch_size=batch_size)
+            else:
+                result = verifier.verify(suspect, key, probes)
+        except QueryBudgetError as error:
+            kept = f"; the evidence so far is in {record} (continue with --resume {record})" if record else ""
+            fail(f"inconclusive: {error}{kept}", INCONCLUSIVE)
+        print_result(result, record, human(json_path))
+        emit_json(result.to_dict(), "verify-result", json_path, overwrite=overwrite, inputs=inputs)
+        return exit_status(result)
+    raise typer.Exit(run(work))
 
 

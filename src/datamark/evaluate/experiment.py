@@ -53,7 +53,7 @@ class ExperimentReport:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"settings": self.settings, "clean_ba": self.clean_ba, "clean_train_s": self.clean_train_s,
+        return {"schema": "datamark.experiment/1", "settings": self.settings, "clean_ba": self.clean_ba, "clean_train_s": self.clean_train_s,
                 "methods": {name: {"commitment": m.commitment, "goal": m.goal, "marked_rows": m.marked_rows,
                                    "protect_s": m.protect_s, "train_s": m.train_s, "details": m.details,
                                    "ba_drop_points": 100 * (self.clean_ba - m.rows[-1].ba),
@@ -78,11 +78,13 @@ def environment() -> dict[str, Any]:
 def run_experiment(train: Records, test: Records, methods: Mapping[str, WatermarkMethod], *, arch: str,
                    config: TrainConfig, out_dir: str | Path | None = None, verifier: Verifier | None = None,
                    overwrite: bool = False, progress: bool = False, clean_checkpoint: str | Path | None = None,
-                   log=print) -> ExperimentReport:
+                   log=print, experiment: Mapping[str, Any] | None = None) -> ExperimentReport:
     """Run every method in ``methods`` on ``train``; evaluate on ``test``; write artefacts to ``out_dir``.
 
     ``clean_checkpoint`` reuses an independent model trained earlier on the clean data (same arch and config)
     instead of training one, so a second configuration of the methods costs no extra clean training.
+    ``experiment`` (the experiment file's name, hash and text; see :mod:`.experiment_file`) is recorded in the
+    report's settings.
     """
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
@@ -104,6 +106,7 @@ def run_experiment(train: Records, test: Records, methods: Mapping[str, Watermar
                                                                        config.__dataclass_fields__},
                                         "verifier": {k: getattr(verifier, k) for k in verifier.__dataclass_fields__},
                                         "train_rows": len(train), "test_rows": len(test),
+                                        **({"experiment": dict(experiment)} if experiment else {}),
                                         "environment": environment()})
     log(f"clean model BA {100 * report.clean_ba:.2f} % ({report_clean_s:.0f} s)")
     for name, method in methods.items():

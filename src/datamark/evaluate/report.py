@@ -30,13 +30,22 @@ def _header(rows: Sequence[ScenarioRow]) -> tuple[str, ...]:
     return (*head[:-1], SPECIFICITY, head[-1]) if _controlled(rows) else head
 
 
-def _cells(row: ScenarioRow, controlled: bool = False) -> tuple[str, ...]:
+# The terminal's names: a scenario table fits 80 columns without cutting "Independent-M" and "-T" to "Indepen…"
+SHORT = {"Independent-M": "Indep-M", "Independent-T": "Indep-T", "p (probs)": "p P", "p (labels)": "p L",
+         "flip rate": "flips L", MARKS: "hits P / L", SPECIFICITY: "p spec P / L", "verdict (probs / labels)":
+         "accused P / L", "Scenario": "scenario"}
+LEGEND = ("P / L: probability / label-only access. Indep-M: a model trained on clean data; Indep-T: the stolen model "
+          "queried with another owner's trigger of the same kind. Neither may be accused.")
+
+
+def _cells(row: ScenarioRow, controlled: bool = False, short: bool = False) -> tuple[str, ...]:
     def verdict(r):
-        return "accused" if r.accused else "not accused"
+        return ("yes" if r.accused else "no") if short else ("accused" if r.accused else "not accused")
 
     def p_specificity(r):
         return f"{r.specificity.p_value:.3g}" if r.specificity is not None else "–"
 
+    name = SHORT.get(row.scenario, row.scenario) if short else row.scenario
     success = (f"{100 * row.wsr:.2f}",)
     if row.extra:
         success += (f"{100 * row.extra['asr_c']:.2f}", f"{row.extra['d_p']:.4f}")
@@ -45,9 +54,9 @@ def _cells(row: ScenarioRow, controlled: bool = False) -> tuple[str, ...]:
         effect = row.probs.effect.effect if row.probs.effect is not None else float("nan")
         hits = f"{row.probs.marks['hits']}/{row.probs.marks['marks_asked']} / {row.labels.marks['hits']}/" \
                f"{row.labels.marks['marks_asked']}"
-        return (row.scenario, f"{100 * row.ba:.2f}", *success, f"{effect:.3f}", f"{row.probs.outcome.p_value:.3g}",
+        return (name, f"{100 * row.ba:.2f}", *success, f"{effect:.3f}", f"{row.probs.outcome.p_value:.3g}",
                 hits, f"{row.labels.outcome.p_value:.3g}", *control, f"{verdict(row.probs)} / {verdict(row.labels)}")
-    return (row.scenario, f"{100 * row.ba:.2f}", *success, f"{row.probs.outcome.effect:.3f}",
+    return (name, f"{100 * row.ba:.2f}", *success, f"{row.probs.outcome.effect:.3f}",
             f"{row.probs.outcome.p_value:.3g}", f"{row.labels.outcome.effect:.2f}", f"{row.labels.outcome.p_value:.3g}",
             *control, f"{verdict(row.probs)} / {verdict(row.labels)}")
 
@@ -61,12 +70,15 @@ def markdown_table(rows: Sequence[ScenarioRow]) -> str:
 
 
 def rich_table(rows: Sequence[ScenarioRow], title: str):
-    """A rich Table for the terminal."""
+    """A rich Table for the terminal: short names, so it reads whole at 80 columns (print :data:`LEGEND` beside
+    it: a caption would be cut to the table's width)."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True)
     for head in _header(rows):
-        table.add_column(head, justify="left" if head in ("Scenario", "verdict (probs / labels)") else "right")
+        left = head in ("Scenario", "verdict (probs / labels)")
+        table.add_column(SHORT.get(head, head), justify="left" if left else "right", no_wrap=head != SPECIFICITY)
     for row in rows:
-        table.add_row(*_cells(row, _controlled(rows)))
+        table.add_row(*_cells(row, _controlled(rows), short=True))
     return table

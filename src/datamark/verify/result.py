@@ -11,6 +11,9 @@ from .._io import atomic_path
 from .stats import TestOutcome
 
 
+RESULT_SCHEMA = "datamark.verify-result/1"  # the JSON document's kind and version (bump on a breaking change)
+
+
 @dataclass(frozen=True)
 class VerificationResult:
     """What a verifier concludes. ``accused`` is true only when H0 is rejected at level ``alpha``."""
@@ -64,7 +67,7 @@ class VerificationResult:
             value = getattr(self, name)
             out[name] = value.to_dict() if value is not None else None
         out.update(accused=self.accused, verdict=self.verdict, probe_seed=self.probe_seed)
-        return out
+        return {"schema": RESULT_SCHEMA, **out}
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
         with atomic_path(path, overwrite=overwrite, what="result") as tmp:

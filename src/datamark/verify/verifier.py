@@ -432,9 +432,10 @@ class Verifier:
         targeted = marks[0].targeted
         options = marks[0].options(key.dataset["num_classes"])
         choice = "target class" if targeted else f"embedded trigger among its {options} candidates"
+        choices = "target classes" if targeted else f"embedded triggers among their {options} candidates"
         h0 = (f"the suspect was not trained on this watermark: it singles out each mark's secret {choice} with "
               f"probability <= 1/{options}, independently across the {len(marks)} marks")
-        h1 = f"the suspect singles out the marks' secret {choice}s more often than 1 in {options}"
+        h1 = f"the suspect singles out the marks' secret {choices} more often than 1 in {options}"
         details = {"n_marks": len(marks), "options_per_mark": options, "probes_per_mark": per_mark,
                    "marks_asked": int(outcome.n), "hits": hits,
                    "probe_success_rate": float(np.mean(success)) if success else float("nan")}

@@ -1,0 +1,87 @@
+"""Experiment files: one TOML file holds a whole benchmark row; every setting is validated before any training."""
+
+import json
+from importlib.resources import files
+
+import pytest
+from typer.testing import CliRunner
+
+from datamark.cli import app
+from datamark.evaluate.experiment_file import ExperimentFile
+from datamark.exceptions import ParameterError
+
+TINY = """
+[experiment]
+name = "tiny-badnets"
+seed = 1
+
+[data]
+train = "digits:train"
+test = "digits:test"
+limit = 400
+
+[model]
+arch = "tiny"
+epochs = 2
+
+[verify]
+n_probe = 30
+
+[methods.patch]
+method = "badnets"
+seed = 4
+n_marks = 3
+rate = 0.15
+"""
+
+
+def test_packaged_demo_files_are_valid_and_match_what_the_demo_promises():
+    for modality in ("image", "text"):
+        text = (files("datamark") / "experiments" / f"demo-{modality}.toml").read_text(encoding="utf-8")
+        spec = ExperimentFile.parse(text, where=f"demo-{modality}.toml")
+        assert spec.methods and len(spec.sha256) == 64
+    image = ExperimentFile.parse((files("datamark") / "experiments" / "demo-image.toml").read_text())
+    methods = image.build_methods()
+    assert methods["blended"].blend == 0.3 and methods["blended"].rate == 0.2 and methods["badnets"].n_marks == 5
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("[model]", "[model]\nepoch = 3"), "[model] has no setting(s) ['epoch']"),
+    (("[model]", "[modle]"), "top level has no setting(s) ['modle']"),
+    (("rate = 0.15", "rate = 1.5"), "[methods.patch]"),
+    (("rate = 0.15", "sped = 3"), "no parameter(s) ['sped']"),
+    (("n_probe = 30", "n_probes = 30"), "[verify] has no setting(s) ['n_probes']"),
+    (("arch = \"tiny\"", "arch = \"tinny\""), "arch = 'tinny' is not a model"),
+    (("limit = 400", "limit = 1"), "limit must be an integer >= 2"),
+    (("[methods.patch]\nmethod = \"badnets\"\nseed = 4\nn_marks = 3\nrate = 0.15", ""), "no [methods.NAME] table"),
+    (("seed = 1", "seed = = 1"), "is not valid TOML"),
+])
+def test_every_mistake_is_one_line_naming_the_file_and_the_setting(edit, message):
+    with pytest.raises(ParameterError) as error:
+        ExperimentFile.parse(TINY.replace(*edit), where="exp.toml")
+    text = str(error.value)
+    assert message in text and "exp.toml" in text and "\n" not in text
+
+
+@pytest.mark.slow
+def test_run_trains_protects_and_records_the_file(tmp_path):
+    path = tmp_path / "exp.toml"
+    path.write_text(TINY)
+    runner = CliRunner()
+    check = runner.invoke(app, ["run", str(path), "--check"])
+    assert check.exit_code == 0 and "valid" in check.output, check.output
+    res = runner.invoke(app, ["--threads", "1", "run", str(path), "--out", str(tmp_path / "run"), "--json", "-"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["schema"] == "datamark.experiment/1"
+    experiment = report["settings"]["experiment"]
+    assert experiment["sha256"] == ExperimentFile.load(path).sha256 and experiment["text"] == TINY
+    assert report["settings"]["train_rows"] == 400 and report["settings"]["train_config"]["epochs"] == 2
+    assert report["methods"]["patch"]["marked_rows"] == 60  # rate 0.15 of the 400-row subset
+    assert [s["scenario"] for s in report["methods"]["patch"]["scenarios"]] == ["Independent-T", "Independent-M",
+                                                                                 "Steal"]
+    assert {"patch.key.json", "clean.pt", "results.json"} <= {p.name for p in (tmp_path / "run").iterdir()}
+    again = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "run")])
+    assert again.exit_code == 2 and "--overwrite" in again.output  # an earlier run's artefacts are never replaced
+    page = runner.invoke(app, ["report", str(tmp_path / "run" / "results.json"), "--out", str(tmp_path / "r.html")])
+    assert page.exit_code == 0 and "tiny-badnets" in (tmp_path / "r.html").read_text(), page.output
