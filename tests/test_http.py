@@ -3,13 +3,21 @@
 import asyncio
 import json
 import math
+import warnings
 
 import httpx
 import numpy as np
 import pytest
 
 from datamark import Verifier
-from datamark.exceptions import EndpointError, EvidenceWarning, ParameterError, QueryBudgetError, SuspectError
+from datamark.exceptions import (
+    EndpointError,
+    EvidenceWarning,
+    InsecureTransportWarning,
+    ParameterError,
+    QueryBudgetError,
+    SuspectError,
+)
 from datamark.suspects._v2 import TensorFormat
 from datamark.suspects.http import HTTPSuspect
 from datamark.suspects.serve import BackgroundServer, create_app
@@ -258,3 +266,165 @@ def test_json_template_errors_name_the_path():
     with JSONSuspect("http://suspect.test", nested, num_classes=10, transport=transport, **FAST) as remote:
         with pytest.raises(SuspectError, match=r"suspect.test/predict \('result.0.labels'\).*outside 0..9"):
             remote.query(IMAGES)
+
+
+# -- endpoints whose metadata declares nothing (stock KServe models), credentials ---------------------------------
+SILENT = {"name": "m", "versions": [], "platform": "", "inputs": [], "outputs": []}  # what kserve.Model answers
+DECLARED = dict(input_name="input", datatype="UINT8", num_classes=10)
+
+
+def _recording(answer, metadata=SILENT):
+    """A mock V2 endpoint that records each infer request's JSON (answer(request_json, n) -> httpx.Response)."""
+    sent = []
+
+    def handler(request):
+        if request.method == "GET":
+            return httpx.Response(200, json=metadata)
+        body = json.loads(request.content)
+        sent.append(body)
+        return answer(body, body["inputs"][0]["shape"][0])
+    return httpx.MockTransport(handler), sent
+
+
+def _silent_app(suspect):
+    """datamark's V2 app, but answering metadata as a stock KServe model does: no inputs, no outputs."""
+    from fastapi.responses import JSONResponse
+
+    app = create_app(suspect, model_name="m", input_shape=SHAPE)
+
+    @app.middleware("http")
+    async def silent_metadata(request, call_next):
+        if request.method == "GET" and request.url.path == "/v2/models/m":
+            return JSONResponse(SILENT)
+        return await call_next(request)
+    return app
+
+
+def test_silent_metadata_uses_the_declared_options_end_to_end(tiny_marks, caplog):
+    key, stolen, _, test = tiny_marks
+    with BackgroundServer(_silent_app(stolen)) as srv:
+        with caplog.at_level("INFO", logger="datamark"), HTTPSuspect(srv.url, "m", **DECLARED, **FAST) as remote:
+            assert (remote.input_name, remote.output_name, remote.outputs) == ("input", None, "probs")
+            before = remote.describe()
+            result = Verifier().verify(remote, key, test)
+            assert remote.output_name == "probs" and remote.describe() == before  # stable for evidence resumes
+    expected = Verifier().verify(stolen, key, test)
+    assert result.accused and result.queries == expected.queries
+    assert math.isclose(result.outcome.log10_p, expected.outcome.log10_p, rel_tol=1e-4)
+    assert before["metadata_silent"] == ["inputs", "outputs"]
+    assert "input_name='input' (yours)" in caplog.text and "layout='NHWC' (default)" in caplog.text
+    assert "output 'probs' (FP32, probs, 10 classes) learned from the first answer" in caplog.text
+
+
+def test_silent_metadata_without_the_options_fails_before_any_query():
+    transport, sent = _recording(lambda body, n: _probs(n))
+    with pytest.raises(ParameterError, match=r"declares no inputs and outputs in its metadata.*pass input_name "
+                                             r"\(--input-name\), datatype \(--datatype\), num_classes "
+                                             r"\(--num-classes\)\.$") as info:
+        HTTPSuspect("http://suspect.test", "m", transport=transport, **FAST)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ParameterError, match=r"pass datatype \(--datatype\)\.$"):
+        HTTPSuspect("http://suspect.test", "m", input_name="input", num_classes=10, transport=transport, **FAST)
+    outputs_only = {**_metadata(), "outputs": []}  # inputs declared: only the class count is missing
+    with pytest.raises(ParameterError, match=r"declares no outputs .*pass num_classes \(--num-classes\)\.$"):
+        HTTPSuspect("http://suspect.test", "m", transport=_recording(None, outputs_only)[0], **FAST)
+    assert sent == []
+
+
+def test_declared_metadata_still_wins_over_disagreeing_options():
+    transport, _ = _recording(lambda body, n: _probs(n), _metadata())
+    with pytest.raises(EndpointError, match="options disagree with the metadata.*no input is named 'x'"):
+        HTTPSuspect("http://suspect.test", "m", input_name="x", transport=transport, **FAST)
+    with pytest.raises(EndpointError, match="options disagree.*has 10 classes, not 7"):
+        HTTPSuspect("http://suspect.test", "m", num_classes=7, transport=transport, **FAST)
+
+
+def test_the_first_answer_of_a_silent_endpoint_is_validated_and_fixes_the_output():
+    answers = iter([_probs(4, k=9), _probs(4), _probs(4)])
+    transport, sent = _recording(lambda body, n: next(answers))
+    with HTTPSuspect("http://suspect.test", "m", **DECLARED, transport=transport, **FAST) as remote:
+        with pytest.raises(SuspectError, match=r"\(output 'probs'\) returned probabilities of shape \(4, 9\)"):
+            remote.query(IMAGES)
+        assert remote.output_name is None  # a refused answer teaches nothing
+        assert remote.query(IMAGES).shape == (4, 10) and remote.output_name == "probs"
+        remote.query(IMAGES)
+    assert "outputs" not in sent[0] and "outputs" not in sent[1] and sent[2]["outputs"] == [{"name": "probs"}]
+    assert sent[0]["inputs"][0]["name"] == "input" and sent[0]["inputs"][0]["datatype"] == "UINT8"
+
+
+def _labels(n, values=None, name="labels"):
+    data = [3] * n if values is None else values
+    return httpx.Response(200, json={"outputs": [{"name": name, "datatype": "INT64", "shape": [n], "data": data}]})
+
+
+def test_a_silent_endpoint_answering_labels_needs_label_mode():
+    transport, _ = _recording(lambda body, n: _labels(n))
+    with HTTPSuspect("http://suspect.test", "m", **DECLARED, transport=transport, **FAST) as remote:
+        with pytest.raises(SuspectError, match="as INT64, which means labels, not the probs datamark assumed.*"
+                                               "--mode labels"):
+            remote.query(IMAGES)
+    with HTTPSuspect("http://suspect.test", "m", **DECLARED, outputs="labels", transport=transport, **FAST) as remote:
+        assert remote.query(IMAGES).tolist() == [3, 3, 3, 3]
+    transport, _ = _recording(lambda body, n: _labels(n, [1, 2, 12, 3]))
+    with HTTPSuspect("http://suspect.test", "m", **DECLARED, outputs="labels", transport=transport, **FAST) as remote:
+        with pytest.raises(SuspectError, match="outside 0..9"):
+            remote.query(IMAGES)
+    transport, _ = _recording(lambda body, n: _probs(n))
+    with HTTPSuspect("http://suspect.test", "m", **DECLARED, outputs="labels", transport=transport, **FAST) as remote:
+        with pytest.raises(SuspectError, match="which means probs, not the labels you asked for"):
+            remote.query(IMAGES)
+
+
+def test_a_silent_endpoint_with_several_outputs_needs_the_output_name():
+    def two(body, n):
+        tensors = [{"name": name, "datatype": "FP32", "shape": [n, 10], "data": [0.1] * (10 * n)}
+                   for name in ("logits", "probs")]
+        return httpx.Response(200, json={"outputs": tensors})
+
+    transport, _ = _recording(two)
+    with HTTPSuspect("http://suspect.test", "m", **DECLARED, transport=transport, **FAST) as remote:
+        with pytest.raises(SuspectError, match=r"answered 2 outputs \['logits', 'probs'\].*--output-name"):
+            remote.query(IMAGES)
+    with HTTPSuspect("http://suspect.test", "m", **DECLARED, output_name="probs", transport=transport,
+                     **FAST) as remote:
+        assert remote.query(IMAGES).shape == (4, 10) and remote.describe()["output"] == "probs"
+
+
+@pytest.mark.filterwarnings("ignore::datamark.exceptions.InsecureTransportWarning")  # plain http on purpose
+def test_headers_are_sent_validated_and_never_shown():
+    secret = "s3cr3t-api-key-value"
+    seen = []
+
+    def echo(body, n):  # a careless server that quotes the credentials back in its error
+        return httpx.Response(400, json={"error": f"bad key {secret} / Bearer tok-123456"})
+
+    transport, _ = _recording(echo, _metadata())
+    inner = transport.handle_request
+    transport.handle_request = lambda request: seen.append(dict(request.headers)) or inner(request)
+    with HTTPSuspect("http://suspect.test", "m", headers={"X-Api-Key": secret}, token="tok-123456",
+                     transport=transport, **FAST) as remote:
+        with pytest.raises(EndpointError, match="HTTP 400") as info:
+            remote.query(IMAGES)
+        assert secret not in json.dumps(remote.describe())
+    assert seen[0]["x-api-key"] == secret and seen[0]["authorization"] == "Bearer tok-123456"
+    assert secret not in str(info.value) and "tok-123456" not in str(info.value) and "***" in str(info.value)
+    for bad, message in [({"X-Key": "a\r\nInjected: 1"}, "header 'X-Key'.*line break"),
+                         ({"Bad Name": "v"}, "not a valid HTTP header name"),
+                         ({"X-Key": "a", "x-key": "b"}, "given twice")]:
+        with pytest.raises(ParameterError, match=message) as info:
+            HTTPSuspect("http://suspect.test", "m", headers=bad, transport=transport)
+        assert "Injected" not in str(info.value)
+    with pytest.raises(ParameterError, match="Both 'token' and an Authorization header"):
+        HTTPSuspect("http://suspect.test", "m", headers={"authorization": "x"}, token="y", transport=transport)
+
+
+def test_credentials_over_plain_http_warn_except_on_loopback():
+    transport, _ = _recording(lambda body, n: _probs(n), _metadata())
+    with pytest.warns(InsecureTransportWarning, match="over plain HTTP"):
+        HTTPSuspect("http://suspect.test", "m", token="tok-123456", transport=transport).close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        HTTPSuspect("http://127.0.0.1:9", "m", token="tok-123456", transport=transport).close()
+        HTTPSuspect("http://suspect.test", "m", transport=transport).close()  # no credentials, nothing to leak
+    with pytest.raises(ParameterError, match="'insecure' applies to TLS"):
+        HTTPSuspect("http://suspect.test", "m", insecure=True, transport=transport)

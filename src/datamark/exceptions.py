@@ -74,3 +74,8 @@ class WeakTriggerWarning(DatamarkWarning):
 
 class AudioFormatWarning(DatamarkWarning):
     """An audio file was converted on reading (stereo mixed down to mono, resampled, padded or cropped)."""
+
+
+class InsecureTransportWarning(DatamarkWarning):
+    """A remote suspect is queried without TLS certificate verification (``insecure=True``), or sends its
+    credentials (headers, token) over plain HTTP to a host other than this machine."""
