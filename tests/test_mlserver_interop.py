@@ -29,13 +29,11 @@ def _free_port():
 
 
 @pytest.fixture
-def mlserver_url(tiny_pair, tmp_path):
-    from test_cli_http import _save
-
-    _, stolen, _, _ = tiny_pair
+def mlserver_url(cli_files):
+    tmp_path, _ = cli_files
     shutil.copy(EXAMPLE / "runtime.py", tmp_path)
     shutil.copy(EXAMPLE / "model-settings.json", tmp_path)
-    _save(stolen, tmp_path / "model.pt")
+    shutil.copy(tmp_path / "stolen.pt", tmp_path / "model.pt")
     port = _free_port()
     (tmp_path / "settings.json").write_text(json.dumps({
         "http_port": port, "grpc_port": _free_port(), "metrics_port": _free_port(), "parallel_workers": 0,
@@ -60,8 +58,8 @@ def mlserver_url(tiny_pair, tmp_path):
         proc.wait(timeout=30)
 
 
-def test_verify_against_mlserver(mlserver_url, tiny_pair):
-    key, stolen, _, test = tiny_pair
+def test_verify_against_mlserver(mlserver_url, tiny_marks):
+    key, stolen, _, test = tiny_marks  # the stolen model of cli_files, which mlserver_url serves
     with HTTPSuspect(mlserver_url, "suspect", batch_size=50) as remote:
         fixed = Verifier().verify(remote, key, test)
         sequential = SequentialVerifier().verify(remote, key, test)

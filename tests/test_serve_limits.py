@@ -232,8 +232,8 @@ def test_verify_sends_the_token_from_the_environment(tmp_path, monkeypatch):
     class Stop(DatamarkError):
         pass
 
-    def fake_suspect(*args, headers=None, **kwargs):
-        seen.append(headers)
+    def fake_suspect(*args, token=None, **kwargs):
+        seen.append(token)
         raise Stop("stopped before any query")
     monkeypatch.setattr(datamark.key.Key, "load", lambda *a, **k: SimpleNamespace(dataset={"num_classes": 10}))
     monkeypatch.setattr(datamark.suspects, "HTTPSuspect", fake_suspect)
@@ -242,4 +242,4 @@ def test_verify_sends_the_token_from_the_environment(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "stopped before any query" in res.output and TOKEN not in res.output, res.output
     res = CliRunner().invoke(app, [*args, "--token", "other"], env={"DATAMARK_ENDPOINT_TOKEN": TOKEN})
     assert res.exit_code == 2, res.output
-    assert seen == [{"Authorization": f"Bearer {TOKEN}"}, {"Authorization": "Bearer other"}]
+    assert seen == [TOKEN, "other"]  # the option wins over the environment variable

@@ -277,9 +277,9 @@ def atomic_path(path: PathLike, *, overwrite: bool = False, directory: bool = Fa
 
 
 def write_text(path: PathLike, text: str, *, overwrite: bool = False, what: str = "output",
-               inputs: Iterable[PathLike | None] = ()) -> None:
-    """Write ``text`` to ``path`` atomically under the rules of :func:`atomic_path`."""
-    with atomic_path(path, overwrite=overwrite, what=what, inputs=inputs) as tmp:
+               inputs: Iterable[PathLike | None] = (), journal: Journal | None = None) -> None:
+    """Write ``text`` to ``path`` atomically under the rules of :func:`atomic_path` (``journal``: see there)."""
+    with atomic_path(path, overwrite=overwrite, what=what, inputs=inputs, journal=journal) as tmp:
         tmp.write_text(text)
 
 

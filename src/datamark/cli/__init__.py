@@ -11,7 +11,8 @@ from ._app import app
 
 __all__ = ["app", "main"]
 
-for name, command in [("protect", protect.protect), ("preview", protect.preview), ("train", train.train),
+for name, command in [("protect", protect.protect), ("preview", protect.preview), ("card", protect.card),
+                      ("train", train.train),
                       ("verify", verify.verify), ("serve", serve.serve), ("evaluate", experiments.evaluate),
                       ("demo", experiments.demo), ("run", experiments.run_file),
                       ("report", report.report),

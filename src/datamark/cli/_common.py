@@ -32,6 +32,12 @@ def _method_names() -> dict[str, str]:
 MethodName = Enum("MethodName", _method_names(), type=str)  # every registered method, by its key-file name
 
 
+class OutputFormat(str, Enum):
+    hf_disk = "hf-disk"
+    parquet_shards = "parquet-shards"
+    parquet = "parquet"
+
+
 class Mode(str, Enum):
     probs = "probs"
     labels = "labels"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import typer
 
 from ._app import out
-from ._common import MethodName, check_json_output, emit_json, existing, human, json_option, run
+from ._common import MethodName, OutputFormat, check_json_output, emit_json, existing, human, json_option, run
 
 
 def protect(
@@ -53,6 +54,14 @@ def protect(
     preview: Path | None = typer.Option(None, help="Also write a PNG of original vs watermarked samples."),
     input_column: str | None = typer.Option(None, help="Image or text column of a table (default: detected)."),
     label_column: str = typer.Option("label", help="Label column of a table."),
+    output_format: OutputFormat | None = typer.Option(None, "--format", help="Write the dataset in a Hugging Face "
+                                                      "layout instead of its own format: hf-disk (save_to_disk), "
+                                                      "parquet-shards (data/train-0000i-of-0000N.parquet, ready for "
+                                                      "push_to_hub), parquet (one file)."),
+    split: str | None = typer.Option(None, help="Read this split of a Hugging Face dataset (a DatasetDict folder "
+                                     "or hf:ID); with --format parquet-shards, also the shards' split name."),
+    card: Path | None = typer.Option(None, help="Also write a dataset-card snippet (README.md Markdown) that "
+                                     "publishes the commitment, and nothing secret."),
     overwrite: bool = typer.Option(False, help="Replace existing outputs."),
     json_path: Path | None = json_option("what was written (paths, counts, the commitment; never the secret)"),
 ) -> None:
@@ -61,19 +70,23 @@ def protect(
     All or nothing: the key is written (and flushed to disk) first, then the dataset, then the preview; if any
     step fails or the run is interrupted, what this run wrote is removed and what it replaced is put back.
     """
-    from .._io import Journal, check_outputs
+    from .._io import Journal, check_outputs, write_text
     from ..data import load_data
+    from ..data.card import dataset_card
+    from ..data.output import resolve_format, writes_directory
     from ..evaluate.preview import watermark_stages
     from ..exceptions import ParameterError
     from ..methods import build_method
 
     def work():
-        check_outputs([("dataset", output, None), ("key", key_path, False), ("preview", preview, False)],
-                      inputs=existing(data, base_model), overwrite=overwrite)
-        check_json_output(json_path, overwrite=overwrite, inputs=[*existing(data, base_model), output, key_path,
-                                                                  preview])
+        fmt = None if output_format is None else output_format.value
         start = time.perf_counter()
-        records = load_data(data, input_column=input_column, label_column=label_column)
+        records = load_data(data, split=split, input_column=input_column, label_column=label_column)
+        folder = writes_directory(records, resolve_format(records, output, fmt))  # a wrong suffix: refused now
+        check_outputs([("dataset", output, folder), ("key", key_path, False), ("preview", preview, False),
+                       ("card", card, False)], inputs=existing(data, base_model), overwrite=overwrite)
+        check_json_output(json_path, overwrite=overwrite, inputs=[*existing(data, base_model), output, key_path,
+                                                                  preview, card])
         options: dict = dict(seed=seed)
         kinds = {"word": "text", "style": "text", "pulse": "audio", "tone": "audio", "noise": "audio"}
         if trigger is not None and trigger not in kinds:
@@ -106,7 +119,11 @@ def protect(
         marked = chosen.apply(records, progress=True)
         with Journal() as journal:  # never a watermarked dataset without its key
             marked.key.save(key_path, overwrite=overwrite, journal=journal)
-            marked.dataset.save(output, overwrite=overwrite, journal=journal)
+            marked.dataset.save(output, format=fmt, split=split if fmt == "parquet-shards" else None,
+                                overwrite=overwrite, journal=journal)
+            if card is not None:
+                write_text(card, dataset_card(marked.key, dataset_name=output.name), overwrite=overwrite,
+                           what="dataset card", journal=journal)
             if preview is not None:
                 watermark_stages(marked.key, records, marked.dataset, preview, overwrite=overwrite, journal=journal)
         elapsed = time.perf_counter() - start
@@ -116,7 +133,8 @@ def protect(
         out.print(f"commitment (publish with the release): [bold]{marked.key.commitment}[/]")
         emit_json({"commitment": marked.key.commitment, "method": method.value, "goal": goal,
                    "rows": len(records), "marked_rows": len(marked.rows), "elapsed_s": elapsed,
-                   "dataset": output, "key": key_path, "preview": preview}, "protect", json_path,
+                   "dataset": output, "format": fmt or records.source_format, "key": key_path,
+                   "preview": preview, "card": card}, "protect", json_path,
                   overwrite=overwrite)
     run(work)
 
@@ -144,3 +162,25 @@ def preview(
     run(work)
 
 
+
+
+def card(
+    key_path: Path = typer.Option(..., "--key", "-k", help="The key protect wrote (only its public summary is read)."),
+    name: str | None = typer.Option(None, help="The dataset's name in the card (default: none)."),
+    output: Path | None = typer.Option(None, "--out", "-o", help="Write the snippet here (default: print it)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing file."),
+) -> None:
+    """A dataset-card snippet (Markdown with Hub front matter) that publishes the commitment and how an auditor
+    verifies; never the secret, the trigger, the target or which rows are marked."""
+    from .._io import write_text
+    from ..data.card import dataset_card
+    from ..key import Key
+
+    def work():
+        text = dataset_card(Key.load(key_path), dataset_name=name)
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            write_text(output, text, overwrite=overwrite, what="dataset card", inputs=[key_path])
+            out.print(f"dataset card -> {output}")
+    run(work)

@@ -24,6 +24,7 @@ from ._common import (
     json_option,
     run,
 )
+from ._suspects import ModelOutputs, endpoint_suspect, local_suspect, parse_headers
 
 
 def exit_status(result) -> int:
@@ -79,19 +80,32 @@ def print_result(result, evidence: Path | None, out: Console) -> None:
 def verify(
     key_path: Path = typer.Option(..., "--key", "-k", help="The secret key written by protect."),
     data: str = typer.Option(..., "--data", "-d", help="Held-out probe data (e.g. the test split)."),
-    model: Path | None = typer.Option(None, "--model", "-m", help="Suspect model checkpoint (local)."),
+    model: Path | None = typer.Option(None, "--model", "-m", help="Local suspect: a datamark checkpoint, an ONNX "
+                                      "file (declare --layout, --datatype, --model-outputs, and --scale, --mean, "
+                                      "--std as its author preprocessed) or a transformers save_pretrained folder "
+                                      "(text or image classifier; it carries its own preprocessing)."),
     endpoint: str | None = typer.Option(None, help="Suspect server URL speaking the Open Inference Protocol "
                                            "(KServe V2), e.g. http://127.0.0.1:8080."),
     model_name: str = typer.Option("model", help="Endpoint: the model's name (/v2/models/NAME)."),
     template: Path | None = typer.Option(None, help="Endpoint: a JSON template file describing a non-V2 JSON API "
                                          "(request with \"$inputs\", response_path, outputs, path)."),
-    input_name: str | None = typer.Option(None, help="Endpoint: input tensor name (default: the only one)."),
-    output_name: str | None = typer.Option(None, help="Endpoint: output tensor name (default: the only one)."),
-    datatype: Datatype | None = typer.Option(None, help="Endpoint: input datatype: UINT8 or FP32 images, BYTES text "
-                                             "(default: BYTES for a text key, FP32 waveforms [N, L] with the "
-                                             "key's sample rate for an audio key, else UINT8)."),
-    layout: Layout = typer.Option(Layout.NHWC, help="Endpoint: input layout (images; audio is always NL)."),
-    scale: float = typer.Option(255.0, help="Endpoint: value of a white pixel for FP32 inputs (255 or 1)."),
+    input_name: str | None = typer.Option(None, help="Endpoint or ONNX: input tensor name (default: the only one; "
+                                          "needed where a server's metadata is silent)."),
+    output_name: str | None = typer.Option(None, help="Endpoint or ONNX: output tensor name (default: the only "
+                                           "one)."),
+    datatype: Datatype | None = typer.Option(None, help="Endpoint or ONNX: input datatype: UINT8 or FP32 images, "
+                                             "BYTES text (endpoint default: the server's metadata, else BYTES for "
+                                             "a text key, FP32 waveforms [N, L] at the key's sample rate for an "
+                                             "audio key, UINT8 images)."),
+    layout: Layout | None = typer.Option(None, help="Endpoint or ONNX: input layout (endpoint default NHWC; audio "
+                                         "is NL)."),
+    scale: float | None = typer.Option(None, help="Endpoint or ONNX: value of a white pixel for FP32 inputs (255 or "
+                                       "1; endpoint default 255)."),
+    mean: str | None = typer.Option(None, help="ONNX: per-channel mean subtracted before the model, on the "
+                                    "--scale scale, comma-separated (e.g. 0.485,0.456,0.406 with --scale 1)."),
+    std: str | None = typer.Option(None, help="ONNX: per-channel standard deviation, comma-separated."),
+    model_outputs: ModelOutputs | None = typer.Option(None, help="ONNX: what the graph outputs: logits (softmax "
+                                                      "applied), probs or labels."),
     num_classes: int | None = typer.Option(None, help="Endpoint: class count (default: the key's)."),
     batch_size: int = typer.Option(64, help="Examples per request (and per evidence entry)."),
     timeout: float = typer.Option(10.0, help="Endpoint: seconds per request before it counts as failed."),
@@ -102,6 +116,12 @@ def verify(
     token: str | None = typer.Option(None, envvar="DATAMARK_ENDPOINT_TOKEN", help="Endpoint: bearer token sent "
                                      "as 'Authorization: Bearer TOKEN' (prefer the environment variable: command "
                                      "lines are visible to other users)."),
+    header: list[str] | None = typer.Option(None, "--header", help="Endpoint: an extra HTTP header NAME:VALUE "
+                                            "(repeatable; values are never printed or recorded)."),
+    ca_cert: Path | None = typer.Option(None, help="Endpoint (https): verify the server against this CA bundle "
+                                        "(PEM)."),
+    insecure: bool = typer.Option(False, help="Endpoint (https): do not verify the server's certificate (warns; "
+                                  "anyone on the path could answer in its place)."),
     mode: Mode = typer.Option(Mode.probs, help="probs: probability access; labels: label-only access."),
     sequential: bool = typer.Option(False, help="Anytime-valid sequential test: query in rounds, stop as soon as "
                                     "the evidence is conclusive (--n-probe is then the maximum)."),
@@ -134,7 +154,6 @@ def verify(
     from ..data import load_data
     from ..exceptions import QueryBudgetError
     from ..key import Key
-    from ..suspects import LocalSuspect
     from ..verify import Verifier
     from ..verify.evidence import check_evidence, verify_with_evidence
     from ..verify.sequential import SequentialVerifier
@@ -156,29 +175,17 @@ def verify(
         settings = dict(mode=mode.value, n_probe=n_probe, margin=margin, alpha=alpha, seed=seed,
                         n_control_triggers=control_triggers)
         verifier = SequentialVerifier(**settings, batch_size=round_size) if sequential else Verifier(**settings)
+        wire = dict(input_name=input_name, output_name=output_name, layout=layout, datatype=datatype, scale=scale,
+                    num_classes=num_classes, batch_size=batch_size)
         if endpoint is not None:
-            from ..suspects import HTTPSuspect, JSONSuspect, JSONTemplate
-
             spent = check_evidence(resume).queries if resume is not None else 0
-            common = dict(num_classes=num_classes or key.dataset.get("num_classes"), batch_size=batch_size,
-                          budget=None if budget is None else max(0, budget - spent), timeout_s=timeout,
-                          retries=retries, rate_limit_per_s=rate_limit,
-                          headers={"Authorization": f"Bearer {token}"} if token else None)
-            if template is not None:
-                rate = {"sample_rate": key.dataset.get("sample_rate")} if key.dataset.get("sample_rate") else {}
-                suspect = JSONSuspect(endpoint, JSONTemplate.load(template), **common, **rate)
-            else:
-                kind = key.dataset.get("modality", "image")
-                wire = {"text": dict(datatype="BYTES", layout=layout.value, scale=scale),
-                        "audio": dict(datatype="FP32", layout="NL", scale=1.0,
-                                      sample_rate=key.dataset.get("sample_rate"))
-                        }.get(kind, dict(datatype="UINT8", layout=layout.value, scale=scale))
-                if datatype is not None:
-                    wire["datatype"] = datatype.value
-                suspect = HTTPSuspect(endpoint, model_name, input_name=input_name, output_name=output_name,
-                                      **wire, **common)
+            suspect = endpoint_suspect(
+                key, endpoint, model_name=model_name, template=template, **wire, timeout=timeout, retries=retries,
+                rate_limit=rate_limit, budget=None if budget is None else max(0, budget - spent), token=token,
+                headers=parse_headers(header), ca_cert=ca_cert, insecure=insecure)
         else:
-            suspect = LocalSuspect.from_checkpoint(model, outputs=mode.value)
+            suspect = local_suspect(key, model, outputs=mode.value, **wire, mean=mean, std=std,
+                                    model_outputs=model_outputs)
         record = evidence or resume
         try:
             if record is not None:
