@@ -2,6 +2,7 @@
 
 import json
 from importlib.resources import files
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -43,6 +44,13 @@ def test_packaged_demo_files_are_valid_and_match_what_the_demo_promises():
     image = ExperimentFile.parse((files("datamark") / "experiments" / "demo-image.toml").read_text())
     methods = image.build_methods()
     assert methods["blended"].blend == 0.3 and methods["blended"].rate == 0.2 and methods["badnets"].n_marks == 5
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "benchmarks" / "experiments").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_every_benchmark_row_file_is_valid(path):
+    spec = ExperimentFile.load(path)  # every method, trainer setting and verifier setting built and validated
+    assert spec.name == path.stem and spec.methods
 
 
 @pytest.mark.parametrize("edit, message", [

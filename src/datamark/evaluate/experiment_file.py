@@ -146,8 +146,10 @@ class ExperimentFile:
 
 
 def run_experiment_file(spec: ExperimentFile, *, out_dir: str | Path | None, overwrite: bool = False,
-                        progress: bool = False, log: Callable[[str], None] = print) -> Any:
-    """Load the file's data, then :func:`~datamark.evaluate.experiment.run_experiment` with its settings."""
+                        progress: bool = False, log: Callable[[str], None] = print,
+                        clean_checkpoint: str | Path | None = None) -> Any:
+    """Load the file's data, then :func:`~datamark.evaluate.experiment.run_experiment` with its settings
+    (``clean_checkpoint``: reuse a clean model trained earlier with the same arch and trainer settings)."""
     import numpy as np
 
     from ..data import load_data
@@ -160,7 +162,7 @@ def run_experiment_file(spec: ExperimentFile, *, out_dir: str | Path | None, ove
         f"{train.num_classes} classes); experiment file sha256 {spec.sha256[:16]}…")
     return run_experiment(train, test, spec.build_methods(), arch=spec.arch, config=spec.train_config(),
                           out_dir=out_dir, verifier=spec.verifier(), overwrite=overwrite, progress=progress,
-                          log=log, experiment=spec.settings())
+                          log=log, experiment=spec.settings(), clean_checkpoint=clean_checkpoint)
 
 
 def _method_table(name: str, table: Any, where: str) -> dict[str, Any]:
