@@ -5,6 +5,15 @@ import torch
 from datamark.testing import digits_split
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (the README's ``-n 2``) each worker has a core of its own: one torch thread each, so the
+    workers' thread pools do not fight over 2 cores (the 20x slowdown of issue 14)."""
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def digits():
     """The embedded digits (train, test): real data, no download."""
@@ -73,13 +82,11 @@ def tiny_marks(digits, tiny_pair):
 @pytest.fixture
 def cli_files(tiny_marks, tmp_path):
     """``tmp_path`` holding tiny_marks as a user has them: key.json, test.npz, stolen.pt and clean.pt; and the key."""
-    from datamark.models.checkpoint import ModelSpec, save_checkpoint
+    from datamark.testing.servers import save_tiny_checkpoint
 
     key, stolen, clean, test = tiny_marks
     key.save(tmp_path / "key.json")
     test.save(tmp_path / "test.npz")
-    for name, suspect in (("stolen", stolen), ("clean", clean)):  # width read off the tiny model's head
-        spec = ModelSpec(arch="tiny", num_classes=10, input_shape=(8, 8, 1), mean=(0.0,), std=(1.0,),
-                         params={"width": suspect.model.head.in_features // 8})
-        save_checkpoint(suspect.model, spec, tmp_path / f"{name}.pt")
+    for name, suspect in (("stolen", stolen), ("clean", clean)):
+        save_tiny_checkpoint(suspect.model, tmp_path / f"{name}.pt")
     return tmp_path, key

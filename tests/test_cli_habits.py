@@ -110,3 +110,22 @@ def test_shell_completion_completes_commands_and_options():
     words = CliRunner().invoke(app, [], prog_name="datamark", env={
         "_DATAMARK_COMPLETE": "complete_bash", "COMP_WORDS": "datamark verify --mo", "COMP_CWORD": "2"})
     assert {"--model", "--mode"} <= set(words.output.split())
+
+
+def test_default_threads_leave_busy_cores_alone(monkeypatch):
+    import os
+
+    import datamark._device as device
+
+    assert 0.0 <= device.busy_cpus(0.05) <= (os.cpu_count() or 1) + 1e-9  # measured from /proc/stat
+    monkeypatch.setattr(device, "usable_cpus", lambda: 2)
+    for busy, expected in ((0.0, 2), (0.4, 2), (1.0, 1), (1.7, 1), (6.0, 1)):
+        monkeypatch.setattr(device, "busy_cpus", lambda sample_s=0.1, b=busy: b)
+        assert device.default_threads() == expected
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(device, "busy_cpus", lambda sample_s=0.1: 1.0)
+        assert CliRunner().invoke(app, ["key-info", "--help"]).exit_code == 0
+        assert torch.get_num_threads() == 1  # the CLI's default: the idle core only
+    finally:
+        torch.set_num_threads(before)

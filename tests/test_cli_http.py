@@ -4,26 +4,13 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
 from datamark.cli import app
-from datamark.suspects.serve import bind
-
-
-def _wait_ready(url, proc, timeout_s=60.0):
-    start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
-        assert proc.poll() is None, proc.stderr.read()
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=1.0).status_code == 200:
-                return time.monotonic() - start
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise AssertionError("datamark serve did not become ready")
+from datamark.testing.servers import free_port, wait_ready
 
 
 @pytest.fixture
@@ -35,13 +22,12 @@ def files(cli_files):
 def served(files):
     """``datamark serve stolen.pt`` in its own process on a free port."""
     tmp_path, _ = files
-    with bind() as probe:
-        port = probe.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "datamark.cli", "serve", str(tmp_path / "stolen.pt"), "--port",
                              str(port), "--model-name", "stolen"], stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        startup_s = _wait_ready(url, proc)
+        startup_s = wait_ready(f"{url}/v2/health/ready", proc, failure=proc.stderr.read)
         yield url, proc, startup_s
     finally:
         if proc.poll() is None:

@@ -22,7 +22,7 @@ import pytest
 from datamark import Verifier
 from datamark.exceptions import ParameterError
 from datamark.suspects import HTTPSuspect
-from datamark.suspects.serve import bind
+from datamark.testing.servers import free_port, save_tiny_checkpoint, wait_ready
 from datamark.verify import SequentialVerifier
 
 pytest.importorskip("kserve", reason="kserve is not installed in this interpreter (see this file's docstring)")
@@ -30,38 +30,21 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "kserve" / "model.p
 DECLARED = dict(input_name="input", datatype="UINT8", num_classes=10)
 
 
-def _free_port():
-    with bind() as sock:
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def kserve_url(tiny_marks, tmp_path_factory):
-    from datamark.models.checkpoint import ModelSpec, save_checkpoint
-
     _, stolen, _, _ = tiny_marks
     folder = tmp_path_factory.mktemp("kserve")
-    spec = ModelSpec(arch="tiny", num_classes=10, input_shape=(8, 8, 1), mean=(0.0,), std=(1.0,),
-                     params={"width": stolen.model.head.in_features // 8})  # the tiny test model's width
-    save_checkpoint(stolen.model, spec, folder / "model.pt")
-    port = _free_port()
+    save_tiny_checkpoint(stolen.model, folder / "model.pt")
+    port = free_port()
     log = (folder / "kserve.log").open("w")  # a file, not a pipe: KServe logs every request, and a full pipe blocks it
     proc = subprocess.Popen([sys.executable, str(EXAMPLE), "--checkpoint", str(folder / "model.pt"), "--model_name",
-                             "suspect", "--http_port", str(port), "--grpc_port", str(_free_port()), "--enable_grpc",
+                             "suspect", "--http_port", str(port), "--grpc_port", str(free_port()), "--enable_grpc",
                              "false", "--workers", "1"], cwd=folder, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        start, deadline = time.monotonic(), time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (folder / "kserve.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{url}/v2/models/suspect/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the KServe model server did not become ready"
-            time.sleep(0.2)
-        print(f"KServe ModelServer ready in {time.monotonic() - start:.1f} s")
+        ready_s = wait_ready(f"{url}/v2/models/suspect/ready", proc, timeout_s=120,
+                             failure=lambda: (folder / "kserve.log").read_text()[-3000:])
+        print(f"KServe ModelServer ready in {ready_s:.1f} s")
         yield url
     finally:
         proc.terminate()

@@ -8,24 +8,17 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from datamark import Verifier
 from datamark.suspects import HTTPSuspect
-from datamark.suspects.serve import bind
+from datamark.testing.servers import free_port, wait_ready
 from datamark.verify import SequentialVerifier
 
 pytest.importorskip("mlserver")
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mlserver"
-
-
-def _free_port():
-    with bind() as sock:
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -34,24 +27,15 @@ def mlserver_url(cli_files):
     shutil.copy(EXAMPLE / "runtime.py", tmp_path)
     shutil.copy(EXAMPLE / "model-settings.json", tmp_path)
     shutil.copy(tmp_path / "stolen.pt", tmp_path / "model.pt")
-    port = _free_port()
+    port = free_port()
     (tmp_path / "settings.json").write_text(json.dumps({
-        "http_port": port, "grpc_port": _free_port(), "metrics_port": _free_port(), "parallel_workers": 0,
+        "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(), "parallel_workers": 0,
         "metrics_endpoint": None}))
     proc = subprocess.Popen([str(Path(sys.executable).parent / "mlserver"), "start", str(tmp_path)], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stderr.read()
-            try:
-                if httpx.get(f"{url}/v2/models/suspect/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "MLServer did not become ready"
-            time.sleep(0.2)
+        wait_ready(f"{url}/v2/models/suspect/ready", proc, failure=proc.stderr.read)
         yield url
     finally:
         proc.terminate()

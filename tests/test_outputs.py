@@ -200,7 +200,7 @@ def test_journal_rollback_restores_what_was_replaced(tmp_path):
 
 def _failing(error):
     """A dataset save that fails halfway through writing (disk full, Ctrl-C)."""
-    def save(self, path, *, overwrite=False, journal=None):
+    def save(self, path, *, overwrite=False, journal=None, **options):
         with atomic_path(path, overwrite=overwrite, what="dataset", journal=journal) as tmp:
             tmp.write_bytes(b"half a dataset")
             raise error

@@ -9,7 +9,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 
 import httpx
 import numpy as np
@@ -19,7 +18,8 @@ from datamark.exceptions import EndpointError, ParameterError, SuspectError
 from datamark.suspects import JSONSuspect, JSONTemplate
 from datamark.suspects._v2 import TensorFormat
 from datamark.suspects.http import HTTPSuspect
-from datamark.suspects.serve import BackgroundServer, bind, create_app
+from datamark.suspects.serve import BackgroundServer, create_app
+from datamark.testing.servers import free_port, wait_ready
 
 SHAPE = (8, 8, 1)
 TOKEN = "tok-3c1f9a7e5b"
@@ -188,22 +188,14 @@ def _tiny_checkpoint(path):
 
 def test_serve_command_takes_the_token_from_the_environment_and_never_prints_it(tmp_path):
     _tiny_checkpoint(tmp_path / "m.pt")
-    with bind() as probe:
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "DATAMARK_SERVE_TOKEN": TOKEN}
     proc = subprocess.Popen([sys.executable, "-m", "datamark.cli", "serve", str(tmp_path / "m.pt"), "--port",
                              str(port), "--max-request-mb", "0.01"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, "datamark serve did not start"
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_ready(f"{url}/v2/health/ready", proc)
         body = _tensor([1, 8, 8, 1], [0] * 64)
         assert httpx.post(f"{url}/v2/models/model/infer", json=body).status_code == 401
         good = {"Authorization": f"Bearer {TOKEN}"}

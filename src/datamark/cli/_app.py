@@ -44,7 +44,8 @@ def _options(
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log messages (-v info, -vv debug)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors in the log."),
     threads: int | None = typer.Option(None, "--threads", envvar="DATAMARK_THREADS", min=1,
-                                       help="CPU threads torch may use (default: torch's, one per core)."),
+                                       help="CPU threads torch may use (default: one per core that is idle when "
+                                       "the command starts, at least one)."),
 ) -> None:
     """Options of every command: logging through the ``logging`` module, and torch's thread count."""
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
@@ -54,9 +55,12 @@ def _options(
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
-    if threads is not None:
-        import torch
+    import torch
 
-        torch.set_num_threads(threads)
+    from .._device import default_threads
+
+    chosen = threads if threads is not None else default_threads()
+    torch.set_num_threads(chosen)
+    logger.debug("torch uses %d CPU thread(s)%s", chosen, "" if threads is not None else " (cores idle at start)")
 
 

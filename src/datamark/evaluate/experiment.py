@@ -53,7 +53,8 @@ class ExperimentReport:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": "datamark.experiment/1", "settings": self.settings, "clean_ba": self.clean_ba, "clean_train_s": self.clean_train_s,
+        return {"schema": "datamark.experiment/1", "settings": self.settings, "clean_ba": self.clean_ba,
+                "clean_train_s": self.clean_train_s,
                 "methods": {name: {"commitment": m.commitment, "goal": m.goal, "marked_rows": m.marked_rows,
                                    "protect_s": m.protect_s, "train_s": m.train_s, "details": m.details,
                                    "ba_drop_points": 100 * (self.clean_ba - m.rows[-1].ba),

@@ -10,7 +10,6 @@ from typing import Any
 from .._io import atomic_path
 from .stats import TestOutcome
 
-
 RESULT_SCHEMA = "datamark.verify-result/1"  # the JSON document's kind and version (bump on a breaking change)
 
 
