@@ -4,7 +4,8 @@ Clones the repository (the committed HEAD, nothing uncommitted), then times:
 
 1. the README's first command (create a venv, install torch and datamark, run ``datamark demo``), idle;
 2. ``datamark demo`` again in that environment, idle (the demo alone, without the install);
-3. ``datamark demo`` beside one competing CPU-bound process (a pure-Python busy loop, as another user's job);
+3. ``datamark demo`` beside one competing CPU-bound process (a pure-Python busy loop, as another user's job),
+   with the CLI's default thread count and with torch's own (one thread per core, ``DATAMARK_THREADS``);
 4. unless ``--skip-tests``: the README's test command idle, and the tests beside the competing process.
 
 The commands are read from the README's first code block, so the timings are of what the README says. Writes
@@ -86,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     runs["demo_idle"] = timed(demo, clone, env, work / "demo_idle.log")
     runs["demo_busy"] = beside_busy_process(demo.replace("demo-again", "demo-busy"), clone, env,
                                             work / "demo_busy.log")
+    cores = f"DATAMARK_THREADS={os.cpu_count() or 1} "  # torch's default: a thread per core, busy or not
+    runs["demo_busy_torch_threads"] = beside_busy_process(demo.replace("datamark demo --out demo-again",
+                                                                       cores + "datamark demo --out demo-busy-t"),
+                                                          clone, env, work / "demo_busy_torch_threads.log")
     if not args.skip_tests:
         runs["install_and_tests"] = timed(test_cmd, clone, env, work / "install_and_tests.log")
         runs["tests_busy"] = beside_busy_process(". .venv/bin/activate && python -m pytest -q -p no:cacheprovider",
@@ -94,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                                             "python": platform.python_version()},
               "command": "python benchmarks/quickstart.py" + (" --skip-tests" if args.skip_tests else ""),
               "runs": runs, "demo_slowdown_beside_busy": round(runs["demo_busy"]["seconds"]
+                                                               / runs["demo_idle"]["seconds"], 2),
+              "demo_slowdown_beside_busy_torch_threads": round(runs["demo_busy_torch_threads"]["seconds"]
                                                                / runs["demo_idle"]["seconds"], 2)}
     if not args.skip_tests:
         test_idle = runs["install_and_tests"]["seconds"]
@@ -104,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
              f"{result['machine']['platform']}, {result['machine']['cpus']} CPUs\n", "| run | seconds | exit |",
              "|---|---|---|"]
     lines += [f"| {name} | {r['seconds']} | {r['rc']} |" for name, r in runs.items()]
-    lines.append(f"\nDemo slowdown beside one busy process: {result['demo_slowdown_beside_busy']}×\n")
+    lines.append(f"\nDemo slowdown beside one busy process: {result['demo_slowdown_beside_busy']}× with the CLI's "
+                 f"default threads, {result['demo_slowdown_beside_busy_torch_threads']}× with torch's (a thread "
+                 f"per core)\n")
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0 if all(r["rc"] == 0 for r in runs.values()) else 1
