@@ -79,3 +79,7 @@ class AudioFormatWarning(DatamarkWarning):
 class InsecureTransportWarning(DatamarkWarning):
     """A remote suspect is queried without TLS certificate verification (``insecure=True``), or sends its
     credentials (headers, token) over plain HTTP to a host other than this machine."""
+
+
+class TriggerSizeWarning(DatamarkWarning):
+    """A graph trigger has more nodes than some graphs of the data; those get the missing nodes added."""

@@ -46,7 +46,8 @@ class Graph:
         """A byte string that two equal graphs share (edges sorted, arrays in fixed dtypes): the content id's
         input, so a graph's id does not depend on the order its edges were listed in."""
         order = np.lexsort((self.edge_index[1], self.edge_index[0]))
-        parts = [np.int64(self.num_nodes).tobytes(), np.ascontiguousarray(self.edge_index[:, order], np.int64).tobytes()]
+        parts = [np.int64(self.num_nodes).tobytes(),
+                 np.ascontiguousarray(self.edge_index[:, order], np.int64).tobytes()]
         for name, value, dtype in (("labels", self.node_labels, np.int64), ("attr", self.node_attr, np.float32),
                                    ("edges", None if self.edge_labels is None else self.edge_labels[order], np.int64)):
             parts.append(name.encode() + (b"-" if value is None else np.ascontiguousarray(value, dtype).tobytes()))
@@ -54,6 +55,17 @@ class Graph:
 
     def content_id(self) -> str:
         return hashlib.sha256(self.canonical_bytes()).hexdigest()
+
+    def __eq__(self, other: object) -> bool:
+        """Equal content (:meth:`canonical_bytes`), so that batches of graphs compare like batches of images or
+        strings (``np.array_equal`` on object arrays compares items with ``==``; identity would call two equal
+        watermarks different)."""
+        if not isinstance(other, Graph):
+            return NotImplemented
+        return self is other or self.canonical_bytes() == other.canonical_bytes()
+
+    def __hash__(self) -> int:
+        return hash(self.canonical_bytes())
 
     def check(self, where: str = "graph") -> Graph:
         """Validate (shapes, dtypes, index range, symmetry, no self-loops); return self. One-line DataErrors."""

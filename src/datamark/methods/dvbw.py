@@ -58,12 +58,14 @@ class BadNets(PoisonLabel):
     """DVBW with the BadNets patch: a secret ``trigger_size`` square (3x3 at 32 px, scaled) at the bottom right.
 
     On text (DVBW's text setting) the trigger is a keyed rare word at a keyed position, or the style trigger
-    given as ``trigger=StyleTrigger()``; ``pattern`` and ``trigger_size`` are image settings.
+    given as ``trigger=StyleTrigger()``; on graphs (DVBW's graph setting) a keyed Erdős–Rényi sub-graph over
+    keyed nodes (Zhang et al. 2021, :mod:`datamark.triggers.graph`). ``pattern`` and ``trigger_size`` are image
+    settings.
     """
 
     trigger_size: int | None = None
 
-    modalities = ("image", "text", "audio")
+    modalities = ("image", "text", "audio", "graph")
 
     def default_trigger(self, input_shape: tuple[int, ...], rng: np.random.Generator) -> Trigger:
         return make_patch_trigger(input_shape, rng, pattern=self.pattern, size=self.trigger_size)

@@ -53,7 +53,7 @@ class UBWP(WatermarkMethod):
     targeted = False
     default_marks = 4  # datamark: K = 4 marks, each embedding one of n_candidates secret candidate triggers
     supports_marks = True
-    modalities = ("image", "text", "audio")
+    modalities = ("image", "text", "audio", "graph")
     decodes_all = False  # stamps and relabels: only the marked rows are ever decoded
 
     def __post_init__(self) -> None:

@@ -7,4 +7,4 @@ from .warp import WarpTrigger
 
 __all__ = ["CornerTrigger", "PatternTrigger", "Trigger", "WarpTrigger", "default_patch_size", "make_blend_trigger",
            "make_patch_trigger", "make_pattern"]
-from . import audio, text  # noqa: E402, F401  (registers the "pulse" audio and "word"/"style" text triggers)
+from . import audio, graph, text  # noqa: E402, F401  (registers the "pulse", "subgraph", "word" and "style" triggers)
