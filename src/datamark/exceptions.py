@@ -83,3 +83,8 @@ class InsecureTransportWarning(DatamarkWarning):
 
 class TriggerSizeWarning(DatamarkWarning):
     """A graph trigger has more nodes than some graphs of the data; those get the missing nodes added."""
+
+
+class GraphFormatWarning(DatamarkWarning):
+    """A graph dataset was repaired on reading: edges listed in one direction only were symmetrised (the dataset
+    is read as undirected), or duplicated edges coalesced where that is not the format's own convention."""

@@ -12,6 +12,11 @@ Sources understood by :func:`load_data` (and so by every method's ``apply``):
 * ``digits`` / ``digits:train`` / ``digits:test`` -- the embedded scikit-learn digits (no download);
 * ``sst2:train|validation|test``, ``ag_news:train|test`` and ``fsdd:train|test`` -- the shared text and audio
   corpora (see :mod:`.corpora`);
+* ``graphs:NAME``, ``graphs:NAME:train|test`` -- the shared TU graph datasets (``$DATAMARK_DATA/graphs/NAME``; the
+  split: :func:`.corpora.load_graphs`), and a TU folder by path (``NAME_A.txt`` ..., or PyG's ``ROOT/NAME`` with
+  ``raw/``; see :mod:`.tu`);
+* a PyG dataset (items with ``edge_index``, ``x``, ``y``), a sequence of ``(edge_index, node_features, label)``
+  triples or of ``(Graph, label)`` pairs (see :mod:`.graphs`);
 * ``NAME:SPLIT`` such as ``cifar10:train`` -- ``$DATAMARK_DATA/NAME/SPLIT.parquet`` (the shared data folder);
 * a ``.parquet`` file (Hugging Face layout; image, audio or string column), a ``save_to_disk`` Arrow folder
   (``split=`` for a DatasetDict), a folder of parquet shards ``data/{split}-0000i-of-0000N.parquet``, a
@@ -31,16 +36,20 @@ import numpy as np
 from ..exceptions import DataFormatError, ParameterError
 from .arrays import ArrayRecords
 from .arrow import ArrowRecords
-from .corpora import load_ag_news, load_fsdd, load_sst2
+from .corpora import load_ag_news, load_fsdd, load_graphs, load_sst2
 from .delimited import DelimitedRecords
 from .embedded import load_digits
 from .folder import FolderRecords, looks_like_image_folder
+from .graphs import from_edge_lists, from_graph_source, from_graphs, from_pyg, looks_like_graphs
 from .hf import HUB_PREFIX, is_hf_dataset, load_hub, looks_like_parquet_shards, records_from_hf
 from .records import Records
 from .torchvision import from_pairs, looks_like_pairs
+from .tu import TURecords, find_tu, load_tu
+from .tu_write import write_tu
 
-__all__ = ["ArrayRecords", "ArrowRecords", "DelimitedRecords", "FolderRecords", "Records", "from_numpy", "from_pairs",
-           "from_texts", "from_waveforms", "load_data", "load_digits", "shared_data_dir"]
+__all__ = ["ArrayRecords", "ArrowRecords", "DelimitedRecords", "FolderRecords", "Records", "TURecords",
+           "from_edge_lists", "from_graphs", "from_numpy", "from_pairs", "from_pyg", "from_texts", "from_waveforms",
+           "load_data", "load_digits", "load_tu", "shared_data_dir", "write_tu"]
 
 
 def shared_data_dir() -> Path:
@@ -98,6 +107,8 @@ def load_data(source: Any, *, split: str | None = None, input_column: str | None
     if is_hf_dataset(source):
         return records_from_hf(source, split=split, **columns)
     if not isinstance(source, (str, os.PathLike)):
+        if looks_like_graphs(source):
+            return from_graph_source(source)
         if looks_like_pairs(source):
             return from_pairs(source)
         raise DataFormatError(f"Cannot read a {type(source).__name__} as a dataset; pass a path, a name, a "
@@ -119,6 +130,8 @@ def load_data(source: Any, *, split: str | None = None, input_column: str | None
             return load_ag_news(shared_data_dir(), split_name)
         if name == "fsdd":
             return load_fsdd(shared_data_dir(), split_name)
+        if name == "graphs":
+            return load_graphs(shared_data_dir(), split_name)
         path = shared_data_dir() / name / f"{split_name}.parquet"
         if not path.exists():
             raise DataFormatError(f"No dataset '{text}': expected '{path}'. Set DATAMARK_DATA to the shared data "
@@ -138,7 +151,10 @@ def load_data(source: Any, *, split: str | None = None, input_column: str | None
     if any((path / name).exists() for name in ("dataset_info.json", "state.json", "dataset_dict.json")) \
             or looks_like_parquet_shards(path):
         return ArrowRecords.load(path, split=split, **columns)
+    if find_tu(path) is not None:
+        return load_tu(path)
     if looks_like_image_folder(path):
         return FolderRecords.load(path)
-    raise DataFormatError(f"'{path}' is a folder but neither an Arrow dataset, parquet shards (data/*.parquet) nor a "
-                          f"folder of images or WAV clips (one sub-folder per class, or files named '{{label}}_*').")
+    raise DataFormatError(f"'{path}' is a folder but neither an Arrow dataset, parquet shards (data/*.parquet), a TU "
+                          f"graph folder (NAME_A.txt ...) nor a folder of images or WAV clips (one sub-folder per "
+                          f"class, or files named '{{label}}_*').")

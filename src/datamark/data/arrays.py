@@ -1,6 +1,7 @@
 """In-memory datasets (the Python API, the embedded digits, probe slices): a batch of any modality plus labels.
 
-Saved as ``.npz`` without pickle (text as a fixed-width unicode array, read back as strings).
+Saved as ``.npz`` without pickle (text as a fixed-width unicode array, read back as strings); graphs are saved as a
+TU folder (:mod:`.tu_write`) and a ``.npz`` path for them is refused (:func:`.output.resolve_format`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class ArrayRecords(Records):
             class_names = [str(c) for c in range(int(labels.max()) + 1 if labels.size else 0)]
         super().__init__(labels, class_names, where, modality)
         self._images = images
+        if modality.name == "graph":  # graphs are saved as a TU folder (or converted to Arrow), never as .npz
+            self.source_format = "tu"
 
     def _compute_ids(self) -> list[str]:
         return [self.modality.content_id(example) for example in self._images]
@@ -54,6 +57,11 @@ class ArrayRecords(Records):
 
     def _write(self, path: str | os.PathLike, *, overwrite: bool = False, journal: Journal | None = None) -> None:
         """Write a ``.npz`` file (no pickle) atomically; see :meth:`Records.save`."""
+        if self.modality.name == "graph":
+            from .tu_write import write_tu
+
+            write_tu(self, path, overwrite=overwrite, journal=journal)
+            return
         with atomic_path(path, overwrite=overwrite, what="dataset", journal=journal) as tmp:
             with open(tmp, "wb") as f:
                 examples = self._images.astype(str) if self.modality.name == "text" else self._images

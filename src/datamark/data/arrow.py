@@ -70,7 +70,7 @@ class ArrowRecords(Records):
             names = [str(c) for c in range(int(labels.max()) + 1 if len(labels) else 0)]
         self._values = table.column(self.input_column).to_pylist()  # stored values: bytes structs or strings
         missing = [i for i, v in enumerate(self._values)
-                   if v is None or (isinstance(v, dict) and v.get("bytes") is None)]
+                   if v is None or (isinstance(v, dict) and "bytes" in v and v["bytes"] is None)]
         if missing:
             embed = {"image": "embed the images in the table (Hugging Face: cast_column with Image(decode=True)) "
                                "first.",
@@ -78,7 +78,7 @@ class ArrowRecords(Records):
                               "first."}
             raise DataError(f"Row {missing[0]} of {where} has no {modality.name} ({len(missing)} such rows); "
                             + embed.get(modality.name, "drop or fill empty rows first."))
-        modality = modality.configured(self._values[:1], features.get(self.input_column, {}))
+        modality = modality.configured(self._values, features.get(self.input_column, {}))
         self._decoded: np.ndarray | None = None
         super().__init__(labels, names, where, modality)
         if modality.name == "text":  # cheap to decode, and refusing empty or non-string rows early is clearer

@@ -1,5 +1,5 @@
-"""The shared corpora by short name: ``sst2:train|validation|test``, ``ag_news:train|test`` and
-``fsdd:train|test``.
+"""The shared corpora by short name: ``sst2:train|validation|test``, ``ag_news:train|test``, ``fsdd:train|test``
+and the TU graph datasets ``graphs:NAME``, ``graphs:NAME:train|test`` (see :func:`load_graphs` for the split).
 
 FSDD (the Free Spoken Digit Dataset, ``fsdd/recordings/{digit}_{speaker}_{index}.wav``, 8 kHz) is split as
 usual: recordings with index 0-4 are the test set (300 clips), the rest train (2,700).
@@ -17,9 +17,12 @@ import csv
 import hashlib
 from pathlib import Path
 
+import numpy as np
+
 from ..exceptions import DataFormatError, ParameterError
 from .delimited import DelimitedRecords
 from .folder import FolderRecords
+from .tu import TURecords, load_tu
 
 SST2_CLASSES = ("negative", "positive")
 AG_NEWS_SPLITS = ("train", "test")
@@ -83,3 +86,42 @@ def load_ag_news(root: Path, split: str) -> DelimitedRecords:
     return DelimitedRecords(["label", "text"], [rows[i] for i in chosen], delimiter=",", quoting=csv.QUOTE_MINIMAL,
                             where=f"ag_news:{split}", text_column="text", label_column="label",
                             class_names=names, label_offset=1)
+
+
+GRAPH_SPLITS = ("train", "test")
+#: Every 5th graph of each class (the 5th, 10th, ... in file order) is a test graph: a stratified 80/20 split.
+GRAPH_TEST_EVERY = 5
+
+
+def load_graphs(root: Path, spec: str) -> TURecords:
+    """``NAME`` (all graphs), ``NAME:train`` or ``NAME:test`` of the TU folder ``root/graphs/NAME``.
+
+    The split is fixed and stratified by graph index: within each class, graphs are counted in file order from 0
+    and the k-th is a test graph when ``k % 5 == 4``, so each class is split 80/20 (to the graph), independently
+    of anything random, the same on every machine. Both splits share the node encoding learned from the whole
+    folder (a model trained on one takes the other).
+    """
+    name, _, split = spec.partition(":")
+    path = root / "graphs" / name
+    if not name or not path.is_dir():
+        staged = sorted(p.name for p in (root / "graphs").iterdir() if p.is_dir()) if (root / "graphs").is_dir() else []
+        raise DataFormatError(f"No graph dataset '{name}': expected the TU folder '{path}' (staged: "
+                              f"{', '.join(staged) or 'none'}); set DATAMARK_DATA to the shared data folder.")
+    if split and split not in GRAPH_SPLITS:
+        raise ParameterError(f"Graph datasets have splits {GRAPH_SPLITS} (every 5th graph of a class is a test "
+                             f"graph) or none (graphs:{name}: all graphs); got '{split}'.")
+    records = load_tu(path)
+    if not split:
+        records.where = f"graphs:{name}"
+        return records
+    return records.select(graph_split_rows(records.labels, split), where=f"graphs:{name}:{split}")
+
+
+def graph_split_rows(labels: np.ndarray, split: str) -> np.ndarray:
+    """The rows of ``split`` ("train" or "test") under :func:`load_graphs`' rule."""
+    rank = np.empty(len(labels), dtype=np.int64)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        rank[members] = np.arange(len(members))
+    test = rank % GRAPH_TEST_EVERY == GRAPH_TEST_EVERY - 1
+    return np.flatnonzero(test if split == "test" else ~test)

@@ -41,7 +41,7 @@ FILE_SUFFIXES = {".npz": "npz", ".parquet": "parquet", ".tsv": "tsv", ".tab": "t
 #: Own formats written as one file (``Records.source_format`` -> the format its suffix names); the rest are folders.
 FILE_FORMATS = {"numpy": "npz", "parquet": "parquet", "tsv": "tsv", "csv": "csv"}
 #: What each Records.source_format is called in messages.
-FOLDER_NAMES = {"arrow": "a save_to_disk folder", "parquet-shards": "a parquet-shard folder"}
+FOLDER_NAMES = {"arrow": "a save_to_disk folder", "parquet-shards": "a parquet-shard folder", "tu": "a TU folder"}
 #: The largest shard written, in bytes of Arrow data: push_to_hub's default max_shard_size (500 MB).
 MAX_SHARD_BYTES = 500 * 2**20
 ROWS_PER_ENCODE = 1024  # in-memory examples encoded per batch when converting (bounds peak memory)
@@ -164,6 +164,7 @@ def arrow_table(records: Records) -> pa.Table:
         feature["sampling_rate"] = int(modality.sample_rate)
     kind = pa.string() if values and isinstance(values[0], str) else pa.struct([("bytes", pa.binary()),
                                                                                  ("path", pa.string())])
+    kind, feature = modality.stored_schema() or (kind, feature)  # graphs: a struct of lists, their own feature
     name = modality.name  # "image", "text", "audio": the column names Hugging Face datasets use
     features = {name: feature, "label": {"_type": "ClassLabel", "names": list(records.class_names)}}
     out = pa.table({name: pa.array(values, kind), "label": pa.array(records.labels, pa.int64())})

@@ -2,8 +2,9 @@
 
 from .audio import AudioModality
 from .base import Modality, get_modality, modality_of, modality_of_model
+from .graph import GraphModality
 from .image import ImageModality, to_tensor
 from .text import TextModality
 
-__all__ = ["AudioModality", "ImageModality", "Modality", "TextModality", "get_modality", "modality_of",
-           "modality_of_model", "to_tensor"]
+__all__ = ["AudioModality", "GraphModality", "ImageModality", "Modality", "TextModality", "get_modality",
+           "modality_of", "modality_of_model", "to_tensor"]

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..exceptions import DataError
+from ..graphs import Graph
 from ..registry import MODALITIES
 
 
@@ -113,6 +114,12 @@ class Modality(ABC):
         """This modality set up for a stored dataset (its first stored values and Hugging Face feature): audio
         takes the dataset's sample rate. Others need nothing."""
         return self
+
+    def stored_schema(self) -> tuple[Any, dict[str, Any]] | None:
+        """The Arrow type and Hugging Face feature of a column of :meth:`encode_stored` values, for a modality whose
+        column is not the usual one (a ``{"bytes", "path"}`` struct, or strings, under :attr:`feature_type`): graphs
+        store a struct of lists. None: the usual one."""
+        return None
 
     @abstractmethod
     def looks_like_column(self, field_type: Any, feature: dict[str, Any]) -> bool:
@@ -208,7 +215,11 @@ def get_modality(name: str, **params: Any) -> Modality:
 
 def modality_of(batch: Any) -> Modality:
     """The modality a batch belongs to, from its type alone (uint8 4-d arrays are images; strings are text; float
-    2-d arrays are audio waveforms, at the default 8 kHz unless wrapped with a sample rate)."""
+    2-d arrays are audio waveforms, at the default 8 kHz unless wrapped with a sample rate; datamark Graphs are
+    graphs, their encoding learned by the records that hold them)."""
+    objects = isinstance(batch, (list, tuple)) or (isinstance(batch, np.ndarray) and batch.dtype == object)
+    if objects and len(batch) and isinstance(batch[0], Graph):
+        return get_modality("graph")
     if isinstance(batch, (list, tuple)) and batch and all(isinstance(x, str) for x in batch):
         return get_modality("text")
     array = np.asarray(batch) if not isinstance(batch, np.ndarray) else batch

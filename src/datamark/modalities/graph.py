@@ -5,18 +5,27 @@ a key must record it: one-hot node labels over the dataset's label values (``nod
 continuous node attributes (``attr_dim`` columns), or, for datasets without node features (IMDB-BINARY), one-hot
 node degrees capped at ``max_degree`` (PyG's ``OneHotDegree``). Graph models take PyG-style inputs
 ``model(x, edge_index, batch) -> logits``.
+
+Stored in Arrow (Parquet, ``save_to_disk``, Hub shards) as one struct column, lossless: ``num_nodes`` (int64),
+``edge_index`` (list<int64>: the (2, E) array row-major), ``node_labels`` (list<int64> or null), ``node_attr``
+(list<float32>, the (N, A) array row-major, or null), ``edge_labels`` (list<int64> or null); its Hugging Face
+feature is the matching struct of ``Value``/``List`` features (``feature_type`` "Graph" is datamark's name for it).
+The encoding of a stored dataset is learned from all its graphs (:meth:`GraphModality.configured`); TU folders are
+read by :mod:`datamark.data.tu`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from ..exceptions import DataError
 from ..graphs import Graph
 from ..registry import MODALITIES, register
-from .base import Modality
+from .base import Modality, value_names
 
 DEFAULT_MAX_DEGREE = 64  # one-hot degrees 0..64 for featureless graphs (degrees above are clipped to 64)
 
@@ -109,3 +118,159 @@ class GraphModality(Modality):
 
     def content_id(self, example: Any) -> str:
         return example.content_id()
+
+    # --- the dataset's encoding ------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return (f"GraphModality(node_label_values={self.node_label_values}, attr_dim={self.attr_dim}, "
+                f"max_degree={self.max_degree})")
+
+    @classmethod
+    def learn(cls, graphs: Sequence[Graph], where: str = "", max_degree: int = DEFAULT_MAX_DEGREE) -> GraphModality:
+        """The encoding of a dataset of graphs: one-hot over every node-label value its graphs use, then their
+        attributes; degrees where they have neither. Every graph must have the same kind of node features (labels
+        or not, and one attribute width): a one-line DataError names the first graph that differs."""
+        if not len(graphs):
+            raise DataError(f"The graph dataset {where} holds no graphs.")
+        first = graphs[0]
+        width = 0 if first.node_attr is None else first.node_attr.shape[1]
+        for i, graph in enumerate(graphs):
+            if (graph.node_labels is None) != (first.node_labels is None):
+                raise DataError(f"Graph {i} of {where} {'has no' if graph.node_labels is None else 'has'} node labels"
+                                f" but graph 0 {'has' if graph.node_labels is None else 'has none'}; every graph of a "
+                                f"dataset needs the same node features.")
+            own = 0 if graph.node_attr is None else graph.node_attr.shape[1]
+            if own != width:
+                raise DataError(f"Graph {i} of {where} has node attributes of width {own}; the dataset's (graph 0) "
+                                f"have width {width}. Give every graph the same node-feature width.")
+        values = None
+        if first.node_labels is not None:
+            values = tuple(np.unique(np.concatenate([g.node_labels for g in graphs])).tolist())
+        return cls(values, width, max_degree)
+
+    def for_batch(self, batch: np.ndarray) -> GraphModality:
+        """This encoding if ``batch`` fits it; the encoding learned from ``batch`` when this one is the bare default
+        (degrees) and the graphs carry node labels or attributes (``ArrayRecords(graphs, modality="graph")``).
+        Either keeps ``stats``, the :func:`~datamark.triggers.graph_stats.graph_statistics` of the first batch it
+        was fitted to: what its default trigger is sized and drawn from (a split keeps its whole dataset's)."""
+        if self.uses_degree and len(batch) and (batch[0].node_labels is not None or batch[0].node_attr is not None):
+            return GraphModality.learn(batch, "(in memory)", self.max_degree).for_batch(batch)
+        self.check_fits(batch, "(in memory)")
+        if getattr(self, "stats", None) is None and len(batch):
+            from ..triggers.graph_stats import graph_statistics
+
+            self.stats = graph_statistics(batch)
+        return self
+
+    def check_fits(self, graphs: Sequence[Graph], where: str, names: Sequence[str] | None = None) -> None:
+        """Refuse graphs whose node features this encoding cannot encode (missing or unknown node labels, another
+        attribute width), naming the first such graph."""
+        label = (lambda i: names[i]) if names is not None else (lambda i: f"graph {i} of {where}")
+        wants_labels = self.node_label_values is not None
+        for i, graph in enumerate(graphs):
+            if wants_labels and graph.node_labels is None:
+                raise DataError(f"The {label(i)} has no node labels; its dataset's graphs have them "
+                                f"(values {list(self.node_label_values)}).")
+            width = 0 if graph.node_attr is None else graph.node_attr.shape[1]
+            if width != self.attr_dim:
+                raise DataError(f"The {label(i)} has node attributes of width {width}; the dataset's have width "
+                                f"{self.attr_dim}. Give every graph the same node-feature width.")
+        if wants_labels and len(graphs):
+            labels = np.concatenate([g.node_labels for g in graphs])
+            unknown = np.flatnonzero(~np.isin(labels, self.node_label_values, kind="sort"))
+            if unknown.size:
+                owner = int(np.searchsorted(np.cumsum([g.num_nodes for g in graphs]), unknown[0], side="right"))
+                raise DataError(f"The {label(owner)} has node label {int(labels[unknown[0]])}, which its dataset's "
+                                f"encoding does not know (values {list(self.node_label_values)}); relabel it or "
+                                f"build the dataset with that graph included.")
+
+    def describe(self, data: Any) -> dict[str, Any]:
+        """The encoding (what rebuilds a model's input) and the mean size of the graphs, for the key."""
+        graphs = data.inputs()
+        nodes = float(np.mean([g.num_nodes for g in graphs])) if len(graphs) else 0.0
+        edges = float(np.mean([g.num_edges for g in graphs])) if len(graphs) else 0.0
+        return {**self.feature_spec(), "mean_nodes": round(nodes, 2), "mean_edges": round(edges, 2)}
+
+    def default_trigger(self, rng: np.random.Generator) -> Any:
+        """A keyed sub-graph of the dataset's node features (see :mod:`datamark.triggers.graph`)."""
+        from ..triggers.graph import make_subgraph_trigger
+
+        return make_subgraph_trigger(rng, self)
+
+    # --- storage: an Arrow struct column ---------------------------------------------------------------------
+    #: The Arrow type of a stored graph (lossless: every field of :class:`Graph` in its own dtype). ``edge_index``
+    #: holds the (2, E) array row-major (the E sources, then the E targets); ``node_attr`` the (N, A) array
+    #: row-major (A = its length / ``num_nodes``); a null list is an absent field (no node labels, ...).
+    STRUCT = pa.struct([("num_nodes", pa.int64()), ("edge_index", pa.list_(pa.int64())),
+                        ("node_labels", pa.list_(pa.int64())), ("node_attr", pa.list_(pa.float32())),
+                        ("edge_labels", pa.list_(pa.int64()))])
+
+    def stored_schema(self) -> tuple[pa.DataType, dict[str, Any]]:
+        """The Arrow type and Hugging Face feature (a struct of ``Value``/``List`` features: readable by
+        ``datasets`` without datamark) of a column of stored graphs."""
+        def values(dtype: str) -> dict[str, Any]:
+            return {"_type": "List", "feature": {"_type": "Value", "dtype": dtype}}
+
+        return self.STRUCT, {"num_nodes": {"_type": "Value", "dtype": "int64"}, "edge_index": values("int64"),
+                             "node_labels": values("int64"), "node_attr": values("float32"),
+                             "edge_labels": values("int64")}
+
+    def decode_stored(self, values: list[Any], where: str, names: Sequence[str] | None = None) -> np.ndarray:
+        labels = value_names(len(values), where, names)
+        out = np.empty(len(values), dtype=object)
+        for i, (value, label) in enumerate(zip(values, labels, strict=True)):
+            out[i] = graph_from_stored(value, label)
+        self.check_fits(out, where, [f"graph at {label}" for label in labels])
+        return out
+
+    def stored_id(self, value: Any) -> str:
+        return graph_from_stored(value, "a stored value").content_id()
+
+    def encode_stored(self, example: Any, original: Any = None) -> dict[str, Any]:
+        def listed(array: np.ndarray | None) -> list | None:
+            return None if array is None else np.asarray(array).reshape(-1).tolist()
+
+        return {"num_nodes": int(example.num_nodes), "edge_index": listed(example.edge_index),
+                "node_labels": listed(example.node_labels), "node_attr": listed(example.node_attr),
+                "edge_labels": listed(example.edge_labels)}
+
+    def configured(self, values: list[Any], feature: dict[str, Any] | None = None,
+                   names: Sequence[str] | None = None) -> GraphModality:
+        """The encoding of a stored dataset (``values``: all its stored graphs), learned as :meth:`learn` does."""
+        if not values:
+            return self
+        graphs = np.empty(len(values), dtype=object)
+        graphs[:] = [graph_from_stored(v, f"row {i}") for i, v in enumerate(values)]
+        return GraphModality.learn(graphs, "the stored dataset", self.max_degree).for_batch(graphs)
+
+    def looks_like_column(self, field_type: Any, feature: dict[str, Any]) -> bool:
+        return pa.types.is_struct(field_type) and all(field_type.get_field_index(name) >= 0
+                                                      for name in ("num_nodes", "edge_index"))
+
+    preview_suffix = ".png"
+    preview_writer = "evaluate.graph_preview:graph_preview"
+    default_arch = "gin"
+    trainer = "models.graph_train:fit_graph"
+    config_factory = "models.graph_train:default_graph_config"
+
+
+def graph_from_stored(value: Any, where: str) -> Graph:
+    """A stored graph struct (see :attr:`GraphModality.STRUCT`) -> a checked :class:`Graph`; a one-line DataError
+    naming ``where`` (its row or file) when it is not one."""
+    if not isinstance(value, dict) or value.get("num_nodes") is None or "edge_index" not in value:
+        raise DataError(f"The value at {where} is not a stored graph (a struct with num_nodes, edge_index, "
+                        f"node_labels, node_attr, edge_labels); got {type(value).__name__}.")
+    n = int(value["num_nodes"])
+    flat = np.asarray(value["edge_index"] or [], dtype=np.int64)
+    if flat.size % 2:
+        raise DataError(f"The graph at {where} has {flat.size} edge_index values; expected 2 x E (sources, then "
+                        f"targets).")
+    attr = value.get("node_attr")
+    if attr is not None:
+        attr = np.asarray(attr, dtype=np.float32)
+        if n < 1 or attr.size % n:
+            raise DataError(f"The graph at {where} has {attr.size} node_attr values for {n} nodes; expected "
+                            f"num_nodes x width.")
+        attr = attr.reshape(n, attr.size // n)
+    labels, edge_labels = (None if value.get(k) is None else np.asarray(value[k], dtype=np.int64)
+                           for k in ("node_labels", "edge_labels"))
+    return Graph(flat.reshape(2, -1), n, labels, attr, edge_labels).check(f"graph at {where}")
