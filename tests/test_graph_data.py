@@ -306,6 +306,9 @@ def test_small_tu_folder_round_trips_and_directed_files_warn(tmp_path):
     ({"A": "1,2\n2,1\n", "graph_indicator": "1\n1\n", "graph_labels": "0\n",
       "node_labels": "1\n"}, "1 lines for 2 nodes"),
     ({"A": "2,1\n", "graph_indicator": "2\n1\n", "graph_labels": "0\n1\n"}, "goes back to graph 1"),
+    ({"A": "1,2\n2,1\n", "graph_indicator": "1\n1\n", "graph_labels": "0\n", "node_labels": "1,2\n3,4\n"},
+     "one integer label per node"),
+    ({"A": "1,2\n2,1\n", "graph_indicator": "1\n1\n", "graph_labels": "0.5\n"}, "Line 1 .* not integer"),
 ])
 def test_bad_tu_folders_are_refused_naming_file_and_line(tmp_path, files, match):
     with pytest.raises(DataFormatError, match=match):

@@ -203,6 +203,9 @@ def _per_node(files: dict[str, TUFile], suffix: str, dtype: type, rows: int, wha
     file = files.get(suffix)
     if file is None:
         return None
+    if suffix != "node_attributes" and len(file) and b"," in file.chunk(0, 1):
+        raise DataFormatError(f"Line 1 of '{file.path}' holds several values; datamark reads one integer label per "
+                              f"{what} (keep one column, or turn the others into node attributes).")
     values = file.values(dtype, 1 if suffix != "node_attributes" else None)
     if len(values) != rows:
         raise DataFormatError(f"'{file.path}' has {len(values)} lines for {rows} {what}s; one line per {what} is "
