@@ -310,3 +310,11 @@ def test_a_fitted_modality_carries_its_datasets_statistics_for_the_default_trigg
     made = learned.default_trigger(np.random.default_rng(0))
     assert isinstance(made, SubgraphTrigger) and made.size == max(3, math.ceil(0.2 * stats.mean_nodes))
     assert graph_statistics(labelled).label_counts == stats.label_counts
+
+
+def test_uniform_label_draws_weigh_every_label_the_data_uses_alike(modality):
+    made = make_subgraph_trigger(np.random.default_rng(0), modality, size=5, labels="uniform")
+    assert made.label_values == LABELS and made.label_weights == (1 / 3, 1 / 3, 1 / 3)
+    assert made.independent(np.random.default_rng(1)).label_weights == made.label_weights
+    with pytest.raises(ParameterError, match="'labels'"):
+        make_subgraph_trigger(np.random.default_rng(0), modality, size=5, labels="rare")

@@ -53,6 +53,8 @@ SIZE_FRACTION = 0.2
 MIN_SIZE = 3
 #: Keyed ER densities: uniform on [0.6, 1.0], centred on the paper's rho = 0.8.
 DENSITY_RANGE = (0.6, 1.0)
+#: How trigger nodes draw their node labels (see make_subgraph_trigger).
+LABEL_DRAWS = ("data", "uniform")
 
 
 @register(TRIGGERS, "subgraph")
@@ -277,7 +279,7 @@ def _draw(rng: np.random.Generator, size: int, family: str, density_range: tuple
 
 def make_subgraph_trigger(rng: np.random.Generator, modality: Any = None, data: Any = None, *,
                           size: int | None = None, family: str = "er", density: float | None = None,
-                          size_fraction: float = SIZE_FRACTION) -> SubgraphTrigger:
+                          size_fraction: float = SIZE_FRACTION, labels: str = "data") -> SubgraphTrigger:
     """A secret :class:`SubgraphTrigger` for a graph dataset, with Zhang et al.'s defaults (module docstring).
 
     What the trigger learns about the data (mean graph size for ``size``, the node-label distribution, a pool of
@@ -295,7 +297,12 @@ def make_subgraph_trigger(rng: np.random.Generator, modality: Any = None, data: 
         family: ``"er"`` (default, the paper's), ``"complete"`` or ``"star"``.
         density: a fixed ER density in (0, 1] (default: keyed, uniform on :data:`DENSITY_RANGE`).
         size_fraction: ``t`` as a fraction of the mean node count (the paper's 0.2).
+        labels: ``"data"`` (node labels at the data's frequencies: trigger nodes look like the data's) or
+            ``"uniform"`` (every label the data uses equally likely: rarer labels, triggers that differ more
+            between owners).
     """
+    if labels not in LABEL_DRAWS:
+        raise ParameterError(f"The 'labels' of make_subgraph_trigger must be one of {LABEL_DRAWS}; got {labels!r}.")
     if family not in FAMILIES:
         raise ParameterError(f"The 'family' of make_subgraph_trigger must be one of {FAMILIES}; got {family!r}.")
     if density is not None and not (isinstance(density, (int, float)) and 0.0 < density <= 1.0):
@@ -315,6 +322,8 @@ def make_subgraph_trigger(rng: np.random.Generator, modality: Any = None, data: 
                       f"fewer (the smallest {stats.min_nodes}); those get the missing trigger nodes added as new "
                       f"nodes. Pass a smaller size= to avoid it.", TriggerSizeWarning, stacklevel=2)
     values, weights = label_distribution(stats, modality)
+    if labels == "uniform" and values:
+        weights = tuple(1.0 / len(values) for _ in values)
     pool = stats.attr_pool if stats is not None and (modality is None or getattr(modality, "attr_dim", 0)) else None
     density_range = (float(density), float(density)) if density is not None else DENSITY_RANGE
     return _draw(rng, int(size), family, density_range, values, weights, pool or None,
