@@ -232,11 +232,14 @@ def modality_of(batch: Any) -> Modality:
 
 def modality_of_model(model: Any) -> Modality:
     """The modality a model takes: its ``modality`` attribute (with its ``sample_rate`` and ``length`` for
-    audio), else text for a model with a ``tokenize`` method, else images."""
+    audio, its ``feature_spec`` -- the node encoding it was trained with -- for graphs), else text for a model with
+    a ``tokenize`` method, else images."""
     name = getattr(model, "modality", None)
     if not isinstance(name, str):
         name = "text" if callable(getattr(model, "tokenize", None)) else "image"
     if name == "audio":
         params = {k: int(getattr(model, k)) for k in ("sample_rate", "length") if getattr(model, k, None)}
         return get_modality(name, **params)
+    if name == "graph":
+        return get_modality(name, **(getattr(model, "feature_spec", None) or {}))
     return get_modality(name)

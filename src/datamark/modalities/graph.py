@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import torch
 
 from ..exceptions import DataError
 from ..graphs import Graph
@@ -251,6 +252,20 @@ class GraphModality(Modality):
     default_arch = "gin"
     trainer = "models.graph_train:fit_graph"
     config_factory = "models.graph_train:default_graph_config"
+
+    # --- the model side --------------------------------------------------------------------------------------
+    def logits(self, model: torch.nn.Module, batch: np.ndarray, device: torch.device) -> torch.Tensor:
+        """Run a graph model (``model(x, edge_index, batch)``) on a batch of graphs, PyG-batched.
+
+        The node encoding is the model's own (its ``feature_spec``) where it records one: like an image model's
+        normalisation it is part of the model, and a data split's modality may have been configured from fewer
+        node-label values than the training set's. A node label the model's encoding does not know is refused.
+        """
+        from ..models.graph import graph_inputs
+
+        spec = getattr(model, "feature_spec", None)
+        encoding = self if spec is None or spec == self.feature_spec() else GraphModality(**spec)
+        return model(*graph_inputs(batch, encoding, device))
 
 
 def graph_from_stored(value: Any, where: str) -> Graph:

@@ -21,3 +21,9 @@ __all__ = ["FastNet", "ModelSpec", "ResNet18", "ResNet20", "TinyCNN", "TrainConf
 __all__ += ["BagOfEmbeddings", "MiniLMClassifier", "TextCNN", "TextTrainConfig", "TextTruncationWarning", "WordVocab",
             "default_text_config", "fit_text", "train_text_model"]
 __all__ += ["AudioTrainConfig", "LogMelCNN", "RawAudioCNN", "default_audio_config", "fit_audio", "train_audio_model"]
+
+from .graph import GIN, GraphSAGE, graph_inputs  # noqa: E402 -- PyG is imported only when a model is built
+from .graph_train import GraphTrainConfig, default_graph_config, fit_graph, train_graph_model  # noqa: E402
+
+__all__ += ["GIN", "GraphSAGE", "GraphTrainConfig", "default_graph_config", "fit_graph", "graph_inputs",
+            "train_graph_model"]

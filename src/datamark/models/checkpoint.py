@@ -27,7 +27,8 @@ class ModelSpec:
     ``input_shape`` is (H, W, C) of uint8 images; ``mean``/``std`` are per-channel on the [0, 1] scale. Text models
     (``modality = "text"``) have ``input_shape == mean == std == ()`` and their vocabulary in ``params``; audio
     models (``modality = "audio"``) have ``input_shape == (L,)`` (samples per clip), ``mean == std == ()`` and their
-    sample rate in ``params``.
+    sample rate in ``params``; graph models (``modality = "graph"``) have ``input_shape == mean == std == ()`` and
+    their node encoding (``feature_spec``) and sizes in ``params``.
     """
 
     arch: str
@@ -103,11 +104,11 @@ def _spec_from(raw: Any) -> ModelSpec:
     spec = ModelSpec(**fields)
     counts = [spec.num_classes, *spec.input_shape]
     modality = getattr(MODELS[spec.arch], "modality", "image")
-    rank = {"text": 0, "audio": 1}.get(modality, 3)  # text models take no shape, audio (samples,), images (H, W, C)
+    rank = {"text": 0, "graph": 0, "audio": 1}.get(modality, 3)  # text, graph: no shape; audio (L,); images (H, W, C)
     if len(spec.input_shape) != rank or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0
                                              for c in counts):
-        shape = {0: "(input_shape () for a text model)", 1: "(input_shape (L,) samples for an audio model)"}.get(
-            rank, "(input_shape (H, W, C) for an image model)")
+        shape = {0: "(input_shape () for a text or graph model)", 1: "(input_shape (L,) samples for an audio model)"
+                 }.get(rank, "(input_shape (H, W, C) for an image model)")
         raise ValueError(f"'num_classes' and 'input_shape' must be positive integers {shape}; got "
                          f"{spec.num_classes!r}, {spec.input_shape!r}")
     if not isinstance(spec.params, dict):

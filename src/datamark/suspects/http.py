@@ -2,7 +2,8 @@
 
 The client reads the model's metadata first and refuses options that disagree with it (printing the
 metadata), then sends batches: uint8 N x H x W x C images from the verifier become the tensor the endpoint
-declared (UINT8 or FP32, NHWC or NCHW, 0-255 or 0-1); text goes as a BYTES tensor of strings. A hard query
+declared (UINT8 or FP32, NHWC or NCHW, 0-255 or 0-1); text goes as a BYTES tensor of strings; graphs as a BYTES
+tensor of JSON documents (layout ``GRAPH``, schema in :mod:`._v2`) with the key's node encoding. A hard query
 budget is checked *before* each request, and every answer is validated (shape, class count, finite,
 normalised) before a test sees it.
 
@@ -49,6 +50,9 @@ class HTTPSuspect(RemoteSuspect):
         batch_size: examples per request.
         budget: hard cap on examples sent over the lifetime of this object (None = no cap).
         sample_rate: audio only: sent in every request's ``parameters`` (the key's sample rate).
+        feature_spec: graphs only (``layout="GRAPH"``; datatype BYTES is implied): the node encoding the key records
+            (``GraphModality.feature_spec()``), sent in every request's ``parameters`` and checked against the
+            metadata's where the server declares one. None sends none.
         timeout_s, retries, backoff_s, rate_limit_per_s, transport: see :class:`~._transport.Transport`; so are
             the keyword-only ``headers``, ``token``, ``ca_cert`` and ``insecure`` (credentials and TLS), passed
             through ``transport_options``.
@@ -57,20 +61,26 @@ class HTTPSuspect(RemoteSuspect):
     def __init__(self, url: str, model_name: str, *, input_name: str | None = None, output_name: str | None = None,
                  datatype: str | None = None, layout: str = "NHWC", scale: float = 255.0,
                  outputs: Outputs | None = None, num_classes: int | None = None, batch_size: int = 64,
-                 budget: int | None = None, sample_rate: int | None = None, timeout_s: float = 10.0,
+                 budget: int | None = None, sample_rate: int | None = None,
+                 feature_spec: dict[str, Any] | None = None, timeout_s: float = 10.0,
                  retries: int = 3, backoff_s: float = 0.2, rate_limit_per_s: float | None = None,
                  transport: Any = None, **transport_options: Any) -> None:
         if batch_size < 1 or (budget is not None and budget < 0):
             raise ParameterError(f"batch_size must be >= 1 and budget >= 0; got {batch_size} and {budget}.")
-        self._given = {"input_name": input_name is not None, "datatype": datatype is not None or layout == "NL",
+        self._given = {"input_name": input_name is not None,
+                       "datatype": datatype is not None or layout in ("NL", "GRAPH"),
                        "output_name": output_name is not None, "outputs": outputs is not None,
                        "num_classes": num_classes is not None}
-        datatype = datatype if datatype is not None else "FP32" if layout == "NL" else "UINT8"
+        datatype = datatype if datatype is not None else {"NL": "FP32", "GRAPH": "BYTES"}.get(layout, "UINT8")
         self.format = TensorFormat(datatype, layout, float(scale))  # type: ignore[arg-type]
         self.modality_name = self.format.modality
         if self.modality_name == "audio" and sample_rate is None:
             raise ParameterError("Audio is sent with its sample rate; pass sample_rate (--sample-rate, the key's).")
         self.sample_rate = int(sample_rate) if sample_rate is not None else None
+        if feature_spec is not None and self.modality_name != "graph":
+            raise ParameterError(f"feature_spec is the node encoding of graphs (layout 'GRAPH'); got layout "
+                                 f"'{layout}'. Drop it, or pass layout='GRAPH' for a graph endpoint.")
+        self.feature_spec = _graph_encoding(feature_spec)
         self.model_name, self.batch_size, self.budget = model_name, batch_size, budget
         self.queries = 0
         self._http = Transport(url, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s,
@@ -154,6 +164,10 @@ class HTTPSuspect(RemoteSuspect):
         if inp.get("datatype") != self.format.datatype:
             raise self._mismatch(f"input '{self.input_name}' has datatype {inp.get('datatype')}, not "
                                  f"{self.format.datatype}", f"Pass --datatype {inp.get('datatype')}.")
+        declared = (self.metadata.get("parameters") or {}).get("feature_spec")
+        if self.feature_spec is not None and isinstance(declared, dict) and declared != self.feature_spec:
+            raise self._mismatch(f"its model encodes nodes as {declared}, the key as {self.feature_spec}",
+                                 "Verify with the key of the data this model was trained on.")
         self.input_shape_declared = inp.get("shape")
         if self.format.datatype == "BYTES":
             shape = self.input_shape_declared
@@ -206,6 +220,7 @@ class HTTPSuspect(RemoteSuspect):
                 "datatype": self.format.datatype, "layout": self.format.layout, "scale": self.format.scale,
                 "outputs": self.outputs, "num_classes": self.num_classes,
                 **({"sample_rate": self.sample_rate} if self.sample_rate is not None else {}),
+                **({"feature_spec": self.feature_spec} if self.feature_spec is not None else {}),
                 **({"metadata_silent": self.silent} if self.silent else {})}
 
     @property
@@ -224,6 +239,8 @@ class HTTPSuspect(RemoteSuspect):
             payload["outputs"] = [{"name": self.output_name}]
         if self.sample_rate is not None:
             payload["parameters"] = {"sample_rate": self.sample_rate}
+        if self.feature_spec is not None:
+            payload["parameters"] = {"feature_spec": self.feature_spec}
         self._spend(len(images))
         answer = self._http.request("POST", f"/v2/models/{self.model_name}/infer", payload)
         where = f"The endpoint {self.endpoint}"
@@ -267,3 +284,19 @@ class HTTPSuspect(RemoteSuspect):
                    "drop outputs='labels' (label-only mode works on probabilities too)")
             raise SuspectError(f"{where} answered output '{name}' as {datatype}, which means {kind}, not the "
                                f"{self.outputs} {told}; {fix}.")
+
+
+def _graph_encoding(feature_spec: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A node encoding validated and normalised the way a graph model records it (None stays None)."""
+    if feature_spec is None:
+        return None
+    from ..modalities.graph import GraphModality
+
+    if not isinstance(feature_spec, dict):
+        raise ParameterError(f"feature_spec must be a GraphModality.feature_spec() mapping; got "
+                             f"{type(feature_spec).__name__}.")
+    try:
+        return GraphModality(**feature_spec).feature_spec()
+    except TypeError as err:
+        raise ParameterError(f"feature_spec has unknown settings ({err}); pass GraphModality.feature_spec() "
+                             f"(node_label_values, attr_dim, max_degree).") from None

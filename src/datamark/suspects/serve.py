@@ -5,8 +5,8 @@ protocol that KServe, Triton, Seldon MLServer and TorchServe speak. Routes:
 
 - ``GET /v2/health/live``, ``GET /v2/health/ready``, ``GET /v2/models/{name}/ready``: 200 when up.
 - ``GET /v2/models/{name}``: metadata declaring the input (name, datatype, shape) and the output.
-- ``POST /v2/models/{name}/infer``: one input tensor of images; the output is ``probs`` (FP32, N x K) or
-  ``labels`` (INT64, N).
+- ``POST /v2/models/{name}/infer``: one input tensor of images (text: strings; audio: waveforms; graphs: JSON
+  documents, see :mod:`._v2`); the output is ``probs`` (FP32, N x K) or ``labels`` (INT64, N).
 
 Errors answer ``{"error": "..."}`` with 400 (bad request) or 404 (unknown model), as V2 prescribes; 413 when a
 request is larger than ``max_request_bytes`` (Content-Length and the body actually received are both checked),
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import DatamarkError, ParameterError
-from ._v2 import TensorFormat, from_tensor, to_tensor
+from ._v2 import GRAPH_SCHEMA, TensorFormat, from_tensor, to_tensor
 from .base import Suspect
 
 log = logging.getLogger(__name__)
@@ -102,12 +102,18 @@ def model_metadata(name: str, suspect: Suspect, input_shape: tuple[int, ...], fm
             "outputs": [output],
             # Not part of V2 metadata proper; servers may add parameters. Clients must not rely on it.
             "parameters": {"layout": fmt.layout, "scale": fmt.scale, "num_classes": suspect.num_classes,
-                           **_audio_parameters(suspect)}}
+                           **_modality_parameters(suspect)}}
 
 
-def _audio_parameters(suspect: Suspect) -> dict[str, Any]:
+def _modality_parameters(suspect: Suspect) -> dict[str, Any]:
+    """What a request must agree with: an audio model's sample rate, a graph model's node encoding."""
     modality = getattr(suspect, "modality", None)
-    return {"sample_rate": modality.sample_rate} if getattr(modality, "name", None) == "audio" else {}
+    name = getattr(modality, "name", None)
+    if name == "audio":
+        return {"sample_rate": modality.sample_rate}
+    if name == "graph":
+        return {"feature_spec": modality.feature_spec(), "graph_schema": GRAPH_SCHEMA}
+    return {}
 
 
 def create_app(suspect: Suspect, *, model_name: str, input_shape: tuple[int, ...],
@@ -162,7 +168,8 @@ def create_app(suspect: Suspect, *, model_name: str, input_shape: tuple[int, ...
     def get_metadata(name: str, request: Request):
         return check_token(request) or check_model(name) or metadata
 
-    expected_rate = _audio_parameters(suspect).get("sample_rate")
+    expected_rate = _modality_parameters(suspect).get("sample_rate")
+    expected_spec = _modality_parameters(suspect).get("feature_spec")
 
     def decode(body: bytes) -> np.ndarray:
         try:
@@ -170,6 +177,7 @@ def create_app(suspect: Suspect, *, model_name: str, input_shape: tuple[int, ...
             tensors = request["inputs"]
             tensor = next(t for t in tensors if t.get("name") == input_name)
             rate = (request.get("parameters") or {}).get("sample_rate")
+            spec = (request.get("parameters") or {}).get("feature_spec")
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
             raise ValueError("the body must be JSON with 'inputs', a list of V2 tensors") from err
         except StopIteration:
@@ -177,6 +185,10 @@ def create_app(suspect: Suspect, *, model_name: str, input_shape: tuple[int, ...
         if expected_rate is not None and rate is not None and rate != expected_rate:
             raise ValueError(f"this model takes audio at {expected_rate} Hz; the request says {rate!r} Hz "
                              f"(parameters.sample_rate): resample the clips")
+        if expected_spec is not None and spec is not None and spec != expected_spec:
+            raise ValueError(f"this model encodes nodes as {json.dumps(expected_spec)}; the request says "
+                             f"{json.dumps(spec)[:300]} (parameters.feature_spec): query it with data of the same "
+                             f"node labels and attributes")
         if tensor.get("datatype") != fmt.datatype:
             raise ValueError(f"input '{input_name}' must have datatype {fmt.datatype}; got {tensor.get('datatype')}")
         arr = from_tensor(tensor, f"input '{input_name}'")
@@ -226,6 +238,8 @@ def app_from_checkpoint(path: str | os.PathLike, *, model_name: str, outputs: st
         fmt = TensorFormat("BYTES")  # a text model takes strings, whatever the image options say
     if suspect.modality.name == "audio" and fmt.layout != "NL":
         fmt = TensorFormat("FP32", "NL", 1.0)  # an audio model takes FP32 waveforms [N, L]
+    if suspect.modality.name == "graph" and fmt.layout != "GRAPH":
+        fmt = TensorFormat("BYTES", "GRAPH")  # a graph model takes JSON graph documents
     if suspect.input_shape is None:
         raise ParameterError(f"The checkpoint '{path}' does not record its input shape; cannot declare it over V2.")
     return create_app(suspect, model_name=model_name, input_shape=suspect.input_shape, fmt=fmt,
