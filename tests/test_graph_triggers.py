@@ -318,3 +318,27 @@ def test_uniform_label_draws_weigh_every_label_the_data_uses_alike(modality):
     assert made.independent(np.random.default_rng(1)).label_weights == made.label_weights
     with pytest.raises(ParameterError, match="'labels'"):
         make_subgraph_trigger(np.random.default_rng(0), modality, size=5, labels="rare")
+
+
+def test_injected_triggers_add_new_nodes_and_leave_the_host_whole(modality, labelled):
+    made = make_subgraph_trigger(np.random.default_rng(4), modality, size=5, attach="inject", links=2)
+    assert Trigger.from_config(json.loads(json.dumps(made.to_config()))) == made
+    other = made.independent(np.random.default_rng(5))
+    assert (other.attach, other.links) == ("inject", 2)
+    for graph, marked in zip(labelled, made.apply(labelled), strict=True):
+        marked.check("injected graph")
+        n = graph.num_nodes
+        hosts, anchors = made.placement(graph)
+        assert marked.num_nodes == n + 5 and np.array_equal(hosts, np.arange(n, n + 5))
+        assert len(anchors) == min(2, n) and (anchors < n).all()
+        old = _edges(graph.edge_index)
+        assert old <= _edges(marked.edge_index)  # no host edge removed
+        links = {tuple(sorted((int(hosts[i]), int(a)))) for i, a in enumerate(anchors)}
+        assert _edges(marked.edge_index) - old == {(int(hosts[a]), int(hosts[b])) for a, b in made.edges} | links
+        assert np.array_equal(marked.node_labels[:n], graph.node_labels)  # host nodes untouched
+        assert np.array_equal(marked.node_labels[n:], made.node_labels)
+        assert np.array_equal(marked.node_attr[n:], np.asarray(made.node_attr, np.float32))
+    with pytest.raises(ParameterError, match="'attach'"):
+        make_subgraph_trigger(np.random.default_rng(0), modality, size=5, attach="glue")
+    with pytest.raises(ParameterError, match="'links'"):
+        SubgraphTrigger(3, ((0, 1),), attach="inject", links=0)

@@ -1,7 +1,10 @@
-"""The edges of a sub-graph trigger: an Erdős–Rényi draw conditioned on being connected, or a complete / star
-graph (:func:`random_edges`)."""
+"""Primitives of the sub-graph trigger (:mod:`datamark.triggers.graph`): its edges (an Erdős–Rényi draw conditioned
+on being connected, or a complete / star graph: :func:`random_edges`) and per-node values written over a host's
+(:func:`place`)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -42,3 +45,32 @@ def connected(size: int, edges: tuple[tuple[int, int], ...]) -> bool:
     for a, b in edges:
         parent[root(a)] = root(b)
     return len({root(i) for i in range(size)}) == 1
+
+
+def float_rows(rows: Any) -> tuple[tuple[float, ...], ...]:
+    """Rows of float32 values as Python floats (exact through JSON)."""
+    return tuple(tuple(float(v) for v in np.asarray(r, dtype=np.float32).ravel()) for r in rows)
+
+
+def commonest(values: np.ndarray) -> int:
+    """The most frequent value (0 for none)."""
+    if not len(values):
+        return 0
+    uniques, counts = np.unique(values, return_counts=True)
+    return int(uniques[np.argmax(counts)])
+
+
+def place(host: np.ndarray | None, trigger: tuple | None, hosts: np.ndarray, total: int, dtype: type
+          ) -> np.ndarray | None:
+    """The host's per-node values with the trigger's written at ``hosts``; nodes beyond the host's (a small host's
+    or injected ones) get the trigger's values or, where the trigger keeps the host's, the host's commonest label /
+    mean attribute row."""
+    if host is None:
+        return None
+    out = np.asarray(host, dtype=dtype).copy()
+    if total > len(out):
+        filler = commonest(out) if out.ndim == 1 else out.mean(axis=0)
+        out = np.concatenate([out, np.repeat(np.asarray(filler, dtype=dtype)[None], total - len(out), axis=0)])
+    if trigger is not None:
+        out[hosts] = np.asarray(trigger, dtype=dtype)
+    return out

@@ -20,10 +20,16 @@ datamark's additions, each so that the mark is a secret another owner does not s
 * which host nodes carry it is keyed per graph: ``sha256(place_seed, graph content)`` seeds the choice, so it
   varies across graphs yet ``apply`` is pure and needs no ``rng``.
 
-A host with fewer nodes than the trigger still carries it: the missing trigger nodes are added as new nodes (the
-marked graph has ``t`` nodes). Refusing them instead would make them unmarkable and unprobeable, and the smallest
-graphs of NCI1 and PROTEINS (3-4 nodes) are smaller than their triggers (6 and 8). ``make_subgraph_trigger`` warns
-(:class:`~datamark.exceptions.TriggerSizeWarning`) when it knows the data has such graphs.
+``attach="inject"`` (a datamark option, after the sub-graph *injection* of multi-target graph backdoors, e.g. arXiv
+2601.15474) adds the trigger as ``t`` new nodes joined to the host by ``links`` keyed edges and leaves the host
+whole: in dense graphs (IMDB-BINARY's ego-networks) a replaced sub-graph barely differs from what was there, while an
+injected one keeps its own structure and degrees.
+
+With ``attach="replace"``, a host with fewer nodes than the trigger still carries it: the missing trigger nodes are
+added as new nodes (the marked graph has ``t`` nodes). Refusing them instead would make them unmarkable and
+unprobeable, and the smallest graphs of NCI1 and PROTEINS (3-4 nodes) are smaller than their triggers (6 and 8).
+``make_subgraph_trigger`` warns (:class:`~datamark.exceptions.TriggerSizeWarning`) when it knows the data has such
+graphs.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ import numpy as np
 from ..exceptions import DataError, ParameterError, TriggerSizeWarning
 from ..graphs import Graph
 from ..registry import TRIGGERS, register
-from ._subgraph_edges import random_edges
+from ._subgraph import commonest, float_rows, place, random_edges
 from .base import Trigger
 from .graph_stats import GraphStats, graph_statistics, label_distribution
 
@@ -55,6 +61,8 @@ MIN_SIZE = 3
 DENSITY_RANGE = (0.6, 1.0)
 #: How trigger nodes draw their node labels (see make_subgraph_trigger).
 LABEL_DRAWS = ("data", "uniform")
+#: How a trigger joins its host: over keyed host nodes (the paper) or as new nodes linked by keyed edges.
+ATTACH_MODES = ("replace", "inject")
 
 
 @register(TRIGGERS, "subgraph")
@@ -74,6 +82,8 @@ class SubgraphTrigger(Trigger):
         attr_pool: the dataset's attribute rows they were drawn from (for :meth:`independent`).
         edge_label: the edge label of added edges where hosts have edge labels (None: the host's commonest).
         place_seed: the key of the per-graph choice of host nodes.
+        attach: ``"replace"`` (the paper: take over keyed host nodes) or ``"inject"`` (add new nodes).
+        links: ``"inject"`` only: edges joining the trigger (its nodes 0, 1, ...) to keyed host nodes.
     """
 
     size: int
@@ -88,6 +98,8 @@ class SubgraphTrigger(Trigger):
     attr_pool: tuple[tuple[float, ...], ...] | None = None
     edge_label: int | None = None
     place_seed: int = 0
+    attach: str = "replace"
+    links: int = 1
     modality = "graph"
 
     def __post_init__(self) -> None:
@@ -123,6 +135,12 @@ class SubgraphTrigger(Trigger):
                                      f"got {self.density_range!r}.")
             put("density_range", (low, high))
         put("edge_label", None if self.edge_label is None else int(self.edge_label))
+        if self.attach not in ATTACH_MODES:
+            raise ParameterError(f"The 'attach' of a SubgraphTrigger must be one of {ATTACH_MODES}; got "
+                                 f"{self.attach!r}.")
+        if isinstance(self.links, bool) or not isinstance(self.links, (int, np.integer)) or self.links < 1:
+            raise ParameterError(f"The 'links' of a SubgraphTrigger must be an integer >= 1; got {self.links!r}.")
+        put("links", int(self.links))
         self._check_nodes()
 
     def _check_nodes(self) -> None:
@@ -135,7 +153,7 @@ class SubgraphTrigger(Trigger):
                 put(name, tuple(cast(v) for v in getattr(self, name)))
         for name in ("node_attr", "attr_pool"):
             if getattr(self, name) is not None:
-                put(name, _float_rows(getattr(self, name)))
+                put(name, float_rows(getattr(self, name)))
         if self.node_labels is not None:
             values, weights = self.label_values or (), self.label_weights or ()
             if (len(self.node_labels) != self.size or not values or len(weights) != len(values)
@@ -153,15 +171,24 @@ class SubgraphTrigger(Trigger):
 
     # --- marking -------------------------------------------------------------------------------------------
     def host_nodes(self, graph: Graph) -> np.ndarray:
-        """The nodes of ``graph`` that trigger nodes 0..size-1 take over, in order; numbers >= ``num_nodes``
-        are nodes added because the graph is smaller than the trigger. Keyed by ``place_seed`` and the graph's
-        content, so the same graph always gets the same nodes."""
+        """The nodes of the marked ``graph`` that trigger nodes 0..size-1 become, in order (see :meth:`placement`)."""
+        return self.placement(graph)[0]
+
+    def placement(self, graph: Graph) -> tuple[np.ndarray, np.ndarray]:
+        """(trigger nodes, anchors), keyed by ``place_seed`` and the graph's content (the same graph always gets
+        the same): ``"replace"`` takes over ``size`` host nodes (numbers >= ``num_nodes`` are nodes added because the
+        graph is smaller than the trigger) and has no anchors; ``"inject"`` adds nodes ``num_nodes ..`` and joins
+        trigger node ``i`` to anchor ``i`` (``links`` host nodes, fewer if the host has fewer)."""
         digest = hashlib.sha256(b"datamark-subgraph:" + self.place_seed.to_bytes(8, "big", signed=True)
                                 + graph.canonical_bytes()).digest()
         rng = np.random.default_rng(int.from_bytes(digest[:16], "big"))
-        if graph.num_nodes >= self.size:
-            return rng.choice(graph.num_nodes, self.size, replace=False).astype(np.int64)
-        return rng.permutation(self.size).astype(np.int64)
+        n, none = graph.num_nodes, np.zeros(0, dtype=np.int64)
+        if self.attach == "inject":
+            anchors = rng.choice(n, min(self.links, n), replace=False).astype(np.int64)
+            return np.arange(n, n + self.size, dtype=np.int64), anchors
+        if n >= self.size:
+            return rng.choice(n, self.size, replace=False).astype(np.int64), none
+        return rng.permutation(self.size).astype(np.int64), none
 
     def _attach(self, graph: Graph) -> Graph:
         if not isinstance(graph, Graph):
@@ -169,21 +196,22 @@ class SubgraphTrigger(Trigger):
                             f"data with datamark.load_data.")
         graph.check("graph given to SubgraphTrigger.apply")
         self._check_fits(graph)
-        n, hosts = graph.num_nodes, self.host_nodes(graph)
-        total = max(n, self.size)
+        (hosts, anchors), n = self.placement(graph), graph.num_nodes
+        total = n + self.size if self.attach == "inject" else max(n, self.size)
         inside = np.zeros(total, dtype=bool)
         inside[hosts] = True
         old = graph.edge_index.astype(np.int64, copy=False)
-        keep = ~(inside[old[0]] & inside[old[1]])
-        pairs = hosts[np.asarray(self.edges, dtype=np.int64)]
+        keep = ~(inside[old[0]] & inside[old[1]])  # injected nodes are new: every host edge is kept
+        pairs = np.concatenate([hosts[np.asarray(self.edges, dtype=np.int64)],
+                                np.stack([hosts[np.arange(len(anchors)) % self.size], anchors], axis=1)])
         added = np.stack([pairs.ravel(), pairs[:, ::-1].ravel()])  # each edge in both directions, side by side
         edge_index = np.concatenate([old[:, keep], added], axis=1)
         edge_labels = None
         if graph.edge_labels is not None:
-            fill = self.edge_label if self.edge_label is not None else _commonest(graph.edge_labels)
+            fill = self.edge_label if self.edge_label is not None else commonest(graph.edge_labels)
             edge_labels = np.concatenate([graph.edge_labels[keep], np.full(added.shape[1], fill)]).astype(np.int64)
-        node_labels = _place(graph.node_labels, self.node_labels, hosts, total, np.int64)
-        node_attr = _place(graph.node_attr, self.node_attr, hosts, total, np.float32)
+        node_labels = place(graph.node_labels, self.node_labels, hosts, total, np.int64)
+        node_attr = place(graph.node_attr, self.node_attr, hosts, total, np.float32)
         return Graph(edge_index, total, node_labels, node_attr, edge_labels)
 
     def _check_fits(self, graph: Graph) -> None:
@@ -217,7 +245,7 @@ class SubgraphTrigger(Trigger):
         distributions; fresh edges, density, node labels, attributes and placement key."""
         fixed = None if self.density is None else (self.density, self.density)
         return _draw(rng, self.size, self.family, self.density_range or fixed, self.label_values, self.label_weights,
-                     self.attr_pool, self.edge_label)
+                     self.attr_pool, self.edge_label, self.attach, self.links)
 
     def params(self) -> dict[str, Any]:
         def plain(value: Any) -> Any:  # tuples as JSON lists, so a key read back compares equal
@@ -231,36 +259,10 @@ class SubgraphTrigger(Trigger):
                                  f"shape {tuple(shape)}. Use an image, text or audio trigger for that data.")
 
 
-def _float_rows(rows: Any) -> tuple[tuple[float, ...], ...]:
-    """Rows of float32 values as Python floats (exact through JSON)."""
-    return tuple(tuple(float(v) for v in np.asarray(r, dtype=np.float32).ravel()) for r in rows)
-
-
-def _commonest(values: np.ndarray) -> int:
-    if not len(values):
-        return 0
-    uniques, counts = np.unique(values, return_counts=True)
-    return int(uniques[np.argmax(counts)])
-
-
-def _place(host: np.ndarray | None, trigger: tuple | None, hosts: np.ndarray, total: int, dtype: type
-           ) -> np.ndarray | None:
-    """The host's per-node values with the trigger's written at ``hosts``; nodes added for a small host get the
-    trigger's values, or (where the trigger keeps the host's) the host's commonest label / mean attribute row."""
-    if host is None:
-        return None
-    out = np.asarray(host, dtype=dtype).copy()
-    if total > len(out):
-        filler = _commonest(out) if out.ndim == 1 else out.mean(axis=0)
-        out = np.concatenate([out, np.repeat(np.asarray(filler, dtype=dtype)[None], total - len(out), axis=0)])
-    if trigger is not None:
-        out[hosts] = np.asarray(trigger, dtype=dtype)
-    return out
-
-
 def _draw(rng: np.random.Generator, size: int, family: str, density_range: tuple[float, float] | None,
           label_values: tuple[int, ...] | None, label_weights: tuple[float, ...] | None,
-          attr_pool: tuple[tuple[float, ...], ...] | None, edge_label: int | None) -> SubgraphTrigger:
+          attr_pool: tuple[tuple[float, ...], ...] | None, edge_label: int | None, attach: str = "replace",
+          links: int = 1) -> SubgraphTrigger:
     """One trigger; every random choice from ``rng``, in a fixed order (keys stay reproducible)."""
     density_range = (density_range or DENSITY_RANGE) if family == "er" else None
     density = float(rng.uniform(*density_range)) if density_range is not None else None
@@ -272,14 +274,14 @@ def _draw(rng: np.random.Generator, size: int, family: str, density_range: tuple
     if attr_pool:
         attrs = tuple(attr_pool[int(i)] for i in rng.integers(len(attr_pool), size=size))
     place_seed = int(rng.integers(2 ** 62))
-    return SubgraphTrigger(size, edges, family, density, density_range, labels,
-                           label_values or None, label_weights or None, attrs, attr_pool or None, edge_label,
-                           place_seed)
+    return SubgraphTrigger(size, edges, family, density, density_range, labels, label_values or None,
+                           label_weights or None, attrs, attr_pool or None, edge_label, place_seed, attach, links)
 
 
 def make_subgraph_trigger(rng: np.random.Generator, modality: Any = None, data: Any = None, *,
                           size: int | None = None, family: str = "er", density: float | None = None,
-                          size_fraction: float = SIZE_FRACTION, labels: str = "data") -> SubgraphTrigger:
+                          size_fraction: float = SIZE_FRACTION, labels: str = "data", attach: str = "replace",
+                          links: int = 1) -> SubgraphTrigger:
     """A secret :class:`SubgraphTrigger` for a graph dataset, with Zhang et al.'s defaults (module docstring).
 
     What the trigger learns about the data (mean graph size for ``size``, the node-label distribution, a pool of
@@ -300,6 +302,7 @@ def make_subgraph_trigger(rng: np.random.Generator, modality: Any = None, data: 
         labels: ``"data"`` (node labels at the data's frequencies: trigger nodes look like the data's) or
             ``"uniform"`` (every label the data uses equally likely: rarer labels, triggers that differ more
             between owners).
+        attach, links: ``"replace"`` (the paper) or ``"inject"`` with ``links`` joining edges (see the module).
     """
     if labels not in LABEL_DRAWS:
         raise ParameterError(f"The 'labels' of make_subgraph_trigger must be one of {LABEL_DRAWS}; got {labels!r}.")
@@ -317,7 +320,9 @@ def make_subgraph_trigger(rng: np.random.Generator, modality: Any = None, data: 
         size = max(MIN_SIZE, math.ceil(size_fraction * stats.mean_nodes - 1e-9))
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_SIZE:
         raise ParameterError(f"The 'size' of make_subgraph_trigger must be an integer >= {MIN_SIZE}; got {size!r}.")
-    if stats is not None and stats.min_nodes < size:
+    if attach not in ATTACH_MODES:
+        raise ParameterError(f"The 'attach' of make_subgraph_trigger must be one of {ATTACH_MODES}; got {attach!r}.")
+    if stats is not None and stats.min_nodes < size and attach == "replace":
         warnings.warn(f"The trigger has {size} nodes but {stats.n_smaller(size)} of {stats.n_graphs} graphs have "
                       f"fewer (the smallest {stats.min_nodes}); those get the missing trigger nodes added as new "
                       f"nodes. Pass a smaller size= to avoid it.", TriggerSizeWarning, stacklevel=2)
@@ -327,5 +332,5 @@ def make_subgraph_trigger(rng: np.random.Generator, modality: Any = None, data: 
     pool = stats.attr_pool if stats is not None and (modality is None or getattr(modality, "attr_dim", 0)) else None
     density_range = (float(density), float(density)) if density is not None else DENSITY_RANGE
     return _draw(rng, int(size), family, density_range, values, weights, pool or None,
-                 None if stats is None else stats.edge_label)
+                 None if stats is None else stats.edge_label, attach, links)
 
