@@ -12,7 +12,7 @@ import torch
 pytest.importorskip("torch_geometric")
 
 from datamark.data.arrays import ArrayRecords  # noqa: E402
-from datamark.exceptions import DataError, EndpointError, ParameterError  # noqa: E402
+from datamark.exceptions import DataError, DataFormatError, EndpointError, ParameterError  # noqa: E402
 from datamark.graphs import Graph  # noqa: E402
 from datamark.modalities import modality_of_model  # noqa: E402
 from datamark.modalities.graph import GraphModality  # noqa: E402
@@ -95,6 +95,13 @@ def test_checkpoint_round_trip_gives_identical_answers(trained, data, tmp_path):
         assert loaded_spec == spec and type(loaded) is type(model) and loaded.feature_spec == SPEC
         first = LocalSuspect.from_model(model, spec).query(test.inputs())
         assert np.array_equal(LocalSuspect.from_model(loaded, loaded_spec).query(test.inputs()), first)
+        assert {k: spec.params[k] for k in ("hidden", "layers", "dropout", "readout")} == {
+            "hidden": 16, "layers": 2, "dropout": 0.5, "readout": "sum"}  # defaults written out
+    model, spec = trained["gin"]
+    damaged = ModelSpec("gin", 2, (), (), (), params={**spec.params, "feature_spec": {**SPEC, "max_degree": 0}})
+    save_checkpoint(model, damaged, tmp_path / "damaged.pt")
+    with pytest.raises(DataFormatError, match="invalid model spec"):
+        load_checkpoint(tmp_path / "damaged.pt")
 
 
 def test_modality_of_model_is_the_models_encoding(trained):

@@ -30,8 +30,8 @@ from .text_train import _lr_at
 class GraphTrainConfig:
     """Training hyper-parameters; see :func:`default_graph_config` for the tuned values per architecture."""
 
-    epochs: int = 40
-    batch_size: int = 32          # graphs per step
+    epochs: int = 30
+    batch_size: int = 64          # graphs per step
     lr: float = 0.01              # peak AdamW learning rate (the GIN paper's Adam rate)
     weight_decay: float = 1e-4    # decoupled (AdamW); none on biases and batch norm
     warmup_frac: float = 0.05     # share of steps warming up linearly from 0 to ``lr``, then linear decay to 0
@@ -54,11 +54,11 @@ def default_graph_config(arch: str, **overrides: Any) -> GraphTrainConfig:
 
     The GIN paper (Xu et al. 2019) trains far longer: Adam at lr 0.01 halved every 50 epochs for 350 epochs, batch
     32 or 128, 5 layers of hidden 16-64, dropout 0.5 -- minutes per model on 2 CPU cores. The presets keep its rate,
-    width 64 and dropout with 3 layers, batch 64 and 30 epochs. Measured on a shared, busy 2-core machine with one
-    torch thread (so slower than an idle one; test split of a seeded 80/20 split, seed 0): PROTEINS (890 training
-    graphs) GIN at 40 epochs 0.78 / 0.77 (seeds 0 / 1) in about 27 s at batch 64 (37 s at batch 32), GraphSAGE
-    0.74-0.75 in 16 s; NCI1 (3,288) at 20 epochs GIN 0.79 in 32 s, GraphSAGE 0.77 in 19 s; IMDB-BINARY (800, degree
-    features) at 20 epochs 0.70 for both in 8 s. ``benchmarks/graph_tu.py`` records the times of every model.
+    width 64 and dropout with 3 layers, batch 64 and 30 epochs. Measured with one torch thread on a shared 2-core
+    machine (load 1-2, so an idle one is faster), on the ``graphs:NAME:test`` split, mean +- std over seeds 0-2:
+    PROTEINS GIN 0.739 +- 0.006 in 9 s, GraphSAGE 0.767 +- 0.008 in 9 s; NCI1 GIN 0.795 +- 0.004 in 29 s, GraphSAGE
+    0.782 +- 0.001 in 25 s; IMDB-BINARY (degree features) GIN 0.745 +- 0.004 in 8 s, GraphSAGE 0.705 +- 0.027 in
+    7 s. ``benchmarks/graph_tu.py`` records the time of every model it trains.
     """
     presets: dict[str, dict[str, Any]] = {
         "gin": dict(epochs=30, batch_size=64, lr=0.01, weight_decay=1e-4, warmup_frac=0.05),
