@@ -53,6 +53,7 @@ class Layout(str, Enum):
     NHWC = "NHWC"
     NCHW = "NCHW"
     NL = "NL"
+    GRAPH = "GRAPH"
 
 
 T = TypeVar("T")

@@ -74,6 +74,9 @@ def endpoint_suspect(key: Any, endpoint: str, *, model_name: str, template: Path
     kind = key.dataset.get("modality", "image")
     wire: dict[str, Any] = {"text": dict(datatype="BYTES", layout=_value(layout) or "NHWC", scale=scale or 255.0),
                             "audio": dict(datatype="FP32", layout="NL", scale=1.0, sample_rate=rate),
+                            "graph": dict(datatype="BYTES", layout="GRAPH", scale=1.0, feature_spec={
+                                k: key.dataset[k] for k in ("node_label_values", "attr_dim", "max_degree")
+                                if k in key.dataset}),
                             }.get(kind, dict(datatype=None, layout=_value(layout) or "NHWC", scale=scale or 255.0))
     if datatype is not None:
         wire["datatype"] = datatype.value
