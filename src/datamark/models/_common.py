@@ -26,6 +26,21 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+def check_train_config(config) -> None:
+    """The checks every batch-norm trainer's configuration shares (audio, graphs): one-line ParameterErrors naming
+    the configuration class, the fields and the values received."""
+    from ..exceptions import ParameterError
+
+    name = type(config).__name__
+    if config.epochs < 1 or config.batch_size < 2:
+        raise ParameterError(f"{name} needs epochs >= 1 and batch_size >= 2 (batch norm); got {config.epochs} and "
+                             f"{config.batch_size}.")
+    if config.lr <= 0 or config.weight_decay < 0 or not 0 <= config.warmup_frac < 1 \
+            or not 0 <= config.label_smoothing < 1:
+        raise ParameterError(f"{name} needs lr > 0, weight_decay >= 0, warmup_frac and label_smoothing in [0, 1); got "
+                             f"{config.lr}, {config.weight_decay}, {config.warmup_frac} and {config.label_smoothing}.")
+
+
 def conv_bn(c_in: int, c_out: int, *, stride: int = 1) -> nn.Sequential:
     """3x3 convolution without bias (the batch norm that follows has one), then batch norm."""
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out))

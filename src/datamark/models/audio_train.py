@@ -21,7 +21,7 @@ from .._device import compute_device
 from .._progress import progress_bar
 from ..exceptions import ParameterError
 from ..registry import MODELS
-from ._common import adamw, optimizer_step, seeded_training
+from ._common import adamw, check_train_config, optimizer_step, seeded_training
 from .text_train import _lr_at
 from .train import _fast_bf16
 
@@ -42,14 +42,7 @@ class AudioTrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 2:
-            raise ParameterError(f"AudioTrainConfig needs epochs >= 1 and batch_size >= 2 (batch norm); got "
-                                 f"{self.epochs} and {self.batch_size}.")
-        if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.warmup_frac < 1 \
-                or not 0 <= self.label_smoothing < 1:
-            raise ParameterError(f"AudioTrainConfig needs lr > 0, weight_decay >= 0, warmup_frac and label_smoothing "
-                                 f"in [0, 1); got {self.lr}, {self.weight_decay}, {self.warmup_frac} and "
-                                 f"{self.label_smoothing}.")
+        check_train_config(self)
         if not isinstance(self.shift, int) or self.shift < 0 or not self.noise >= 0:
             raise ParameterError(f"AudioTrainConfig needs an integer shift >= 0 (samples) and noise >= 0; got "
                                  f"{self.shift!r} and {self.noise!r}.")
