@@ -12,6 +12,7 @@ def pytest_configure(config):
 
     if os.environ.get("PYTEST_XDIST_WORKER"):
         torch.set_num_threads(1)
+        os.environ.setdefault("DATAMARK_THREADS", "1")  # CLI invocations in the worker keep to its one thread
 
 
 @pytest.fixture(scope="session")

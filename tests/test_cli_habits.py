@@ -121,6 +121,7 @@ def test_default_threads_leave_busy_cores_alone(monkeypatch):
     import datamark._device as device
 
     assert 0.0 <= device.busy_cpus(0.05) <= (os.cpu_count() or 1) + 1e-9  # measured from /proc/stat
+    monkeypatch.delenv("DATAMARK_THREADS", raising=False)  # the default, not a test runner's setting
     monkeypatch.setattr(device, "usable_cpus", lambda: 2)
     for busy, expected in ((0.0, 2), (0.4, 2), (1.0, 1), (1.7, 1), (6.0, 1)):
         monkeypatch.setattr(device, "busy_cpus", lambda sample_s=0.1, b=busy: b)

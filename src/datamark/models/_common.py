@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -39,6 +40,45 @@ def check_train_config(config) -> None:
             or not 0 <= config.label_smoothing < 1:
         raise ParameterError(f"{name} needs lr > 0, weight_decay >= 0, warmup_frac and label_smoothing in [0, 1); got "
                              f"{config.lr}, {config.weight_decay}, {config.warmup_frac} and {config.label_smoothing}.")
+
+
+def train_epochs(model: nn.Module, n: int, config, device: torch.device,
+                 batch_loss: Callable[[torch.Tensor, torch.Generator], torch.Tensor], *, progress: bool = False,
+                 min_batch: int = 2) -> nn.Module:
+    """The loop the batch-norm trainers (audio, graphs) share, around their own ``batch_loss(idx, gen)`` (one
+    batch's loss; ``idx`` the batch's rows as a CPU int64 tensor, ``gen`` the run's seeded generator).
+
+    AdamW with the warm-up-then-linear-decay schedule of ``config``; a seeded shuffle per epoch; batches smaller
+    than ``min_batch`` skipped (batch norm cannot train on one example); a progress bar showing each epoch's mean
+    loss. Returns the model on the CPU, in eval mode.
+    """
+    from .._progress import progress_bar
+    from .text_train import _lr_at
+
+    total = math.ceil(n / config.batch_size) * config.epochs
+    model = model.to(device).train()  # before the optimizer sees the parameters
+    optimizer = adamw(model, config.lr, config.weight_decay)
+    step = 0
+    with progress_bar("train", total, enabled=progress, unit="step") as bar, \
+            seeded_training(config.seed, device) as gen:
+        for epoch in range(config.epochs):
+            order = torch.randperm(n, generator=gen)
+            running, seen = 0.0, 0
+            for start in range(0, n, config.batch_size):
+                idx = order[start:start + config.batch_size]
+                lr = _lr_at(config, step, total)
+                step += 1
+                bar.advance()
+                if len(idx) < min_batch:
+                    continue
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                loss = batch_loss(idx, gen)
+                optimizer_step(optimizer, loss)
+                running = running + loss.detach() * len(idx)  # no per-step sync on a GPU
+                seen += len(idx)
+            bar.status(f"epoch {epoch + 1}/{config.epochs} loss {float(running) / max(seen, 1):.3f}")
+    return model.cpu().eval()
 
 
 def conv_bn(c_in: int, c_out: int, *, stride: int = 1) -> nn.Sequential:

@@ -8,7 +8,6 @@ local generator. The models pad, crop and normalise for themselves, so the train
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +17,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._device import compute_device
-from .._progress import progress_bar
 from ..exceptions import ParameterError
 from ..registry import MODELS
-from ._common import adamw, check_train_config, optimizer_step, seeded_training
-from .text_train import _lr_at
+from ._common import check_train_config, train_epochs
 from .train import _fast_bf16
 
 
@@ -99,33 +96,15 @@ def train_audio_model(model: nn.Module, waves: np.ndarray, labels: np.ndarray, c
     data = torch.from_numpy(np.ascontiguousarray(waves, dtype=np.float32)).to(device)
     targets = targets.to(device)
     n = len(targets)
-    total = math.ceil(n / config.batch_size) * config.epochs
-    model = model.to(device).train()  # before the optimizer sees the parameters
-    optimizer = adamw(model, config.lr, config.weight_decay)
     autocast = config.bf16 and _fast_bf16(device)
-    step = 0
-    with progress_bar("train", total, enabled=progress, unit="step") as bar, \
-            seeded_training(config.seed, device) as gen:
-        for epoch in range(config.epochs):
-            order = torch.randperm(n, generator=gen).to(device)
-            running, seen = 0.0, 0
-            for start in range(0, n, config.batch_size):
-                idx = order[start:start + config.batch_size]
-                lr = _lr_at(config, step, total)
-                step += 1
-                bar.advance()
-                if len(idx) < 2:  # batch norm cannot train on a single clip
-                    continue
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                x = _augment(data[idx], config, gen)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                    loss = F.cross_entropy(model(x).float(), targets[idx], label_smoothing=config.label_smoothing)
-                optimizer_step(optimizer, loss)
-                running = running + loss.detach() * len(idx)  # no per-step sync on a GPU
-                seen += len(idx)
-            bar.status(f"epoch {epoch + 1}/{config.epochs} loss {float(running) / max(seen, 1):.3f}")
-    return model.cpu().eval()
+
+    def batch_loss(idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        rows = idx.to(device)
+        x = _augment(data[rows], config, gen)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            return F.cross_entropy(model(x).float(), targets[rows], label_smoothing=config.label_smoothing)
+
+    return train_epochs(model, n, config, device, batch_loss, progress=progress)
 
 
 def fit_audio(data: Any, *, arch: str = "logmel", config: AudioTrainConfig | None = None, progress: bool = False,

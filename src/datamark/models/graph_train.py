@@ -9,7 +9,6 @@ batches its graphs the way PyG does (:func:`~datamark.models.graph.batch_tensors
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,11 +18,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._device import compute_device
-from .._progress import progress_bar
 from ..exceptions import ParameterError
 from ..registry import MODELS
-from ._common import adamw, check_train_config, optimizer_step, seeded_training
-from .text_train import _lr_at
+from ._common import check_train_config, train_epochs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,32 +82,14 @@ def train_graph_model(model: nn.Module, graphs: Any, labels: np.ndarray, config:
     device = compute_device()
     targets = targets.to(device)
     n = len(graphs)
-    total = math.ceil(n / config.batch_size) * config.epochs
-    model = model.to(device).train()  # before the optimizer sees the parameters
-    optimizer = adamw(model, config.lr, config.weight_decay)
-    step = 0
-    with progress_bar("train", total, enabled=progress, unit="step") as bar, \
-            seeded_training(config.seed, device) as gen:
-        for epoch in range(config.epochs):
-            order = torch.randperm(n, generator=gen).numpy()
-            running, seen = 0.0, 0
-            for start in range(0, n, config.batch_size):
-                idx = order[start:start + config.batch_size]
-                lr = _lr_at(config, step, total)
-                step += 1
-                bar.advance()
-                if len(idx) < 2:  # batch norm cannot train on a single graph
-                    continue
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                inputs = batch_tensors([features[i] for i in idx], [edges[i] for i in idx], device)
-                y = targets[torch.from_numpy(idx).to(device)]
-                loss = F.cross_entropy(model(*inputs), y, label_smoothing=config.label_smoothing)
-                optimizer_step(optimizer, loss)
-                running = running + loss.detach() * len(idx)  # no per-step sync on a GPU
-                seen += len(idx)
-            bar.status(f"epoch {epoch + 1}/{config.epochs} loss {float(running) / max(seen, 1):.3f}")
-    return model.cpu().eval()
+
+    def batch_loss(idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        rows = idx.numpy()
+        inputs = batch_tensors([features[i] for i in rows], [edges[i] for i in rows], device)
+        y = targets[idx.to(device)]
+        return F.cross_entropy(model(*inputs), y, label_smoothing=config.label_smoothing)
+
+    return train_epochs(model, n, config, device, batch_loss, progress=progress)
 
 
 def fit_graph(data: Any, *, arch: str = "gin", config: GraphTrainConfig | None = None, progress: bool = False,
