@@ -8,6 +8,7 @@ MODELS: dict[str, Any] = {}
 TRIGGERS: dict[str, Any] = {}
 METHODS: dict[str, Any] = {}
 MODALITIES: dict[str, Any] = {}
+ATTACKS: dict[str, Any] = {}
 
 
 def register(table: dict[str, Any], name: str):

@@ -1,0 +1,11 @@
+"""A thief's countermeasures against dataset watermarks, and the survival suite that re-verifies after each.
+
+See :mod:`.base` for the four kinds (query, model, data, training) and :func:`parse_attack` for the
+``NAME:PARAM=VALUE`` form.
+"""
+
+from .base import (KINDS, Attack, DataAttack, ModelAttack, QueryAttack, TrainingAttack, attack_names,
+                   parse_attack, register_attack)
+
+__all__ = ["KINDS", "Attack", "DataAttack", "ModelAttack", "QueryAttack", "TrainingAttack", "attack_names",
+           "parse_attack", "register_attack"]
