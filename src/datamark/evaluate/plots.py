@@ -83,3 +83,36 @@ def pvalue_plot(results: dict[str, Sequence[ScenarioRow]], path: str | os.PathLi
         ax.set_title(method)
         ax.legend(fontsize=7)
     _save(fig, path, overwrite)
+
+
+def tradeoff_plot(series: dict[str, Sequence[dict]], path: str | os.PathLike, *, alpha: float,
+                  overwrite: bool = False) -> None:
+    """The thief's trade-off: one panel per countermeasure, its accuracy cost (points) against -log10 p of the
+    re-verification, one line per watermark (``series``: method -> rows of
+    :meth:`~datamark.evaluate.robustness.SurvivalRow.to_dict`), points in strength order. Filled markers are
+    stolen models (above the dashed alpha line: still accused), hollow ones the clean control (must stay below).
+    """
+    names = sorted({r["attack"]["name"] for rows in series.values() for r in rows if r["attack"]["name"] != "none"})
+    cols = min(4, max(1, len(names)))
+    fig, axes = _figure(math.ceil(len(names) / cols), cols, 3.2)
+    flat = [ax for row in axes for ax in row]
+    for ax, name in zip(flat, names, strict=False):
+        for i, (method, rows) in enumerate(series.items()):
+            for model, fill in (("stolen", f"C{i}"), ("clean", "none")):
+                picked = [r for r in rows if r["attack"]["name"] == name and r["model"] == model]
+                if not picked:
+                    continue
+                p = [r["p_probs"] if r["p_probs"] is not None else r["p_labels"] for r in picked]
+                y = [min(-math.log10(max(v, 1e-300)), 50.0) for v in p]
+                x = [r["cost_points"] for r in picked]
+                ax.plot(x, y, marker="o", markerfacecolor=fill, color=f"C{i}", linewidth=0.8 if fill != "none"
+                        else 0.0, label=f"{method} ({model})")
+        ax.axhline(-math.log10(alpha), linestyle="--", linewidth=0.8, color="gray")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("thief's accuracy cost (points)", fontsize=8)
+        ax.set_ylabel("-log10 p (capped at 50)", fontsize=8)
+    for ax in flat[len(names):]:
+        ax.axis("off")
+    if names:
+        flat[0].legend(fontsize=6)
+    _save(fig, path, overwrite)

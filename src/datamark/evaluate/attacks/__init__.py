@@ -4,8 +4,17 @@ See :mod:`.base` for the four kinds (query, model, data, training) and :func:`pa
 ``NAME:PARAM=VALUE`` form.
 """
 
-from .base import (KINDS, Attack, DataAttack, ModelAttack, QueryAttack, TrainingAttack, attack_names,
-                   parse_attack, register_attack)
+from .base import (
+                   KINDS,
+                   Attack,
+                   DataAttack,
+                   ModelAttack,
+                   QueryAttack,
+                   TrainingAttack,
+                   attack_names,
+                   parse_attack,
+                   register_attack,
+)
 
 __all__ = ["KINDS", "Attack", "DataAttack", "ModelAttack", "QueryAttack", "TrainingAttack", "attack_names",
            "parse_attack", "register_attack"]

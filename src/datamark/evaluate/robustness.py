@@ -1,0 +1,163 @@
+"""Does the watermark survive the thief? Apply countermeasures to a stolen model (and, as the control, to a
+clean one), re-verify with the owner's key, and put the thief's accuracy cost beside each p-value.
+
+One row per (attack, model): the attacked model's (or purified API's) benign accuracy against the unattacked
+model's, and the key's verification in both black-box settings (probabilities where the attacked API still
+returns them). A watermark *survives* an attack when the stolen model is still accused; the same attack on the
+clean model must still not accuse (an attack must not turn an innocent model guilty). Rows are handed to
+``on_row`` as they are made, so a long sweep keeps what it measured if it is interrupted.
+
+What each kind needs: ``query`` attacks only the model; ``model`` attacks the thief's clean data
+(``thief_data``); ``data`` and ``training`` attacks the released data (``released``) and a trainer, because
+the thief retrains from it (the clean model is not retrained: it never saw the released data).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from ..data.records import Records
+from ..exceptions import ParameterError
+from ..key import Key
+from ..models.checkpoint import ModelSpec
+from ..suspects.local import LocalSuspect
+from ..verify.result import VerificationResult
+from ..verify.verifier import Verifier
+from .attacks.base import Attack, DataAttack, ModelAttack, QueryAttack, TrainingAttack
+from .metrics import benign_accuracy
+
+log = logging.getLogger(__name__)
+
+Trainer = Callable[[Records, Any], tuple[Any, ModelSpec]]  # (records, config) -> (model, spec)
+
+
+@dataclass(frozen=True)
+class SurvivalRow:
+    """One attack on one model: accuracy before/after, both verifications, and what the attack removed."""
+
+    attack: dict[str, Any]            # Attack.to_dict(), or {"name": "none", ...} for the unattacked baseline
+    label: str
+    model: str                        # "stolen" or "clean"
+    ba_before: float
+    ba: float
+    probs: VerificationResult | None  # None where the attacked API answers labels only
+    labels: VerificationResult
+    seconds: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cost_points(self) -> float:
+        """The thief's accuracy cost in percentage points (negative: the attack gained accuracy)."""
+        return 100.0 * (self.ba_before - self.ba)
+
+    @property
+    def verdict(self) -> VerificationResult:
+        """The result the owner would rely on: probabilities where the API returns them, else labels."""
+        return self.probs if self.probs is not None else self.labels
+
+    @property
+    def accused(self) -> bool:
+        return self.verdict.accused
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"attack": self.attack, "label": self.label, "model": self.model, "ba_before": self.ba_before,
+                "ba": self.ba, "cost_points": self.cost_points, "accused": self.accused,
+                "p_probs": None if self.probs is None else self.probs.outcome.p_value,
+                "p_labels": self.labels.outcome.p_value, "seconds": self.seconds, "details": self.details,
+                "probs": None if self.probs is None else self.probs.to_dict(), "labels": self.labels.to_dict()}
+
+
+def default_trainer(spec: ModelSpec, seed: int) -> Trainer:
+    """The thief's recipe: a fresh model of the stolen one's architecture with that architecture's defaults."""
+    from ..models import default_config, fit
+
+    def train(records: Records, config: Any = None) -> tuple[Any, ModelSpec]:
+        return fit(records, arch=spec.arch, config=config or default_config(spec.arch, seed=seed))
+    return train
+
+
+def _verify(key: Key, suspect: Any, test_data: Records, verifier: Verifier
+            ) -> tuple[VerificationResult | None, VerificationResult]:
+    with_probs = suspect.outputs == "probs"
+    probs = replace(verifier, mode="probs").verify(suspect, key, test_data) if with_probs else None
+    labels = replace(verifier, mode="labels").verify(
+        suspect.with_outputs("labels") if with_probs else suspect, key, test_data)
+    return probs, labels
+
+
+def attacked_suspect(attack: Attack, model: Any, spec: ModelSpec, *, thief_data: Records | None = None,
+                     released: Records | None = None, train: Trainer | None = None, seed: int = 0,
+                     progress: bool = False) -> tuple[Any, dict[str, Any]]:
+    """The suspect the owner meets after ``attack`` on ``(model, spec)``, and what the attack did (flagged
+    rows for data attacks). Raises a one-line ParameterError when the attack's inputs are missing."""
+    train = train or default_trainer(spec, seed)
+    if isinstance(attack, QueryAttack):
+        return attack.wrap(LocalSuspect.from_model(model, spec), seed=seed), {}
+    if isinstance(attack, ModelAttack):
+        if thief_data is None:
+            raise ParameterError(f"The '{attack.registry_name}' attack needs the thief's clean data (thief_data=, "
+                                 f"--thief-data).")
+        new_model, new_spec = attack.apply(model, spec, thief_data, seed=seed, progress=progress)
+        return LocalSuspect.from_model(new_model, new_spec), {}
+    if released is None:
+        raise ParameterError(f"The '{attack.registry_name}' attack retrains on the released data (released=, "
+                             f"--released).")
+    if isinstance(attack, DataAttack):
+        flagged = np.asarray(attack.flag(model, spec, released, seed=seed), dtype=np.int64)
+        keep = np.setdiff1d(np.arange(len(released)), flagged)
+        new_model, new_spec = train(released.subset(keep))
+        return LocalSuspect.from_model(new_model, new_spec), {"flagged_rows": int(len(flagged))}
+    if isinstance(attack, TrainingAttack):
+        from ..models import default_config
+        new_model, new_spec = train(released, attack.recipe(default_config(spec.arch, seed=seed)))
+        return LocalSuspect.from_model(new_model, new_spec), {}
+    raise ParameterError(f"'{type(attack).__name__}' is not an attack of a known kind.")
+
+
+def survival(key: Key, attacks: Sequence[Attack], test_data: Records, *, stolen: tuple[Any, ModelSpec],
+             clean: tuple[Any, ModelSpec] | None = None, thief_data: Records | None = None,
+             released: Records | None = None, train: Trainer | None = None, verifier: Verifier | None = None,
+             seed: int = 0, progress: bool = False,
+             on_row: Callable[[SurvivalRow], None] | None = None) -> list[SurvivalRow]:
+    """The survival table: the unattacked baseline, then every attack on the stolen model and (query and model
+    attacks) on the clean model; see the module docstring."""
+    verifier = verifier or Verifier()
+    models = {"stolen": stolen, **({"clean": clean} if clean is not None else {})}
+    for attack in attacks:
+        attack.check_modality(test_data.modality.name)
+    rows: list[SurvivalRow] = []
+
+    def add(row: SurvivalRow) -> None:
+        rows.append(row)
+        p = row.verdict.outcome.p_value
+        log.info("%s on the %s model: BA %.2f %% (cost %+.2f pt), p = %.3g, %s", row.label, row.model,
+                 100 * row.ba, row.cost_points, p, "accused" if row.accused else "not accused")
+        if on_row is not None:
+            on_row(row)
+
+    before = {}
+    for name, (model, spec) in models.items():
+        start = time.perf_counter()
+        suspect = LocalSuspect.from_model(model, spec)
+        before[name] = benign_accuracy(suspect, test_data)
+        probs, labels = _verify(key, suspect, test_data, verifier)
+        add(SurvivalRow({"name": "none", "kind": "none", "params": {}}, "none", name, before[name], before[name],
+                        probs, labels, time.perf_counter() - start))
+    for attack in attacks:
+        for name, (model, spec) in models.items():
+            if name == "clean" and attack.kind in ("data", "training"):
+                continue  # the innocent model never trained on the released data: nothing to filter or retrain
+            start = time.perf_counter()
+            suspect, details = attacked_suspect(attack, model, spec, thief_data=thief_data, released=released,
+                                                train=train, seed=seed, progress=progress)
+            ba = benign_accuracy(suspect, test_data)
+            probs, labels = _verify(key, suspect, test_data, verifier)
+            add(SurvivalRow(attack.to_dict(), attack.label, name, before[name], ba, probs, labels,
+                            time.perf_counter() - start, details))
+    return rows
