@@ -13,7 +13,8 @@ __all__ = ["app", "main"]
 
 for name, command in [("protect", protect.protect), ("preview", protect.preview), ("card", protect.card),
                       ("train", train.train),
-                      ("verify", verify.verify), ("attack", attack.attack), ("serve", serve.serve), ("evaluate", experiments.evaluate),
+                      ("verify", verify.verify), ("attack", attack.attack), ("serve", serve.serve),
+                      ("evaluate", experiments.evaluate),
                       ("demo", experiments.demo), ("run", experiments.run_file),
                       ("report", report.report),
                       ("evidence", keys.evidence_check), ("key-info", keys.key_info)]:
