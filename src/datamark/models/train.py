@@ -37,6 +37,10 @@ class TrainConfig:
     label_smoothing: float = 0.2  # fast-trainer default; 0 for the papers' ResNet-18 setting
     crop_padding: int = 4         # random translation by up to this many pixels (reflect padding), 0 = off
     flip: bool = True             # random horizontal flips (off for digits, where flips change meaning)
+    # The thief's anti-memorisation recipes (issue 15), all off by default (0 = the trainer as it always was):
+    resized_crop: float = 0.0     # random-resized-crop minimum area share (torchvision's 0.08 is for 224-px images)
+    mixup: float = 0.0            # Beta(a, a) of mixup (Zhang et al., ICLR 2018: a = 1 on CIFAR-10)
+    cutmix: float = 0.0           # Beta(a, a) of CutMix (Yun et al., ICCV 2019: a = 1); with mixup: one or the other
     bf16: bool = True             # bf16 autocast on CPU; ignored where unsupported
     seed: int = 0
 
@@ -45,6 +49,13 @@ class TrainConfig:
             raise ParameterError(f"epochs and batch_size must be >= 1; got {self.epochs} and {self.batch_size}.")
         if self.lr <= 0:
             raise ParameterError(f"The 'lr' parameter of TrainConfig must be > 0; got {self.lr}.")
+        if not 0 <= self.resized_crop < 1:
+            raise ParameterError(f"The 'resized_crop' parameter of TrainConfig (minimum area share) must be in [0, 1), "
+                                 f"0 = off; got {self.resized_crop}.")
+        for name in ("mixup", "cutmix"):
+            if not getattr(self, name) >= 0:
+                raise ParameterError(f"The '{name}' parameter of TrainConfig (Beta concentration) must be >= 0, "
+                                     f"0 = off; got {getattr(self, name)}.")
 
 
 def _fast_bf16(device: torch.device) -> bool:
@@ -94,9 +105,12 @@ def _lr_at(config: TrainConfig, step: int, total: int) -> float:
 
 
 def _augment(x: torch.Tensor, config: TrainConfig, gen: torch.Generator) -> torch.Tensor:
-    """Random translation (reflect-padded crop) and horizontal flip, per sample, on a float NCHW batch."""
+    """Random resized crop (if on), random translation (reflect-padded crop) and horizontal flip, per sample, on a
+    float NCHW batch."""
     n, _, h, w = x.shape
     device = x.device
+    if config.resized_crop:
+        x = _resized_crop(x, config.resized_crop, gen)
     if config.crop_padding:
         p = config.crop_padding
         padded = F.pad(x, (p, p, p, p), mode="reflect")
@@ -113,23 +127,108 @@ def _augment(x: torch.Tensor, config: TrainConfig, gen: torch.Generator) -> torc
     return x
 
 
-def train_model(model: nn.Module, images: np.ndarray, labels: np.ndarray, config: TrainConfig, *,
-                progress: bool = False) -> nn.Module:
+def _resized_crop(x: torch.Tensor, min_area: float, gen: torch.Generator) -> torch.Tensor:
+    """torchvision's RandomResizedCrop, batched: per sample a box of U(min_area, 1) of the area with aspect ratio
+    log-uniform in [3/4, 4/3], resized back to full size (bilinear) by one affine grid."""
+    n = len(x)
+    area = min_area + (1 - min_area) * torch.rand(n, generator=gen)
+    ratio = torch.exp(math.log(3 / 4) + math.log(16 / 9) * torch.rand(n, generator=gen))
+    sw, sh = (area * ratio).sqrt().clamp(max=1.0), (area / ratio).sqrt().clamp(max=1.0)  # shares of width, height
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1] = sw, sh
+    theta[:, 0, 2] = (1 - sw) * (2 * torch.rand(n, generator=gen) - 1)  # box centre, normalised [-1, 1] coordinates
+    theta[:, 1, 2] = (1 - sh) * (2 * torch.rand(n, generator=gen) - 1)
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def _mix(x: torch.Tensor, config: TrainConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mixup or CutMix of a batch with a shuffled copy of itself: ``(mixed x, partner rows, lam)``, where the targets
+    mix as ``lam * t + (1 - lam) * t[partner]``. With both on, each batch takes one of them with probability 1/2."""
+    from scipy.special import betaincinv  # Beta(a, a) by inversion: every draw comes from the run's generator
+
+    cutmix = config.cutmix > 0 and (config.mixup == 0 or float(torch.rand(1, generator=gen)) < 0.5)
+    a = config.cutmix if cutmix else config.mixup
+    lam = float(betaincinv(a, a, float(torch.rand(1, generator=gen))))
+    partner = torch.randperm(len(x), generator=gen).to(x.device)
+    if not cutmix:
+        return lam * x + (1 - lam) * x[partner], partner, lam
+    h, w = x.shape[2:]  # a box of area share 1 - lam at a uniform centre, clipped to the image (Yun et al.'s code)
+    cut_h, cut_w = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+    cy, cx = (int(torch.randint(0, size, (1,), generator=gen)) for size in (h, w))
+    y0, y1, x0, x1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, h), max(cx - cut_w // 2, 0), min(cx + cut_w // 2, w)
+    x = x.clone()
+    x[:, :, y0:y1, x0:x1] = x[partner, :, y0:y1, x0:x1]
+    return x, partner, 1 - (y1 - y0) * (x1 - x0) / (h * w)  # lam of the box actually pasted
+
+
+def _loss(logits: torch.Tensor, hard: torch.Tensor | None, soft: torch.Tensor | None, config: TrainConfig,
+          mixing: tuple[torch.Tensor, torch.Tensor, float] | None, temperature: float) -> torch.Tensor:
+    """Cross-entropy with label smoothing against hard labels (the original loss, unchanged) or against
+    probabilities (soft targets, or labels mixed by mixup/CutMix); at a temperature T the logits are divided by T
+    and the loss multiplied by T^2, which keeps gradient sizes comparable (Hinton et al., 2015)."""
+    if soft is None and mixing is None:
+        return F.cross_entropy(logits, hard, label_smoothing=config.label_smoothing)
+    target = soft if soft is not None else F.one_hot(hard, logits.shape[1]).float()
+    if mixing is not None:
+        _, partner, lam = mixing
+        target = lam * target + (1 - lam) * target[partner]
+    if temperature == 1:
+        return F.cross_entropy(logits, target, label_smoothing=config.label_smoothing)
+    return F.cross_entropy(logits / temperature, target, label_smoothing=config.label_smoothing) * temperature ** 2
+
+
+def _check_inputs(n: int, labels: np.ndarray | None, soft_targets: np.ndarray | None, temperature: float,
+                  masks: dict[str, torch.Tensor] | None, model: nn.Module) -> None:
+    """One-line ParameterErrors for what :func:`train_model` is given besides the configuration."""
+    if (labels is None) == (soft_targets is None):
+        raise ParameterError("train_model needs exactly one of labels and soft_targets (to mix hard labels into soft "
+                             "targets, do it in the targets and pass labels=None).")
+    if labels is not None and len(labels) != n:
+        raise ParameterError(f"images and labels differ in length: {n} vs {len(labels)}.")
+    if soft_targets is not None:
+        soft = np.asarray(soft_targets)
+        if soft.ndim != 2 or len(soft) != n or not np.isfinite(soft).all() or (soft < 0).any() \
+                or not np.allclose(soft.sum(1), 1.0, atol=1e-3):
+            raise ParameterError(f"soft_targets must be an N x K array of probabilities (rows >= 0 summing to 1) "
+                                 f"with N = {n} images; got shape {soft.shape}. Pass softmax outputs, not logits.")
+    if not temperature > 0:
+        raise ParameterError(f"The 'temperature' of train_model must be > 0; got {temperature}.")
+    params = dict(model.named_parameters())
+    for name, mask in (masks or {}).items():
+        if name not in params or torch.broadcast_shapes(mask.shape, params[name].shape) != params[name].shape:
+            raise ParameterError(f"masks['{name}'] must name a parameter of the model and broadcast to its shape; "
+                                 f"got shape {tuple(mask.shape)}. Parameters: {', '.join(params)}.")
+
+
+def train_model(model: nn.Module, images: np.ndarray, labels: np.ndarray | None, config: TrainConfig, *,
+                progress: bool = False, soft_targets: np.ndarray | None = None, temperature: float = 1.0,
+                masks: dict[str, torch.Tensor] | None = None) -> nn.Module:
     """Train ``model`` in place on uint8 NHWC ``images`` and int ``labels``; returns it in eval mode.
+
+    The thief's variants run through the same loop: ``soft_targets`` (N x K probabilities, with ``labels=None``)
+    replace the labels by a soft cross-entropy, for distillation, at ``temperature`` (student logits divided by
+    it, loss scaled by its square); ``masks`` (parameter name -> 0/1 tensor) are multiplied into those
+    parameters before training and after every step, so pruned weights stay zero (fine-pruning); fine-tuning is
+    a call on a trained model with a small ``config.lr``. ``config`` switches mixup, CutMix and random resized crops.
 
     Deterministic for a given ``config.seed`` (shuffling and augmentation use a local generator). Runs on
     :func:`~datamark._device.compute_device` (a GPU when one is visible) and returns the model on the CPU.
     """
-    if len(images) != len(labels):
-        raise ParameterError(f"images and labels differ in length: {len(images)} vs {len(labels)}.")
+    n = len(images)
+    _check_inputs(n, labels, soft_targets, temperature, masks, model)
     gen = torch.Generator().manual_seed(config.seed)
     device = compute_device()
     data = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(device)  # uint8 NCHW
-    targets = torch.tensor(np.asarray(labels), dtype=torch.long).to(device)  # a copy: Arrow labels are read-only
-    n = len(targets)
+    # Copies (torch.tensor): Arrow labels are read-only.
+    targets = None if labels is None else torch.tensor(np.asarray(labels), dtype=torch.long).to(device)
+    soft = None if soft_targets is None else torch.tensor(np.asarray(soft_targets), dtype=torch.float32).to(device)
     steps_per_epoch = math.ceil(n / config.batch_size)
     total = steps_per_epoch * config.epochs
     model = model.to(device=device, memory_format=torch.channels_last).train()  # before the optimizer sees it
+    params = dict(model.named_parameters())
+    masks = {name: mask.to(device=device, dtype=params[name].dtype) for name, mask in (masks or {}).items()}
+    _apply_masks(params, masks)
     decay, no_decay = [], []
     for _name, p in model.named_parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN and biases
@@ -145,18 +244,29 @@ def train_model(model: nn.Module, images: np.ndarray, labels: np.ndarray, config
                 idx = order[start:start + config.batch_size].to(device)
                 if len(idx) < 2:  # batch norm cannot train on a single sample
                     continue
-                x = _augment(data[idx].float().div_(255.0), config, gen).contiguous(memory_format=torch.channels_last)
+                x = _augment(data[idx].float().div_(255.0), config, gen)
+                mixing = _mix(x, config, gen) if config.mixup or config.cutmix else None
+                x = (x if mixing is None else mixing[0]).contiguous(memory_format=torch.channels_last)
                 for group in optimizer.param_groups:
                     group["lr"] = _lr_at(config, step, total)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and _fast_bf16(device)):
-                    loss = F.cross_entropy(model(x).float(), targets[idx], label_smoothing=config.label_smoothing)
+                    loss = _loss(model(x).float(), None if targets is None else targets[idx],
+                                 None if soft is None else soft[idx], config, mixing, temperature)
                 optimizer_step(optimizer, loss)
+                _apply_masks(params, masks)
                 running = running + loss.detach() * len(idx)  # no per-step sync on a GPU
                 seen += len(idx)
                 step += 1
                 bar.advance()
             bar.status(f"epoch {epoch + 1}/{config.epochs} loss {float(running) / max(seen, 1):.3f}")
     return model.cpu().eval()
+
+
+def _apply_masks(params: dict[str, nn.Parameter], masks: dict[str, torch.Tensor]) -> None:
+    """Multiply each masked parameter by its mask, outside autograd (pruned weights stay exactly zero)."""
+    with torch.no_grad():
+        for name, mask in masks.items():
+            params[name].mul_(mask)
 
 
 def fit(data, *, arch: str | None = None, config=None, progress: bool = False, **arch_params):
