@@ -39,11 +39,17 @@ def wait_ready(url: str, proc: subprocess.Popen, *, timeout_s: float = 60.0,
         time.sleep(0.1)
 
 
-def save_tiny_checkpoint(model, path: str | os.PathLike) -> None:
-    """A checkpoint of a tiny digits model (``train_tiny``'s; an untrained one with ``build_model``): 8x8x1
-    inputs, 10 classes, the width read off its head."""
-    from ..models.checkpoint import ModelSpec, save_checkpoint
+def tiny_spec(model):
+    """The :class:`~datamark.models.checkpoint.ModelSpec` of a tiny digits model (``train_tiny``'s; an untrained
+    one with ``build_model``): 8x8x1 inputs, 10 classes, the width read off its head."""
+    from ..models.checkpoint import ModelSpec
 
-    spec = ModelSpec(arch="tiny", num_classes=10, input_shape=(8, 8, 1), mean=(0.0,), std=(1.0,),
+    return ModelSpec(arch="tiny", num_classes=10, input_shape=(8, 8, 1), mean=(0.0,), std=(1.0,),
                      params={"width": model.head.in_features // 8})
-    save_checkpoint(model, spec, path)
+
+
+def save_tiny_checkpoint(model, path: str | os.PathLike) -> None:
+    """A checkpoint of a tiny digits model (see :func:`tiny_spec`)."""
+    from ..models.checkpoint import save_checkpoint
+
+    save_checkpoint(model, tiny_spec(model), path)

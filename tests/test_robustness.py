@@ -1,0 +1,80 @@
+"""The survival suite: attack, re-verify, cost; the clean control; what each kind of attack needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from datamark.evaluate.attacks import ModelAttack, QueryAttack
+from datamark.evaluate.robustness import survival
+from datamark.exceptions import ParameterError
+from datamark.testing.servers import tiny_spec
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@dataclass(frozen=True)
+class Identity(QueryAttack):
+    """Changes nothing: the baseline must come back."""
+
+    registry_name = "identity"
+
+
+@dataclass(frozen=True)
+class Blackout(QueryAttack):
+    """Sends black images: destroys every watermark and the accuracy with it."""
+
+    registry_name = "blackout"
+
+    def transform_inputs(self, batch, modality):
+        return np.zeros_like(batch)
+
+
+@dataclass(frozen=True)
+class Reinitialise(ModelAttack):
+    """Replaces the model with an untrained one of the same architecture."""
+
+    registry_name = "reinitialise"
+
+    def apply(self, model, spec, thief_data, *, seed=0, progress=False):
+        from datamark.models.checkpoint import build_model
+        assert len(thief_data) > 0
+        return build_model(spec, seed=seed), spec
+
+
+def _pair(tiny_marks):
+    key, stolen, clean, test = tiny_marks
+    return key, (stolen.model, tiny_spec(stolen.model)), (clean.model, tiny_spec(clean.model)), test
+
+
+def test_rows_cover_baseline_attacks_and_the_clean_control(tiny_marks):
+    key, stolen, clean, test = _pair(tiny_marks)
+    seen = []
+    rows = survival(key, [Identity(), Blackout()], test, stolen=stolen, clean=clean, on_row=seen.append)
+    assert [(r.label, r.model) for r in rows] == [("none", "stolen"), ("none", "clean"), ("identity", "stolen"),
+                                                  ("identity", "clean"), ("blackout", "stolen"),
+                                                  ("blackout", "clean")]
+    assert seen == rows  # handed over as they are made
+    by = {(r.label, r.model): r for r in rows}
+    base, same = by["none", "stolen"], by["identity", "stolen"]
+    assert base.accused and not by["none", "clean"].accused
+    assert same.ba == base.ba and same.cost_points == 0.0 and same.accused
+    assert same.probs.outcome.p_value == base.probs.outcome.p_value
+    black = by["blackout", "stolen"]
+    assert not black.accused and black.cost_points > 50  # a black image carries no trigger, nor the digit
+    assert not by["blackout", "clean"].accused
+    row = black.to_dict()
+    assert row["attack"] == {"name": "blackout", "kind": "query", "params": {}} and row["p_labels"] is not None
+
+
+def test_model_attacks_need_the_thiefs_data_and_leave_the_input_model_alone(tiny_marks):
+    key, stolen, _, test = _pair(tiny_marks)
+    before = [p.detach().clone() for p in stolen[0].parameters()]
+    with pytest.raises(ParameterError, match="thief's clean data"):
+        survival(key, [Reinitialise()], test, stolen=stolen)
+    rows = survival(key, [Reinitialise()], test, stolen=stolen, thief_data=test)
+    assert rows[-1].label == "reinitialise" and not rows[-1].accused and rows[-1].cost_points > 30
+    after = list(stolen[0].parameters())
+    assert all(np.array_equal(a.numpy(), b.detach().numpy()) for a, b in zip(before, after, strict=True))
