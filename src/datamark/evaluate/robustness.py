@@ -91,6 +91,17 @@ def _verify(key: Key, suspect: Any, test_data: Records, verifier: Verifier
     return probs, labels
 
 
+def check_needs(attack: Attack, *, thief_data: Records | None, released: Records | None) -> None:
+    """Refuse, before any work, an attack whose inputs are missing: model attacks need the thief's clean data,
+    data and training attacks the released data they retrain from."""
+    if isinstance(attack, ModelAttack) and thief_data is None:
+        raise ParameterError(f"The '{attack.registry_name}' attack needs the thief's clean data (thief_data=, "
+                             f"--thief-data).")
+    if isinstance(attack, (DataAttack, TrainingAttack)) and released is None:
+        raise ParameterError(f"The '{attack.registry_name}' attack retrains on the released data (released=, "
+                             f"--released).")
+
+
 def attacked_suspect(attack: Attack, model: Any, spec: ModelSpec, *, thief_data: Records | None = None,
                      released: Records | None = None, train: Trainer | None = None, seed: int = 0,
                      progress: bool = False) -> tuple[Any, dict[str, Any]]:
@@ -99,15 +110,10 @@ def attacked_suspect(attack: Attack, model: Any, spec: ModelSpec, *, thief_data:
     train = train or default_trainer(spec, seed)
     if isinstance(attack, QueryAttack):
         return attack.wrap(LocalSuspect.from_model(model, spec), seed=seed), {}
+    check_needs(attack, thief_data=thief_data, released=released)
     if isinstance(attack, ModelAttack):
-        if thief_data is None:
-            raise ParameterError(f"The '{attack.registry_name}' attack needs the thief's clean data (thief_data=, "
-                                 f"--thief-data).")
         new_model, new_spec = attack.apply(model, spec, thief_data, seed=seed, progress=progress)
         return LocalSuspect.from_model(new_model, new_spec), {}
-    if released is None:
-        raise ParameterError(f"The '{attack.registry_name}' attack retrains on the released data (released=, "
-                             f"--released).")
     if isinstance(attack, DataAttack):
         flagged = np.asarray(attack.flag(model, spec, released, seed=seed), dtype=np.int64)
         keep = np.setdiff1d(np.arange(len(released)), flagged)
@@ -131,6 +137,7 @@ def survival(key: Key, attacks: Sequence[Attack], test_data: Records, *, stolen:
     models = {"stolen": stolen, **({"clean": clean} if clean is not None else {})}
     for attack in attacks:
         attack.check_modality(test_data.modality.name)
+        check_needs(attack, thief_data=thief_data, released=released)
     rows: list[SurvivalRow] = []
 
     def add(row: SurvivalRow) -> None:
