@@ -43,6 +43,8 @@ def build_method(name: str, seed: int, clean_checkpoint: Path):
         return BadNets(seed=seed, decoy_rate=0.1)
     if name == "blended":
         return Blended(seed=seed, decoy_rate=0.1)
+    if name == "blended-mosaic":  # a keyed texture of 4-px tiles: low-frequency, measured against JPEG and blur
+        return Blended(seed=seed, decoy_rate=0.1, pattern="mosaic")
     if name == "ubw-p":
         return UBWP(seed=seed, labels="other", trigger_size=6, decoy_rate=0.1)
     if name == "clean-label":
@@ -50,7 +52,7 @@ def build_method(name: str, seed: int, clean_checkpoint: Path):
     raise SystemExit(f"unknown method '{name}'")
 
 
-METHODS = ("badnets", "blended", "ubw-p", "clean-label")
+METHODS = ("badnets", "blended", "blended-mosaic", "ubw-p", "clean-label")
 
 # The strength sweep of each countermeasure (NAME:PARAM=VALUE, parsed by datamark.evaluate.attacks). Groups can be
 # chosen with --attacks; "query" and "model" are the default, "data" and "training" retrain the thief's model
@@ -61,7 +63,7 @@ SWEEP = {
               "round:decimals=2", "round:decimals=1", "top1", "logit-noise:sigma=0.5", "logit-noise:sigma=1.0",
               "logit-noise:sigma=2.0"],
     "model": ["fine-tune:lr=0.001,rows=5000", "fine-tune:lr=0.01,rows=5000", "fine-tune:lr=0.05,rows=5000",
-              "fine-prune:prune=0.5,rows=5000", "fine-prune:prune=0.8,rows=5000", "distill:rows=5000",
+              "fine-prune:prune=0.5", "fine-prune:prune=0.8", "distill:rows=5000",
               "distill:rows=20000"],
     "data": ["loss-filter:fraction=0.05", "spectral-signatures:eps=0.1", "strip:fraction=0.05"],
     "training": ["mixup:alpha=1.0", "cutmix:alpha=1.0", "label-smoothing:smoothing=0.3"],
