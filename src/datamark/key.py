@@ -101,13 +101,18 @@ class Key:
                 f"commitment={self.commitment[:16]}...)")
 
     def summary(self) -> dict[str, Any]:
-        """What may be shown or published: no secret, no trigger pattern, no row ids, no secret targets."""
+        """What may be shown or published: no secret, no trigger pattern, no row ids, no secret targets; where the
+        triggers and secret choices come from (drawn from the secret, or chosen by the owner)."""
+        from .verify.consistency import provenance  # the verify package imports this module
+
         target: Any = self.target if not self.marks else "secret (one per mark)"
+        drawn = provenance(self)
         return {"commitment": self.commitment, "method": self.method.get("name"), "trigger": self.trigger.get("name"),
                 "marks": max(1, len(self.marks)), "target": target, "marked_rows": len(self.marked_ids),
                 "dataset_rows": self.dataset.get("n_rows"),
                 "num_classes": self.dataset.get("num_classes"), "datamark_version": self.datamark_version,
-                "created": self.created}
+                "created": self.created,
+                "provenance": drawn.describe() if drawn is not None else "not the triggers its secret draws"}
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False, journal: Journal | None = None) -> None:
         """Write the key with owner-only permissions (0600, set before a byte is written), atomically, flushed to
@@ -200,6 +205,11 @@ class Key:
         except (ValueError, TypeError) as err:  # ParameterError and KeyFormatError are ValueErrors
             raise KeyFormatError(f"The key '{where}' holds an invalid value ({err}); it was edited or damaged; "
                                  f"use the original key file.") from err
+        # Sane values are not enough: a forger may write triggers crafted on a clean model (and a checksum) into
+        # a key. Its triggers and secret choices must be the ones its secret draws (see verify/consistency.py).
+        from .verify.consistency import check_key
+
+        check_key(self, where)
 
     def check_data(self, num_classes: int, input_shape: tuple[int, ...], where: str,
                    sample_rate: int | None = None) -> None:

@@ -35,6 +35,9 @@ class VerificationResult:
     deviations: list[dict[str, Any]] = field(default_factory=list)  # settings that differ from the key's plan
     marks: dict[str, Any] | None = None  # multi-mark keys: marks, options, hits, probes per mark
     effect: TestOutcome | None = None  # multi-mark keys, probability mode: the paired t-test, an effect size
+    # Where the key's triggers and secret choices come from (verify.consistency.Provenance.describe()); None: not
+    # recorded. Said in the verdict when the owner chose them.
+    provenance: str | None = None
 
     @property
     def accused(self) -> bool:
@@ -49,8 +52,10 @@ class VerificationResult:
                     f"(p = {self.specificity.p_value:.3g} >= alpha = {self.alpha:g}): independent triggers of the "
                     f"same kind move the suspect as much as the key's, so this is no evidence of *this* watermark.")
         if self.accused:
+            owner = f" The key's {self.provenance}." if self.provenance and "owner" in self.provenance else ""
             return (f"H0 rejected (p = {self.outcome.p_value:.3g} < alpha = {self.alpha:g}): the suspect responds to "
-                    f"the watermark; evidence that it was trained on the protected dataset.")
+                    f"the watermark; evidence that it was trained on the protected dataset, provided the key's "
+                    f"commitment was published before the suspect model existed.{owner}")
         return (f"H0 not rejected (p = {self.outcome.p_value:.3g} >= alpha = {self.alpha:g}): no evidence that the "
                 f"suspect was trained on the protected dataset.")
 
