@@ -30,6 +30,7 @@ import torch
 
 from datamark import UBWP, BadNets, Blended, CleanLabel, __version__, load_data
 from datamark._device import device_name
+from datamark.evaluate.report import survival_table
 from datamark.key import Key
 from datamark.models import default_config, fit, load_checkpoint, save_checkpoint
 
@@ -165,20 +166,7 @@ def markdown(result: dict) -> str:
              "under the same countermeasure. Cost: the thief's benign-accuracy loss in points (on the purified "
              "API for query-side attacks).", ""]
     for name, entry in result["methods"].items():
-        lines += [f"## {name} (key `{entry['commitment'][:16]}…`)", "",
-                  "| countermeasure | kind | BA stolen % | cost (pt) | p stolen (probs / labels) | survives | "
-                  "p clean (probs / labels) | clean accused |", "|---|---|---|---|---|---|---|---|"]
-        clean = {r["label"]: r for r in entry["rows"] if r["model"] == "clean"}
-
-        def pp(r):
-            probs = "–" if r["p_probs"] is None else f"{r['p_probs']:.2g}"
-            return f"{probs} / {r['p_labels']:.2g}"
-        for r in (r for r in entry["rows"] if r["model"] == "stolen"):
-            c = clean.get(r["label"])
-            lines.append(f"| {r['label']} | {r['attack']['kind']} | {100 * r['ba']:.2f} | {r['cost_points']:+.2f} | "
-                         f"{pp(r)} | {'yes' if r['accused'] else '**no**'} | {pp(c) if c else '–'} | "
-                         f"{('**YES**' if c['accused'] else 'no') if c else '–'} |")
-        lines.append("")
+        lines += [f"## {name} (key `{entry['commitment'][:16]}…`)", "", survival_table(entry["rows"]), ""]
     return "\n".join(lines) + "\n"
 
 

@@ -63,6 +63,10 @@ def test_every_benchmark_row_file_is_valid(path):
     (("limit = 400", "limit = 1"), "limit must be an integer >= 2"),
     (("[methods.patch]\nmethod = \"badnets\"\nseed = 4\nn_marks = 3\nrate = 0.15", ""), "no [methods.NAME] table"),
     (("seed = 1", "seed = = 1"), "is not valid TOML"),
+    (("[verify]", "[robustness]\nattacks = [\"nope\"]\n[verify]"), "Unknown attack 'nope'"),
+    (("[verify]", "[robustness]\nattacks = [\"distill\"]\n[verify]"), "add thief_data"),
+    (("[verify]", "[robustness]\nattacks = \"jpeg\"\n[verify]"), "must be a list of strings"),
+    (("[verify]", "[robustness]\nthief = \"x\"\n[verify]"), "[robustness] has no setting(s) ['thief']"),
 ])
 def test_every_mistake_is_one_line_naming_the_file_and_the_setting(edit, message):
     with pytest.raises(ParameterError) as error:
@@ -93,3 +97,19 @@ def test_run_trains_protects_and_records_the_file(tmp_path):
     assert again.exit_code == 2 and "--overwrite" in again.output  # an earlier run's artefacts are never replaced
     page = runner.invoke(app, ["report", str(tmp_path / "run" / "results.json"), "--out", str(tmp_path / "r.html")])
     assert page.exit_code == 0 and "tiny-badnets" in (tmp_path / "r.html").read_text(), page.output
+
+
+def test_robustness_section_attacks_every_stolen_model_and_the_clean_one(tmp_path):
+    from datamark.evaluate.experiment_file import run_experiment_file
+
+    text = TINY.replace("[verify]", "[robustness]\nattacks = [\"top1\", \"fine-tune:lr=0.01,epochs=1\"]\n"
+                                    "thief_data = \"digits:train\"\nthief_rows = 100\n\n[verify]")
+    spec = ExperimentFile.parse(text, where="exp.toml")
+    report = run_experiment_file(spec, out_dir=tmp_path, log=lambda _: None)
+    rows = json.loads((tmp_path / "results.json").read_text())["methods"]["patch"]["robustness"]
+    assert [(r["label"], r["model"]) for r in rows] == [
+        ("none", "stolen"), ("none", "clean"), ("top1", "stolen"), ("top1", "clean"),
+        ("fine-tune(lr=0.01, epochs=1, rows=0)", "stolen"), ("fine-tune(lr=0.01, epochs=1, rows=0)", "clean")]
+    assert rows[2]["p_probs"] is None  # top-1 answers: the label-only test
+    assert (tmp_path / "robustness.png").stat().st_size > 0
+    assert "the thief's countermeasures" in report.markdown()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,11 @@ from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..models.train import TrainConfig, fit
 from ..suspects.local import LocalSuspect
 from ..verify.verifier import Verifier
+from .attacks.base import Attack
 from .metrics import benign_accuracy
-from .plots import pvalue_plot
-from .report import markdown_table
+from .plots import pvalue_plot, tradeoff_plot
+from .report import markdown_table, survival_table
+from .robustness import SurvivalRow, survival
 from .scenarios import ScenarioRow, evaluate_scenarios
 
 PUBLIC_DETAILS = ("craft", "base_model", "base_train_seconds")  # key notes that reveal nothing secret
@@ -43,6 +45,7 @@ class MethodReport:
     train_s: float
     details: dict[str, Any] = field(default_factory=dict)  # the key's public cost/quality notes (crafting)
     goal: str = ""  # the key's goal in words (Key.goal)
+    robustness: list[SurvivalRow] = field(default_factory=list)  # the thief's countermeasures, if any were asked
 
 
 @dataclass
@@ -58,7 +61,8 @@ class ExperimentReport:
                 "methods": {name: {"commitment": m.commitment, "goal": m.goal, "marked_rows": m.marked_rows,
                                    "protect_s": m.protect_s, "train_s": m.train_s, "details": m.details,
                                    "ba_drop_points": 100 * (self.clean_ba - m.rows[-1].ba),
-                                   "scenarios": [r.to_dict() for r in m.rows]}
+                                   "scenarios": [r.to_dict() for r in m.rows],
+                                   **({"robustness": [r.to_dict() for r in m.robustness]} if m.robustness else {})}
                             for name, m in self.methods.items()}}
 
     def markdown(self) -> str:
@@ -66,6 +70,8 @@ class ExperimentReport:
         for name, m in self.methods.items():
             parts.append(f"### {name} ({m.goal}, {m.marked_rows} rows marked, key commitment "
                          f"`{m.commitment[:16]}…`)\n\n{markdown_table(m.rows)}\n")
+            if m.robustness:
+                parts.append(f"#### {name}: the thief's countermeasures\n\n{survival_table(m.robustness)}\n")
         return "\n".join(parts)
 
 
@@ -79,13 +85,15 @@ def environment() -> dict[str, Any]:
 def run_experiment(train: Records, test: Records, methods: Mapping[str, WatermarkMethod], *, arch: str,
                    config: TrainConfig, out_dir: str | Path | None = None, verifier: Verifier | None = None,
                    overwrite: bool = False, progress: bool = False, clean_checkpoint: str | Path | None = None,
-                   log=print, experiment: Mapping[str, Any] | None = None) -> ExperimentReport:
+                   log=print, experiment: Mapping[str, Any] | None = None, attacks: Sequence[Attack] = (),
+                   thief_data: Records | None = None) -> ExperimentReport:
     """Run every method in ``methods`` on ``train``; evaluate on ``test``; write artefacts to ``out_dir``.
 
     ``clean_checkpoint`` reuses an independent model trained earlier on the clean data (same arch and config)
     instead of training one, so a second configuration of the methods costs no extra clean training.
     ``experiment`` (the experiment file's name, hash and text; see :mod:`.experiment_file`) is recorded in the
-    report's settings.
+    report's settings. ``attacks`` (with ``thief_data`` for model-side ones) are applied to each stolen model
+    and to the clean one after the scenarios (:func:`~datamark.evaluate.robustness.survival`).
     """
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
@@ -133,13 +141,20 @@ def run_experiment(train: Records, test: Records, methods: Mapping[str, Watermar
         stolen = LocalSuspect.from_model(stolen_model, stolen_spec)
         with on_device(clean_model), on_device(stolen_model):  # queries on the GPU where there is one
             rows = evaluate_scenarios(marked.key, stolen, clean, test, verifier=verifier, seed=config.seed)
+            robustness = survival(marked.key, attacks, test, stolen=(stolen_model, stolen_spec),
+                                  clean=(clean_model, spec), thief_data=thief_data, released=marked.dataset,
+                                  verifier=verifier, seed=config.seed, progress=progress) if attacks else []
         details = {k: marked.key.extra[k] for k in PUBLIC_DETAILS if k in marked.key.extra}
         report.methods[name] = MethodReport(name, rows, marked.key.commitment, marked.key.target,
-                                            len(marked.rows), protect_s, train_s, details, marked.key.goal)
+                                            len(marked.rows), protect_s, train_s, details, marked.key.goal,
+                                            robustness)
     if out is not None:
         results = {name: m.rows for name, m in report.methods.items()}
         pvalue_plot(results, out / "pvalues.png", alpha_probs=verifier.alpha or 0.01,
                     alpha_labels=verifier.alpha or 0.01, overwrite=overwrite)
+        if attacks:
+            tradeoff_plot({name: [r.to_dict() for r in m.robustness] for name, m in report.methods.items()},
+                          out / "robustness.png", alpha=verifier.alpha or 0.01, overwrite=overwrite)
         with atomic_path(out / "results.json", overwrite=True) as tmp:
             tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
         with atomic_path(out / "results.md", overwrite=True) as tmp:

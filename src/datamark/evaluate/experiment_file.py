@@ -12,6 +12,8 @@ a result says exactly which settings produced it. The layout::
     [verify]               # mode, n_probe, margin, alpha, n_control_triggers (default: each key's plan)
     [methods.NAME]         # one table per watermark: method (default NAME), then the method's parameters;
                            # trigger = {name = "...", params = {...}} for a trigger other than the method's own
+    [robustness]           # optional: attacks = ["jpeg:quality=50", "distill:rows=5000", ...] (datamark attack
+                           # --list), thief_data (model-side attacks: the thief's clean data), thief_rows
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ else:  # pragma: no cover - Python 3.10
 
 SECTIONS = {"experiment": {"name", "description", "seed"}, "data": {"train", "test", "limit"},
             "model": None, "verify": {"mode", "n_probe", "margin", "alpha", "n_control_triggers"},
-            "methods": None}  # None: checked against the model's trainer or each method's own parameters
+            "methods": None,  # None: checked against the model's trainer or each method's own parameters
+            "robustness": {"attacks", "thief_data", "thief_rows"}}
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,9 @@ class ExperimentFile:
     training: dict[str, Any] = field(default_factory=dict)   # trainer settings beside ``arch``
     verify: dict[str, Any] = field(default_factory=dict)
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # NAME -> {"method": ..., parameters}
+    attacks: tuple[str, ...] = ()                # [robustness]: the thief's countermeasures, NAME:PARAM=VALUE
+    thief_data: str | None = None
+    thief_rows: int | None = None
 
     @property
     def sha256(self) -> str:
@@ -92,10 +98,11 @@ class ExperimentFile:
                      limit=None if data.get("limit") is None else _integer(data["limit"], where, "[data] limit", 2),
                      arch=model.pop("arch"), training=model, verify=dict(doc.get("verify", {})),
                      methods={name: _method_table(name, table, where) for name, table in methods.items()},
-                     source=text, path=where)
+                     source=text, path=where, **_robustness(doc.get("robustness", {}), where))
         parsed.train_config()  # validate now, not after the clean model has trained
         parsed.verifier()
         parsed.build_methods()
+        parsed.build_attacks()
         return parsed
 
     def train_config(self) -> Any:
@@ -139,6 +146,22 @@ class ExperimentFile:
                 raise ParameterError(f"{self.path}: [methods.{name}]: {err}") from err
         return built
 
+    def build_attacks(self) -> list[Any]:
+        """The [robustness] attacks, each validated; model-side ones need thief_data."""
+        from .attacks import parse_attack
+
+        attacks = []
+        for spec in self.attacks:
+            try:
+                attack = parse_attack(spec)
+            except ParameterError as err:
+                raise ParameterError(f"{self.path}: [robustness] attacks: {err}") from err
+            if attack.kind == "model" and self.thief_data is None:
+                raise ParameterError(f"{self.path}: [robustness] attack '{spec}' changes the stolen model with the "
+                                     f"thief's clean data; add thief_data = \"...\" (e.g. a held-out split).")
+            attacks.append(attack)
+        return attacks
+
     def settings(self) -> dict[str, Any]:
         """What results.json records about the file: where it was, its hash and its whole text."""
         return {"name": self.name, "description": self.description, "path": self.path, "sha256": self.sha256,
@@ -158,11 +181,27 @@ def run_experiment_file(spec: ExperimentFile, *, out_dir: str | Path | None, ove
     train, test = load_data(spec.train), load_data(spec.test)
     if spec.limit is not None and spec.limit < len(train):  # the same seeded subset as `datamark train --limit`
         train = train.subset(np.sort(np.random.default_rng(spec.seed).permutation(len(train))[:spec.limit]))
+    thief = load_data(spec.thief_data) if spec.thief_data is not None else None
+    if thief is not None and spec.thief_rows is not None and spec.thief_rows < len(thief):
+        thief = thief.subset(np.sort(np.random.default_rng(spec.seed).permutation(len(thief))[:spec.thief_rows]))
     log(f"{spec.name}: {len(train)} training and {len(test)} test rows ({train.modality.name}, "
         f"{train.num_classes} classes); experiment file sha256 {spec.sha256[:16]}…")
     return run_experiment(train, test, spec.build_methods(), arch=spec.arch, config=spec.train_config(),
                           out_dir=out_dir, verifier=spec.verifier(), overwrite=overwrite, progress=progress,
-                          log=log, experiment=spec.settings(), clean_checkpoint=clean_checkpoint)
+                          log=log, experiment=spec.settings(), clean_checkpoint=clean_checkpoint,
+                          attacks=spec.build_attacks(), thief_data=thief)
+
+
+def _robustness(table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    attacks = table.get("attacks", [])
+    if not isinstance(attacks, list) or not all(isinstance(a, str) for a in attacks):
+        raise ParameterError(f"{where}: [robustness] attacks must be a list of strings like \"jpeg:quality=50\".")
+    thief = table.get("thief_data")
+    if thief is not None and not isinstance(thief, str):
+        raise ParameterError(f"{where}: [robustness] thief_data must be a string (anything load_data reads).")
+    rows = table.get("thief_rows")
+    return {"attacks": tuple(attacks), "thief_data": thief,
+            "thief_rows": None if rows is None else _integer(rows, where, "[robustness] thief_rows", 2)}
 
 
 def _method_table(name: str, table: Any, where: str) -> dict[str, Any]:

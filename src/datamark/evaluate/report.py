@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from .scenarios import ScenarioRow
 
@@ -82,3 +83,23 @@ def rich_table(rows: Sequence[ScenarioRow], title: str):
     for row in rows:
         table.add_row(*_cells(row, _controlled(rows), short=True))
     return table
+
+
+def survival_table(rows: Sequence[Any]) -> str:
+    """Markdown: one line per countermeasure, the stolen model's accuracy cost and p-values beside the clean
+    control's (rows: :class:`~datamark.evaluate.robustness.SurvivalRow` or their ``to_dict()``)."""
+    rows = [r if isinstance(r, dict) else r.to_dict() for r in rows]
+    clean = {r["label"]: r for r in rows if r["model"] == "clean"}
+
+    def p(r: dict) -> str:
+        probs = "–" if r["p_probs"] is None else f"{r['p_probs']:.2g}"
+        return f"{probs} / {r['p_labels']:.2g}"
+
+    lines = ["| countermeasure | kind | BA stolen % | cost (pt) | p stolen (probs / labels) | survives | "
+             "p clean (probs / labels) | clean accused |", "|---|---|---|---|---|---|---|---|"]
+    for r in (r for r in rows if r["model"] == "stolen"):
+        c = clean.get(r["label"])
+        lines.append(f"| {r['label']} | {r['attack']['kind']} | {100 * r['ba']:.2f} | {r['cost_points']:+.2f} | "
+                     f"{p(r)} | {'yes' if r['accused'] else '**no**'} | {p(c) if c else '–'} | "
+                     f"{('**YES**' if c['accused'] else 'no') if c else '–'} |")
+    return "\n".join(lines)
