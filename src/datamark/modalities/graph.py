@@ -193,7 +193,7 @@ class GraphModality(Modality):
 
     def default_trigger(self, rng: np.random.Generator) -> Any:
         """A keyed sub-graph of the dataset's node features (see :mod:`datamark.triggers.graph`)."""
-        from ..triggers.graph import make_subgraph_trigger
+        from ..triggers.graph_make import make_subgraph_trigger
 
         return make_subgraph_trigger(rng, self)
 

@@ -13,83 +13,29 @@ request is larger than ``max_request_bytes`` (Content-Length and the body actual
 and 401 when the server has a bearer ``token`` and a request does not carry it (the health routes stay open for
 orchestrators). Pixel values are validated, never wrapped: a UINT8 300 or an FP32 NaN is a 400.
 FastAPI and uvicorn are optional dependencies (``pip install "datamark[serve]"``), imported when a server is built.
+The limits and the token are checked by :mod:`._serve_guard`; :mod:`._serving` binds sockets and runs a server in a
+thread (both re-exported here).
 (No ``from __future__ import annotations`` here: FastAPI reads the handlers' annotations at runtime.)
 """
 
-import hmac
 import json
 import logging
 import os
-import socket
 import threading
-import time
 from typing import Any
 
 import numpy as np
 
 from ..exceptions import DatamarkError, ParameterError
+from ._serve_guard import MAX_REQUEST_BYTES, Refusal, authorised, check_server_options, read_body
+from ._serving import INSTALL_HINT, BackgroundServer, bind, fastapi_modules
 from ._v2 import GRAPH_SCHEMA, TensorFormat, from_tensor, to_tensor
 from .base import Suspect
 
+__all__ = ["INSTALL_HINT", "MAX_REQUEST_BYTES", "BackgroundServer", "app_from_checkpoint", "bind",
+           "check_server_options", "create_app", "model_metadata", "serve"]
+
 log = logging.getLogger(__name__)
-INSTALL_HINT = 'The HTTP server needs FastAPI and uvicorn: pip install "datamark[serve]".'
-#: Default cap on an inference request's body: a batch of 64 ImageNet-size (224 x 224 x 3) UINT8 images is about
-#: 40 MB of V2 JSON, so honest clients fit while a multi-gigabyte body cannot exhaust the server's memory.
-MAX_REQUEST_BYTES = 64 * 2**20
-
-
-class _Refusal(Exception):
-    """A request refused with an HTTP ``status`` and a message for the client."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def check_server_options(max_request_bytes: int, token: str | None) -> None:
-    """Refuse a size limit that is not a positive integer and a token that cannot travel in an HTTP header."""
-    if type(max_request_bytes) is not int or max_request_bytes < 1:
-        raise ParameterError(f"The server's 'max_request_bytes' must be a positive integer; got "
-                             f"{max_request_bytes!r}.")
-    if token is not None and not (token and token.isascii() and token.isprintable() and " " not in token):
-        raise ParameterError("The server's bearer 'token' must be a non-empty string of printable ASCII without "
-                             "spaces (it travels in the Authorization header); generate one with "
-                             "python -c 'import secrets; print(secrets.token_urlsafe(32))'.")
-
-
-def _authorised(header: str | None, token: str | None) -> bool:
-    """True if no token is required, or ``header`` is 'Bearer <token>' (constant-time comparison)."""
-    if token is None:
-        return True
-    scheme, _, given = (header or "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
-
-
-async def _read_body(request, limit: int) -> bytes:
-    """The request body, refused (413) as soon as the declared or the received size passes ``limit`` bytes."""
-    too_big = f"The request body is larger than this server accepts ({limit} bytes); send smaller batches " \
-              f"(--batch-size)."
-    declared = request.headers.get("content-length")
-    if declared is not None and not declared.isdigit():
-        raise _Refusal(400, f"Bad Content-Length header {declared[:40]!r}.")
-    if declared is not None and int(declared) > limit:
-        raise _Refusal(413, too_big)
-    chunks, received = [], 0
-    async for chunk in request.stream():  # the declared length may lie, or be absent (chunked encoding)
-        received += len(chunk)
-        if received > limit:
-            raise _Refusal(413, too_big)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _fastapi():
-    try:
-        import fastapi
-        import uvicorn
-    except ImportError as err:
-        raise ImportError(INSTALL_HINT) from err
-    return fastapi, uvicorn
 
 
 def model_metadata(name: str, suspect: Suspect, input_shape: tuple[int, ...], fmt: TensorFormat,
@@ -126,7 +72,7 @@ def create_app(suspect: Suspect, *, model_name: str, input_shape: tuple[int, ...
     route but the health checks needs ``Authorization: Bearer <token>`` (else 401). The token is never logged.
     """
     check_server_options(max_request_bytes, token)
-    fastapi, _ = _fastapi()
+    fastapi, _ = fastapi_modules()
     from fastapi import Request
     from fastapi.responses import JSONResponse, Response
     from starlette.concurrency import run_in_threadpool
@@ -143,7 +89,7 @@ def create_app(suspect: Suspect, *, model_name: str, input_shape: tuple[int, ...
         return None if name == model_name else error(404, f"Unknown model '{name}'; this server has '{model_name}'.")
 
     def check_token(request: Request) -> JSONResponse | None:
-        if _authorised(request.headers.get("authorization"), token):
+        if authorised(request.headers.get("authorization"), token):
             return None
         response = error(401, "This server needs a bearer token: send 'Authorization: Bearer <token>' (datamark "
                               "verify --token, or the DATAMARK_ENDPOINT_TOKEN environment variable).")
@@ -209,8 +155,8 @@ def create_app(suspect: Suspect, *, model_name: str, input_shape: tuple[int, ...
         if (bad := check_token(request) or check_model(name)) is not None:
             return bad
         try:
-            images = decode(await _read_body(request, max_request_bytes))
-        except _Refusal as refusal:
+            images = decode(await read_body(request, max_request_bytes))
+        except Refusal as refusal:
             return error(refusal.status, str(refusal))
         except ValueError as err:
             return error(400, f"Bad inference request: {err}.")
@@ -246,66 +192,11 @@ def app_from_checkpoint(path: str | os.PathLike, *, model_name: str, outputs: st
                       max_request_bytes=max_request_bytes, token=token)
 
 
-def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
-    """A listening TCP socket (port 0: a free port). SO_REUSEADDR lets a restarted server take the same port."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock
-
-
-class BackgroundServer:
-    """Serve an ASGI ``app`` with uvicorn in a daemon thread (for tests and benchmarks); a context manager.
-
-    ``start()`` returns once the server accepts connections; ``stop()`` shuts it down gracefully and joins.
-    """
-
-    def __init__(self, app, *, host: str = "127.0.0.1", port: int = 0, start_timeout_s: float = 10.0) -> None:
-        _, uvicorn = _fastapi()
-        self._sock = bind(host, port)
-        self.host, self.port = host, self._sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True,
-                                        name=f"datamark-serve-{self.port}")
-        self.start_timeout_s = start_timeout_s
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> "BackgroundServer":
-        self._thread.start()
-        deadline = time.monotonic() + self.start_timeout_s
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"The background server on {self.url} did not start within "
-                                   f"{self.start_timeout_s} s.")
-            time.sleep(0.01)
-        return self
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Ask uvicorn to exit, wait for the thread, close the socket (idempotent)."""
-        self._server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout_s)
-        self._sock.close()
-
-    def __enter__(self) -> "BackgroundServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
 def serve(path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8080, model_name: str = "model",
           outputs: str = "probs", fmt: TensorFormat = TensorFormat(), max_request_bytes: int = MAX_REQUEST_BYTES,
           token: str | None = None) -> None:
     """Serve a checkpoint in the foreground until interrupted (SIGINT/SIGTERM shut it down cleanly)."""
-    _, uvicorn = _fastapi()
+    _, uvicorn = fastapi_modules()
     app = app_from_checkpoint(path, model_name=model_name, outputs=outputs, fmt=fmt,
                               max_request_bytes=max_request_bytes, token=token)
     log.info("serving %s as '%s' on http://%s:%d (bearer token %s)", path, model_name, host, port,
