@@ -3,8 +3,11 @@
 The modality instance carries the dataset's node-feature encoding, because a model's input width depends on it and
 a key must record it: one-hot node labels over the dataset's label values (``node_label_values``), then the
 continuous node attributes (``attr_dim`` columns), or, for datasets without node features (IMDB-BINARY), one-hot
-node degrees capped at ``max_degree`` (PyG's ``OneHotDegree``). Graph models take PyG-style inputs
-``model(x, edge_index, batch) -> logits``.
+node degrees capped at ``max_degree`` (PyG's ``OneHotDegree``). That cap is learned from the data with the rest of
+the encoding: the largest node degree of the dataset, at most :data:`MAX_DEGREE_CAP` (IMDB-BINARY: 135), so no
+node's degree collapses into the last column; an encoding that states its cap (every key and checkpoint records
+one) keeps it, and one that does not say uses :data:`DEFAULT_MAX_DEGREE`, the fixed cap of earlier versions. Graph
+models take PyG-style inputs ``model(x, edge_index, batch) -> logits``.
 
 Stored in Arrow (Parquet, ``save_to_disk``, Hub shards) as one struct column, lossless: ``num_nodes`` (int64),
 ``edge_index`` (list<int64>: the (2, E) array row-major), ``node_labels`` (list<int64> or null), ``node_attr``
@@ -28,24 +31,39 @@ from ..graphs import Graph
 from ..registry import MODALITIES, register
 from .base import Modality, value_names
 
-DEFAULT_MAX_DEGREE = 64  # one-hot degrees 0..64 for featureless graphs (degrees above are clipped to 64)
+#: The degree cap of an encoding that states none and has not seen its data (keys and checkpoints of earlier
+#: versions all state theirs: 64, this value). Degrees above the cap are clipped to it.
+DEFAULT_MAX_DEGREE = 64
+#: The largest learned degree cap: one-hot degrees 0..256 (257 input columns). Hubs beyond it (a 1,000-node star) are
+#: rare in graph-classification benchmarks and share the last column, so one outlier cannot widen every model's
+#: input layer without bound.
+MAX_DEGREE_CAP = 256
+
+
+def largest_degree(graphs: Sequence[Graph]) -> int:
+    """The degree cap learned from ``graphs``: their largest node degree (at least 1), at most
+    :data:`MAX_DEGREE_CAP`."""
+    largest = max((int(np.bincount(g.edge_index[0]).max()) for g in graphs if g.edge_index.shape[1]), default=1)
+    return max(1, min(largest, MAX_DEGREE_CAP))
 
 
 @register(MODALITIES, "graph")
 class GraphModality(Modality):
     """Graph classification. ``node_label_values``: the dataset's node labels in feature order (None: the
     dataset has none); ``attr_dim``: continuous attributes per node; ``max_degree``: the cap of one-hot degree
-    features, used only when the dataset has neither labels nor attributes."""
+    features, used only when the dataset has neither labels nor attributes (None: learned from the first batch
+    the encoding is fitted to, :meth:`for_batch`; :data:`DEFAULT_MAX_DEGREE` until then)."""
 
     name = "graph"
     feature_type = "Graph"
     budget_metric = "graph edit distance (nodes and edges changed)"
 
     def __init__(self, node_label_values: tuple[int, ...] | None = None, attr_dim: int = 0,
-                 max_degree: int = DEFAULT_MAX_DEGREE) -> None:
+                 max_degree: int | None = None) -> None:
         self.node_label_values = None if node_label_values is None else tuple(int(v) for v in node_label_values)
         self.attr_dim = int(attr_dim)
-        self.max_degree = int(max_degree)
+        self._degree_given = max_degree is not None  # else learned from the data (for_batch, learn, configured)
+        self.max_degree = int(max_degree) if max_degree is not None else DEFAULT_MAX_DEGREE
         if self.attr_dim < 0 or self.max_degree < 1:
             raise DataError(f"attr_dim must be >= 0 and max_degree >= 1; got {attr_dim} and {max_degree}.")
         self._label_column = {v: i for i, v in enumerate(self.node_label_values or ())}
@@ -125,11 +143,17 @@ class GraphModality(Modality):
         return (f"GraphModality(node_label_values={self.node_label_values}, attr_dim={self.attr_dim}, "
                 f"max_degree={self.max_degree})")
 
+    @property
+    def given_max_degree(self) -> int | None:
+        """The degree cap this encoding was built with; None where it is to be learned from the data."""
+        return self.max_degree if self._degree_given else None
+
     @classmethod
-    def learn(cls, graphs: Sequence[Graph], where: str = "", max_degree: int = DEFAULT_MAX_DEGREE) -> GraphModality:
+    def learn(cls, graphs: Sequence[Graph], where: str = "", max_degree: int | None = None) -> GraphModality:
         """The encoding of a dataset of graphs: one-hot over every node-label value its graphs use, then their
-        attributes; degrees where they have neither. Every graph must have the same kind of node features (labels
-        or not, and one attribute width): a one-line DataError names the first graph that differs."""
+        attributes; degrees where they have neither, capped at ``max_degree`` (None: the graphs' largest degree,
+        :func:`largest_degree`). Every graph must have the same kind of node features (labels or not, and one
+        attribute width): a one-line DataError names the first graph that differs."""
         if not len(graphs):
             raise DataError(f"The graph dataset {where} holds no graphs.")
         first = graphs[0]
@@ -146,15 +170,20 @@ class GraphModality(Modality):
         values = None
         if first.node_labels is not None:
             values = tuple(np.unique(np.concatenate([g.node_labels for g in graphs])).tolist())
+        if max_degree is None and values is None and not width:
+            max_degree = largest_degree(graphs)
         return cls(values, width, max_degree)
 
     def for_batch(self, batch: np.ndarray) -> GraphModality:
         """This encoding if ``batch`` fits it; the encoding learned from ``batch`` when this one is the bare default
-        (degrees) and the graphs carry node labels or attributes (``ArrayRecords(graphs, modality="graph")``).
-        Either keeps ``stats``, the :func:`~datamark.triggers.graph_stats.graph_statistics` of the first batch it
-        was fitted to: what its default trigger is sized and drawn from (a split keeps its whole dataset's)."""
-        if self.uses_degree and len(batch) and (batch[0].node_labels is not None or batch[0].node_attr is not None):
-            return GraphModality.learn(batch, "(in memory)", self.max_degree).for_batch(batch)
+        (degrees) and the graphs carry node labels or attributes (``ArrayRecords(graphs, modality="graph")``), or
+        when it encodes degrees with a cap still to be learned (then ``batch``'s largest degree: the whole dataset,
+        as the data loaders fit it; its splits and marked copies keep it). Either keeps ``stats``, the
+        :func:`~datamark.triggers.graph_stats.graph_statistics` of the first batch it was fitted to: what its default
+        trigger is sized and drawn from (a split keeps its whole dataset's)."""
+        if self.uses_degree and len(batch) and (batch[0].node_labels is not None or batch[0].node_attr is not None
+                                                or not self._degree_given):
+            return GraphModality.learn(batch, "(in memory)", self.given_max_degree).for_batch(batch)
         self.check_fits(batch, "(in memory)")
         if getattr(self, "stats", None) is None and len(batch):
             from ..triggers.graph_stats import graph_statistics
@@ -241,7 +270,7 @@ class GraphModality(Modality):
             return self
         graphs = np.empty(len(values), dtype=object)
         graphs[:] = [graph_from_stored(v, f"row {i}") for i, v in enumerate(values)]
-        return GraphModality.learn(graphs, "the stored dataset", self.max_degree).for_batch(graphs)
+        return GraphModality.learn(graphs, "the stored dataset", self.given_max_degree).for_batch(graphs)
 
     def looks_like_column(self, field_type: Any, feature: dict[str, Any]) -> bool:
         return pa.types.is_struct(field_type) and all(field_type.get_field_index(name) >= 0

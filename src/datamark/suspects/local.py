@@ -11,7 +11,7 @@ from torch import nn
 
 from .._device import device_of
 from ..exceptions import SuspectError
-from ..modalities import Modality, get_modality, modality_of_model
+from ..modalities import GraphModality, Modality, get_modality, modality_of_model
 from ..models.checkpoint import ModelSpec, load_checkpoint
 from .base import Outputs, validate_output
 
@@ -59,11 +59,16 @@ class LocalSuspect:
         return None
 
     def describe(self) -> dict[str, Any]:
-        """What evidence records: kind, outputs, classes and a non-image modality (the evidence adds the
-        weights' SHA-256, which identifies the model)."""
-        kind = {"modality": self.modality.name} if self.modality.name != "image" else {}
+        """What evidence records: kind, outputs, classes and a non-image modality with what its inputs depend on
+        (an audio model's sample rate; a graph model's node encoding, ``feature_spec``: the model's own where it
+        records one, as :meth:`GraphModality.logits` encodes with it) -- the evidence adds the weights' SHA-256,
+        which identifies the model."""
+        kind: dict[str, Any] = {"modality": self.modality.name} if self.modality.name != "image" else {}
         if self.modality.name == "audio":
             kind["sample_rate"] = self.modality.sample_rate
+        if self.modality.name == "graph":
+            spec = getattr(self.model, "feature_spec", None)  # normalised to JSON values by GraphModality
+            kind["feature_spec"] = (GraphModality(**spec) if spec is not None else self.modality).feature_spec()
         return {"kind": "LocalSuspect", "outputs": self.outputs, "num_classes": self.num_classes, **kind}
 
     def query(self, inputs: np.ndarray) -> np.ndarray:
