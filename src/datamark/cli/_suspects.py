@@ -69,14 +69,14 @@ def endpoint_suspect(key: Any, endpoint: str, *, model_name: str, template: Path
     common = dict(num_classes=num_classes or key.dataset.get("num_classes"), batch_size=batch_size,
                   budget=budget, timeout_s=timeout, retries=retries, rate_limit_per_s=rate_limit, token=token,
                   headers=headers, ca_cert=ca_cert, insecure=insecure)
-    if template is not None:
-        return JSONSuspect(endpoint, JSONTemplate.load(template), **common, **({"sample_rate": rate} if rate else {}))
     kind = key.dataset.get("modality", "image")
+    graph_spec = {k: key.dataset[k] for k in ("node_label_values", "attr_dim", "max_degree") if k in key.dataset}
+    if template is not None:
+        extra = {"sample_rate": rate} if rate else {"feature_spec": graph_spec} if kind == "graph" else {}
+        return JSONSuspect(endpoint, JSONTemplate.load(template), **common, **extra)
     wire: dict[str, Any] = {"text": dict(datatype="BYTES", layout=_value(layout) or "NHWC", scale=scale or 255.0),
                             "audio": dict(datatype="FP32", layout="NL", scale=1.0, sample_rate=rate),
-                            "graph": dict(datatype="BYTES", layout="GRAPH", scale=1.0, feature_spec={
-                                k: key.dataset[k] for k in ("node_label_values", "attr_dim", "max_degree")
-                                if k in key.dataset}),
+                            "graph": dict(datatype="BYTES", layout="GRAPH", scale=1.0, feature_spec=graph_spec),
                             }.get(kind, dict(datatype=None, layout=_value(layout) or "NHWC", scale=scale or 255.0))
     if datatype is not None:
         wire["datatype"] = datatype.value
