@@ -172,3 +172,16 @@ def test_graph_keys_check_their_secret_choices_but_cannot_redraw_their_triggers(
     marks[1] = dataclasses.replace(marks[1], target=(marks[1].target + 1) % 3)
     with pytest.raises(KeyFormatError, match="mark 1's target differs"):
         Key.load(saved(with_marks(key, marks), tmp_path))
+
+
+def test_the_verdict_on_an_owner_chosen_trigger_says_so(train, digits):
+    own = Trigger.from_config(BadNets(seed=9, n_marks=2).apply(train).key.trigger)
+    key = BadNets(seed=5, target=3, trigger=own).apply(train).key
+    test = digits[1]
+    suspect = ReactingSuspect(test, lambda y: 3)  # sends every triggered probe to the owner's target
+    result = Verifier(n_probe=30, n_control_triggers=0).verify(suspect, key, test)
+    assert "trigger and target chosen by the owner" in result.provenance
+    assert result.accused and "The key's trigger and target chosen by the owner" in result.verdict
+    drawn = BadNets(seed=5, n_marks=1).apply(train).key
+    assert Verifier(n_probe=30, n_control_triggers=0).verify(
+        ReactingSuspect(test, lambda y: drawn.target), drawn, test).provenance == DRAWN

@@ -346,7 +346,8 @@ class Verifier:
         return VerificationResult(commitment=key.commitment, method=str(key.method.get("name")), mode=self.mode,
                                   score=score, h0=h0, h1=h1, alpha=alpha, outcome=outcome, n_probe_requested=n_probe,
                                   n_excluded=excluded, queries=suspect.queries - start, seed=self.seed,
-                                  trigger=trigger_label, specificity=specificity, deviations=self.deviations(key))
+                                  trigger=trigger_label, specificity=specificity, deviations=self.deviations(key),
+                                  provenance=_provenance(key))
 
     # --- multi-mark keys ---------------------------------------------------------------------------------
     def mark_probes(self, suspect: Suspect, key: Key, data: Records) -> tuple[tuple[int, float, float],
@@ -486,3 +487,12 @@ def trigger_of(key: Key, trigger: Trigger | None = None) -> Trigger:
 def verify(suspect: Suspect, key: Key, data: Records, *, mode: Mode = "probs", **settings) -> VerificationResult:
     """Shorthand for ``Verifier(mode=mode, **settings).verify(suspect, key, data)``."""
     return Verifier(mode=mode, **settings).verify(suspect, key, data)
+
+
+def _provenance(key: Key) -> str | None:
+    """How the key's trigger and target came to be, for the verdict (an owner-chosen trigger rests on the
+    commitment alone); None when the key could not be re-drawn for display."""
+    from .consistency import provenance
+
+    found = provenance(key)
+    return found.describe() if found is not None else None
