@@ -118,7 +118,7 @@ def stage_attacks(args) -> None:
     rng = np.random.default_rng(args.seed)
     thief = train.subset(np.sort(rng.choice(len(train), size=args.thief_rows, replace=False)))
     clean = load_checkpoint(args.work / "clean.pt")
-    specs = [spec for group in args.attacks for spec in SWEEP[group]]
+    specs = args.only or [spec for group in args.attacks for spec in SWEEP[group]]
     result.update(command="python benchmarks/robustness_cifar10.py " + " ".join(sys.argv[1:]),
                   environment=f"{platform.platform()}, {device_name()}, {torch.get_num_threads()} torch threads, "
                               f"torch {torch.__version__}, datamark {__version__}",
@@ -146,7 +146,8 @@ def stage_attacks(args) -> None:
                 f"p = {row.verdict.outcome.p_value:.3g}")
 
         survival(key, todo, test, stolen=load_checkpoint(args.work / f"{name}-stolen.pt"), clean=clean,
-                 thief_data=thief, released=released, seed=args.seed, progress=args.progress, on_row=on_row)
+                 thief_data=thief, released=released, seed=args.seed, progress=args.progress, on_row=on_row,
+                 clean_kinds=args.clean_for)
     series = {n: m["rows"] for n, m in result["methods"].items()}
     tradeoff_plot(series, RESULTS / f"{args.name}.png", alpha=0.01, overwrite=True)
     (RESULTS / f"{args.name}.md").write_text(markdown(result))
@@ -181,6 +182,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--attacks", nargs="+", choices=tuple(SWEEP), default=["query", "model"])
     parser.add_argument("--name", default="robustness_cifar10", help="results file stem")
+    parser.add_argument("--only", nargs="+", help="run these NAME:PARAM=VALUE attacks instead of the groups")
+    parser.add_argument("--clean-for", nargs="*", default=["query", "model"], choices=("query", "model"),
+                        help="kinds of attack also applied to the clean model (the false-accusation control)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)

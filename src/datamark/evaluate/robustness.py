@@ -129,10 +129,11 @@ def attacked_suspect(attack: Attack, model: Any, spec: ModelSpec, *, thief_data:
 def survival(key: Key, attacks: Sequence[Attack], test_data: Records, *, stolen: tuple[Any, ModelSpec],
              clean: tuple[Any, ModelSpec] | None = None, thief_data: Records | None = None,
              released: Records | None = None, train: Trainer | None = None, verifier: Verifier | None = None,
-             seed: int = 0, progress: bool = False,
+             seed: int = 0, progress: bool = False, clean_kinds: Sequence[str] = ("query", "model"),
              on_row: Callable[[SurvivalRow], None] | None = None) -> list[SurvivalRow]:
-    """The survival table: the unattacked baseline, then every attack on the stolen model and (query and model
-    attacks) on the clean model; see the module docstring."""
+    """The survival table: the unattacked baseline, then every attack on the stolen model and, for the kinds in
+    ``clean_kinds`` (query and model attacks; data and training attacks never), on the clean model; see the
+    module docstring."""
     verifier = verifier or Verifier()
     models = {"stolen": stolen, **({"clean": clean} if clean is not None else {})}
     for attack in attacks:
@@ -158,7 +159,7 @@ def survival(key: Key, attacks: Sequence[Attack], test_data: Records, *, stolen:
                         probs, labels, time.perf_counter() - start))
     for attack in attacks:
         for name, (model, spec) in models.items():
-            if name == "clean" and attack.kind in ("data", "training"):
+            if name == "clean" and (attack.kind in ("data", "training") or attack.kind not in clean_kinds):
                 continue  # the innocent model never trained on the released data: nothing to filter or retrain
             start = time.perf_counter()
             suspect, details = attacked_suspect(attack, model, spec, thief_data=thief_data, released=released,
