@@ -78,3 +78,17 @@ def test_model_attacks_need_the_thiefs_data_and_leave_the_input_model_alone(tiny
     assert rows[-1].label == "reinitialise" and not rows[-1].accused and rows[-1].cost_points > 30
     after = list(stolen[0].parameters())
     assert all(np.array_equal(a.numpy(), b.detach().numpy()) for a, b in zip(before, after, strict=True))
+
+
+def test_tradeoff_plot_draws_every_countermeasure(tmp_path):
+    from datamark.evaluate.plots import tradeoff_plot
+
+    def row(name, model, cost, p):
+        return {"attack": {"name": name, "kind": "query", "params": {}}, "label": name, "model": model,
+                "cost_points": cost, "p_probs": p, "p_labels": p}
+    rows = [row("none", "stolen", 0.0, 1e-9), row("jpeg", "stolen", 2.0, 0.5), row("jpeg", "clean", 1.0, 1.0),
+            row("top1", "stolen", 0.0, 1e-4)]
+    tradeoff_plot({"badnets": rows}, tmp_path / "t.png", alpha=0.01)
+    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(FileExistsError):
+        tradeoff_plot({"badnets": rows}, tmp_path / "t.png", alpha=0.01)

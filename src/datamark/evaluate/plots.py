@@ -90,7 +90,8 @@ def tradeoff_plot(series: dict[str, Sequence[dict]], path: str | os.PathLike, *,
     """The thief's trade-off: one panel per countermeasure, its accuracy cost (points) against -log10 p of the
     re-verification, one line per watermark (``series``: method -> rows of
     :meth:`~datamark.evaluate.robustness.SurvivalRow.to_dict`), points in strength order. Filled markers are
-    stolen models (above the dashed alpha line: still accused), hollow ones the clean control (must stay below).
+    stolen models (above the dashed alpha line: still accused), hollow ones the clean control (must stay below);
+    the dotted line marks a thief's 3-point accuracy budget.
     """
     names = sorted({r["attack"]["name"] for rows in series.values() for r in rows if r["attack"]["name"] != "none"})
     cols = min(4, max(1, len(names)))
@@ -108,11 +109,18 @@ def tradeoff_plot(series: dict[str, Sequence[dict]], path: str | os.PathLike, *,
                 ax.plot(x, y, marker="o", markerfacecolor=fill, color=f"C{i}", linewidth=0.8 if fill != "none"
                         else 0.0, label=f"{method} ({model})")
         ax.axhline(-math.log10(alpha), linestyle="--", linewidth=0.8, color="gray")
+        ax.set_ylim(0, max(ax.get_ylim()[1], 1.5 * -math.log10(alpha)))
+        ax.axvline(3.0, linestyle=":", linewidth=0.8, color="gray")  # a thief's 3-point accuracy budget
+        low, high = ax.get_xlim()
+        ax.set_xlim(min(low, -0.5), max(high, 4.0))
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("thief's accuracy cost (points)", fontsize=8)
-        ax.set_ylabel("-log10 p (capped at 50)", fontsize=8)
+    for row in axes:
+        row[0].set_ylabel(f"-log10 p (capped at 50; dashed: alpha = {alpha:g})", fontsize=8)
     for ax in flat[len(names):]:
         ax.axis("off")
-    if names:
-        flat[0].legend(fontsize=6)
+    legend = {label: handle for ax in flat for handle, label in zip(*ax.get_legend_handles_labels(), strict=True)}
+    if legend:
+        fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=min(4, len(legend)), fontsize=7,
+                   bbox_to_anchor=(0.5, -0.12))
     _save(fig, path, overwrite)
