@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ...exceptions import ParameterError
-from ...registry import ATTACKS
+from ...registry import ATTACKS, register
 
 KINDS = ("query", "model", "data", "training")
 
@@ -123,11 +123,7 @@ def register_attack(name: str):
     def decorate(cls):
         if cls.kind not in KINDS:
             raise RuntimeError(f"attack '{name}' has no kind among {KINDS}")
-        if name in ATTACKS:
-            raise RuntimeError(f"duplicate registration of attack '{name}'")
-        ATTACKS[name] = cls
-        cls.registry_name = name
-        return cls
+        return register(ATTACKS, name)(cls)
     return decorate
 
 
