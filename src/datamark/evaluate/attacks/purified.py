@@ -40,8 +40,7 @@ class PurifiedSuspect:
         return {**self.inner.describe(), "outputs": self.outputs, "purified_by": self.attack.to_dict()}
 
     def query(self, inputs: np.ndarray) -> np.ndarray:
-        known = getattr(self.inner, "modality", None)  # a local model knows its own (an audio sample rate...)
-        modality = (known if known is not None else modality_of(inputs)).name
+        modality = modality_of(inputs).name
         self.attack.check_modality(modality)
         probs = self.inner.query(self.attack.transform_inputs(inputs, modality))
         probs = np.asarray(self.attack.transform_outputs(np.asarray(probs, dtype=np.float64), self._rng))
