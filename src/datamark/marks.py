@@ -4,7 +4,10 @@ A key holds K marks (K = 1 is the single watermark of the papers). Each mark is 
 rows, plus a *secret choice* drawn uniformly from the key's secret, independently of everything else:
 
 * targeted methods (DVBW, clean-label, WaNet): the mark's **target class**, uniform over the C classes;
-* untargeted methods (UBW-P): **which of M + 1 candidate triggers** was embedded, uniform over the candidates.
+* untargeted methods (UBW-P): **which of M + 1 candidate triggers** was embedded, uniform over the candidates;
+* targeted methods with candidates (DVBW's ``n_candidates`` > 1, a datamark addition for few-class tasks): both,
+  drawn independently -- the target class *and* which of M + 1 candidate triggers was embedded, so a mark has
+  C x (M + 1) options instead of C (on a binary task, 10 instead of 2).
 
 Why: under H0 a model that never saw *this* owner's data cannot know which option the secret chose, whatever it
 learned from anyone else (other owners' watermarks of the same method included). So if each mark's verdict is
@@ -12,6 +15,10 @@ learned from anyone else (other owners' watermarks of the same method included).
 independently across marks, and the number of hits is stochastically below Binomial(K, 1/options): an exact
 false-accusation bound that needs no assumption about how specific triggers are (Data Taggants, ICLR 2025;
 Huang, Gong and Reiter, CCS 2024).
+
+Options are numbered ``candidate * classes + class`` (:meth:`Mark.choice`), where ``classes`` is C for a targeted
+mark and 1 for an untargeted one, and a mark without candidates has the one candidate 0: the order in which
+:func:`datamark.verify.marks_test.option_scores` lays out the evidence for each option.
 """
 
 from __future__ import annotations
@@ -29,9 +36,9 @@ from .triggers.base import Trigger
 class Mark:
     """One sub-watermark: the trigger on its rows and its secret choice.
 
-    ``target`` is the secret target class (targeted methods; None otherwise). ``candidates`` (untargeted methods)
-    are the M + 1 triggers among which ``embedded`` (an index) was drawn; the embedded one is ``trigger``.
-    ``marked_ids`` are the ids of the rows this mark changed.
+    ``target`` is the secret target class (targeted methods; None otherwise). ``candidates`` (untargeted methods,
+    and targeted ones drawn with ``n_candidates`` > 1) are the M + 1 triggers among which ``embedded`` (an index)
+    was drawn; the embedded one is ``trigger``. ``marked_ids`` are the ids of the rows this mark changed.
     """
 
     trigger: Trigger
@@ -44,9 +51,23 @@ class Mark:
     def targeted(self) -> bool:
         return self.target is not None
 
+    @property
+    def triggers(self) -> tuple[Trigger, ...]:
+        """The triggers a verifier asks, in order: the candidates, or the mark's one trigger."""
+        return self.candidates or (self.trigger,)
+
+    @property
+    def own(self) -> int:
+        """The index of the embedded trigger among :attr:`triggers`."""
+        return self.embedded if self.candidates else 0
+
     def options(self, num_classes: int) -> int:
-        """How many equally likely secret choices this mark had: C classes or M + 1 candidates."""
-        return num_classes if self.targeted else len(self.candidates)
+        """How many equally likely secret choices this mark had: C classes, M + 1 candidates, or C x (M + 1)."""
+        return (num_classes if self.targeted else 1) * len(self.triggers)
+
+    def choice(self, num_classes: int) -> int:
+        """The secret option's index among :meth:`options`: ``embedded * classes + target`` (see the module)."""
+        return self.own * (num_classes if self.targeted else 1) + (self.target or 0)
 
     def to_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"target": self.target, "marked_ids": list(self.marked_ids)}
@@ -69,22 +90,23 @@ class Mark:
         if "candidates" not in config:
             return cls(Trigger.from_config(_dict(config.get("trigger"), where)), target, (), None, tuple(ids))
         raw, embedded = config["candidates"], config.get("embedded")
-        if target is not None or not isinstance(raw, list) or len(raw) < 2:
-            raise KeyFormatError(f"{where} must have either a target or at least 2 candidate triggers.")
+        if not isinstance(raw, list) or len(raw) < 2:
+            raise KeyFormatError(f"{where} has 'candidates' but not a list of at least 2 candidate triggers.")
         candidates = tuple(Trigger.from_config(_dict(c, where)) for c in raw)
         if len({type(c) for c in candidates}) != 1:
             raise KeyFormatError(f"{where} has candidate triggers of different kinds; the key is damaged.")
         if not (_is_int(embedded) and 0 <= embedded < len(candidates)):
             raise KeyFormatError(f"{where} has embedded index {embedded!r}; expected 0..{len(candidates) - 1}.")
-        return cls(candidates[embedded], None, candidates, int(embedded), tuple(ids))
+        return cls(candidates[embedded], target, candidates, int(embedded), tuple(ids))
 
     def independent(self, rng: np.random.Generator, num_classes: int) -> Mark:
         """A mark of the same kind another owner could have drawn: fresh trigger(s) and a fresh secret choice."""
-        if self.candidates:
-            candidates = tuple(c.independent(rng) for c in self.candidates)
-            embedded = int(rng.integers(len(candidates)))
-            return Mark(candidates[embedded], None, candidates, embedded)
-        return Mark(self.trigger.independent(rng), None if self.target is None else int(rng.integers(num_classes)))
+        # Triggers first, then the choices: the order the draws have always had (independent keys stay as they were).
+        candidates = tuple(c.independent(rng) for c in self.candidates)
+        embedded = int(rng.integers(len(candidates))) if candidates else None
+        trigger = candidates[embedded] if candidates else self.trigger.independent(rng)
+        target = None if self.target is None else int(rng.integers(num_classes))
+        return Mark(trigger, target, candidates, embedded)
 
 
 def _is_int(value: Any) -> bool:

@@ -127,8 +127,17 @@ class WatermarkMethod(ABC):
         return 1 if self.target is not None or self.trigger is not None else self.default_marks
 
     def candidates(self) -> int:
-        """Candidate triggers per mark among which the embedded one is drawn (untargeted methods); 0 = none."""
+        """Candidate triggers per mark among which the embedded one is drawn (UBW-P; DVBW with ``n_candidates``);
+        0 = none. A targeted mark with candidates hides both its target and its embedded candidate."""
         return 0
+
+    def check_drawn_candidates(self, n_candidates: int) -> None:
+        """Refuse an owner-chosen trigger or target beside ``n_candidates`` > 1: the candidates and the secret
+        choices must all be drawn from the secret, or the marks test is not exact."""
+        if n_candidates > 1 and (self.trigger is not None or self.target is not None):
+            raise ParameterError(f"{type(self).__name__} with n_candidates={n_candidates} draws its candidate "
+                                 f"triggers and secret choices from the secret (that is what makes its test exact); "
+                                 f"drop 'target'/'trigger' or pass n_candidates=1.")
 
     @property
     def uses_marks(self) -> bool:
@@ -225,7 +234,9 @@ class WatermarkMethod(ABC):
 
     def draw_marks(self, data: Records, secret: bytes, input_shape: tuple[int, ...]) -> list[Mark]:
         """Each mark's trigger and secret choice, every one from its own purpose of the secret (mark 0 uses the
-        purposes single-mark keys have always used, so their triggers and targets are unchanged)."""
+        purposes single-mark keys have always used, so their triggers and targets are unchanged): the target
+        ("target"), each candidate trigger ("candidate:i") and which one is embedded ("embedded") are independent
+        draws, so a targeted mark with candidates hides a pair uniform over C x (M + 1)."""
         marks = []
         for j in range(self.marks):
             suffix = "" if j == 0 else f":{j}"

@@ -11,6 +11,13 @@ Departure (datamark's default, ``n_marks=10``): gamma is split over K = 10 marks
 with its own secret trigger and a target class drawn uniformly from the secret; verification counts the marks
 whose target the suspect returns (exact binomial, p0 = 1/C), with the paired t-test reported as the effect.
 ``n_marks=1`` (or a fixed ``target``) is the paper's watermark.
+
+Departure for few-class tasks (``n_candidates`` = M + 1 > 1, a datamark option; default 1 = off): each mark also
+draws M + 1 candidate triggers and embeds one of them, chosen uniformly and independently of its target, as
+UBW-P's marks do. Verification asks every candidate and a mark is a hit when the (candidate, class) pair with the
+strictly largest total probability (votes) is the secret one, so each mark has C x (M + 1) options instead of
+C: on a binary task, K = 10 marks with n_candidates=5 accuse at 5 hits of 10 (p = 0.16 %) instead of 10 of 10 (see
+:mod:`datamark.verify.marks_test` for why the bound stays exact). Each probe is asked M + 1 times.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from ..data.records import Records
 from ..registry import METHODS, register
 from ..triggers.base import Trigger
 from ..triggers.image import PATTERNS, make_blend_trigger, make_patch_trigger
-from ._constraints import FRACTION, OPACITY, OneOf, constrained
+from ._constraints import FRACTION, OPACITY, AtLeast, OneOf, constrained
 from .base import MarkBatch, WatermarkMethod
 
 DVBW_VERIFICATION = {"score": "target-probability", "test": "paired-t", "alternative": "greater",
@@ -37,10 +44,18 @@ class PoisonLabel(WatermarkMethod):
 
     rate: float = constrained(0.1, FRACTION)
     pattern: str = constrained("random", OneOf(PATTERNS))
+    n_candidates: int = constrained(1, AtLeast(1, note="M + 1 candidate triggers per mark; 1: none, the paper"))
 
     default_marks = 10  # K = 10 marks at rate / 10 each (datamark: exact test; the papers use K = 1)
     supports_marks = True
     decodes_all = False  # stamps and relabels: only the marked rows are ever decoded
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.check_drawn_candidates(self.n_candidates)
+
+    def candidates(self) -> int:
+        return self.n_candidates if self.n_candidates > 1 else 0
 
     def count(self, data: Records, eligible: np.ndarray) -> int:
         return int(round(self.rate * len(data)))  # gamma is a fraction of *all* rows (split over the K marks)

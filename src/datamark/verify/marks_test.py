@@ -1,15 +1,25 @@
 """The exact test of multi-mark keys: does the suspect reveal the marks' secret choices more often than chance?
 
 Each mark (see :mod:`datamark.marks`) hid one secret choice among ``options`` equally likely ones: a target class
-(targeted methods) or which of M + 1 candidate triggers was embedded (untargeted methods). Per mark, the
-suspect's answers on triggered probes single out at most one option -- the class with the strictly largest
-total probability (or the most votes, label-only), or the candidate trigger with the strictly largest effect
-(mean 1 - P(true label), or share of labels off the true one) -- and the mark is a *hit* if that option is
-the secret one. Ties single out nothing (no hit), so a constant model never hits.
+(targeted methods), which of M + 1 candidate triggers was embedded (untargeted methods), or both (targeted
+methods with candidates: a (candidate, class) pair, C x (M + 1) options). Per mark, the suspect's answers on
+triggered probes -- the same probes asked with every trigger of the mark -- give one score per option
+(:func:`option_scores`): for a targeted mark, per (candidate, class) the class's total probability (or vote
+count, label-only) among that candidate's triggered answers; for an untargeted mark, per candidate its effect
+(mean 1 - P(true label), or share of labels off the true one). The mark singles out the option with the
+strictly largest score (:func:`single_out`; ties single out nothing, so a constant model never hits) and is a
+*hit* if that option is the secret one (:func:`mark_hit`, the one rule for every kind of mark).
 
 H0: the suspect was not trained on this owner's watermarked data. Then the secret choices are uniform and
 independent of the suspect and of the probes (probes are drawn with a different purpose of the secret, never
-excluding a class), so each mark is a hit with probability at most 1 / options, independently across marks:
+excluding a class), so each mark is a hit with probability at most 1 / options, independently across marks.
+For a mark with candidates: the M + 1 candidates are drawn iid from the secret (each from its own purpose) and
+none was ever seen by the suspect, so they are exchangeable; which one was embedded is an independent uniform
+draw, and the target another, independent of both. The score table -- a function of the suspect, the probes
+and the candidates, all asked in index order -- is therefore independent of the secret pair (embedded, target),
+which is uniform over the C (M + 1) pairs: P(hit) = P(the strict maximum sits at that pair) <= 1 / (C (M + 1)),
+with equality when the table has no ties. Nothing the verifier excludes depends on the secret (every class's
+score counts, every probe is kept), which the bound needs.
 
 * fixed n: p = P[Binomial(K, 1 / options) >= hits] is exact (one-sided, no margin needed);
 * sequential: the test martingale prod_j (1 + b (X_j / p0 - 1)), averaged over a few bets b, has expectation
@@ -51,16 +61,22 @@ def off_true_score(answers: np.ndarray, mode: str, true: np.ndarray) -> float:
     return float(np.mean(np.asarray(answers) != true))
 
 
-def mark_hit(mark: Mark, answers: list[np.ndarray], mode: str, true: np.ndarray, num_classes: int) -> bool:
-    """Whether the suspect's answers single out the mark's secret choice.
+def option_scores(mark: Mark, answers: list[np.ndarray], mode: str, true: np.ndarray, num_classes: int
+                  ) -> np.ndarray:
+    """The evidence for each of the mark's options, in the order of :meth:`Mark.choice`.
 
-    ``answers`` holds one array per trigger asked: the mark's own trigger (targeted marks), or each candidate
-    in order (untargeted marks), all on the same probes with true labels ``true``.
+    ``answers`` holds one array per trigger in ``mark.triggers`` (its one trigger, or each candidate in order),
+    all on the same probes with true labels ``true``. A targeted mark scores every (trigger, class) pair by
+    :func:`class_scores`; an untargeted one every trigger by :func:`off_true_score`.
     """
     if mark.targeted:
-        return single_out(class_scores(answers[0], mode, num_classes)) == mark.target
-    effects = np.array([off_true_score(a, mode, true) for a in answers])
-    return single_out(effects) == mark.embedded
+        return np.concatenate([class_scores(a, mode, num_classes) for a in answers])
+    return np.array([off_true_score(a, mode, true) for a in answers])
+
+
+def mark_hit(mark: Mark, answers: list[np.ndarray], mode: str, true: np.ndarray, num_classes: int) -> bool:
+    """Whether the suspect's answers single out the mark's secret choice (see :func:`option_scores`)."""
+    return single_out(option_scores(mark, answers, mode, true, num_classes)) == mark.choice(num_classes)
 
 
 def marks_outcome(hits: int, n_marks: int, options: int) -> TestOutcome:

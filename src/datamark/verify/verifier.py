@@ -366,11 +366,10 @@ class Verifier:
         """Query one mark on its probes: (hit, paired scores for the effect (probability mode), success rate).
 
         Label-only mode asks only triggered probes; probability mode also asks the clean ones, for the paired
-        effect beside the exact test. An untargeted mark asks its probes with every candidate trigger.
+        effect beside the exact test. A mark with candidate triggers asks its probes with every candidate.
         """
-        triggers = mark.candidates or (mark.trigger,)
-        asked = [self._answers_checked(suspect, t.apply(inputs)) for t in triggers]
-        own = asked[0 if mark.targeted else mark.embedded]
+        asked = [self._answers_checked(suspect, t.apply(inputs)) for t in mark.triggers]
+        own = asked[mark.own]
         objective = Objective(mark.target)
         hit = mark_hit(mark, asked, self.mode, true, suspect.num_classes)
         if self.mode == "probs":
@@ -384,7 +383,7 @@ class Verifier:
     def mark_cost(self, mark: Mark, n_probes: int) -> int:
         """Queries :meth:`ask_mark` spends on ``n_probes`` probes: every trigger asked, plus the clean probes in
         probability mode."""
-        return n_probes * (len(mark.candidates) or 1) + (n_probes if self.mode == "probs" else 0)
+        return n_probes * len(mark.triggers) + (n_probes if self.mode == "probs" else 0)
 
     def _answers_checked(self, suspect: Suspect, inputs: np.ndarray) -> np.ndarray:
         check_budget(suspect, len(inputs))
@@ -430,18 +429,15 @@ class Verifier:
                      alpha: float, per_mark: int, success: list[float], rounds: list[PairedScores], queries: int,
                      trigger_label: str, sequential: dict[str, Any] | None = None) -> VerificationResult:
         """The result of a marks test (fixed or sequential), with its hypotheses in words."""
-        targeted = marks[0].targeted
+        targeted, n_triggers = marks[0].targeted, len(marks[0].triggers)
         options = marks[0].options(key.dataset["num_classes"])
-        choice = "target class" if targeted else f"embedded trigger among its {options} candidates"
-        choices = "target classes" if targeted else f"embedded triggers among their {options} candidates"
+        choice, choices, score = _choice_words(targeted, n_triggers, options)
         h0 = (f"the suspect was not trained on this watermark: it singles out each mark's secret {choice} with "
               f"probability <= 1/{options}, independently across the {len(marks)} marks")
         h1 = f"the suspect singles out the marks' secret {choices} more often than 1 in {options}"
         details = {"n_marks": len(marks), "options_per_mark": options, "probes_per_mark": per_mark,
                    "marks_asked": int(outcome.n), "hits": hits,
                    "probe_success_rate": float(np.mean(success)) if success else float("nan")}
-        score = ("class singled out by the triggered answers" if targeted
-                 else "candidate trigger that moves answers furthest off the true label")
         return VerificationResult(commitment=key.commitment, method=str(key.method.get("name")), mode=self.mode,
                                   score=score, h0=h0, h1=h1, alpha=alpha, outcome=outcome, n_probe_requested=n_probe,
                                   n_excluded=0, queries=queries, seed=self.seed, trigger=trigger_label,
@@ -477,6 +473,19 @@ class Verifier:
         return TestOutcome("trigger rank (Monte Carlo)", "greater", null, 0.0, k, float(stronger), p,
                            float(np.log10(p)), key_effect - float(np.mean(effects)),
                            f"{stronger} of {k} independent triggers moved the suspect at least as much as the key's")
+
+
+def _choice_words(targeted: bool, n_triggers: int, options: int) -> tuple[str, str, str]:
+    """A mark's secret choice in words (singular, plural) and its score: a target class, an embedded candidate,
+    or both (a targeted mark with candidates)."""
+    if not targeted:
+        return (f"embedded trigger among its {options} candidates", f"embedded triggers among their {options} "
+                f"candidates", "candidate trigger that moves answers furthest off the true label")
+    if n_triggers == 1:
+        return "target class", "target classes", "class singled out by the triggered answers"
+    return (f"(embedded trigger, target class) pair among its {n_triggers} candidates x {options // n_triggers} "
+            f"classes", "(embedded trigger, target class) pairs",
+            "(candidate trigger, class) pair with the most probability (votes) in the triggered answers")
 
 
 def trigger_of(key: Key, trigger: Trigger | None = None) -> Trigger:
