@@ -37,8 +37,10 @@ def protect(
                                        "(untargeted: embedded candidate), verified by an exact test (default: 10 "
                                        "DVBW/WaNet, 5 clean-label, 4 UBW-P; 1 = the paper's single watermark, "
                                        "verified with the specificity control)."),
-    n_candidates: int | None = typer.Option(None, "--n-candidates", help="UBW-P: candidate triggers per mark among "
-                                            "which the embedded one is drawn (default 10; 1 = the paper)."),
+    n_candidates: int | None = typer.Option(None, "--n-candidates", help="Candidate triggers per mark among "
+                                            "which the embedded one is secretly drawn. UBW-P: default 10 (1 = the "
+                                            "paper). BadNets/Blended: default 1; M + 1 > 1 gives each mark C x "
+                                            "(M + 1) secret options, for tasks with few classes."),
     random_labels: str | None = typer.Option(None, help="UBW-P: draw each marked row's label from all K classes "
                                              "('uniform', the paper) or from the K - 1 others ('other', "
                                              "recommended: a short training learns it)."),
