@@ -224,3 +224,10 @@ def test_sequential_verification_asks_every_candidate(stolen):
     assert quick.accused and quick.marks["options_per_mark"] == 50
     assert quick.queries <= 4 * 10 * 6
     assert not SequentialVerifier(probes_per_mark=10).verify(clean, key, test).accused
+
+
+def test_the_goal_of_a_targeted_key_with_candidates_says_both_choices(digits):
+    from datamark import BadNets
+
+    key = BadNets(seed=2, n_marks=2, n_candidates=3).apply(digits[0].subset(range(200))).key
+    assert key.goal == "2 marks each hiding a secret target class and 1 of 3 candidate triggers"

@@ -63,6 +63,9 @@ class Key:
         """What the watermark does, in words safe to print (a multi-mark key's targets stay secret)."""
         if self.marks:
             marks = self.mark_list()
+            if marks[0].candidates and marks[0].targeted:
+                return (f"{len(marks)} marks each hiding a secret target class and 1 of {len(marks[0].candidates)} "
+                        f"candidate triggers")
             if marks[0].candidates:
                 return f"untargeted, {len(marks)} marks each hiding 1 of {len(marks[0].candidates)} candidate triggers"
             return f"{len(marks)} marks with secret target classes"
