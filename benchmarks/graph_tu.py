@@ -13,6 +13,8 @@ Configurations (``--configs``):
   sub-graph trigger with its own secret target; exact binomial marks test (Independent-T: another owner's key).
 * ``dvbw-1`` -- the paper's watermark: one mark, target class ``--target``, paired t-test (margin 0.2, m = 100)
   with the specificity control of 100 independent sub-graph triggers (Independent-T: another sub-graph).
+* ``dvbw-c5`` -- the default key with 5 candidate sub-graphs per mark (``n_candidates=5``): each mark hides its
+  target and which candidate it embedded, 2 x 5 = 10 options on a binary task (not in the default grid).
 * ``ubw-p``  -- UBW-P (untargeted, poison-label) with datamark's default key, for comparison (not in the default
   grid).
 
@@ -48,7 +50,7 @@ from datamark.suspects import LocalSuspect
 RESULTS = Path(__file__).resolve().parent / "results"
 DATASETS = ("PROTEINS", "NCI1", "IMDB-BINARY")
 ARCHS = ("gin", "graphsage")
-CONFIGS = ("dvbw", "dvbw-1", "ubw-p")
+CONFIGS = ("dvbw", "dvbw-1", "dvbw-c5", "ubw-p")
 RATES = (0.01, 0.05, 0.1)
 
 
@@ -58,6 +60,8 @@ def build(config: str, *, rate: float, seed: int, target: int):
 
     if config == "dvbw":
         return BadNets(seed=seed, rate=rate)
+    if config == "dvbw-c5":
+        return BadNets(seed=seed, rate=rate, n_candidates=5)
     if config == "dvbw-1":
         return BadNets(seed=seed, rate=rate, n_marks=1, target=target)
     if config == "ubw-p":
