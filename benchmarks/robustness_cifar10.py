@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from calibration_cifar10 import write_atomic
 
 from datamark import UBWP, BadNets, Blended, CleanLabel, __version__, load_data
 from datamark._device import device_name
@@ -141,7 +142,7 @@ def stage_attacks(args) -> None:
                 return
             entry["rows"].append(row.to_dict())
             done.add((row.label, row.model))
-            write(result, out_json)
+            write_atomic(out_json, json.dumps(result, indent=1, default=str) + "\n")
             log(f"{name}: {row.label} on {row.model}: BA {100 * row.ba:.2f} % (cost {row.cost_points:+.2f} pt), "
                 f"p = {row.verdict.outcome.p_value:.3g}")
 
@@ -150,13 +151,7 @@ def stage_attacks(args) -> None:
                  clean_kinds=args.clean_for)
     series = {n: m["rows"] for n, m in result["methods"].items()}
     tradeoff_plot(series, RESULTS / f"{args.name}.png", alpha=0.01, overwrite=True)
-    (RESULTS / f"{args.name}.md").write_text(markdown(result))
-
-
-def write(result: dict, path: Path) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=1, default=str) + "\n")
-    tmp.replace(path)
+    write_atomic(RESULTS / f"{args.name}.md", markdown(result))
 
 
 def markdown(result: dict) -> str:
