@@ -44,6 +44,7 @@ from scipy import special, stats
 from torch.nn import functional as F
 
 from datamark import __version__
+from datamark._device import device_name
 from datamark.data import from_numpy, load_data
 from datamark.modalities.image import to_tensor
 from datamark.models import build_model, default_config, fit, load_checkpoint, save_checkpoint
@@ -322,8 +323,8 @@ def publish(args: argparse.Namespace, argv: list[str] | None, train_rows: int, t
     """Write benchmarks/results/audit_prototype.{json,md} from what is measured so far."""
     git = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True).stdout.strip()
     out = {"title": "Data-use auditing prototype (Huang, Gong & Reiter, CCS 2024) on CIFAR-10 / fastnet",
-           "command": "flock /tmp/datamark-cpu.lock python " + " ".join([sys.argv[0], *(argv or sys.argv[1:])]),
-           "environment": f"{platform.platform()}, {platform.processor() or 'cpu'}, {torch.get_num_threads()} torch "
+           "command": "python " + " ".join([sys.argv[0], *(argv or sys.argv[1:])]),
+           "environment": f"{platform.platform()}, {device_name()}, {torch.get_num_threads()} torch "
                           f"threads, torch {torch.__version__}, datamark {__version__} (git {git})",
            "args": {k: str(v) for k, v in vars(args).items()}, "train_rows": train_rows,
            "thief_rows": thief_rows, "train_seconds_this_run": times, "total_s": time.perf_counter() - t0,

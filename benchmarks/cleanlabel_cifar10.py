@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from calibration_cifar10 import write_atomic
 
 from datamark import CleanLabel, load_data
 from datamark.data.records import Records
@@ -174,12 +175,15 @@ def transfer_part(runner: Runner, train: Records, args: argparse.Namespace) -> l
                                        method(args, args.main_rate, "patch", bases[a][0]),
                                        arch=b, epochs=args.transfer_epochs, clean=clean_b, clean_ba=ba_b,
                                        detectors=False) | {"perturb_arch": a, "suspect_arch": b})
+            # Each cell as it is measured: an interrupted matrix keeps the cells it has (merged at the end).
+            write_atomic(args.results / f"{args.name}.transfer-partial.json", json.dumps(rows, indent=2, default=float))
     return rows
 
 
 def markdown(result: dict[str, Any]) -> str:
     pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
-    lines = [f"# Clean-label watermark on CIFAR-10 ({'SMOKE RUN: not a result' if result['smoke'] else 'CPU'})\n",
+    where = "SMOKE RUN: not a result" if result["smoke"] else result["environment"].get("device", "cpu")
+    lines = [f"# Clean-label watermark on CIFAR-10 ({where})\n",
              "Commands: " + "; ".join(f"{part}: `{cmd}`" for part, cmd in result.get(
                  "commands", {"all": result["command"]}).items()) + "\n",
              "Machine: {platform}, {cpu_threads} threads, torch {torch}\n".format(
@@ -256,6 +260,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path, default=Path("runs/cleanlabel_cifar10"))
     p.add_argument("--results", type=Path, default=RESULTS, help="Folder of the JSON and Markdown results.")
+    p.add_argument("--name", default="cleanlabel_cifar10", help="Results file stem (runs elsewhere keep theirs apart).")
     p.add_argument("--smoke", action="store_true", help="A < 1 minute run on a tiny subset (tests the script).")
     args = p.parse_args(argv)
     if args.smoke:
@@ -263,6 +268,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.rates, args.transfer_rows, args.wdr_draws, args.ae_epochs = [0.2], 200, 5, 1
         args.triggers, args.transfer_archs = args.triggers[:1], args.transfer_archs[:2]  # the code paths, not a table
         args.work = args.work.with_name(args.work.name + "_smoke")
+        args.name += "_smoke"
     return args
 
 
@@ -311,7 +317,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     if "transfer" in args.parts:
         result["transfer" + tag] = transfer_part(runner, train, args)
     result["wall_s"] = time.perf_counter() - start
-    name = "cleanlabel_cifar10_smoke" if args.smoke else "cleanlabel_cifar10"
+    name = args.name
     args.results.mkdir(parents=True, exist_ok=True)
     path = args.results / f"{name}.json"
     if path.exists() and not args.smoke:  # parts run separately are merged; each keeps the command that made it

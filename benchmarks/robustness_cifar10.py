@@ -14,11 +14,19 @@ BA and verification probes come from the CIFAR-10 test split, which no attack tr
 
     python benchmarks/robustness_cifar10.py --stage models --methods badnets   # ~40 min on 2 CPU cores
     python benchmarks/robustness_cifar10.py --stage attacks --methods badnets
+    python benchmarks/robustness_cifar10.py --stage report     # the Markdown and the plot again, from the JSON
+
+One process per method may run at once on a GPU (``benchmarks/robustness_gpu.sh``): each merges its own rows
+into the shared results JSON under a file lock. ``--train-rows`` / ``--test-rows`` / ``--epochs`` shrink
+everything for a smoke run of the code paths (not a result).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import fcntl
 import json
 import platform
 import sys
@@ -81,15 +89,37 @@ def train_or_load(path: Path, data, args) -> tuple:
     if path.exists():
         return load_checkpoint(path)
     start = time.perf_counter()
-    model, spec = fit(data, arch="fastnet", config=default_config("fastnet", seed=args.seed), progress=args.progress)
+    config = default_config("fastnet", seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
+    model, spec = fit(data, arch="fastnet", config=config, progress=args.progress)
     seconds = time.perf_counter() - start
     save_checkpoint(model, spec, path, overwrite=True, extra={"train_s": seconds})
     log(f"trained {path.name} in {seconds:.0f} s")
     return model, spec
 
 
-def stage_models(args) -> None:
-    train = load_data("cifar10:train")
+def load_split(split: str, rows: int | None):
+    """``cifar10:<split>``, or its first ``rows`` rows (the parquet rows are shuffled once: a fair prefix)."""
+    data = load_data(f"cifar10:{split}")
+    return data.subset(range(min(rows, len(data)))) if rows else data
+
+
+@contextlib.contextmanager
+def locked_results(path: Path):
+    """The results JSON as a dict, under an exclusive lock held until the block ends; written back atomically.
+    Several processes (one per method) merge their rows into one file this way without losing each other's."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = json.loads(path.read_text()) if path.exists() else {"methods": {}}
+        yield result
+        write_atomic(path, json.dumps(result, indent=1, default=str) + "\n")
+
+
+def stage_models(args) -> dict:
+    """Train the clean model and each method's stolen one (skipping saved ones); the released datasets made
+    here, by method, so that data- and training-side attacks in the same process need not protect again."""
+    released = {}
+    train = load_split("train", args.train_rows)
     clean_path = args.work / "clean.pt"
     train_or_load(clean_path, train, args)
     for name in args.methods:
@@ -100,40 +130,44 @@ def stage_models(args) -> None:
         start = time.perf_counter()
         marked = build_method(name, args.seed, clean_path).apply(train)
         marked.key.save(key_path, overwrite=True)
+        released[name] = marked.dataset
         log(f"{name}: marked {len(marked.rows)} rows in {time.perf_counter() - start:.0f} s "
             f"(key {Key.load(key_path).commitment[:16]}…)")
         train_or_load(stolen_path, marked.dataset, args)
+    return released
 
 
-def stage_attacks(args) -> None:
+def stage_attacks(args, released_by_method: dict | None = None) -> None:
     """Every countermeasure of the chosen groups on every stolen model and the clean control; rows are written
     to the results JSON as they are measured (an interrupted sweep keeps them; a rerun skips finished rows)."""
     from datamark.evaluate.attacks import parse_attack
-    from datamark.evaluate.plots import tradeoff_plot
     from datamark.evaluate.robustness import survival
 
-    out_json = RESULTS / f"{args.name}.json"
-    result = json.loads(out_json.read_text()) if out_json.exists() else {"methods": {}}
-    train = load_data("cifar10:train")
-    test = load_data("cifar10:test")
+    out_json = args.results / f"{args.name}.json"
+    train = load_split("train", args.train_rows)
+    test = load_split("test", args.test_rows)
     rng = np.random.default_rng(args.seed)
-    thief = train.subset(np.sort(rng.choice(len(train), size=args.thief_rows, replace=False)))
+    thief = train.subset(np.sort(rng.choice(len(train), size=min(args.thief_rows, len(train)), replace=False)))
     clean = load_checkpoint(args.work / "clean.pt")
     specs = args.only or [spec for group in args.attacks for spec in SWEEP[group]]
-    result.update(command="python benchmarks/robustness_cifar10.py " + " ".join(sys.argv[1:]),
-                  environment=f"{platform.platform()}, {device_name()}, {torch.get_num_threads()} torch threads, "
-                              f"torch {torch.__version__}, datamark {__version__}",
-                  seed=args.seed, thief_rows=args.thief_rows,
-                  note="thief data: unmarked originals of --thief-rows training rows; BA and probes: the test split")
+    meta = dict(command="python benchmarks/robustness_cifar10.py " + " ".join(sys.argv[1:]),
+                environment=f"{platform.platform()}, {device_name()}, {torch.get_num_threads()} torch threads, "
+                            f"torch {torch.__version__}, datamark {__version__}",
+                seed=args.seed, thief_rows=args.thief_rows,
+                note="thief data: unmarked originals of --thief-rows training rows; BA and probes: the test split")
+    with locked_results(out_json) as result:
+        result.update(meta if not result.get("command") else {})
+        entries = {name: result["methods"].get(name) for name in args.methods}
     for name in args.methods:
         key = Key.load(args.work / f"{name}.key.json")
-        entry = result["methods"].setdefault(name, {"commitment": key.commitment, "rows": []})
+        entry = entries[name] or {"commitment": key.commitment, "rows": []}
+        entry["command"] = meta["command"]
         done = {(r["label"], r["model"]) for r in entry["rows"]}
         todo = [a for a in (parse_attack(s) for s in specs) if (a.label, "stolen") not in done]
-        released = None
-        if any(a.kind in ("data", "training") for a in todo):
+        released = (released_by_method or {}).get(name)
+        if released is None and any(a.kind in ("data", "training") for a in todo):
             remade = build_method(name, args.seed, args.work / "clean.pt").apply(train)  # protect is seeded
-            if remade.key.commitment != key.commitment:
+            if dataclasses.replace(remade.key, created=key.created).commitment != key.commitment:  # all but the time
                 raise SystemExit(f"{name}: re-protecting with seed {args.seed} gave another key; delete the run")
             released = remade.dataset
 
@@ -142,16 +176,26 @@ def stage_attacks(args) -> None:
                 return
             entry["rows"].append(row.to_dict())
             done.add((row.label, row.model))
-            write_atomic(out_json, json.dumps(result, indent=1, default=str) + "\n")
+            with locked_results(out_json) as result:
+                result["methods"][name] = entry
             log(f"{name}: {row.label} on {row.model}: BA {100 * row.ba:.2f} % (cost {row.cost_points:+.2f} pt), "
                 f"p = {row.verdict.outcome.p_value:.3g}")
 
         survival(key, todo, test, stolen=load_checkpoint(args.work / f"{name}-stolen.pt"), clean=clean,
                  thief_data=thief, released=released, seed=args.seed, progress=args.progress, on_row=on_row,
                  clean_kinds=args.clean_for)
-    series = {n: m["rows"] for n, m in result["methods"].items()}
-    tradeoff_plot(series, RESULTS / f"{args.name}.png", alpha=0.01, overwrite=True)
-    write_atomic(RESULTS / f"{args.name}.md", markdown(result))
+    stage_report(args)
+
+
+def stage_report(args) -> None:
+    """The Markdown table and the trade-off plot, from whatever rows the results JSON holds."""
+    from datamark.evaluate.plots import tradeoff_plot
+
+    out_json = args.results / f"{args.name}.json"
+    with locked_results(out_json) as result:
+        series = {n: m["rows"] for n, m in result["methods"].items()}
+        tradeoff_plot(series, args.results / f"{args.name}.png", alpha=0.01, overwrite=True)
+        write_atomic(args.results / f"{args.name}.md", markdown(result))
 
 
 def markdown(result: dict) -> str:
@@ -162,13 +206,14 @@ def markdown(result: dict) -> str:
              "under the same countermeasure. Cost: the thief's benign-accuracy loss in points (on the purified "
              "API for query-side attacks).", ""]
     for name, entry in result["methods"].items():
-        lines += [f"## {name} (key `{entry['commitment'][:16]}…`)", "", survival_table(entry["rows"]), ""]
+        lines += [f"## {name} (key `{entry['commitment'][:16]}…`)", "",
+                  f"Command: `{entry.get('command', result['command'])}`", "", survival_table(entry["rows"]), ""]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stage", choices=("models", "attacks", "all"), default="all")
+    parser.add_argument("--stage", choices=("models", "attacks", "all", "report"), default="all")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "robustness_cifar10")
     parser.add_argument("--seed", type=int, default=0)
@@ -177,16 +222,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--attacks", nargs="+", choices=tuple(SWEEP), default=["query", "model"])
     parser.add_argument("--name", default="robustness_cifar10", help="results file stem")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the results files")
+    parser.add_argument("--train-rows", type=int, help="first N training rows only (a smoke run)")
+    parser.add_argument("--test-rows", type=int, help="first N test rows only (a smoke run)")
+    parser.add_argument("--epochs", type=int, help="fastnet epochs (default: the preset's 10)")
     parser.add_argument("--only", nargs="+", help="run these NAME:PARAM=VALUE attacks instead of the groups")
     parser.add_argument("--clean-for", nargs="*", default=["query", "model"], choices=("query", "model"),
                         help="kinds of attack also applied to the clean model (the false-accusation control)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
-    if args.stage in ("models", "all"):
-        stage_models(args)
+    released = stage_models(args) if args.stage in ("models", "all") else {}
     if args.stage in ("attacks", "all"):
-        stage_attacks(args)
+        stage_attacks(args, released)
+    if args.stage == "report":
+        stage_report(args)
 
 
 if __name__ == "__main__":
