@@ -20,7 +20,6 @@ from _bench import Suite
 
 from datamark import UBWP, BadNets, CleanLabel
 from datamark.evaluate.grammar import gerr
-from datamark.triggers.text import StyleTrigger
 
 CONFIGS = ("dvbw-word", "dvbw-style", "ubw-p", "cl-word-r1", "cl-word-r5", "cl-style-r1", "cl-style-r5")
 
@@ -30,12 +29,12 @@ def build(config: str, *, seed: int, target: int, clean_checkpoint: Path):
     if config == "dvbw-word":
         return BadNets(seed=seed)
     if config == "dvbw-style":
-        return BadNets(seed=seed, target=target, trigger=StyleTrigger())
+        return BadNets(seed=seed, target=target, trigger_name="style")
     if config == "ubw-p":
         return UBWP(seed=seed)
     kind, rate = config.split("-")[1], int(config.rsplit("r", 1)[1]) / 100
-    trigger = StyleTrigger() if kind == "style" else None
-    return CleanLabel(seed=seed, target=target, class_rate=rate, n_marks=1, trigger=trigger,
+    return CleanLabel(seed=seed, target=target, class_rate=rate, n_marks=1,
+                      trigger_name="style" if kind == "style" else None,
                       base_model=str(clean_checkpoint))
 
 

@@ -122,7 +122,8 @@ def verdicts(suspect: CachingSuspect, key: Key, test, **settings: Any) -> dict[s
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DegenerateTestWarning)
             result = Verifier(mode=mode, **settings).verify(suspect.with_outputs(mode), key, test)
-        out[mode] = {"accused": result.accused, "p": result.outcome.p_value, "log10_p": result.outcome.log10_p,
+        out[mode] = {"accused": result.accused, "owner_trigger": result.owner_trigger,
+                     "p": result.outcome.p_value, "log10_p": result.outcome.log10_p,
                      "effect": result.outcome.effect,
                      **({"hits": result.marks["hits"], "n_marks": result.marks["n_marks"]} if result.marks else {}),
                      **({"specificity_p": result.specificity.p_value,
@@ -205,7 +206,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             row[kind] = {"marks": len(forged.mark_list()), "craft_s": time.perf_counter() - start,
                          "honest_wsr": mark_wsr(base, honest, wsr_data),
                          "forged_wsr": mark_wsr(base, forged, wsr_data),
-                         "honest": verdicts(suspect, honest, test), "forged": verdicts(suspect, forged, test),
+                         "honest": verdicts(suspect, honest, test),
+                         # the test's verdict with a hand-made trigger let through, and datamark's default verdict
+                         "forged": verdicts(suspect, forged, test, accept_owner_trigger=True),
+                         "forged_default": verdicts(suspect, forged, test),
                          "load": load_outcome(forged, args.work, f"{name}-{kind}-forged")}
             log(f"{name} {kind}: forged WSR {row[kind]['forged_wsr']:.3f} (honest {row[kind]['honest_wsr']:.3f}); "
                 f"forged verdicts {row[kind]['forged']}; load {row[kind]['load']}")
@@ -232,9 +236,13 @@ def markdown(report: dict[str, Any]) -> str:
              f"images, toward the mark's target, at the "
              f"key's trigger size, place and opacity). Verified in memory (nothing checks the key) and loaded with "
              f"`Key.load`.", "",
-             "| method | key | marks | WSR honest / forged | honest key: accused (p) probs, labels | forged key: "
-             "accused (p) probs, labels | specificity p (forged) | Key.load of the forged file |",
-             "|---|---|---|---|---|---|---|---|"]
+             "The forged key's verdict is shown twice: with its hand-made trigger let through "
+             "(`accept_owner_trigger=True`: what the test itself says) and as datamark verifies by default, which "
+             "withholds any accusation that rests on a trigger not drawn from the key's secret.", "",
+             "| method | key | marks | WSR honest / forged | honest key: accused (p) probs, labels | forged key, "
+             "trigger let through: accused (p) probs, labels | specificity p (forged) | forged key, default "
+             "verdict | Key.load of the forged file |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, row in report["results"].items():
         for kind in ("multi", "single"):
             r = row[kind]
@@ -246,8 +254,12 @@ def markdown(report: dict[str, Any]) -> str:
             spec = ", ".join(f"{r['forged'][m]['specificity_p']:.3g}" for m in MODES
                              if "specificity_p" in r["forged"][m]) or "-"
             load = "refused" if r["load"]["refused"] else f"accepted: {r['load']['provenance'].split(':')[0]}"
+            default = r.get("forged_default")
+            default = ", ".join(("accused" if default[m]["accused"] else "not accused")
+                                + (f" ({default[m]['owner_trigger']})" if default[m].get("owner_trigger") else "")
+                                for m in MODES) if default else "-"
             lines.append(f"| {name} | {kind} | {r['marks']} | {r['honest_wsr']:.3f} / {r['forged_wsr']:.3f} | "
-                         f"{cell(r['honest'])} | {cell(r['forged'])} | {spec} | {load} |")
+                         f"{cell(r['honest'])} | {cell(r['forged'])} | {spec} | {default} | {load} |")
     lines += ["", f"Secret search (d): honestly drawn default keys from {s['secrets']} secrets (seeds "
               f"{s['search_seed']}..), each verified on M at the key's alpha (0.01).", "",
               "| method | mode | accused / secrets | rate | 95 % CI | smallest p |", "|---|---|---|---|---|---|"]

@@ -205,10 +205,31 @@ def markdown(result: dict) -> str:
              "mode where the API returns probabilities, else label-only). The clean model must stay not accused "
              "under the same countermeasure. Cost: the thief's benign-accuracy loss in points (on the purified "
              "API for query-side attacks).", ""]
+    lines += ["## Survival at a glance", "", summary_table(result), ""]
     for name, entry in result["methods"].items():
         lines += [f"## {name} (key `{entry['commitment'][:16]}…`)", "",
                   f"Command: `{entry.get('command', result['command'])}`", "", survival_table(entry["rows"]), ""]
     return "\n".join(lines) + "\n"
+
+
+def summary_table(result: dict) -> str:
+    """Countermeasures down, methods across: does the stolen model stay accused (p < 0.01), at what cost to the
+    thief, and was the clean model under the same countermeasure ever accused (then the cell says so)."""
+    methods = list(result["methods"])
+    cells: dict[str, dict[str, str]] = {}
+    for name in methods:
+        rows = {(r["label"], r["model"]): r for r in result["methods"][name]["rows"]}
+        for (label, model), row in rows.items():
+            if model != "stolen":
+                continue
+            p = row["p_probs"] if row["p_probs"] is not None else row["p_labels"]
+            clean = rows.get((label, "clean"))
+            cell = f"{'✔' if row['accused'] else '✘'} {p:.2g} ({row['cost_points']:+.1f})"
+            cells.setdefault(label, {})[name] = cell + (" **clean accused**" if clean and clean["accused"] else "")
+    lines = ["| countermeasure | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+    lines += [f"| {label} | " + " | ".join(by.get(n, "–") for n in methods) + " |" for label, by in cells.items()]
+    return ("✔ the stolen model is still accused (p < 0.01) / ✘ not; p in probability mode where the API returns "
+            "probabilities; in brackets the thief's accuracy cost in points.\n\n" + "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> None:

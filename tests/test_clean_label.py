@@ -157,7 +157,7 @@ def test_preview_png_is_written_by_library_and_cli(digits, base, tmp_path):
 
 
 @pytest.mark.slow
-def test_benchmark_smoke_run(tmp_path):
+def test_benchmark_smoke_run(tmp_path, monkeypatch):
     """The CIFAR-10 benchmark script end to end on a tiny subset (about 45 s; skipped without the data)."""
     import importlib.util
     from pathlib import Path
@@ -167,6 +167,7 @@ def test_benchmark_smoke_run(tmp_path):
     if not (shared_data_dir() / "cifar10").exists():
         pytest.skip("CIFAR-10 is not in the shared data folder")
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "cleanlabel_cifar10.py"
+    monkeypatch.syspath_prepend(str(script.parent))  # as when run as a script: its sibling modules import
     spec = importlib.util.spec_from_file_location("cleanlabel_cifar10", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from datamark import UBWP, BadNets, Blended, Key, Verifier
-from datamark.exceptions import KeyFormatError
+from datamark.data import from_waveforms
+from datamark.exceptions import KeyFormatError, ParameterError
 from datamark.marks import Mark
 from datamark.testing import ReactingSuspect
 from datamark.triggers.base import Trigger
@@ -174,14 +175,41 @@ def test_graph_keys_check_their_secret_choices_but_cannot_redraw_their_triggers(
         Key.load(saved(with_marks(key, marks), tmp_path))
 
 
-def test_the_verdict_on_an_owner_chosen_trigger_says_so(train, digits):
+def test_a_hand_made_trigger_accuses_only_when_the_verifier_is_told_to_accept_it(train, digits):
     own = Trigger.from_config(BadNets(seed=9, n_marks=2).apply(train).key.trigger)
     key = BadNets(seed=5, target=3, trigger=own).apply(train).key
     test = digits[1]
-    suspect = ReactingSuspect(test, lambda y: 3)  # sends every triggered probe to the owner's target
-    result = Verifier(n_probe=30, n_control_triggers=0).verify(suspect, key, test)
-    assert "trigger and target chosen by the owner" in result.provenance
-    assert result.accused and "The key's trigger and target chosen by the owner" in result.verdict
+    suspect = ReactingSuspect(test, lambda y: 3)  # an innocent model that sends every altered probe to class 3
+    withheld = Verifier(n_probe=30, n_control_triggers=0).verify(suspect, key, test)
+    assert "trigger and target chosen by the owner" in withheld.provenance
+    assert withheld.outcome.p_value < withheld.alpha  # the paper's test alone would accuse this innocent model
+    assert withheld.owner_trigger == "withheld" and not withheld.accused
+    assert "made by hand" in withheld.verdict and "Not accused" in withheld.verdict
+    accepted = Verifier(n_probe=30, n_control_triggers=0, accept_owner_trigger=True).verify(suspect, key, test)
+    assert accepted.owner_trigger == "accepted" and accepted.accused
+    assert "The key's trigger and target chosen by the owner" in accepted.verdict and "accepted" in accepted.verdict
     drawn = BadNets(seed=5, n_marks=1).apply(train).key
-    assert Verifier(n_probe=30, n_control_triggers=0).verify(
-        ReactingSuspect(test, lambda y: drawn.target), drawn, test).provenance == DRAWN
+    result = Verifier(n_probe=30, n_control_triggers=0).verify(ReactingSuspect(test, lambda y: drawn.target), drawn,
+                                                               test)
+    assert result.provenance == DRAWN and result.owner_trigger is None and result.accused
+
+
+def test_a_named_trigger_is_drawn_from_the_secret_and_re_drawn_on_load(tmp_path):
+    rng = np.random.default_rng(0)
+    waves = (0.05 * rng.standard_normal((60, 2000))).astype(np.float32)
+    data = from_waveforms(waves, np.arange(60) % 3, sample_rate=8000)
+    key = BadNets(seed=4, trigger_name="pulse", rate=0.1).apply(data).key
+    assert key.trigger["name"] == "pulse" and key.method["params"]["trigger_name"] == "pulse"
+    assert provenance(Key.load(saved(key, tmp_path))).drawn  # re-drawn: no trust in the owner needed
+    other = BadNets(seed=5, trigger_name="pulse", rate=0.1).apply(data).key
+    assert other.trigger != key.trigger  # keyed: another secret draws another pulse
+    forged = dataclasses.replace(key, trigger=other.trigger)
+    assert provenance(forged).owner_trigger  # a swapped pulse is a hand-made trigger, withheld by the verifier
+    with pytest.raises(ParameterError, match="no trigger named 'pulse'"):
+        BadNets(seed=4, trigger_name="pulse").apply(digits_like(8))
+
+
+def digits_like(n: int):
+    from datamark.data import from_numpy
+
+    return from_numpy(np.zeros((n * 3, 8, 8, 1), dtype=np.uint8), np.arange(n * 3) % 3, ["a", "b", "c"])

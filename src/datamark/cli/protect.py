@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
 import typer
@@ -101,16 +100,8 @@ def protect(
         if preview is not None and records.modality.name == "text":
             raise ParameterError("--preview draws images and audio; for text data, compare the datasets' marked rows "
                                  "(the key lists their ids) instead.")
-        if trigger == "style":
-            from ..triggers.text import StyleTrigger
-            options["trigger"] = StyleTrigger()
-        if trigger in ("pulse", "noise"):  # one trigger drawn from the seed (or fresh entropy), kept in the key
-            import numpy as np
-
-            from ..triggers.audio import make_pulse_trigger, paper_pulse
-            draw = paper_pulse if trigger == "pulse" else partial(make_pulse_trigger, shape="noise")
-            options["trigger"] = draw(np.random.default_rng(seed), sample_rate=records.modality.sample_rate,
-                                      length=records.modality.length)
+        if trigger in ("style", "pulse", "noise"):  # drawn from the secret and recorded: the key can re-draw it
+            options["trigger_name"] = trigger
         optional = dict(target=target, trigger_size=trigger_size, blend=blend,
                         rate=rate, decoy_rate=decoy_rate, pattern=pattern, labels=random_labels, class_rate=class_rate,
                         n_marks=n_marks, n_candidates=n_candidates,

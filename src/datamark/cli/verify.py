@@ -137,6 +137,10 @@ def verify(
                                                 "outranks them (exact rank test; needs at least 1/alpha, e.g. "
                                                 "100 at alpha 0.01). Default: 100 for single-mark keys (the papers' "
                                                 "watermark), 0 for multi-mark keys, whose own test is exact."),
+    accept_owner_trigger: bool = typer.Option(False, "--accept-owner-trigger", help="Let a single-mark key whose "
+                                              "trigger was made by hand (not drawn from its secret) accuse. Only "
+                                              "if its commitment was published before the suspect existed: a "
+                                              "trigger crafted on a clean suspect passes the test."),
     commitment: str | None = typer.Option(None, help="Refuse the key unless it has this published commitment."),
     evidence: Path | None = typer.Option(None, help="Record every query batch in this new hash-chained "
                                             "evidence file (JSON Lines)."),
@@ -173,7 +177,7 @@ def verify(
                       "at release, so this result does not show the key existed before the suspect did.")
         probes = load_data(data)
         settings = dict(mode=mode.value, n_probe=n_probe, margin=margin, alpha=alpha, seed=seed,
-                        n_control_triggers=control_triggers)
+                        n_control_triggers=control_triggers, accept_owner_trigger=accept_owner_trigger)
         verifier = SequentialVerifier(**settings, batch_size=round_size) if sequential else Verifier(**settings)
         wire = dict(input_name=input_name, output_name=output_name, layout=layout, datatype=datatype, scale=scale,
                     num_classes=num_classes, batch_size=batch_size)

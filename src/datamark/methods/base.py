@@ -78,6 +78,13 @@ class WatermarkMethod(ABC):
     when a ``target`` or ``trigger`` is fixed (the papers' single watermark, verified with their test plus the
     trigger-specificity control).
 
+    ``trigger_name`` picks one of the modality's named alternative triggers instead of its default (``"style"``
+    for text, ``"pulse"`` or ``"noise"`` for audio), drawn from the secret like the default and recorded in the
+    key's parameters, so that verification can re-draw it (:mod:`datamark.verify.consistency`). Prefer it to a
+    hand-made ``trigger=`` object: a trigger chosen by hand cannot be told apart from one a forger crafted on the
+    suspect, so the verifier does not accuse with it unless asked to (``accept_owner_trigger``). Like
+    ``trigger``, it makes the papers' single mark.
+
     ``decoy_rate`` (a datamark addition, 0 = off as in the papers) stamps that fraction of all rows with *other*
     random triggers of the same kind and keeps their labels: the cross-trigger samples of Nguyen & Tran (2020),
     which teach a model to answer only the owner's pattern, so another owner's trigger (the Independent-T
@@ -89,6 +96,7 @@ class WatermarkMethod(ABC):
     trigger: Trigger | None = None
     decoy_rate: float = 0.0
     n_marks: int | None = None
+    trigger_name: str | None = None
 
     registry_name: ClassVar[str]
     targeted: ClassVar[bool] = True
@@ -107,6 +115,10 @@ class WatermarkMethod(ABC):
             raise ParameterError(f"The 'target' parameter of {name} must be a class index >= 0; got {self.target!r}.")
         if not (isinstance(self.decoy_rate, (int, float)) and 0.0 <= self.decoy_rate < 1.0):
             raise ParameterError(f"The 'decoy_rate' parameter of {name} must be in [0, 1); got {self.decoy_rate!r}.")
+        if self.trigger_name is not None and (not isinstance(self.trigger_name, str) or self.trigger is not None):
+            raise ParameterError(f"The 'trigger_name' parameter of {name} must be a trigger name such as 'style' "
+                                 f"(text) or 'pulse' (audio), and not beside a 'trigger' object; got "
+                                 f"{self.trigger_name!r}.")
         if self.n_marks is not None:
             if not isinstance(self.n_marks, (int, np.integer)) or isinstance(self.n_marks, bool) or self.n_marks < 1:
                 raise ParameterError(f"The 'n_marks' parameter of {name} must be an integer >= 1 or None; got "
@@ -114,7 +126,7 @@ class WatermarkMethod(ABC):
             if self.n_marks > 1 and not self.supports_marks:
                 raise ParameterError(f"{name} crafts a single watermark; its 'n_marks' must be 1 or None; got "
                                      f"{self.n_marks}.")
-            if self.n_marks > 1 and (self.target is not None or self.trigger is not None):
+            if self.n_marks > 1 and (self.target is not None or self.chooses_trigger):
                 raise ParameterError(f"{name} with n_marks={self.n_marks} draws each mark's trigger and target from "
                                      f"the secret (that is what makes its test exact); drop 'target'/'trigger' or "
                                      f"pass n_marks=1.")
@@ -124,7 +136,12 @@ class WatermarkMethod(ABC):
         """K, the number of marks this configuration makes."""
         if self.n_marks is not None:
             return int(self.n_marks)
-        return 1 if self.target is not None or self.trigger is not None else self.default_marks
+        return 1 if self.target is not None or self.chooses_trigger else self.default_marks
+
+    @property
+    def chooses_trigger(self) -> bool:
+        """The owner chose the trigger (a ``trigger`` object or a ``trigger_name``): the papers' single mark."""
+        return self.trigger is not None or self.trigger_name is not None
 
     def candidates(self) -> int:
         """Candidate triggers per mark among which the embedded one is drawn (UBW-P; DVBW with ``n_candidates``);
@@ -134,7 +151,7 @@ class WatermarkMethod(ABC):
     def check_drawn_candidates(self, n_candidates: int) -> None:
         """Refuse an owner-chosen trigger or target beside ``n_candidates`` > 1: the candidates and the secret
         choices must all be drawn from the secret, or the marks test is not exact."""
-        if n_candidates > 1 and (self.trigger is not None or self.target is not None):
+        if n_candidates > 1 and (self.chooses_trigger or self.target is not None):
             raise ParameterError(f"{type(self).__name__} with n_candidates={n_candidates} draws its candidate "
                                  f"triggers and secret choices from the secret (that is what makes its test exact); "
                                  f"drop 'target'/'trigger' or pass n_candidates=1.")
@@ -151,7 +168,9 @@ class WatermarkMethod(ABC):
 
     def trigger_for(self, modality: Modality, input_shape: tuple[int, ...], rng: np.random.Generator) -> Trigger:
         """The default trigger for data of ``modality``: the method's own for images, the modality's otherwise
-        (a keyed rare word for text)."""
+        (a keyed rare word for text); the modality's named one where ``trigger_name`` asks for it."""
+        if self.trigger_name is not None:
+            return modality.named_trigger(self.trigger_name, rng)
         if modality.name == "image":
             return self.default_trigger(input_shape, rng)
         return modality.default_trigger(rng)

@@ -91,6 +91,16 @@ class AudioModality(Modality):
 
         return make_pulse_trigger(rng, sample_rate=self.sample_rate, length=self.length)
 
+    def named_trigger(self, name: str, rng: np.random.Generator) -> Any:
+        """``"pulse"``: the paper's 6.25 ms pulse; ``"noise"``: a keyed burst of noise; both at keyed places."""
+        from ..triggers.audio import make_pulse_trigger, paper_pulse
+
+        if name == "pulse":
+            return paper_pulse(rng, sample_rate=self.sample_rate, length=self.length)
+        if name == "noise":
+            return make_pulse_trigger(rng, shape="noise", sample_rate=self.sample_rate, length=self.length)
+        return super().named_trigger(name, rng)
+
     # --- storage: WAV bytes ------------------------------------------------------------------------------------
     def decode_stored(self, values: list[Any], where: str, names: Sequence[str] | None = None) -> np.ndarray:
         out = np.zeros((len(values), self.length), dtype=np.float32)

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ..exceptions import DataError
+from ..exceptions import DataError, ParameterError
 from ..graphs import Graph
 from ..registry import MODALITIES
 
@@ -67,6 +67,11 @@ class Modality(ABC):
     def default_trigger(self, rng: np.random.Generator) -> Any:
         """The trigger a method uses on this modality when it has no trigger of its own for it."""
         raise NotImplementedError(f"Methods bring their own {self.name} triggers.")
+
+    def named_trigger(self, name: str, rng: np.random.Generator) -> Any:
+        """The modality's alternative trigger called ``name`` (a method's ``trigger_name``), drawn with ``rng``."""
+        raise ParameterError(f"{self.name} data has no trigger named '{name}'; named triggers are 'style' (text) "
+                             f"and 'pulse' or 'noise' (audio). Leave trigger_name unset for the default trigger.")
 
     def for_batch(self, batch: np.ndarray) -> Modality:
         """This modality fitted to an in-memory batch (audio: the clip length); others need nothing."""

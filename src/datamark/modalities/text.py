@@ -66,6 +66,15 @@ class TextModality(Modality):
         position = POSITIONS[int(rng.integers(len(POSITIONS)))]
         return make_word_trigger(rng, position=position)
 
+    def named_trigger(self, name: str, rng: np.random.Generator) -> Any:
+        """``"style"``: the clean-label paper's style trigger (a fixed rewrite into the future perfect continuous;
+        nothing to draw)."""
+        if name != "style":
+            return super().named_trigger(name, rng)
+        from ..triggers.text import StyleTrigger
+
+        return StyleTrigger()
+
     def decode_stored(self, values: list[Any], where: str, names: Sequence[str] | None = None) -> np.ndarray:
         for i, value in enumerate(values):
             if value is None:

@@ -38,21 +38,37 @@ class VerificationResult:
     # Where the key's triggers and secret choices come from (verify.consistency.Provenance.describe()); None: not
     # recorded. Said in the verdict when the owner chose them.
     provenance: str | None = None
+    # A single-mark key's trigger made by hand rather than drawn from the secret: "withheld" (the default: no
+    # accusation rests on it), "accepted" (the verifier was told to accept it), None (the trigger was drawn). A
+    # pattern crafted on a clean suspect (a universal adversarial patch) passes the paper's test and the
+    # specificity control there (benchmarks/results/forgery_cifar10_gpu.md), so only a commitment published
+    # before the suspect existed can vouch for such a trigger, and the verifier cannot see when that was.
+    owner_trigger: str | None = None
 
     @property
     def accused(self) -> bool:
-        """H0 rejected, and -- where the specificity control ran -- the key's trigger beat the control triggers."""
+        """H0 rejected, and -- where the specificity control ran -- the key's trigger beat the control triggers;
+        never on a hand-made trigger unless the verifier was told to accept it."""
         specific = self.specificity is None or self.specificity.p_value < self.alpha
-        return self.outcome.p_value < self.alpha and specific
+        return self.outcome.p_value < self.alpha and specific and self.owner_trigger != "withheld"
 
     @property
     def verdict(self) -> str:
+        specific = self.specificity is None or self.specificity.p_value < self.alpha
+        if self.outcome.p_value < self.alpha and specific and self.owner_trigger == "withheld":
+            return (f"H0 rejected (p = {self.outcome.p_value:.3g} < alpha = {self.alpha:g}), but the key's trigger was "
+                    f"made by hand, not drawn from its secret: a pattern crafted on the suspect itself passes this "
+                    f"test on a clean model, so this is no evidence on its own. Not accused. Accept the trigger "
+                    f"(--accept-owner-trigger) only if the key's commitment was published before the suspect "
+                    f"existed; keys made with trigger_name (--trigger style|pulse|noise) need no such trust.")
         if self.outcome.p_value < self.alpha and not self.accused:
             return (f"H0 rejected (p = {self.outcome.p_value:.3g}) but the trigger-specificity control failed "
                     f"(p = {self.specificity.p_value:.3g} >= alpha = {self.alpha:g}): independent triggers of the "
                     f"same kind move the suspect as much as the key's, so this is no evidence of *this* watermark.")
         if self.accused:
             owner = f" The key's {self.provenance}." if self.provenance and "owner" in self.provenance else ""
+            if self.owner_trigger == "accepted":
+                owner += " Its hand-made trigger was accepted on the word that the commitment predates the suspect."
             return (f"H0 rejected (p = {self.outcome.p_value:.3g} < alpha = {self.alpha:g}): the suspect responds to "
                     f"the watermark; evidence that it was trained on the protected dataset, provided the key's "
                     f"commitment was published before the suspect model existed.{owner}")

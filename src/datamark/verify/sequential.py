@@ -234,4 +234,4 @@ class SequentialVerifier(Verifier):
                                   outcome=sequential_outcome(state, margin=margin, what=what),
                                   n_probe_requested=n_probe, n_excluded=probes - state.n,
                                   queries=suspect.queries - start, seed=self.seed, trigger=trigger_label,
-                                  sequential=details, deviations=self.deviations(key))
+                                  sequential=details, deviations=self.deviations(key), **self._provenance(key))

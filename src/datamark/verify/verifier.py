@@ -142,6 +142,9 @@ class Verifier:
     alpha: float | None = None
     seed: int | None = None
     n_control_triggers: int | None = None  # specificity control's triggers; None: the key's plan
+    # A single-mark key whose trigger was made by hand (not drawn from its secret) may accuse only with this: such
+    # a trigger cannot be told from one a forger crafted on the suspect (see VerificationResult.owner_trigger).
+    accept_owner_trigger: bool = False
 
     supports_controls: ClassVar[bool] = True
 
@@ -169,6 +172,16 @@ class Verifier:
             raise ParameterError("Label-only verification needs a margin tau in (0, 1): it is the flip rate allowed "
                                  "under H0.")
         return n_probe, margin, alpha
+
+    def _provenance(self, key: Key) -> dict[str, str | None]:
+        """Where the key's trigger and target come from, in words (None where the key could not be re-drawn for
+        display), and whether a hand-made trigger's accusation is withheld or accepted (None: drawn)."""
+        from .consistency import provenance
+
+        found = provenance(key)
+        hand_made = found is not None and found.owner_trigger
+        return {"provenance": found.describe() if found is not None else None,
+                "owner_trigger": ("accepted" if self.accept_owner_trigger else "withheld") if hand_made else None}
 
     def probe_secret(self, key: Key) -> bytes:
         """What ranks the probes: the key's secret (default) or a user-chosen seed (reported as a deviation)."""
@@ -347,7 +360,7 @@ class Verifier:
                                   score=score, h0=h0, h1=h1, alpha=alpha, outcome=outcome, n_probe_requested=n_probe,
                                   n_excluded=excluded, queries=suspect.queries - start, seed=self.seed,
                                   trigger=trigger_label, specificity=specificity, deviations=self.deviations(key),
-                                  provenance=_provenance(key))
+                                  **self._provenance(key))
 
     # --- multi-mark keys ---------------------------------------------------------------------------------
     def mark_probes(self, suspect: Suspect, key: Key, data: Records) -> tuple[tuple[int, float, float],
@@ -498,10 +511,4 @@ def verify(suspect: Suspect, key: Key, data: Records, *, mode: Mode = "probs", *
     return Verifier(mode=mode, **settings).verify(suspect, key, data)
 
 
-def _provenance(key: Key) -> str | None:
-    """How the key's trigger and target came to be, for the verdict (an owner-chosen trigger rests on the
-    commitment alone); None when the key could not be re-drawn for display."""
-    from .consistency import provenance
 
-    found = provenance(key)
-    return found.describe() if found is not None else None
