@@ -64,12 +64,17 @@ def protect(
     card: Path | None = typer.Option(None, help="Also write a dataset-card snippet (README.md Markdown) that "
                                      "publishes the commitment, and nothing secret."),
     overwrite: bool = typer.Option(False, help="Replace existing outputs."),
+    engine: str | None = typer.Option(None, "--engine", help="Protect a parquet-shard folder shard by shard, never "
+                                      "holding it whole: 'local' (worker processes). Resumable: run the same "
+                                      "command again after an interruption. BadNets and Blended, image data."),
+    workers: int = typer.Option(1, "--workers", help="--engine local: worker processes."),
     json_path: Path | None = json_option("what was written (paths, counts, the commitment; never the secret)"),
 ) -> None:
     """Watermark DATA; write the watermarked dataset and the secret key; print the commitment to publish.
 
     All or nothing: the key is written (and flushed to disk) first, then the dataset, then the preview; if any
     step fails or the run is interrupted, what this run wrote is removed and what it replaced is put back.
+    With --engine, the dataset is built beside the output (OUT.datamark-partial) and a rerun resumes it.
     """
     from .._io import Journal, check_outputs, write_text
     from ..data import load_data
@@ -79,25 +84,18 @@ def protect(
     from ..exceptions import ParameterError
     from ..methods import build_method
 
-    def work():
-        fmt = None if output_format is None else output_format.value
-        start = time.perf_counter()
-        records = load_data(data, split=split, input_column=input_column, label_column=label_column)
-        folder = writes_directory(records, resolve_format(records, output, fmt))  # a wrong suffix: refused now
-        check_outputs([("dataset", output, folder), ("key", key_path, False), ("preview", preview, False),
-                       ("card", card, False)], inputs=existing(data, base_model), overwrite=overwrite)
-        check_json_output(json_path, overwrite=overwrite, inputs=[*existing(data, base_model), output, key_path,
-                                                                  preview, card])
+    def build(modality: str):
+        """The method the options ask for, on data of ``modality``."""
         options: dict = dict(seed=seed)
         kinds = {"word": "text", "style": "text", "pulse": "audio", "tone": "audio", "noise": "audio"}
         if trigger is not None and trigger not in kinds:
             raise ParameterError(f"--trigger must be 'word' or 'style' (text data) or 'pulse', 'tone' or 'noise' "
                                  f"(audio data); got '{trigger}'.")
-        if trigger is not None and records.modality.name != kinds[trigger]:
+        if trigger is not None and modality != kinds[trigger]:
             raise ParameterError(f"--trigger {trigger} is a {kinds[trigger]} trigger but {data} holds "
-                                 f"{records.modality.name}; image triggers are chosen by --method, --pattern and "
+                                 f"{modality}; image triggers are chosen by --method, --pattern and "
                                  f"--trigger-size.")
-        if preview is not None and records.modality.name == "text":
+        if preview is not None and modality == "text":
             raise ParameterError("--preview draws images and audio; for text data, compare the datasets' marked rows "
                                  "(the key lists their ids) instead.")
         if trigger in ("style", "pulse", "noise"):  # drawn from the secret and recorded: the key can re-draw it
@@ -108,7 +106,20 @@ def protect(
                         trigger_kind=trigger_kind, eps=eps, craft_steps=craft_steps,
                         base_model=None if base_model is None else str(base_model))
         options.update({k: v for k, v in optional.items() if v is not None})  # unset: the method's default
-        chosen = build_method(method.value, options, strict=True)
+        return build_method(method.value, options, strict=True)
+
+    def work():
+        fmt = None if output_format is None else output_format.value
+        if engine is not None:
+            return sharded(fmt)
+        start = time.perf_counter()
+        records = load_data(data, split=split, input_column=input_column, label_column=label_column)
+        folder = writes_directory(records, resolve_format(records, output, fmt))  # a wrong suffix: refused now
+        check_outputs([("dataset", output, folder), ("key", key_path, False), ("preview", preview, False),
+                       ("card", card, False)], inputs=existing(data, base_model), overwrite=overwrite)
+        check_json_output(json_path, overwrite=overwrite, inputs=[*existing(data, base_model), output, key_path,
+                                                                  preview, card])
+        chosen = build(records.modality.name)
         marked = chosen.apply(records, progress=True)
         with Journal() as journal:  # never a watermarked dataset without its key
             marked.key.save(key_path, overwrite=overwrite, journal=journal)
@@ -128,6 +139,44 @@ def protect(
                    "rows": len(records), "marked_rows": len(marked.rows), "elapsed_s": elapsed,
                    "dataset": output, "format": fmt or records.source_format, "key": key_path,
                    "preview": preview, "card": card}, "protect", json_path,
+                  overwrite=overwrite)
+
+    def sharded(fmt: str | None) -> None:
+        from ..scale import check_supported, install, protect_shards
+
+        if engine != "local":
+            raise ParameterError(f"--engine must be 'local' (worker processes on this machine); got '{engine}'. "
+                                 f"The Ray engine is not available yet.")
+        if fmt not in (None, "parquet-shards"):
+            raise ParameterError(f"--engine writes parquet shards named as the input's; drop --format {fmt} or "
+                                 f"protect without --engine.")
+        if preview is not None:
+            raise ParameterError("--preview reads the whole dataset; with --engine, run `datamark preview` on the "
+                                 "output afterwards.")
+        start = time.perf_counter()
+        check_outputs([("dataset", output, True), ("key", key_path, False), ("card", card, False)],
+                      inputs=existing(data, base_model), overwrite=overwrite)
+        check_json_output(json_path, overwrite=overwrite, inputs=[*existing(data, base_model), output, key_path,
+                                                                  card])
+        chosen = build("image")
+        check_supported(chosen)
+        result = protect_shards(chosen, data, output, workers=workers, split=split, input_column=input_column,
+                                label_column=label_column, overwrite=overwrite)
+        with Journal() as journal:  # never a watermarked dataset without its key
+            install(result, key_path, overwrite=overwrite, journal=journal)
+            if card is not None:
+                write_text(card, dataset_card(result.key, dataset_name=output.name), overwrite=overwrite,
+                           what="dataset card", journal=journal)
+        elapsed = time.perf_counter() - start
+        goal, out = result.key.goal, human(json_path)
+        out.print(f"marked {result.n_marked} of {result.n_rows} rows in {result.n_shards} shards with {method.value} "
+                  f"on {workers} worker(s) in {elapsed:.1f} s ({goal})")
+        out.print(f"watermarked dataset: {output}\nsecret key (keep private): {key_path}")
+        out.print(f"commitment (publish with the release): [bold]{result.key.commitment}[/]")
+        emit_json({"commitment": result.key.commitment, "method": method.value, "goal": goal,
+                   "rows": result.n_rows, "marked_rows": result.n_marked, "elapsed_s": elapsed,
+                   "dataset": output, "format": "parquet-shards", "key": key_path, "preview": None, "card": card,
+                   "engine": engine, "workers": workers, "shards": result.n_shards}, "protect", json_path,
                   overwrite=overwrite)
     run(work)
 

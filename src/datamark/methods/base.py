@@ -333,21 +333,24 @@ class WatermarkMethod(ABC):
                                        np.concatenate([labels, data.labels[decoys]])[order])
         else:
             watermarked = data.replace(rows, marked, labels)
-        configs = tuple(Mark(m.trigger, m.target, m.candidates, m.embedded, tuple(data.ids[r] for r in p[0])
-                             ).to_config() for m, p in zip(marks, per_mark, strict=True))
-        key = Key(method={"name": self.registry_name, "params": self.params()}, trigger=marks[0].trigger.to_config(),
-                  target=marks[0].target, secret=secret.hex(), marked_ids=tuple(data.ids[r] for r in rows),
-                  dataset={"fingerprint": data.fingerprint, "watermarked_fingerprint": watermarked.fingerprint,
-                           "n_rows": len(data), "num_classes": data.num_classes, "class_names": list(data.class_names),
-                           "input_shape": list(input_shape), "modality": data.modality.name,
-                           **data.modality.describe(data),
-                           "format": data.source_format},
-                  verification=self.verification_plan(),
-                  extra={**self.key_extra(data, rows, labels, context=context),
-                         **({"unmarkable_rows": int((~markable).sum())} if not markable.all() else {}),
-                         **({"decoy_ids": [data.ids[r] for r in decoys]} if len(decoys) else {})},
-                  marks=configs if self.uses_marks else ())
+        key = self.build_key(marks, secret, [tuple(data.ids[r] for r in p[0]) for p in per_mark],
+                             tuple(data.ids[r] for r in rows),
+                             dataset_record(data, watermarked.fingerprint, input_shape),
+                             extra={**self.key_extra(data, rows, labels, context=context),
+                                    **({"unmarkable_rows": int((~markable).sum())} if not markable.all() else {}),
+                                    **({"decoy_ids": [data.ids[r] for r in decoys]} if len(decoys) else {})})
         return Watermarked(watermarked, key, rows)
+
+    def build_key(self, marks: list[Mark], secret: bytes, mark_ids: list[tuple[str, ...]], marked_ids: tuple[str, ...],
+                  dataset: dict[str, Any], extra: dict[str, Any]) -> Key:
+        """The key of a run: the marks with the ids each changed, all marked ids in row order, the dataset's record
+        (:func:`dataset_record`) and the outcomes in ``extra``. Shared by in-memory and sharded protect
+        (:mod:`datamark.scale`), so both write the same key."""
+        configs = tuple(Mark(m.trigger, m.target, m.candidates, m.embedded, ids).to_config()
+                        for m, ids in zip(marks, mark_ids, strict=True))
+        return Key(method={"name": self.registry_name, "params": self.params()}, trigger=marks[0].trigger.to_config(),
+                   target=marks[0].target, secret=secret.hex(), marked_ids=marked_ids, dataset=dataset,
+                   verification=self.verification_plan(), extra=extra, marks=configs if self.uses_marks else ())
 
     def decoy_inputs(self, inputs: np.ndarray, trigger: Trigger, rng: np.random.Generator) -> np.ndarray:
         """The decoy rows' new inputs: each stamped with its own independent trigger of the key's kind."""
@@ -400,3 +403,12 @@ class WatermarkMethod(ABC):
                   ) -> dict[str, Any]:
         """Method-specific outcomes to keep in the key (none by default)."""
         return {}
+
+
+def dataset_record(data: Any, watermarked_fingerprint: str, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """What a key records about the protected ``data`` (a :class:`Records`, or any object with its ``fingerprint``,
+    length, classes, modality and ``source_format``, as sharded protect has)."""
+    return {"fingerprint": data.fingerprint, "watermarked_fingerprint": watermarked_fingerprint,
+            "n_rows": len(data), "num_classes": data.num_classes, "class_names": list(data.class_names),
+            "input_shape": list(input_shape), "modality": data.modality.name, **data.modality.describe(data),
+            "format": data.source_format}

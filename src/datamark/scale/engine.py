@@ -1,0 +1,259 @@
+"""Sharded protect: watermark a parquet-shard dataset shard by shard, never holding the whole dataset.
+
+Two passes over the shards, the coordinator holding only counts, cuts and the key's outcomes:
+
+1. **hash**: every shard's keyed scores (``keyed_scores(secret, ids, "mark")``, as in-memory protect) and its
+   sorted (id, label) run for the fingerprint are cached in a work folder; the exact global cut for each mark
+   (and for the decoys) is found by :func:`datamark.scale.select.find_cuts`, so the selected rows are exactly
+   those of :meth:`WatermarkMethod.apply`.
+2. **mark**: every shard's selected rows are marked by the method's own ``mark`` (and ``decoy_inputs``, from the
+   decoy generator at the state where that shard's first decoy starts), and the shard is written under its own
+   name; unselected rows keep their stored bytes.
+
+The output folder equals, byte for byte, ``method.apply(data)`` written as parquet shards with the input's shard
+boundaries (the whole table when the input is one shard), whatever the number of workers or the order shards are
+processed in; the key equals the in-memory key except for its creation time and ``extra["shard_manifest"]``
+(file names, rows and SHA-256 of the output shards; verification needs none of it).
+
+Resumable: the dataset is built in ``{output}.datamark-partial`` (its work folder holds the plan, the secret of a
+seedless run, the cached scores and one record per finished shard, each shard written atomically); running the
+same job again continues from there and gives the same bytes. The input is never modified; an existing output is
+replaced only with ``overwrite``, and only when everything is done (see :func:`install`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io import Journal, _install_directory, check_output
+from .._rng import generator, resolve_secret
+from ..exceptions import ParameterError
+from ..key import Key, canonical_json
+from ..methods.base import WatermarkMethod, dataset_record
+from ..methods.dvbw import PoisonLabel
+from .fingerprint import merged_fingerprint
+from .local import LocalRunner
+from .select import Cut, find_cuts, nothing
+from .shards import Source, open_source
+from .work import Job, MarkPlan, _sha256, count_below, hash_shard, mark_shard, query_shard
+
+log = logging.getLogger(__name__)
+
+WORK = ".datamark-work"
+PARTIAL = ".datamark-partial"
+#: What a supported method must take from PoisonLabel unchanged: then it selects by the default keyed hash, marks
+#: each row on its own without drawing from the marking generator, and stamps decoys as the base class does.
+INHERITED = ("select_rows", "mark_rows", "mark", "eligible_rows", "count", "prepare", "key_extra", "decoy_inputs",
+             "apply", "_decoys", "_mark_count")
+
+
+@dataclass(frozen=True)
+class Sharded:
+    """A finished sharded protect: the key, the staged output folder and where :func:`install` puts it."""
+
+    key: Key
+    staged: Path
+    output: Path
+    n_rows: int
+    n_marked: int
+    n_shards: int
+
+
+class _Summary:
+    """What the method's template reads of a dataset, for a dataset that is never loaded whole."""
+
+    source_format = "parquet-shards"
+
+    def __init__(self, source: Source, n_rows: int, modality, fingerprint: str) -> None:
+        self.n_rows, self.modality, self.fingerprint = n_rows, modality, fingerprint
+        self.class_names = source.class_names
+        self.where = f"'{source.folder}'[{source.split}]"
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+class _AllRows:
+    """The eligibility mask of a method whose every row is eligible: only its count is ever read."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def sum(self) -> int:
+        return self.n
+
+
+def check_supported(method: WatermarkMethod) -> None:
+    """Refuse a method the sharded engine cannot reproduce byte for byte (one line, with the fix)."""
+    name = type(method).__name__
+    fix = "protect it without --engine (in memory), or use BadNets or Blended"
+    if not isinstance(method, PoisonLabel):
+        raise ParameterError(f"The sharded engine supports BadNets and Blended (poison-label DVBW) for now, not "
+                             f"{name}: its rows or marks depend on the whole dataset or on a shared model; {fix}.")
+    changed = [m for m in INHERITED if getattr(type(method), m) is not getattr(PoisonLabel, m)]
+    if changed:
+        raise ParameterError(f"{name} overrides {', '.join(changed)}, so the sharded engine cannot prove it marks the "
+                             f"same rows the same way; {fix}.")
+
+
+def protect_shards(method: WatermarkMethod, data: str | os.PathLike, output: str | os.PathLike, *,
+                   workers: int = 1, split: str | None = None, input_column: str | None = None,
+                   label_column: str = "label", overwrite: bool = False, runner: Any = None,
+                   order: list[int] | None = None) -> Sharded:
+    """Watermark the parquet-shard folder ``data`` shard by shard into a staged copy of ``output``.
+
+    Returns a :class:`Sharded`; :func:`install` writes its key and puts the folder in place. ``runner`` runs the
+    shard tasks (default: a :class:`LocalRunner` with ``workers`` processes, started in ``order`` for tests).
+    """
+    check_supported(method)
+    output = Path(output)
+    check_output(output, overwrite=overwrite, what="dataset", inputs=[data], directory=True)
+    source = open_source(data, split=split, input_column=input_column, label_column=label_column)
+    first = source.open(0)
+    if first.modality.name != "image":
+        raise ParameterError(f"The sharded engine marks image datasets for now; {source.folder} holds "
+                             f"{first.modality.name}. Protect it without --engine.")
+    staged = output.with_name(output.name + PARTIAL)
+    secret = _prepare(staged, method, source, overwrite)
+    job = Job(source, str(staged / WORK), str(staged), secret, method.decoy_rate > 0)
+    runner = runner if runner is not None else LocalRunner(workers, order=order)
+    with runner:
+        return _run(method, job, runner, output, modality=first.modality)
+
+
+def install(result: Sharded, key_path: str | os.PathLike, *, overwrite: bool = False,
+            journal: Journal | None = None) -> None:
+    """Write the key (first, as protect always does), then swap the staged folder in at ``result.output``."""
+    result.key.save(key_path, overwrite=overwrite, journal=journal)
+    check_output(result.output, overwrite=overwrite, what="dataset", directory=True)
+    shutil.rmtree(result.staged / WORK)  # the cached scores and the secret of a seedless run: not part of the output
+    _install_directory(result.staged, result.output, "dataset", journal)
+
+
+def _prepare(staged: Path, method: WatermarkMethod, source: Source, overwrite: bool) -> bytes:
+    """Start or resume the job's staged folder; return its secret (a seedless run keeps its first secret)."""
+    work = staged / WORK
+    plan = {"method": method.registry_name, "params": method.params(),
+            "trigger": None if method.trigger is None else method.trigger.to_config(), "split": source.split,
+            "columns": [source.input_column, source.label_column], "input": source.digest_input()}
+    digest = hashlib.sha256(canonical_json(plan)).hexdigest()
+    if staged.exists():
+        known = work / "plan.json"
+        same = known.is_file() and json.loads(known.read_text()).get("digest") == digest
+        if same:
+            log.info("resuming the sharded protect in %s", staged)
+            return bytes.fromhex((work / "secret").read_text())
+        if not known.is_file() or not overwrite:
+            raise ParameterError(f"'{staged}' holds a partial run of another protect job (other data or settings); "
+                                 f"pass overwrite=True (--overwrite) to discard it, or move it away.")
+        shutil.rmtree(staged)
+    secret = resolve_secret(method.seed)
+    (staged / "data").mkdir(parents=True)
+    work.mkdir()
+    fd = os.open(work / "secret", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret.hex())
+    (work / "plan.json").write_text(json.dumps({"digest": digest}))
+    return secret
+
+
+def _run(method: WatermarkMethod, job: Job, runner: Any, output: Path, *, modality) -> Sharded:
+    source, n_shards = job.source, len(job.source.files)
+    infos = [_read(job.stem("hashed", i).with_suffix(".json")) for i in range(n_shards)]
+    todo = [i for i in range(n_shards) if infos[i] is None]
+    for i, info in zip(todo, runner.map(hash_shard, [(job, i) for i in todo]), strict=True):
+        infos[i] = info
+    n = sum(info["rows"] for info in infos)
+    shape = tuple(next(info["shape"] for info in infos if info["shape"] is not None))
+    summary = _Summary(source, n, modality, merged_fingerprint([job.stem("input", i) for i in range(n_shards)]))
+    marks = method.draw_marks(summary, job.secret, shape)
+    for mark in marks:
+        mark.trigger.check_input_shape(shape)
+        if not all(t.always_applicable for t in mark.candidates or (mark.trigger,)):
+            raise ParameterError(f"The sharded engine needs triggers that can mark every row; "
+                                 f"{type(mark.trigger).__name__} cannot. Protect without --engine.")
+    ks = [method._mark_count(summary, _AllRows(n), j) for j in range(len(marks))]
+    if sum(ks) > n:
+        raise ParameterError(f"{type(method).__name__} needs {sum(ks)} rows for its marks but {summary.where} has "
+                             f"{n}; lower the rate or n_marks.")
+
+    def ask(purpose: str, exclude: list[Cut] | None):
+        return lambda queries: runner.map(query_shard, [(job, i, purpose, exclude, queries) for i in range(n_shards)])
+
+    cuts = [nothing(n_shards), *find_cuts(ask("mark", None), list(np.cumsum(ks)), n_shards, n)]
+    plan = MarkPlan(method, cuts, [m.trigger for m in marks], [m.target for m in marks], summary.num_classes)
+    states: list[dict | None] = [None] * n_shards
+    k_decoys = int(round(method.decoy_rate * n))
+    if k_decoys:
+        free = n - sum(ks)
+        if k_decoys > free:
+            raise ParameterError(f"decoy_rate={method.decoy_rate} needs {k_decoys} unmarked rows; only {free} are "
+                                 f"left. Lower decoy_rate or rate.")
+        decoy_cut = find_cuts(ask("decoy", cuts), [k_decoys], n_shards, free)[0]
+        counts = runner.map(count_below, [(job, i, "decoy", cuts, decoy_cut) for i in range(n_shards)])
+        states = _decoy_states(job.secret, marks[0].trigger, counts)
+        plan = MarkPlan(method, cuts, plan.triggers, plan.targets, plan.num_classes, decoy_cut, marks[0].trigger)
+    done = [_finished(job, i) for i in range(n_shards)]
+    todo = [i for i in range(n_shards) if done[i] is None]
+    for i, result in zip(todo, runner.map(mark_shard, [(job, plan, i, states[i]) for i in todo]), strict=True):
+        done[i] = result
+    return _finish(method, job, output, summary, marks, shape, done)
+
+
+def _decoy_states(secret: bytes, trigger, counts: list[int]) -> list[dict | None]:
+    """The decoy generator's state at each shard's first decoy. In-memory protect draws one independent trigger
+    per decoy from one generator, in row order; replaying those draws (no data needed) gives every shard the state
+    it starts from, so the decoys are the same bytes whatever order the shards are marked in."""
+    rng = generator(secret, "mark")  # the stream in-memory decoys use
+    states: list[dict | None] = []
+    for count in counts:
+        states.append(rng.bit_generator.state if count else None)
+        for _ in range(count):
+            trigger.independent(rng)
+    return states
+
+
+def _finished(job: Job, index: int) -> dict | None:
+    """The record of a shard already marked (resume), if its file is there with the recorded digest."""
+    record = _read(job.stem("done", index).with_suffix(".json"))
+    path = Path(job.staged) / record["file"] if record is not None else None
+    if path is None or not path.is_file() or _sha256(path) != record["sha256"]:
+        return None
+    return record
+
+
+def _finish(method: WatermarkMethod, job: Job, output: Path, summary: _Summary, marks, shape, done) -> Sharded:
+    """Build the key from the shards' records (the work folder stays until :func:`install`: a failed install can
+    be run again and resumes with nothing left to do)."""
+    n_shards = len(done)
+    watermarked = merged_fingerprint([job.stem("output", i) for i in range(n_shards)])
+    mark_ids = [tuple(i for d in done for i in d["marked"][j]) for j in range(len(marks))]
+    marked_ids: list[str] = []
+    for d in done:  # all marks' rows of a shard, in row order
+        pairs = sorted((p, i) for ps, ids in zip(d["positions"], d["marked"], strict=True)
+                       for p, i in zip(ps, ids, strict=True))
+        marked_ids += [i for _, i in pairs]
+    decoys = [i for d in done for i in d["decoys"]]
+    manifest = {"split": job.source.split,
+                "shards": [{"file": d["file"], "rows": d["rows"], "sha256": d["sha256"]} for d in done]}
+    extra = {**({"decoy_ids": decoys} if decoys else {}), "shard_manifest": manifest}
+    key = method.build_key(marks, job.secret, mark_ids, tuple(marked_ids),
+                           dataset_record(summary, watermarked, shape), extra)
+    return Sharded(key, Path(job.staged), output, len(summary), len(marked_ids), n_shards)
+
+
+def _read(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None

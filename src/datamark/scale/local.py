@@ -1,0 +1,54 @@
+"""The local engine: shard tasks on worker processes of one machine (``concurrent.futures``).
+
+``workers=1`` runs every task in this process (no pool: simplest to debug and to interrupt). More workers use a
+``forkserver`` pool: each worker is forked from a server that imported datamark once, and no worker inherits the
+caller's threads. Results come back in task order whatever order the tasks finish in.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from ..exceptions import ParameterError
+
+
+class LocalRunner:
+    """Run shard tasks on ``workers`` processes; ``order`` (a permutation of task indices, for tests) is the order
+    in which tasks are started."""
+
+    def __init__(self, workers: int = 1, *, order: Sequence[int] | None = None) -> None:
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+            raise ParameterError(f"The 'workers' parameter of the local engine must be an integer >= 1; got "
+                                 f"{workers!r}.")
+        self.workers = workers
+        self.order = None if order is None else list(order)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> LocalRunner:
+        if self.workers > 1:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["datamark.scale.work"])
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def map(self, fn: Callable[..., Any], tasks: Sequence[tuple]) -> list[Any]:
+        """``[fn(*t) for t in tasks]``, run in parallel; started in ``order`` when it covers the tasks."""
+        order = self.order if self.order is not None and sorted(self.order) == list(range(len(tasks))) \
+            else list(range(len(tasks)))
+        results: list[Any] = [None] * len(tasks)
+        if self._pool is None:
+            for i in order:
+                results[i] = fn(*tasks[i])
+            return results
+        futures = {i: self._pool.submit(fn, *tasks[i]) for i in order}
+        for i, future in futures.items():
+            results[i] = future.result()
+        return results

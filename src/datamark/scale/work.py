@@ -1,0 +1,172 @@
+"""What one worker does to one shard: hash it (pass 1), answer the selection's queries, mark and write it (pass 2).
+
+Top-level functions of picklable arguments, so any executor (processes, Ray tasks) runs them; each reads its
+shard and the small files of the work folder, and holds one shard in memory at most.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from .._rng import generator, keyed_scores
+from ..methods.base import MARK_BATCH, MarkBatch, WatermarkMethod
+from ..triggers.base import Trigger
+from .fingerprint import write_sorted
+from .select import Cut, Query, answer
+from .shards import Source
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a worker needs, the same for every shard."""
+
+    source: Source
+    work: str                    # the work folder (scores, fingerprint runs, finished shards' records)
+    staged: str                  # the output folder being built (its data/ gets the shards)
+    secret: bytes
+    decoys: bool                 # whether decoy scores are needed
+
+    def stem(self, kind: str, index: int) -> Path:
+        return Path(self.work) / f"{kind}-{index:05d}"
+
+
+def hash_shard(job: Job, index: int) -> dict[str, Any]:
+    """Pass 1: the shard's keyed scores (as in-memory protect computes them from the row ids), its sorted
+    (id, label) run for the input fingerprint, and its row count and first example's shape."""
+    records = job.source.open(index)
+    ids = records.ids
+    np.save(job.stem("mark", index).with_suffix(".npy"), keyed_scores(job.secret, ids, "mark"))
+    if job.decoys:
+        np.save(job.stem("decoy", index).with_suffix(".npy"), keyed_scores(job.secret, ids, "decoy"))
+    write_sorted(ids, records.labels, job.stem("input", index))
+    shape = list(records.modality.example_shape(records.take(np.arange(1)))) if len(records) else None
+    info = {"rows": len(records), "shape": shape}
+    _write_json(job.stem("hashed", index).with_suffix(".json"), info)  # last: the shard's pass 1 is finished
+    return info
+
+
+def query_shard(job: Job, index: int, purpose: str, exclude: list[Cut] | None, queries: list[Query]
+                ) -> list[np.ndarray]:
+    """Answer the selection's ``queries`` over the shard's ``purpose`` scores; rows below the last cut of
+    ``exclude`` (the marks' rows, when choosing decoys) are not eligible."""
+    scores = np.load(job.stem(purpose, index).with_suffix(".npy"))
+    eligible = np.ones(len(scores), dtype=bool)
+    if exclude:
+        eligible &= ~exclude[-1].below(np.load(job.stem("mark", index).with_suffix(".npy")), index)
+    return answer(scores, eligible, queries)
+
+
+def count_below(job: Job, index: int, purpose: str, exclude: list[Cut] | None, cut: Cut) -> int:
+    """How many eligible rows of the shard lie below ``cut`` (the shard's share of a selection)."""
+    scores = np.load(job.stem(purpose, index).with_suffix(".npy"))
+    eligible = None
+    if exclude:
+        eligible = ~exclude[-1].below(np.load(job.stem("mark", index).with_suffix(".npy")), index)
+    return int(cut.below(scores, index, eligible).sum())
+
+
+@dataclass(frozen=True)
+class MarkPlan:
+    """What pass 2 applies to every shard: the method, its marks' cuts, triggers and targets, and the decoys."""
+
+    method: WatermarkMethod
+    cuts: list[Cut]                       # cut j + 1 closes mark j (cut 0 is empty)
+    triggers: list[Trigger]
+    targets: list[int | None]
+    num_classes: int
+    decoy_cut: Cut | None = None
+    decoy_trigger: Trigger | None = None
+
+
+def mark_shard(job: Job, plan: MarkPlan, index: int, decoy_state: dict | None) -> dict[str, Any]:
+    """Pass 2: mark the shard's selected rows, write it atomically under its own name, and record the outcome
+    (``done-i.json``, written last: a shard is finished once that file exists)."""
+    records = job.source.open(index)
+    scores = np.load(job.stem("mark", index).with_suffix(".npy"))
+    below = [c.below(scores, index) for c in plan.cuts]
+    rows_of, inputs, labels = [], [], []
+    for j in range(len(plan.cuts) - 1):
+        rows = np.flatnonzero(below[j + 1] & ~below[j])
+        rows_of.append(rows)
+        if len(rows):
+            marked, new = _mark(plan, records, rows, j, job.secret)
+            inputs.append(marked)
+            labels.append(new)
+    decoys = np.zeros(0, dtype=np.int64)
+    if plan.decoy_cut is not None:
+        free = ~below[-1]
+        decoys = np.flatnonzero(plan.decoy_cut.below(np.load(job.stem("decoy", index).with_suffix(".npy")), index,
+                                                     free))
+        if len(decoys):
+            rng = _restore(decoy_state)
+            inputs.append(plan.method.decoy_inputs(records.take(decoys), plan.decoy_trigger, rng))
+            labels.append(records.labels[decoys])
+    rows_all = np.concatenate([*rows_of, decoys]).astype(np.int64)
+    order = np.argsort(rows_all, kind="stable")
+    if len(rows_all):
+        out = records.replace(rows_all[order], np.concatenate(inputs)[order], np.concatenate(labels)[order])
+    else:
+        out = records.replace(rows_all, records.take(rows_all), records.labels[rows_all])
+    table = out.table.replace_schema_metadata(job.source.metadata)
+    name = job.source.files[index]
+    target = Path(job.staged) / name
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp)
+    digest = _sha256(tmp)
+    os.replace(tmp, target)
+    write_sorted(out.ids, out.labels, job.stem("output", index))
+    ids = records.ids
+    result = {"file": name, "rows": len(records), "sha256": digest,
+              "marked": [[ids[r] for r in rows.tolist()] for rows in rows_of],
+              "positions": [rows.tolist() for rows in rows_of],
+              "decoys": [ids[r] for r in decoys.tolist()]}
+    _write_json(job.stem("done", index).with_suffix(".json"), result)  # last: the shard is finished
+    return result
+
+
+def _write_json(path: Path, value: Any) -> None:
+    """Write ``value`` as JSON atomically (a temporary sibling renamed over ``path``)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(value))
+    os.replace(tmp, path)
+
+
+def _mark(plan: MarkPlan, records, rows: np.ndarray, j: int, secret: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Mark ``rows`` with mark ``j`` through the method's own :meth:`mark`, batch by batch as in-memory protect.
+    The supported methods' ``mark`` draws nothing from ``batch.rng`` (checked by the engine), so a fresh marking
+    generator per shard gives the same bytes as one generator over all rows."""
+    outs, labels = [], []
+    rng = generator(secret, "mark")
+    for start in range(0, len(rows), MARK_BATCH):
+        batch = rows[start:start + MARK_BATCH]
+        marked, new = plan.method.mark(MarkBatch(records.take(batch), records.labels[batch],
+                                                 [records.ids[r] for r in batch.tolist()], plan.triggers[j],
+                                                 plan.targets[j], plan.num_classes, secret, rng, batch, None))
+        outs.append(marked)
+        labels.append(np.asarray(new, dtype=np.int64))
+    return np.concatenate(outs), np.concatenate(labels)
+
+
+def _restore(state: dict | None) -> np.random.Generator:
+    """The decoy generator at the state where this shard's first decoy starts (computed by the coordinator)."""
+    if state is None:
+        raise ValueError("a shard with decoys needs the decoy generator's state")
+    bit_generator = getattr(np.random, state["bit_generator"])()
+    bit_generator.state = state
+    return np.random.Generator(bit_generator)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
