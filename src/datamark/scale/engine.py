@@ -23,11 +23,13 @@ replaced only with ``overwrite``, and only when everything is done (see :func:`i
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,8 @@ class Sharded:
     n_rows: int
     n_marked: int
     n_shards: int
+    timings: dict[str, float]  # seconds: "hash" (pass 1), "select" (the exact cuts), "mark" (pass 2), "key"
+    worker_peak_rss_mib: float = 0.0  # the largest peak resident memory a worker reported (this run's workers)
 
 
 class _Summary:
@@ -130,8 +134,11 @@ def protect_shards(method: WatermarkMethod, data: str | os.PathLike, output: str
     secret = _prepare(staged, method, source, overwrite)
     job = Job(source, str(staged / WORK), str(staged), secret, method.decoy_rate > 0)
     runner = runner if runner is not None else LocalRunner(workers, order=order)
+    clock = time.perf_counter()
     with runner:
-        return _run(method, job, runner, output, modality=first.modality)
+        started = time.perf_counter() - clock
+        result = _run(method, job, runner, output, modality=first.modality)
+    return dataclasses.replace(result, timings={"start": started, **result.timings})
 
 
 def install(result: Sharded, key_path: str | os.PathLike, *, overwrite: bool = False,
@@ -172,13 +179,23 @@ def _prepare(staged: Path, method: WatermarkMethod, source: Source, overwrite: b
 
 def _run(method: WatermarkMethod, job: Job, runner: Any, output: Path, *, modality) -> Sharded:
     source, n_shards = job.source, len(job.source.files)
+    clock = [time.perf_counter()]
+    timings: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        timings[name] = timings.get(name, 0.0) + now - clock[0]
+        clock[0] = now
+
     infos = [_read(job.stem("hashed", i).with_suffix(".json")) for i in range(n_shards)]
     todo = [i for i in range(n_shards) if infos[i] is None]
     for i, info in zip(todo, runner.map(hash_shard, [(job, i) for i in todo]), strict=True):
         infos[i] = info
     n = sum(info["rows"] for info in infos)
     shape = tuple(next(info["shape"] for info in infos if info["shape"] is not None))
+    lap("hash")
     summary = _Summary(source, n, modality, merged_fingerprint([job.stem("input", i) for i in range(n_shards)]))
+    lap("key")
     marks = method.draw_marks(summary, job.secret, shape)
     for mark in marks:
         mark.trigger.check_input_shape(shape)
@@ -206,11 +223,16 @@ def _run(method: WatermarkMethod, job: Job, runner: Any, output: Path, *, modali
         counts = runner.map(count_below, [(job, i, "decoy", cuts, decoy_cut) for i in range(n_shards)])
         states = _decoy_states(job.secret, marks[0].trigger, counts)
         plan = MarkPlan(method, cuts, plan.triggers, plan.targets, plan.num_classes, decoy_cut, marks[0].trigger)
+    lap("select")
     done = [_finished(job, i) for i in range(n_shards)]
     todo = [i for i in range(n_shards) if done[i] is None]
     for i, result in zip(todo, runner.map(mark_shard, [(job, plan, i, states[i]) for i in todo]), strict=True):
         done[i] = result
-    return _finish(method, job, output, summary, marks, shape, done)
+    lap("mark")
+    result = _finish(method, job, output, summary, marks, shape, done)
+    lap("key")
+    peak = max([d.get("peak_rss_mib", 0.0) for d in done] + [i.get("peak_rss_mib", 0.0) for i in infos])
+    return dataclasses.replace(result, timings=timings, worker_peak_rss_mib=peak)
 
 
 def _decoy_states(secret: bytes, trigger, counts: list[int]) -> list[dict | None]:
@@ -252,7 +274,7 @@ def _finish(method: WatermarkMethod, job: Job, output: Path, summary: _Summary, 
     extra = {**({"decoy_ids": decoys} if decoys else {}), "shard_manifest": manifest}
     key = method.build_key(marks, job.secret, mark_ids, tuple(marked_ids),
                            dataset_record(summary, watermarked, shape), extra)
-    return Sharded(key, Path(job.staged), output, len(summary), len(marked_ids), n_shards)
+    return Sharded(key, Path(job.staged), output, len(summary), len(marked_ids), n_shards, {})
 
 
 def _read(path: Path) -> Any:

@@ -8,6 +8,7 @@ caller's threads. Results come back in task order whatever order the tasks finis
 from __future__ import annotations
 
 import multiprocessing
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -32,6 +33,8 @@ class LocalRunner:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["datamark.scale.work"])
             self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+            # start every worker now, so that pass 1 is not charged with it (and a broken pool fails early)
+            list(self._pool.map(_ready, [0.05] * self.workers))
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -52,3 +55,9 @@ class LocalRunner:
         for i, future in futures.items():
             results[i] = future.result()
         return results
+
+
+def _ready(seconds: float) -> int:
+    """A task that holds its worker a moment, so that each of the first tasks starts its own worker."""
+    time.sleep(seconds)
+    return multiprocessing.current_process().pid or 0

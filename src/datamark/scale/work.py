@@ -48,7 +48,7 @@ def hash_shard(job: Job, index: int) -> dict[str, Any]:
         np.save(job.stem("decoy", index).with_suffix(".npy"), keyed_scores(job.secret, ids, "decoy"))
     write_sorted(ids, records.labels, job.stem("input", index))
     shape = list(records.modality.example_shape(records.take(np.arange(1)))) if len(records) else None
-    info = {"rows": len(records), "shape": shape}
+    info = {"rows": len(records), "shape": shape, "peak_rss_mib": peak_rss_mib()}
     _write_json(job.stem("hashed", index).with_suffix(".json"), info)  # last: the shard's pass 1 is finished
     return info
 
@@ -127,9 +127,18 @@ def mark_shard(job: Job, plan: MarkPlan, index: int, decoy_state: dict | None) -
     result = {"file": name, "rows": len(records), "sha256": digest,
               "marked": [[ids[r] for r in rows.tolist()] for rows in rows_of],
               "positions": [rows.tolist() for rows in rows_of],
-              "decoys": [ids[r] for r in decoys.tolist()]}
+              "decoys": [ids[r] for r in decoys.tolist()], "peak_rss_mib": peak_rss_mib()}
     _write_json(job.stem("done", index).with_suffix(".json"), result)  # last: the shard is finished
     return result
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB (what bounds a worker's share of a machine); 0 where unknown."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return 0.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _write_json(path: Path, value: Any) -> None:
