@@ -193,6 +193,22 @@ def test_cli_engine_local(data, tmp_path):
     _reference(BadNets(seed=1), data, tmp_path / "ref")
     assert _files(out) == _files(tmp_path / "ref")
     refused = CliRunner().invoke(app, ["protect", str(data), "--out", str(tmp_path / "x"), "--key",
-                                       str(tmp_path / "x.json"), "--engine", "ray"])
-    assert refused.exit_code != 0 and "not available" in refused.output
+                                       str(tmp_path / "x.json"), "--engine", "spark"])
+    assert refused.exit_code != 0 and "--engine must be" in refused.output
     shutil.rmtree(out)
+
+
+def test_ray_engine_gives_the_local_engines_bytes(data, tmp_path):
+    ray = pytest.importorskip("ray", reason="the Ray engine needs ray: pip install \"datamark[ray]\"")
+    from datamark.scale import RayRunner
+
+    local = protect_shards(BadNets(seed=8, decoy_rate=0.1), data, tmp_path / "local")
+    install(local, tmp_path / "local.json")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        sharded = protect_shards(BadNets(seed=8, decoy_rate=0.1), data, tmp_path / "ray", runner=RayRunner())
+        install(sharded, tmp_path / "ray.json")
+    finally:
+        ray.shutdown()
+    assert _files(tmp_path / "ray") == _files(tmp_path / "local")
+    assert sharded.key.to_dict() | {"created": 0} == local.key.to_dict() | {"created": 0}

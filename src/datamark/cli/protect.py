@@ -65,9 +65,11 @@ def protect(
                                      "publishes the commitment, and nothing secret."),
     overwrite: bool = typer.Option(False, help="Replace existing outputs."),
     engine: str | None = typer.Option(None, "--engine", help="Protect a parquet-shard folder shard by shard, never "
-                                      "holding it whole: 'local' (worker processes). Resumable: run the same "
-                                      "command again after an interruption. BadNets and Blended, image data."),
-    workers: int = typer.Option(1, "--workers", help="--engine local: worker processes."),
+                                      "holding it whole: 'local' (worker processes) or 'ray' (Ray tasks; the "
+                                      "cluster of RAY_ADDRESS, else a local one). Resumable: run the same command "
+                                      "again after an interruption. BadNets and Blended, image data."),
+    workers: int = typer.Option(1, "--workers", help="--engine local: worker processes; --engine ray without "
+                                "RAY_ADDRESS: CPUs of the local Ray cluster."),
     json_path: Path | None = json_option("what was written (paths, counts, the commitment; never the secret)"),
 ) -> None:
     """Watermark DATA; write the watermarked dataset and the secret key; print the commitment to publish.
@@ -144,9 +146,10 @@ def protect(
     def sharded(fmt: str | None) -> None:
         from ..scale import check_supported, install, protect_shards
 
-        if engine != "local":
-            raise ParameterError(f"--engine must be 'local' (worker processes on this machine); got '{engine}'. "
-                                 f"The Ray engine is not available yet.")
+        if engine not in ("local", "ray"):
+            raise ParameterError(f"--engine must be 'local' (worker processes on this machine) or 'ray' (Ray tasks: "
+                                 f"the cluster of RAY_ADDRESS, else a local one; pip install \"datamark[ray]\"); "
+                                 f"got '{engine}'.")
         if fmt not in (None, "parquet-shards"):
             raise ParameterError(f"--engine writes parquet shards named as the input's; drop --format {fmt} or "
                                  f"protect without --engine.")
@@ -161,7 +164,7 @@ def protect(
         chosen = build("image")
         check_supported(chosen)
         result = protect_shards(chosen, data, output, workers=workers, split=split, input_column=input_column,
-                                label_column=label_column, overwrite=overwrite)
+                                label_column=label_column, overwrite=overwrite, engine=engine)
         with Journal() as journal:  # never a watermarked dataset without its key
             install(result, key_path, overwrite=overwrite, journal=journal)
             if card is not None:

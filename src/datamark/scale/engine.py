@@ -44,6 +44,7 @@ from ..methods.base import WatermarkMethod, dataset_record
 from ..methods.dvbw import PoisonLabel
 from .fingerprint import merged_fingerprint
 from .local import LocalRunner
+from .ray import RayRunner
 from .select import Cut, find_cuts, nothing
 from .shards import Source, open_source
 from .work import Job, MarkPlan, _sha256, count_below, hash_shard, mark_shard, query_shard
@@ -115,13 +116,18 @@ def check_supported(method: WatermarkMethod) -> None:
 
 def protect_shards(method: WatermarkMethod, data: str | os.PathLike, output: str | os.PathLike, *,
                    workers: int = 1, split: str | None = None, input_column: str | None = None,
-                   label_column: str = "label", overwrite: bool = False, runner: Any = None,
-                   order: list[int] | None = None) -> Sharded:
+                   label_column: str = "label", overwrite: bool = False, engine: str = "local",
+                   runner: Any = None, order: list[int] | None = None) -> Sharded:
     """Watermark the parquet-shard folder ``data`` shard by shard into a staged copy of ``output``.
 
-    Returns a :class:`Sharded`; :func:`install` writes its key and puts the folder in place. ``runner`` runs the
-    shard tasks (default: a :class:`LocalRunner` with ``workers`` processes, started in ``order`` for tests).
+    Returns a :class:`Sharded`; :func:`install` writes its key and puts the folder in place. ``engine`` runs the
+    shard tasks: ``"local"`` (a :class:`LocalRunner` with ``workers`` processes, started in ``order`` for tests) or
+    ``"ray"`` (a :class:`RayRunner`: the cluster of ``RAY_ADDRESS``, else a local one with ``workers`` CPUs);
+    ``runner`` overrides both.
     """
+    if engine not in ("local", "ray"):
+        raise ParameterError(f"The 'engine' of sharded protect must be 'local' (worker processes) or 'ray' (Ray "
+                             f"tasks); got {engine!r}.")
     check_supported(method)
     output = Path(output)
     check_output(output, overwrite=overwrite, what="dataset", inputs=[data], directory=True)
@@ -133,7 +139,8 @@ def protect_shards(method: WatermarkMethod, data: str | os.PathLike, output: str
     staged = output.with_name(output.name + PARTIAL)
     secret = _prepare(staged, method, source, overwrite)
     job = Job(source, str(staged / WORK), str(staged), secret, method.decoy_rate > 0)
-    runner = runner if runner is not None else LocalRunner(workers, order=order)
+    if runner is None:
+        runner = LocalRunner(workers, order=order) if engine == "local" else RayRunner(num_cpus=workers)
     clock = time.perf_counter()
     with runner:
         started = time.perf_counter() - clock
