@@ -89,7 +89,7 @@ def tradeoff_plot(series: dict[str, Sequence[dict]], path: str | os.PathLike, *,
                   overwrite: bool = False) -> None:
     """The thief's trade-off: one panel per countermeasure, its accuracy cost (points) against -log10 p of the
     re-verification, one line per watermark (``series``: method -> rows of
-    :meth:`~datamark.evaluate.robustness.SurvivalRow.to_dict`), points in strength order. Filled markers are
+    :meth:`~datamark.evaluate.robustness.SurvivalRow.to_dict`), points in order of cost. Filled markers are
     stolen models (above the dashed alpha line: still accused), hollow ones the clean control (must stay below);
     the dotted line marks a thief's 3-point accuracy budget.
     """
@@ -100,7 +100,8 @@ def tradeoff_plot(series: dict[str, Sequence[dict]], path: str | os.PathLike, *,
     for ax, name in zip(flat, names, strict=False):
         for i, (method, rows) in enumerate(series.items()):
             for model, fill in (("stolen", f"C{i}"), ("clean", "none")):
-                picked = [r for r in rows if r["attack"]["name"] == name and r["model"] == model]
+                picked = sorted((r for r in rows if r["attack"]["name"] == name and r["model"] == model),
+                                key=lambda r: r["cost_points"])
                 if not picked:
                     continue
                 p = [r["p_probs"] if r["p_probs"] is not None else r["p_labels"] for r in picked]
@@ -119,6 +120,7 @@ def tradeoff_plot(series: dict[str, Sequence[dict]], path: str | os.PathLike, *,
         row[0].set_ylabel(f"-log10 p (capped at 50; dashed: alpha = {alpha:g})", fontsize=8)
     for ax in flat[len(names):]:
         ax.axis("off")
+    fig.subplots_adjust(hspace=0.45, wspace=0.3)  # room for each panel's title under the row above
     legend = {label: handle for ax in flat for handle, label in zip(*ax.get_legend_handles_labels(), strict=True)}
     if legend:
         fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=min(4, len(legend)), fontsize=7,
