@@ -124,6 +124,7 @@ def test_an_interrupted_run_resumes_from_the_shards_written(data, tmp_path, monk
     staged = tmp_path / "out.datamark-partial"
     written = {i: (staged / f"data/train-{i:05d}-of-{N_SHARDS:05d}.parquet").stat().st_mtime_ns for i in calls}
     assert not (tmp_path / "out").exists() and len(written) == 2
+    (staged / "data/.train-00003-of-00004.parquet.tmp-999").write_bytes(b"half")  # a killed worker's leftover
     monkeypatch.setattr(engine, "mark_shard", real)
     resumed = protect_shards(Blended(seed=7, decoy_rate=0.1), data, tmp_path / "out")
     for i, mtime in written.items():  # finished shards are kept, not redone

@@ -107,7 +107,8 @@ def check_supported(method: WatermarkMethod) -> None:
     fix = "protect it without --engine (in memory), or use BadNets or Blended"
     if not isinstance(method, PoisonLabel):
         raise ParameterError(f"The sharded engine supports BadNets and Blended (poison-label DVBW) for now, not "
-                             f"{name}: its rows or marks depend on the whole dataset or on a shared model; {fix}.")
+                             f"{name}: it draws from a random stream across rows, or needs the whole dataset or a "
+                             f"shared model; {fix}.")
     changed = [m for m in INHERITED if getattr(type(method), m) is not getattr(PoisonLabel, m)]
     if changed:
         raise ParameterError(f"{name} overrides {', '.join(changed)}, so the sharded engine cannot prove it marks the "
@@ -154,6 +155,7 @@ def install(result: Sharded, key_path: str | os.PathLike, *, overwrite: bool = F
     result.key.save(key_path, overwrite=overwrite, journal=journal)
     check_output(result.output, overwrite=overwrite, what="dataset", directory=True)
     shutil.rmtree(result.staged / WORK)  # the cached scores and the secret of a seedless run: not part of the output
+    _drop_temporaries(result.staged)
     _install_directory(result.staged, result.output, "dataset", journal)
 
 
@@ -169,6 +171,7 @@ def _prepare(staged: Path, method: WatermarkMethod, source: Source, overwrite: b
         same = known.is_file() and json.loads(known.read_text()).get("digest") == digest
         if same:
             log.info("resuming the sharded protect in %s", staged)
+            _drop_temporaries(staged)
             return bytes.fromhex((work / "secret").read_text())
         if not known.is_file() or not overwrite:
             raise ParameterError(f"'{staged}' holds a partial run of another protect job (other data or settings); "
@@ -182,6 +185,12 @@ def _prepare(staged: Path, method: WatermarkMethod, source: Source, overwrite: b
         f.write(secret.hex())
     (work / "plan.json").write_text(json.dumps({"digest": digest}))
     return secret
+
+
+def _drop_temporaries(staged: Path) -> None:
+    """Remove the half-written shard files of workers that were killed (``.{name}.tmp-{pid}``)."""
+    for tmp in (staged / "data").glob(".*.tmp-*"):
+        tmp.unlink(missing_ok=True)
 
 
 def _run(method: WatermarkMethod, job: Job, runner: Any, output: Path, *, modality) -> Sharded:
