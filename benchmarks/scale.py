@@ -109,6 +109,28 @@ def rates(run: dict) -> dict:
             "pool_start_s": t.get("start", 0.0)}
 
 
+def extrapolation(result: dict) -> str:
+    """The written extrapolation to 1 billion rows, with its assumptions, from the one-worker run."""
+    run = result["runs"][0]
+    one, t = run["rates"], run["timings_s"]
+    pass1_ch = 1e9 / one["hash_and_select_rows_per_s_per_core"] / 3600  # core-hours per billion rows
+    pass2_ch = 1e9 / one["mark_rows_per_s_per_core"] / 3600
+    nodes = max(1, int(np.ceil((pass1_ch + pass2_ch) / 32)))  # 32-core nodes that finish in about one hour
+    serial_h = 1e9 * (t["select"] + t["key"]) / run["rows"] / 3600  # one core, grows with the rows
+    return (f"Hash-and-select: {one['hash_and_select_rows_per_s_per_core']:,.0f} rows/s on one core (target "
+            f">= 20,000). Marking costs are PNG decode/encode of the marked and decoy rows (20 % of rows) plus "
+            f"re-writing every shard. Extrapolation to 1 billion rows (assumptions: the one-worker per-core rates "
+            f"hold per core on a cluster, storage keeps up, shards are spread evenly, USD 0.04 per core-hour): "
+            f"{pass1_ch:,.1f} core-hours for pass 1 and {pass2_ch:,.1f} for pass 2: {nodes} node(s) of 32 cores "
+            f"for about one hour, about USD {0.04 * (pass1_ch + pass2_ch):,.0f} of compute (each node then reads "
+            f"and writes about {32 * one['mark_rows_per_s_per_core'] * result['bytes_per_row'] / 1e6:,.0f} MB/s "
+            f"in pass 2, which storage must sustain). What does not shrink with more nodes: the coordinator's "
+            f"serial work, {serial_h:.1f} h at 1 billion rows at the rate measured here (replaying the decoy "
+            f"generator over every decoy, merging the sorted id runs for the two fingerprints, building the key), "
+            f"and its memory: the key lists the marked and decoy ids (20 % of rows as 64-character strings, about "
+            f"23 GB of Python objects at 1 billion rows). Those, not the shards, are the next limits.")
+
+
 def markdown(result: dict) -> str:
     env = result["environment"]
     starts = ", ".join(f"{r['workers']} worker(s) {r['rates']['pool_start_s']:.1f} s" for r in result["runs"])
@@ -134,7 +156,7 @@ def markdown(result: dict) -> str:
                      f"{r['mark_rows_per_s_per_core']:,.0f} | {r['marked_rows_per_s_per_core']:,.0f} | "
                      f"{m['coordinator']:.0f} | {m['largest_worker']:.0f} |")
     lines += ["", f"Same output bytes with 1 and 2 workers: **{result['same_bytes']}**.", "",
-              result["notes"], ""]
+              extrapolation(result), ""]
     return "\n".join(lines)
 
 
@@ -146,15 +168,20 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/datamark-scale"))
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--name", default="scale")
+    parser.add_argument("--report", action="store_true", help="rewrite the Markdown from the JSON, run nothing")
     parser.add_argument("--one-run", type=int, default=None, help=argparse.SUPPRESS)  # child: one protect run
     args = parser.parse_args()
+    if args.report:
+        result = json.loads((args.results / f"{args.name}.json").read_text())
+        write_atomic(args.results / f"{args.name}.md", markdown(result))
+        return
     data = args.work / f"data-{args.rows}-{args.shards}"
     if args.one_run is not None:
         out = args.work / f"out-{args.one_run}"
         shutil.rmtree(out, ignore_errors=True)
         print(json.dumps(protect_once(data, out, args.one_run)))
         return
-    command = "flock /tmp/datamark-cpu.lock python " + " ".join([sys.argv[0], *sys.argv[1:]])
+    command = "flock /tmp/datamark-cpu.lock python benchmarks/scale.py " + " ".join(sys.argv[1:])
     if not (data / "data").is_dir() or len(list((data / "data").glob("*.parquet"))) != args.shards:
         shutil.rmtree(data, ignore_errors=True)
         log(f"generating {args.rows} rows in {args.shards} shards at {data}")
@@ -176,28 +203,11 @@ def main() -> None:
     git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    one = runs[0]["rates"]
     codec = codec_baseline(data)
-    result_bytes = size / args.rows
-    pass1_ch = 1e9 / one["hash_and_select_rows_per_s_per_core"] / 3600  # core-hours per billion rows
-    pass2_ch = 1e9 / one["mark_rows_per_s_per_core"] / 3600
-    nodes = max(1, int(np.ceil((pass1_ch + pass2_ch) / 32)))  # 32-core nodes that finish in one hour
-    notes = (f"Hash-and-select: {one['hash_and_select_rows_per_s_per_core']:,.0f} rows/s on one core (target "
-             f">= 20,000). Marking costs are PNG decode/encode of the marked and decoy rows (20 % of rows) plus "
-             f"re-writing every shard. Extrapolation to 1 billion rows (assumptions: the one-worker per-core rates "
-             f"hold per core on a cluster, storage keeps up, shards are spread evenly, USD 0.04 per core-hour): "
-             f"{pass1_ch:,.1f} core-hours for pass 1 and {pass2_ch:,.1f} for pass 2: {nodes} node(s) of 32 cores "
-             f"for about one hour, about USD {0.04 * (pass1_ch + pass2_ch):,.0f} of compute (each node then reads "
-             f"and writes about {32 * one['mark_rows_per_s_per_core'] * result_bytes / 1e6:,.0f} MB/s in pass 2, "
-             f"which storage must sustain). Not "
-             f"measured here: the coordinator holds the key's marked and decoy ids (20 % of rows as 64-character "
-             f"strings, about 23 GB of Python objects at 1 billion rows): the next limit is the key, not the "
-             f"shards.")
     result = {"command": command, "rows": args.rows, "shards": args.shards, "bytes_per_row": size / args.rows,
               "generate_s": generated, "runs": runs, "codec_rows_per_s": codec,
               "codec_share": (runs[0]["marked_rows"] + runs[0]["decoy_rows"]) / codec
               / runs[0]["timings_s"]["mark"], "same_bytes": runs[0]["output_digest"] == runs[1]["output_digest"],
-              "notes": notes,
               "environment": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "cpu": cpu,
                               "python": platform.python_version(), "datamark": __version__, "git": git}}
     write_atomic(args.results / f"{args.name}.json", json.dumps(result, indent=1) + "\n")
