@@ -94,7 +94,7 @@ def protect(
             raise ParameterError(f"--trigger must be 'word' or 'style' (text data) or 'pulse', 'tone' or 'noise' "
                                  f"(audio data); got '{trigger}'.")
         if trigger is not None and modality != kinds[trigger]:
-            raise ParameterError(f"--trigger {trigger} is a {kinds[trigger]} trigger but {data} holds "
+            raise ParameterError(f"--trigger {trigger} is for {kinds[trigger]} data but {data} holds "
                                  f"{modality}; image triggers are chosen by --method, --pattern and "
                                  f"--trigger-size.")
         if preview is not None and modality == "text":
@@ -164,7 +164,7 @@ def protect(
         chosen = build("image")
         check_supported(chosen)
         result = protect_shards(chosen, data, output, workers=workers, split=split, input_column=input_column,
-                                label_column=label_column, overwrite=overwrite, engine=engine)
+                                label_column=label_column, overwrite=overwrite, engine=engine, progress=True)
         with Journal() as journal:  # never a watermarked dataset without its key
             install(result, key_path, overwrite=overwrite, journal=journal)
             if card is not None:

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from .._io import Journal, _install_directory, check_output
+from .._progress import progress_bar
 from .._rng import generator, resolve_secret
 from ..exceptions import ParameterError
 from ..key import Key, canonical_json
@@ -118,13 +119,13 @@ def check_supported(method: WatermarkMethod) -> None:
 def protect_shards(method: WatermarkMethod, data: str | os.PathLike, output: str | os.PathLike, *,
                    workers: int = 1, split: str | None = None, input_column: str | None = None,
                    label_column: str = "label", overwrite: bool = False, engine: str = "local",
-                   runner: Any = None, order: list[int] | None = None) -> Sharded:
+                   runner: Any = None, order: list[int] | None = None, progress: bool = False) -> Sharded:
     """Watermark the parquet-shard folder ``data`` shard by shard into a staged copy of ``output``.
 
     Returns a :class:`Sharded`; :func:`install` writes its key and puts the folder in place. ``engine`` runs the
     shard tasks: ``"local"`` (a :class:`LocalRunner` with ``workers`` processes, started in ``order`` for tests) or
     ``"ray"`` (a :class:`RayRunner`: the cluster of ``RAY_ADDRESS``, else a local one with ``workers`` CPUs);
-    ``runner`` overrides both.
+    ``runner`` overrides both. ``progress`` shows a bar (shards done, rate, ETA) for the hash and the mark pass.
     """
     if engine not in ("local", "ray"):
         raise ParameterError(f"The 'engine' of sharded protect must be 'local' (worker processes) or 'ray' (Ray "
@@ -145,7 +146,7 @@ def protect_shards(method: WatermarkMethod, data: str | os.PathLike, output: str
     clock = time.perf_counter()
     with runner:
         started = time.perf_counter() - clock
-        result = _run(method, job, runner, output, modality=first.modality)
+        result = _run(method, job, runner, output, modality=first.modality, progress=progress)
     return dataclasses.replace(result, timings={"start": started, **result.timings})
 
 
@@ -193,7 +194,8 @@ def _drop_temporaries(staged: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _run(method: WatermarkMethod, job: Job, runner: Any, output: Path, *, modality) -> Sharded:
+def _run(method: WatermarkMethod, job: Job, runner: Any, output: Path, *, modality, progress: bool = False
+         ) -> Sharded:
     source, n_shards = job.source, len(job.source.files)
     clock = [time.perf_counter()]
     timings: dict[str, float] = {}
@@ -205,7 +207,9 @@ def _run(method: WatermarkMethod, job: Job, runner: Any, output: Path, *, modali
 
     infos = [_read(job.stem("hashed", i).with_suffix(".json")) for i in range(n_shards)]
     todo = [i for i in range(n_shards) if infos[i] is None]
-    for i, info in zip(todo, runner.map(hash_shard, [(job, i) for i in todo]), strict=True):
+    with progress_bar("hash shards", len(todo), enabled=progress, unit="shard") as bar:
+        hashed = runner.map(hash_shard, [(job, i) for i in todo], on_done=bar.advance)
+    for i, info in zip(todo, hashed, strict=True):
         infos[i] = info
     n = sum(info["rows"] for info in infos)
     shape = tuple(next(info["shape"] for info in infos if info["shape"] is not None))
@@ -242,7 +246,9 @@ def _run(method: WatermarkMethod, job: Job, runner: Any, output: Path, *, modali
     lap("select")
     done = [_finished(job, i) for i in range(n_shards)]
     todo = [i for i in range(n_shards) if done[i] is None]
-    for i, result in zip(todo, runner.map(mark_shard, [(job, plan, i, states[i]) for i in todo]), strict=True):
+    with progress_bar("mark shards", len(todo), enabled=progress, unit="shard") as bar:
+        marked = runner.map(mark_shard, [(job, plan, i, states[i]) for i in todo], on_done=bar.advance)
+    for i, result in zip(todo, marked, strict=True):
         done[i] = result
     lap("mark")
     result = _finish(method, job, output, summary, marks, shape, done)

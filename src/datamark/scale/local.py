@@ -10,7 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 from ..exceptions import ParameterError
@@ -42,18 +42,23 @@ class LocalRunner:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def map(self, fn: Callable[..., Any], tasks: Sequence[tuple]) -> list[Any]:
-        """``[fn(*t) for t in tasks]``, run in parallel; started in ``order`` when it covers the tasks."""
+    def map(self, fn: Callable[..., Any], tasks: Sequence[tuple], *,
+            on_done: Callable[[], None] | None = None) -> list[Any]:
+        """``[fn(*t) for t in tasks]``, run in parallel; started in ``order`` when it covers the tasks;
+        ``on_done()`` after each task finishes (a progress bar)."""
+        on_done = on_done or (lambda: None)
         order = self.order if self.order is not None and sorted(self.order) == list(range(len(tasks))) \
             else list(range(len(tasks)))
         results: list[Any] = [None] * len(tasks)
         if self._pool is None:
             for i in order:
                 results[i] = fn(*tasks[i])
+                on_done()
             return results
-        futures = {i: self._pool.submit(fn, *tasks[i]) for i in order}
-        for i, future in futures.items():
-            results[i] = future.result()
+        futures = {self._pool.submit(fn, *tasks[i]): i for i in order}
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            on_done()
         return results
 
 

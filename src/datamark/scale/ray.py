@@ -48,8 +48,16 @@ class RayRunner:
             import_ray().shutdown()
             self._started = False
 
-    def map(self, fn: Callable[..., Any], tasks: Sequence[tuple]) -> list[Any]:
-        """``[fn(*t) for t in tasks]`` as Ray tasks; their results in task order."""
+    def map(self, fn: Callable[..., Any], tasks: Sequence[tuple], *,
+            on_done: Callable[[], None] | None = None) -> list[Any]:
+        """``[fn(*t) for t in tasks]`` as Ray tasks; their results in task order; ``on_done()`` after each task
+        finishes (a progress bar)."""
         ray = import_ray()
         remote = self._remote.setdefault(fn, ray.remote(num_cpus=1)(fn))
-        return ray.get([remote.remote(*task) for task in tasks])
+        refs = [remote.remote(*task) for task in tasks]
+        pending = list(refs)
+        while pending:
+            finished, pending = ray.wait(pending, num_returns=1)
+            if on_done is not None:
+                on_done()
+        return ray.get(refs)
