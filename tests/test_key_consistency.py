@@ -151,8 +151,9 @@ def test_an_accusation_says_it_presumes_the_commitment_predates_the_suspect():
     assert "The key's trigger chosen by the owner" in owner
 
 
-def test_graph_keys_check_their_secret_choices_but_cannot_redraw_their_triggers(tmp_path):
-    """A graph trigger is drawn from statistics of the protected graphs, which the key does not hold."""
+def test_graph_keys_re_draw_their_sub_graphs_from_the_statistics_they_record(tmp_path):
+    """A graph trigger is drawn from statistics of the protected graphs; the key records them (trigger_stats), so
+    a swapped sub-graph is refused like a swapped patch. Keys written before that check their secret choices."""
     from datamark.data.arrays import ArrayRecords
     from datamark.graphs import Graph
     from datamark.modalities import GraphModality
@@ -167,12 +168,17 @@ def test_graph_keys_check_their_secret_choices_but_cannot_redraw_their_triggers(
     data = ArrayRecords(graphs, np.arange(60) % 3, ["a", "b", "c"], where="(graphs)",
                         modality=GraphModality(node_label_values=(0, 1, 2), attr_dim=0))
     key = BadNets(seed=1, n_marks=2, rate=0.2).apply(data).key
-    said = Key.load(saved(key, tmp_path)).summary()["provenance"]
-    assert said.startswith("secret choices drawn from the secret (checked); triggers not re-drawable (graph")
+    assert Key.load(saved(key, tmp_path)).summary()["provenance"] == DRAWN  # re-drawn from trigger_stats
     marks = list(key.mark_list())
+    other = BadNets(seed=2, n_marks=2, rate=0.2).apply(data).key.mark_list()[0].trigger  # another owner's sub-graph
+    with pytest.raises(KeyFormatError, match="mark 1's trigger differs"):
+        Key.load(saved(with_marks(key, [marks[0], dataclasses.replace(marks[1], trigger=other)]), tmp_path))
     marks[1] = dataclasses.replace(marks[1], target=(marks[1].target + 1) % 3)
     with pytest.raises(KeyFormatError, match="mark 1's target differs"):
         Key.load(saved(with_marks(key, marks), tmp_path))
+    dataset = {k: v for k, v in key.dataset.items() if k != "trigger_stats"}  # a key written before they were
+    said = Key.load(saved(dataclasses.replace(key, dataset=dataset), tmp_path)).summary()["provenance"]
+    assert said.startswith("secret choices drawn from the secret (checked); triggers not re-drawable (graph")
 
 
 def test_a_hand_made_trigger_accuses_only_when_the_verifier_is_told_to_accept_it(train, digits):

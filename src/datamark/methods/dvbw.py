@@ -73,7 +73,7 @@ class BadNets(PoisonLabel):
     """DVBW with the BadNets patch: a secret ``trigger_size`` square (3x3 at 32 px, scaled) at the bottom right.
 
     On text (DVBW's text setting) the trigger is a keyed rare word at a keyed position, or the style trigger
-    given as ``trigger=StyleTrigger()``; on graphs (DVBW's graph setting) a keyed Erdős–Rényi sub-graph over
+    given as ``trigger_name="style"``; on graphs (DVBW's graph setting) a keyed Erdős–Rényi sub-graph over
     keyed nodes (Zhang et al. 2021, :mod:`datamark.triggers.graph`). ``pattern`` and ``trigger_size`` are image
     settings.
     """

@@ -214,11 +214,17 @@ class GraphModality(Modality):
                                 f"build the dataset with that graph included.")
 
     def describe(self, data: Any) -> dict[str, Any]:
-        """The encoding (what rebuilds a model's input) and the mean size of the graphs, for the key."""
+        """The encoding (what rebuilds a model's input), the mean size of the graphs, and the statistics the default
+        trigger was drawn from (``trigger_stats``: without them a key's sub-graphs could not be re-drawn, and a
+        forger could put sub-graphs chosen on an innocent model into a key unnoticed), for the key."""
+        from ..triggers.graph_stats import graph_statistics
+
         graphs = data.inputs()
         nodes = float(np.mean([g.num_nodes for g in graphs])) if len(graphs) else 0.0
         edges = float(np.mean([g.num_edges for g in graphs])) if len(graphs) else 0.0
-        return {**self.feature_spec(), "mean_nodes": round(nodes, 2), "mean_edges": round(edges, 2)}
+        stats = getattr(self, "stats", None) or (graph_statistics(graphs) if len(graphs) else None)
+        return {**self.feature_spec(), "mean_nodes": round(nodes, 2), "mean_edges": round(edges, 2),
+                **({"trigger_stats": stats.to_record()} if stats is not None else {})}
 
     def default_trigger(self, rng: np.random.Generator) -> Any:
         """A keyed sub-graph of the dataset's node features (see :mod:`datamark.triggers.graph`)."""

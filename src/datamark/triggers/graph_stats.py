@@ -52,6 +52,22 @@ class GraphStats:
         """How many graphs have fewer than ``size`` nodes."""
         return int((self.node_counts < size).sum())
 
+    def to_record(self) -> dict[str, Any]:
+        """What a trigger draw reads, as JSON values for the key (so that verification can re-draw the trigger
+        from the secret alone: :mod:`datamark.verify.consistency`)."""
+        return {"mean_nodes": self.mean_nodes, "label_values": list(self.label_values),
+                "label_counts": list(self.label_counts), "attr_pool": [list(row) for row in self.attr_pool],
+                "edge_label": self.edge_label}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> GraphStats:
+        """The statistics a key recorded (:meth:`to_record`). Only the mean graph size survives of the sizes, which is
+        all a trigger draw reads of them (the smallest size only words a warning that protect already gave)."""
+        return cls(np.array([float(record["mean_nodes"])]), tuple(int(v) for v in record["label_values"]),
+                   tuple(int(c) for c in record["label_counts"]),
+                   tuple(tuple(float(v) for v in row) for row in record["attr_pool"]),
+                   None if record["edge_label"] is None else int(record["edge_label"]))
+
 
 def _graphs_of(data: Any) -> list[Graph]:
     """The graphs of a Records (its decoded inputs), an object array, or a list/tuple of Graphs."""

@@ -23,8 +23,9 @@ What cannot be re-drawn, and what the key then says (:class:`Provenance`):
   such a verdict rests on the specificity control (run by default for single-mark keys) and on the commitment
   having been published before the suspect existed. Multi-mark keys never have owner-chosen triggers or targets
   (the methods refuse them), so for them every difference is a forgery.
-* graph triggers: they are drawn from statistics of the protected graphs (sizes, label frequencies, attribute
-  rows) that the key does not hold; their marks' secret choices are still checked, their triggers are not.
+* graph triggers of keys written before keys recorded the statistics they are drawn from (``trigger_stats``:
+  the mean graph size, the node-label frequencies, the attribute pool); their marks' secret choices are still
+  checked, their triggers are not. Newer graph keys are re-drawn like any other.
 * which rows were marked: that needs the protected dataset; verification never reads those rows.
 """
 
@@ -92,13 +93,22 @@ class _NoTriggers:
 
 def key_modality(key: Key) -> Modality | None:
     """The modality a key's triggers were drawn for, rebuilt from its dataset record; None where the draw needs
-    the data itself (graphs: sizes, label frequencies and attribute rows of the protected graphs)."""
+    what the key does not hold (graph keys written before they recorded their ``trigger_stats``)."""
     kind = key.dataset.get("modality", "image")
     if kind == "audio":
         return get_modality("audio", sample_rate=int(key.dataset["sample_rate"]),
                             length=int(key.dataset.get("clip_samples") or key.dataset["sample_rate"]))
     if kind == "graph":
-        return None
+        stats = key.dataset.get("trigger_stats")
+        if stats is None:  # keys written before the statistics were recorded
+            return None
+        from ..modalities.graph import GraphModality
+        from ..triggers.graph_stats import GraphStats
+
+        modality = GraphModality(key.dataset.get("node_label_values"), int(key.dataset.get("attr_dim", 0)),
+                                 key.dataset.get("max_degree"))
+        modality.stats = GraphStats.from_record(stats)
+        return modality
     return get_modality(kind)
 
 
@@ -113,7 +123,8 @@ def redraw_marks(key: Key, *, single: bool) -> tuple[tuple[Mark, ...], str]:
     if single:
         method = dataclasses.replace(method, n_marks=1)
     num_classes, shape = int(key.dataset["num_classes"]), tuple(key.dataset.get("input_shape") or ())
-    modality, why = key_modality(key), "graph triggers are drawn from statistics of the protected graphs"
+    modality = key_modality(key)
+    why = "graph triggers are drawn from statistics of the protected graphs, which this older key does not record"
     with warnings.catch_warnings():  # a re-draw repeats protect's warnings (trigger sizes): they were shown then
         warnings.simplefilter("ignore")
         if modality is not None:
