@@ -78,7 +78,7 @@ class CleanLabel(WatermarkMethod):
     On text, the perturbation keeps each sentence's meaning: greedy WordNet synonym substitution and modifier
     insertion that raise the base model's loss, each accepted only while the MiniLM sentence-embedding cosine
     similarity to the original stays >= ``min_similarity``, at most ``max_changes`` edits; the trigger is a keyed
-    rare word (or ``trigger=StyleTrigger()``). ``trigger_kind`` and the pattern settings are image
+    rare word (or ``trigger_name="style"``). ``trigger_kind`` and the pattern settings are image
     settings.
     """
 
