@@ -11,6 +11,15 @@ wrote the same bytes. Writes ``results/scale.{json,md}`` with the command and th
 Usage (the machine's other heavy jobs hold the same lock)::
 
     flock /tmp/datamark-cpu.lock python benchmarks/scale.py --rows 200000 --shards 100
+
+``--memory-limit-mib M`` instead runs ONE protect (BadNets, 1 worker, local engine) inside a cgroup-v1 memory
+group limited to M MiB (no swap beyond it), to show that memory is bounded by a shard, not by the dataset: it
+records the dataset's bytes on disk against the limit, the group's peak usage and how often it hit the limit,
+the process's own peak RSS, any OOM kill, and the wall time, in ``results/scale_memory.{json,md}``. It needs a
+writable ``/sys/fs/cgroup/memory`` (root) and refuses in one line without one::
+
+    flock /tmp/datamark-cpu.lock python benchmarks/scale.py --rows 5000000 --shards 500 --memory-limit-mib 768 \\
+        --work /tmp/datamark-scale-mem
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +44,7 @@ from calibration_cifar10 import write_atomic
 from datamark import __version__
 
 RESULTS = Path(__file__).resolve().parent / "results"
+CGROUP_MEMORY = Path("/sys/fs/cgroup/memory")
 
 
 def log(message: str) -> None:
@@ -160,6 +171,162 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def environment() -> dict:
+    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"platform": platform.platform(), "cpu_count": os.cpu_count(), "cpu": cpu,
+            "python": platform.python_version(), "datamark": __version__, "git": git,
+            "ram_mib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20}
+
+
+def cgroup_parent(root: Path | None = None) -> Path | None:
+    """The cgroup-v1 memory group this process is in (a new group goes under it, so any limit above still holds),
+    or None when there is no writable cgroup-v1 memory hierarchy."""
+    root = CGROUP_MEMORY if root is None else root
+    if not (root / "memory.limit_in_bytes").is_file():
+        return None
+    relative = "/"
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if "memory" in controllers.split(","):
+                relative = path
+    except (OSError, ValueError):
+        pass
+    parent = root / relative.lstrip("/")
+    if not (parent / "cgroup.procs").is_file():
+        parent = root
+    return parent if os.access(parent, os.W_OK) else None
+
+
+def _read(group: Path, name: str) -> str:
+    return (group / name).read_text().strip()
+
+
+def _stat(group: Path) -> dict[str, int]:
+    return {k: int(v) for k, v in (line.split() for line in _read(group, "memory.stat").splitlines())}
+
+
+class Sampler(threading.Thread):
+    """Polls the group: the largest anonymous memory (``rss``: the process's own, page cache excluded) and the
+    largest total usage it sees."""
+
+    def __init__(self, group: Path, every: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self.group, self.every, self.done = group, every, threading.Event()
+        self.max_rss = self.max_cache = 0
+
+    def run(self) -> None:
+        while not self.done.wait(self.every):
+            try:
+                stat = _stat(self.group)
+            except (OSError, ValueError):
+                continue
+            self.max_rss = max(self.max_rss, stat.get("rss", 0))
+            self.max_cache = max(self.max_cache, stat.get("cache", 0))
+
+
+def memory_run(args: argparse.Namespace, data: Path, size: int, generated: float, command: str) -> dict:
+    """One protect (BadNets, 1 worker) in a new cgroup limited to ``args.memory_limit_mib`` MiB."""
+    parent = cgroup_parent()
+    if parent is None:
+        raise SystemExit("scale.py: --memory-limit-mib needs a writable cgroup-v1 memory hierarchy at "
+                         f"{CGROUP_MEMORY}; none here, nothing run")
+    limit = args.memory_limit_mib * 2**20
+    group = parent / f"datamark-scale-{os.getpid()}"
+    group.mkdir()
+    try:
+        (group / "memory.limit_in_bytes").write_text(str(limit))
+        if (group / "memory.memsw.limit_in_bytes").is_file():  # memory + swap: no swapping out of the limit
+            (group / "memory.memsw.limit_in_bytes").write_text(str(limit))
+        limit = int(_read(group, "memory.limit_in_bytes"))  # as the kernel rounded it
+        inner = [sys.executable, str(Path(__file__).resolve()), "--rows", str(args.rows), "--shards",
+                 str(args.shards), "--work", str(args.work), "--one-run", "1"]
+        # the wrapper joins the group before Python starts, then becomes the protect process (exec keeps the pid)
+        wrapper = ["sh", "-c", 'echo $$ > "$0" && exec "$@"', str(group / "cgroup.procs"), *inner]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        stderr_path = args.work / "memory-run.stderr"
+        sampler = Sampler(group)
+        sampler.start()
+        start = time.perf_counter()
+        with open(stderr_path, "w") as stderr:
+            child = subprocess.run(wrapper, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        wall = time.perf_counter() - start
+        sampler.done.set()
+        sampler.join()
+        lines = child.stdout.strip().splitlines()
+        run = json.loads(lines[-1]) if child.returncode == 0 and lines else None
+        oom = dict(line.split() for line in _read(group, "memory.oom_control").splitlines())
+        cgroup = {"path": str(group), "limit_bytes": limit,
+                  "max_usage_bytes": int(_read(group, "memory.max_usage_in_bytes")),
+                  "failcnt": int(_read(group, "memory.failcnt")), "oom_kills": int(oom.get("oom_kill", 0)),
+                  "max_rss_bytes_sampled": sampler.max_rss, "max_cache_bytes_sampled": sampler.max_cache}
+        if (group / "memory.memsw.max_usage_in_bytes").is_file():
+            cgroup["memsw_max_usage_bytes"] = int(_read(group, "memory.memsw.max_usage_in_bytes"))
+            cgroup["memsw_failcnt"] = int(_read(group, "memory.memsw.failcnt"))
+    finally:
+        for _ in range(50):  # the group is empty once the child is gone; its page cache moves to the parent
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)
+    out = args.work / "out-1"
+    out_bytes = sum(f.stat().st_size for f in out.rglob("*.parquet")) if out.is_dir() else 0
+    succeeded = bool(run) and run["rows"] == args.rows and run["shards"] == args.shards
+    return {"command": command, "rows": args.rows, "shards": args.shards, "dataset_bytes": size,
+            "bytes_per_row": size / args.rows, "generate_s": generated, "memory_limit_mib": args.memory_limit_mib,
+            "dataset_to_limit": size / limit, "cgroup": cgroup, "returncode": child.returncode,
+            "succeeded": succeeded, "wall_s": wall, "output_bytes": out_bytes, "run": run,
+            "stderr_tail": stderr_path.read_text()[-2000:] if not succeeded else "",
+            "environment": environment()}
+
+
+def memory_markdown(result: dict) -> str:
+    env, cg, run = result["environment"], result["cgroup"], result["run"] or {}
+    mib = 2**20
+    t, memsw = run.get("timings_s", {}), "memsw_max_usage_bytes" in cg
+    lines = ["# Sharded protect under a memory limit (issue 16)\n",
+             f"Command: `{result['command']}`  ",
+             f"Machine: {env['platform']}, {env['cpu_count']} CPUs ({env['cpu']}), {env['ram_mib'] / 1024:.1f} GiB "
+             f"RAM, Python {env['python']}, datamark {env['datamark']} ({env['git']}).  ",
+             f"Data: {result['rows']:,} generated 32x32 RGB noise images (PNG, {result['bytes_per_row']:.0f} B/row) "
+             f"in {result['shards']} parquet shards, **{result['dataset_bytes'] / 2**30:.2f} GiB on disk**. "
+             f"One protect run (BadNets, 10 marks at rate 0.1, decoy_rate 0.1; local engine, 1 worker, so the "
+             f"coordinator and the shard work share one process) inside a cgroup-v1 memory group limited to "
+             f"**{result['memory_limit_mib']} MiB**{' (memory + swap limited to the same)' if memsw else ''}, "
+             f"joined before Python started.\n",
+             "| | |", "|---|---:|",
+             f"| dataset on disk / memory limit | **{result['dataset_to_limit']:.1f}x** |",
+             f"| run succeeded (exit status {result['returncode']}, all rows and shards written) | "
+             f"**{result['succeeded']}** |",
+             f"| wall time s | {result['wall_s']:.0f} |"]
+    if t:
+        lines.append(f"| hash pass / select / mark pass / key s | {t['hash']:.0f} / {t['select']:.1f} / "
+                     f"{t['mark']:.0f} / {t['key']:.1f} |")
+    if run:
+        lines.append(f"| marked + decoy rows | {run['marked_rows']:,} + {run['decoy_rows']:,} |")
+    lines += [f"| output on disk GiB | {result['output_bytes'] / 2**30:.2f} |",
+              f"| peak RSS of the protect process MiB (its own getrusage) | "
+              f"{run.get('peak_rss_mib', {}).get('coordinator', float('nan')):.0f} |",
+              f"| peak anonymous memory of the group MiB (memory.stat rss, sampled every 0.25 s) | "
+              f"{cg['max_rss_bytes_sampled'] / mib:.0f} |",
+              f"| peak usage of the group MiB (memory.max_usage_in_bytes, page cache included) | "
+              f"{cg['max_usage_bytes'] / mib:.0f} |",
+              f"| memory.failcnt (charges refused at the limit; see the note) | {cg['failcnt']:,} |",
+              f"| OOM kills in the group (memory.oom_control) | {cg['oom_kills']} |", "",
+              "The group's usage counts the page cache of the shards read and written, which the kernel reclaims "
+              "when usage reaches the limit: so a run over more data than the limit reaches it (max usage = limit) "
+              "and goes on; the protect process's own (anonymous) memory is what must stay under the limit, and "
+              "an OOM kill or a non-zero exit would mean it did not. The process's RSS can exceed the group's "
+              "usage: it counts pages of shared libraries already in the page cache, which the kernel charged to "
+              "the group that first read them.", ""]
+    if result.get("note"):  # added by hand to the JSON (then --report): what earlier tries showed
+        lines += [result["note"], ""]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=200_000)
@@ -167,14 +334,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/datamark-scale"))
     parser.add_argument("--results", type=Path, default=RESULTS)
-    parser.add_argument("--name", default="scale")
+    parser.add_argument("--name", default=None, help="results file stem (scale, or scale_memory with a limit)")
+    parser.add_argument("--memory-limit-mib", type=int, default=None,
+                        help="one 1-worker protect inside a cgroup-v1 memory limit of this many MiB")
     parser.add_argument("--report", action="store_true", help="rewrite the Markdown from the JSON, run nothing")
     parser.add_argument("--one-run", type=int, default=None, help=argparse.SUPPRESS)  # child: one protect run
     args = parser.parse_args()
+    args.name = args.name or ("scale" if args.memory_limit_mib is None else "scale_memory")
     if args.report:
         result = json.loads((args.results / f"{args.name}.json").read_text())
-        write_atomic(args.results / f"{args.name}.md", markdown(result))
+        write_atomic(args.results / f"{args.name}.md",
+                     (markdown if "memory_limit_mib" not in result else memory_markdown)(result))
         return
+    if args.memory_limit_mib is not None and args.one_run is None and cgroup_parent() is None:
+        parser.exit(2, f"scale.py: --memory-limit-mib needs a writable cgroup-v1 memory hierarchy at "
+                       f"{CGROUP_MEMORY}; none here, nothing run\n")
     data = args.work / f"data-{args.rows}-{args.shards}"
     if args.one_run is not None:
         out = args.work / f"out-{args.one_run}"
@@ -189,6 +363,17 @@ def main() -> None:
     else:
         generated = float("nan")
     size = sum(f.stat().st_size for f in (data / "data").glob("*.parquet"))
+    if args.memory_limit_mib is not None:
+        log(f"protect {size / 2**30:.2f} GiB with 1 worker under a {args.memory_limit_mib} MiB cgroup limit")
+        result = memory_run(args, data, size, generated, command)
+        write_atomic(args.results / f"{args.name}.json", json.dumps(result, indent=1) + "\n")
+        write_atomic(args.results / f"{args.name}.md", memory_markdown(result))
+        log(f"succeeded={result['succeeded']} peak={result['cgroup']['max_usage_bytes'] / 2**20:.0f} MiB "
+            f"failcnt={result['cgroup']['failcnt']} oom_kills={result['cgroup']['oom_kills']} "
+            f"wall={result['wall_s']:.0f} s; wrote {args.results / args.name}.json and .md")
+        if not result["succeeded"]:
+            raise SystemExit(1)
+        return
     runs = []
     for workers in (1, 2):
         log(f"protect with {workers} worker(s)")
@@ -200,16 +385,12 @@ def main() -> None:
         run["rates"] = rates(run)
         log(json.dumps(run["timings_s"]) + " " + json.dumps(run["rates"]))
         runs.append(run)
-    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
     codec = codec_baseline(data)
     result = {"command": command, "rows": args.rows, "shards": args.shards, "bytes_per_row": size / args.rows,
               "generate_s": generated, "runs": runs, "codec_rows_per_s": codec,
               "codec_share": (runs[0]["marked_rows"] + runs[0]["decoy_rows"]) / codec
               / runs[0]["timings_s"]["mark"], "same_bytes": runs[0]["output_digest"] == runs[1]["output_digest"],
-              "environment": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "cpu": cpu,
-                              "python": platform.python_version(), "datamark": __version__, "git": git}}
+              "environment": environment()}
     write_atomic(args.results / f"{args.name}.json", json.dumps(result, indent=1) + "\n")
     write_atomic(args.results / f"{args.name}.md", markdown(result))
     log(f"wrote {args.results / args.name}.json and .md")

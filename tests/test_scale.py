@@ -213,3 +213,25 @@ def test_ray_engine_gives_the_local_engines_bytes(data, tmp_path):
         ray.shutdown()
     assert _files(tmp_path / "ray") == _files(tmp_path / "local")
     assert sharded.key.to_dict() | {"created": 0} == local.key.to_dict() | {"created": 0}
+
+
+def test_memory_limit_mode_refuses_without_cgroups(tmp_path, monkeypatch, capsys):
+    """benchmarks/scale.py --memory-limit-mib refuses in one line, before generating anything, without a writable
+    cgroup-v1 memory hierarchy."""
+    import importlib.util
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "scale.py"
+    monkeypatch.syspath_prepend(str(script.parent))  # as when run as a script: its sibling modules import
+    spec = importlib.util.spec_from_file_location("scale_benchmark", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "CGROUP_MEMORY", tmp_path / "no-cgroup")
+    monkeypatch.setattr(sys, "argv", ["scale.py", "--rows", "10", "--shards", "1", "--memory-limit-mib", "256",
+                                      "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results")])
+    with pytest.raises(SystemExit) as exit_info:
+        module.main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "needs a writable cgroup-v1 memory hierarchy" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "work").exists() and not (tmp_path / "results").exists()
