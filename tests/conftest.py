@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from datamark.data import shared_data_dir
+from datamark.exceptions import DataError
 from datamark.testing import digits_split
 
 
@@ -13,6 +15,20 @@ def pytest_configure(config):
     if os.environ.get("PYTEST_XDIST_WORKER"):
         torch.set_num_threads(1)
         os.environ.setdefault("DATAMARK_THREADS", "1")  # CLI invocations in the worker keep to its one thread
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Without the shared data folder (``$DATAMARK_DATA``, default ``../shared/data``) a test that reads from it is
+    skipped and says why, instead of failing; with the folder present, the same error fails the test as usual."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.excinfo is None or not isinstance(call.excinfo.value, DataError):
+        return
+    message = str(call.excinfo.value)
+    if "DATAMARK_DATA" in message and not (shared_data_dir() / "README.md").is_file():
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1] or 0, f"the shared data folder is absent: {message}")
 
 
 @pytest.fixture(scope="session")

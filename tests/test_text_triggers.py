@@ -29,6 +29,8 @@ needs_data = pytest.mark.skipif(not (SST2_TRAIN.exists() and _nltk.data_dir().ex
 @pytest.fixture(scope="module")
 def sst2():
     """The first 200 sentences of SST-2's training split (real, PTB-tokenised text) as a text batch."""
+    if not SST2_TRAIN.is_file():
+        pytest.skip(f"SST-2 is not in the shared data folder ({SST2_TRAIN}); set DATAMARK_DATA")
     lines = SST2_TRAIN.read_text(encoding="utf-8").splitlines()
     assert lines[0].split("\t") == ["sentence", "label"]
     sentences = [line.split("\t")[0] for line in lines[1:201]]
