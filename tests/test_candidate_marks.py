@@ -12,7 +12,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from scipy import stats
 
 from datamark import UBWP, BadNets, Blended, Key, Verifier
@@ -192,16 +191,11 @@ def test_a_model_reacting_to_every_trigger_alike_never_hits(binary, mode):
 
 
 @pytest.fixture(scope="module")
-def stolen(digits):
+def stolen(digits, one_thread):
     """A tiny model trained on digits watermarked with K = 4 candidate marks (5 candidates each), and a clean one."""
     train, test = digits
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        marked = BadNets(seed=0, n_marks=4, n_candidates=5, decoy_rate=0.1).apply(train)
-        model, clean = train_tiny(marked.dataset, seed=0, epochs=30), train_tiny(train, seed=1, epochs=15)
-    finally:
-        torch.set_num_threads(threads)
+    marked = BadNets(seed=0, n_marks=4, n_candidates=5, decoy_rate=0.1).apply(train)
+    model, clean = train_tiny(marked.dataset, seed=0, epochs=30), train_tiny(train, seed=1, epochs=15)
     return marked.key, model, clean, test
 
 

@@ -132,16 +132,8 @@ def protect(
                            what="dataset card", journal=journal)
             if preview is not None:
                 watermark_stages(marked.key, records, marked.dataset, preview, overwrite=overwrite, journal=journal)
-        elapsed = time.perf_counter() - start
-        goal, out = marked.key.goal, human(json_path)
-        out.print(f"marked {len(marked.rows)} of {len(records)} rows with {method.value} in {elapsed:.1f} s ({goal})")
-        out.print(f"watermarked dataset: {output}\nsecret key (keep private): {key_path}")
-        out.print(f"commitment (publish with the release): [bold]{marked.key.commitment}[/]")
-        emit_json({"commitment": marked.key.commitment, "method": method.value, "goal": goal,
-                   "rows": len(records), "marked_rows": len(marked.rows), "elapsed_s": elapsed,
-                   "dataset": output, "format": fmt or records.source_format, "key": key_path,
-                   "preview": preview, "card": card}, "protect", json_path,
-                  overwrite=overwrite)
+        announce(marked.key, len(marked.rows), len(records), time.perf_counter() - start,
+                 fmt=fmt or records.source_format, preview=preview)
 
     def sharded(fmt: str | None) -> None:
         from ..scale import check_supported, install, protect_shards
@@ -170,17 +162,20 @@ def protect(
             if card is not None:
                 write_text(card, dataset_card(result.key, dataset_name=output.name), overwrite=overwrite,
                            what="dataset card", journal=journal)
-        elapsed = time.perf_counter() - start
-        goal, out = result.key.goal, human(json_path)
-        out.print(f"marked {result.n_marked} of {result.n_rows} rows in {result.n_shards} shards with {method.value} "
-                  f"on {workers} worker(s) in {elapsed:.1f} s ({goal})")
+        announce(result.key, result.n_marked, result.n_rows, time.perf_counter() - start, fmt="parquet-shards",
+                 preview=None, where=f" in {result.n_shards} shards", how=f" on {workers} worker(s)",
+                 engine=engine, workers=workers, shards=result.n_shards)
+
+    def announce(key, marked_rows: int, rows: int, elapsed: float, *, fmt: str, preview: Path | None,
+                 where: str = "", how: str = "", **fields) -> None:
+        """What a run wrote, for people (the commitment to publish) and for ``--json`` (never the secret)."""
+        goal, out = key.goal, human(json_path)
+        out.print(f"marked {marked_rows} of {rows} rows{where} with {method.value}{how} in {elapsed:.1f} s ({goal})")
         out.print(f"watermarked dataset: {output}\nsecret key (keep private): {key_path}")
-        out.print(f"commitment (publish with the release): [bold]{result.key.commitment}[/]")
-        emit_json({"commitment": result.key.commitment, "method": method.value, "goal": goal,
-                   "rows": result.n_rows, "marked_rows": result.n_marked, "elapsed_s": elapsed,
-                   "dataset": output, "format": "parquet-shards", "key": key_path, "preview": None, "card": card,
-                   "engine": engine, "workers": workers, "shards": result.n_shards}, "protect", json_path,
-                  overwrite=overwrite)
+        out.print(f"commitment (publish with the release): [bold]{key.commitment}[/]")
+        emit_json({"commitment": key.commitment, "method": method.value, "goal": goal, "rows": rows,
+                   "marked_rows": marked_rows, "elapsed_s": elapsed, "dataset": output, "format": fmt, "key": key_path,
+                   "preview": preview, "card": card, **fields}, "protect", json_path, overwrite=overwrite)
     run(work)
 
 

@@ -6,9 +6,11 @@ shard and the small files of the work folder, and holds one shard in memory at m
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,10 +120,9 @@ def mark_shard(job: Job, plan: MarkPlan, index: int, decoy_state: dict | None) -
     table = out.table.replace_schema_metadata(job.source.metadata)
     name = job.source.files[index]
     target = Path(job.staged) / name
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    digest = _sha256(tmp)
-    os.replace(tmp, target)
+    with _replaced(target) as tmp:
+        pq.write_table(table, tmp)
+        digest = _sha256(tmp)
     write_sorted(out.ids, out.labels, job.stem("output", index))
     ids = records.ids
     result = {"file": name, "rows": len(records), "sha256": digest,
@@ -142,9 +143,17 @@ def peak_rss_mib() -> float:
 
 
 def _write_json(path: Path, value: Any) -> None:
-    """Write ``value`` as JSON atomically (a temporary sibling renamed over ``path``)."""
+    """Write ``value`` as JSON atomically."""
+    with _replaced(path) as tmp:
+        tmp.write_text(json.dumps(value))
+
+
+@contextlib.contextmanager
+def _replaced(path: Path) -> Iterator[Path]:
+    """A temporary sibling of ``path`` to write into, renamed over ``path`` when the block succeeds. Its name,
+    ``.{name}.tmp-{pid}``, is what a resumed run recognises as a killed worker's half-written file."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(value))
+    yield tmp
     os.replace(tmp, path)
 
 

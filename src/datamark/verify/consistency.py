@@ -17,12 +17,14 @@ published before M existed: a key found after M was made cannot carry it. Every 
 
 What cannot be re-drawn, and what the key then says (:class:`Provenance`):
 
-* a single-mark key made with an owner-chosen trigger (``trigger=`` in Python; ``--trigger style|pulse|noise``)
-  or target (``target=``, ``--target``; recorded in the method parameters). The trigger is not recorded as
-  given, so a single-mark key whose trigger differs from the secret's draw is taken as owner-chosen and said so:
-  such a verdict rests on the specificity control (run by default for single-mark keys) and on the commitment
-  having been published before the suspect existed. Multi-mark keys never have owner-chosen triggers or targets
-  (the methods refuse them), so for them every difference is a forgery.
+* a single-mark key made with a hand-made trigger (``trigger=`` in Python) or an owner-chosen target
+  (``target=``, ``--target``; recorded in the method parameters). A hand-made trigger is not recorded as given,
+  so a single-mark key whose trigger differs from the secret's draw is taken as owner-chosen and said so; the
+  verifier withholds an accusation that rests on it unless told to accept it
+  (:attr:`~datamark.verify.result.VerificationResult.owner_trigger`). Named triggers (``trigger_name``,
+  ``--trigger style|pulse|noise``) are drawn from the secret and re-drawn like the defaults. Multi-mark keys
+  never have owner-chosen triggers or targets (the methods refuse them), so for them every difference is a
+  forgery.
 * graph triggers of keys written before keys recorded the statistics they are drawn from (``trigger_stats``:
   the mean graph size, the node-label frequencies, the attribute pool); their marks' secret choices are still
   checked, their triggers are not. Newer graph keys are re-drawn like any other.

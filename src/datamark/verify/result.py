@@ -49,13 +49,17 @@ class VerificationResult:
     def accused(self) -> bool:
         """H0 rejected, and -- where the specificity control ran -- the key's trigger beat the control triggers;
         never on a hand-made trigger unless the verifier was told to accept it."""
+        return self._rejected_specifically and self.owner_trigger != "withheld"
+
+    @property
+    def _rejected_specifically(self) -> bool:
+        """H0 rejected, and the specificity control passed where it ran."""
         specific = self.specificity is None or self.specificity.p_value < self.alpha
-        return self.outcome.p_value < self.alpha and specific and self.owner_trigger != "withheld"
+        return self.outcome.p_value < self.alpha and specific
 
     @property
     def verdict(self) -> str:
-        specific = self.specificity is None or self.specificity.p_value < self.alpha
-        if self.outcome.p_value < self.alpha and specific and self.owner_trigger == "withheld":
+        if self._rejected_specifically and self.owner_trigger == "withheld":
             return (f"H0 rejected (p = {self.outcome.p_value:.3g} < alpha = {self.alpha:g}), but the key's trigger was "
                     f"made by hand, not drawn from its secret: a pattern crafted on the suspect itself passes this "
                     f"test on a clean model, so this is no evidence on its own. Not accused. Accept the trigger "
