@@ -12,7 +12,9 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -35,7 +37,7 @@ class Source:
 
     def open(self, index: int) -> ArrowRecords:
         """Shard ``index`` as records, under the whole dataset's metadata and class names."""
-        table = pq.read_table(Path(self.folder) / self.files[index])
+        table = _read(Path(self.folder) / self.files[index], pq.read_table)
         meta = dict(self.metadata)
         hf = json.loads(meta.get(b"huggingface", b"{}"))
         features = hf.setdefault("info", {}).setdefault("features", {})
@@ -66,15 +68,25 @@ def open_source(folder: str | os.PathLike, *, split: str | None = None, input_co
     files = shard_files(folder)
     split = pick_split(list(files), split, f"The folder '{folder}'")
     paths = files[split]
-    metadata = dict(pq.read_schema(paths[0]).metadata or {})
+    metadata = dict(_read(paths[0], pq.read_schema).metadata or {})
     features = json.loads(metadata.get(b"huggingface", b"{}")).get("info", {}).get("features", {})
     names = features.get(label_column, {}).get("names")
     if names is None:  # as ArrowRecords does for the whole table: 0..max label
         top = -1
         for path in paths:
-            column = pq.read_table(path, columns=[label_column]).column(label_column)
+            column = _read(path, pq.read_table, columns=[label_column]).column(label_column)
             if len(column):
                 top = max(top, int(pc.max(column).as_py()))
         names = [str(c) for c in range(top + 1)]
     return Source(folder, split, tuple(str(p.relative_to(folder)) for p in paths), metadata,
                   tuple(str(n) for n in names), input_column, label_column)
+
+
+def _read(path: Path, read: Any, **options: Any) -> Any:
+    """``read(path, **options)`` (a pyarrow reader), with an unreadable shard named in a one-line error."""
+    try:
+        return read(path, **options)
+    except (pa.ArrowInvalid, OSError) as err:
+        reason = str(err).rstrip(".")
+        raise DataFormatError(f"Cannot read the shard '{path}' as Parquet: {reason}. Replace the damaged shard (the "
+                              f"input is never modified); a rerun resumes from the shards already written.") from err
