@@ -23,6 +23,7 @@ from datamark._rng import resolve_secret
 from datamark.cli import app
 from datamark.data import ArrayRecords, FolderRecords, load_data
 from datamark.exceptions import DataFormatError, OutputExistsError, ParameterError
+from datamark.key import Key
 from datamark.models.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 
 SEED = 7
@@ -286,9 +287,10 @@ def test_directory_outputs_get_normal_permissions(tmp_path):
 # -- one-line errors, and the secret never shows -----------------------------------------------------------------------
 
 def test_a_key_write_error_is_one_line_without_the_secret(src, monkeypatch):
-    def full(self, data):
+    def full(self, file):
+        file.write('{"secret": "')  # a part was written, then the disk filled up
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(Path, "write_bytes", full)
+    monkeypatch.setattr(Key, "_dump", full)
     res = _protect("--out", "wm.npz", "--key", "k.json")
     _one_line_error(res)
     assert "key file" in res.text and "No space left" in res.text

@@ -48,7 +48,7 @@ from .local import LocalRunner
 from .ray import RayRunner
 from .select import Cut, find_cuts, nothing
 from .shards import Source, open_source
-from .work import Job, MarkPlan, _sha256, count_below, hash_shard, mark_shard, query_shard
+from .work import Job, MarkPlan, _sha256, count_below, hash_shard, mark_shard, outcome, query_shard
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +276,7 @@ def _finished(job: Job, index: int) -> dict | None:
     path = Path(job.staged) / record["file"] if record is not None else None
     if path is None or not path.is_file() or _sha256(path) != record["sha256"]:
         return None
-    return record
+    return outcome(record)
 
 
 def _finish(method: WatermarkMethod, job: Job, output: Path, summary: _Summary, marks, shape, done) -> Sharded:
@@ -284,17 +284,22 @@ def _finish(method: WatermarkMethod, job: Job, output: Path, summary: _Summary, 
     be run again and resumes with nothing left to do)."""
     n_shards = len(done)
     watermarked = merged_fingerprint([job.stem("output", i) for i in range(n_shards)])
-    mark_ids = [tuple(i for d in done for i in d["marked"][j]) for j in range(len(marks))]
+    mark_ids: list[list[str]] = [[] for _ in marks]
     marked_ids: list[str] = []
-    for d in done:  # all marks' rows of a shard, in row order
-        pairs = sorted((p, i) for ps, ids in zip(d["positions"], d["marked"], strict=True)
+    decoys: list[str] = []
+    for index in range(n_shards):  # one shard's record in memory at a time; each id is kept once, shared
+        record = _read(job.stem("done", index).with_suffix(".json"))
+        for j, ids in enumerate(record["marked"]):
+            mark_ids[j] += ids
+        pairs = sorted((p, i) for ps, ids in zip(record["positions"], record["marked"], strict=True)
                        for p, i in zip(ps, ids, strict=True))
-        marked_ids += [i for _, i in pairs]
-    decoys = [i for d in done for i in d["decoys"]]
+        marked_ids += [i for _, i in pairs]  # all marks' rows of the shard, in row order
+        decoys += record["decoys"]
+        del record, pairs
     manifest = {"split": job.source.split,
                 "shards": [{"file": d["file"], "rows": d["rows"], "sha256": d["sha256"]} for d in done]}
     extra = {**({"decoy_ids": decoys} if decoys else {}), "shard_manifest": manifest}
-    key = method.build_key(marks, job.secret, mark_ids, tuple(marked_ids),
+    key = method.build_key(marks, job.secret, [tuple(ids) for ids in mark_ids], tuple(marked_ids),
                            dataset_record(summary, watermarked, shape), extra)
     return Sharded(key, Path(job.staged), output, len(summary), len(marked_ids), n_shards, {})
 

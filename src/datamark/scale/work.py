@@ -125,12 +125,21 @@ def mark_shard(job: Job, plan: MarkPlan, index: int, decoy_state: dict | None) -
         digest = _sha256(tmp)
     write_sorted(out.ids, out.labels, job.stem("output", index))
     ids = records.ids
-    result = {"file": name, "rows": len(records), "sha256": digest,
+    record = {"file": name, "rows": len(records), "sha256": digest,
               "marked": [[ids[r] for r in rows.tolist()] for rows in rows_of],
               "positions": [rows.tolist() for rows in rows_of],
               "decoys": [ids[r] for r in decoys.tolist()], "peak_rss_mib": peak_rss_mib()}
-    _write_json(job.stem("done", index).with_suffix(".json"), result)  # last: the shard is finished
-    return result
+    _write_json(job.stem("done", index).with_suffix(".json"), record)  # last: the shard is finished
+    return outcome(record)
+
+
+def outcome(record: dict[str, Any]) -> dict[str, Any]:
+    """What the coordinator keeps of a finished shard: its file, counts and digest, not its row ids (those stay
+    in ``done-i.json`` and are read back one shard at a time for the key, so the coordinator's memory does not
+    grow with the dataset's marked rows while the shards are marked)."""
+    return {"file": record["file"], "rows": record["rows"], "sha256": record["sha256"],
+            "n_marked": sum(len(ids) for ids in record["marked"]), "n_decoys": len(record["decoys"]),
+            "peak_rss_mib": record.get("peak_rss_mib", 0.0)}
 
 
 def peak_rss_mib() -> float:
