@@ -65,15 +65,59 @@ def generate_shard(folder: Path, index: int, shards: int, rows: int, seed: int) 
     os.replace(name.with_suffix(".tmp"), name)
 
 
-def generate(folder: Path, rows: int, shards: int, seed: int, workers: int) -> float:
+def with_comment(jpeg: bytes, text: bytes) -> bytes:
+    """``jpeg`` with a COM segment holding ``text`` right after its SOI marker: the same pixels, other bytes."""
+    if jpeg[:2] != b"\xff\xd8":
+        raise ValueError("not a JPEG (no SOI marker)")
+    return jpeg[:2] + b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text + jpeg[2:]
+
+
+def cifar_shard(folder: Path, index: int, shards: int, start: int, stop: int, source: str) -> None:
+    """Rows ``start:stop`` of CIFAR-10's training set repeated: row r is image ``r % 50000`` of copy
+    ``r // 50000``, whose JPEG carries the comment ``datamark-copy-{copy}`` so every row has its own bytes (and
+    so its own content id) with the original pixels and label."""
+    import pyarrow as pa
+
+    table = pq.read_table(source)
+    n = table.num_rows
+    rows = np.arange(start, stop)
+    images = table.column("image").combine_chunks()
+    jpegs = images.field("bytes").to_pylist()
+    labels = table.column("label").to_numpy()
+    data = [with_comment(jpegs[r % n], f"datamark-copy-{r // n}".encode()) for r in rows.tolist()]
+    image = pa.StructArray.from_arrays([pa.array(data, pa.binary()), pa.nulls(len(data), pa.string())],
+                                       fields=list(images.type))
+    out = pa.table({"image": image, "label": pa.array(labels[rows % n])}).replace_schema_metadata(
+        table.schema.metadata)
+    name = folder / "data" / f"train-{index:05d}-of-{shards:05d}.parquet"
+    pq.write_table(out, name.with_suffix(".tmp"))
+    os.replace(name.with_suffix(".tmp"), name)
+
+
+def cifar_source() -> str:
+    """CIFAR-10's training parquet in the shared data folder (``DATAMARK_DATA`` overrides where that is)."""
+    root = Path(os.environ.get("DATAMARK_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    path = root / "cifar10" / "train.parquet"
+    if not path.is_file():
+        raise SystemExit(f"scale.py: --cifar-repeat needs {path}; set DATAMARK_DATA to the shared data folder")
+    return str(path)
+
+
+def generate(folder: Path, rows: int, shards: int, seed: int, workers: int, cifar: str | None = None) -> float:
+    """Write ``rows`` rows in ``shards`` parquet shards: noise images (seeded), or CIFAR-10 repeated (``cifar``:
+    its training parquet)."""
     from concurrent.futures import ProcessPoolExecutor
 
     (folder / "data").mkdir(parents=True, exist_ok=True)
-    sizes = np.diff(np.linspace(0, rows, shards + 1).round().astype(int))
+    bounds = np.linspace(0, rows, shards + 1).round().astype(int)
     start = time.perf_counter()
     with ProcessPoolExecutor(workers) as pool:
-        list(pool.map(generate_shard, [folder] * shards, range(shards), [shards] * shards, sizes.tolist(),
-                      [seed] * shards))
+        if cifar is None:
+            list(pool.map(generate_shard, [folder] * shards, range(shards), [shards] * shards,
+                          np.diff(bounds).tolist(), [seed] * shards))
+        else:
+            list(pool.map(cifar_shard, [folder] * shards, range(shards), [shards] * shards, bounds[:-1].tolist(),
+                          bounds[1:].tolist(), [cifar] * shards))
     return time.perf_counter() - start
 
 
@@ -138,8 +182,11 @@ def extrapolation(result: dict) -> str:
             f"in pass 2, which storage must sustain). What does not shrink with more nodes: the coordinator's "
             f"serial work, {serial_h:.1f} h at 1 billion rows at the rate measured here (replaying the decoy "
             f"generator over every decoy, merging the sorted id runs for the two fingerprints, building the key), "
-            f"and its memory: the key lists the marked and decoy ids (20 % of rows as 64-character strings, about "
-            f"23 GB of Python objects at 1 billion rows). Those, not the shards, are the next limits.")
+            f"and the key itself: it lists every marked and decoy id. The coordinator no longer holds them while "
+            f"the shards are marked (it reads each shard's ids once, at the end), but at 1 billion rows the key "
+            f"holds 200 million 64-character ids: about 21 GB of JSON, and about 23 GB of Python objects when it "
+            f"is built or loaded. Verification needs none of them; a key that records the selection (the secret "
+            f"and the cuts) instead of the ids is the next step. Those, not the shards, are the limits.")
 
 
 def markdown(result: dict) -> str:
@@ -149,8 +196,9 @@ def markdown(result: dict) -> str:
              f"Command: `{result['command']}`  ",
              f"Machine: {env['platform']}, {env['cpu_count']} CPUs ({env['cpu']}), Python {env['python']}, "
              f"datamark {env['datamark']} ({env['git']}); each run in a fresh process, OMP_NUM_THREADS=1.  ",
-             f"Data: {result['rows']:,} generated 32x32 RGB noise images (PNG, {result['bytes_per_row']:.0f} B/row) "
-             f"in {result['shards']} parquet shards ({result['generate_s']:.0f} s to generate). Method: BadNets, "
+             f"Data: {result['rows']:,} {result.get('data', 'generated 32x32 RGB noise images (PNG)')}, "
+             f"{result['bytes_per_row']:.0f} B/row, in {result['shards']} parquet shards "
+             f"({result['generate_s']:.0f} s to generate). Method: BadNets, "
              f"10 marks at rate 0.1, decoy_rate 0.1.\n",
              f"Pool start (not counted in the passes): "
              f"{starts}. PNG decode + stamp + "
@@ -337,10 +385,16 @@ def main() -> None:
     parser.add_argument("--name", default=None, help="results file stem (scale, or scale_memory with a limit)")
     parser.add_argument("--memory-limit-mib", type=int, default=None,
                         help="one 1-worker protect inside a cgroup-v1 memory limit of this many MiB")
+    parser.add_argument("--cifar-repeat", type=int, default=None,
+                        help="use CIFAR-10's 50,000 training images repeated this many times (rows = 50,000 x R) "
+                             "instead of generated noise")
     parser.add_argument("--report", action="store_true", help="rewrite the Markdown from the JSON, run nothing")
     parser.add_argument("--one-run", type=int, default=None, help=argparse.SUPPRESS)  # child: one protect run
     args = parser.parse_args()
-    args.name = args.name or ("scale" if args.memory_limit_mib is None else "scale_memory")
+    if args.cifar_repeat is not None:
+        args.rows = 50_000 * args.cifar_repeat
+    args.name = args.name or ("scale_memory" if args.memory_limit_mib is not None
+                              else "scale_cifar" if args.cifar_repeat else "scale")
     if args.report:
         result = json.loads((args.results / f"{args.name}.json").read_text())
         write_atomic(args.results / f"{args.name}.md",
@@ -349,7 +403,11 @@ def main() -> None:
     if args.memory_limit_mib is not None and args.one_run is None and cgroup_parent() is None:
         parser.exit(2, f"scale.py: --memory-limit-mib needs a writable cgroup-v1 memory hierarchy at "
                        f"{CGROUP_MEMORY}; none here, nothing run\n")
-    data = args.work / f"data-{args.rows}-{args.shards}"
+    data = args.work / (f"data-{args.rows}-{args.shards}" if args.cifar_repeat is None
+                        else f"cifar-{args.cifar_repeat}-{args.shards}")
+    described = ("generated 32x32 RGB noise images (PNG)" if args.cifar_repeat is None else
+                 f"CIFAR-10 training images repeated {args.cifar_repeat} times (JPEG as stored; each copy's JPEG "
+                 f"carries a comment naming the copy, so every row has its own bytes and id, the pixels unchanged)")
     if args.one_run is not None:
         out = args.work / f"out-{args.one_run}"
         shutil.rmtree(out, ignore_errors=True)
@@ -359,7 +417,8 @@ def main() -> None:
     if not (data / "data").is_dir() or len(list((data / "data").glob("*.parquet"))) != args.shards:
         shutil.rmtree(data, ignore_errors=True)
         log(f"generating {args.rows} rows in {args.shards} shards at {data}")
-        generated = generate(data, args.rows, args.shards, args.seed, workers=os.cpu_count() or 1)
+        generated = generate(data, args.rows, args.shards, args.seed, workers=os.cpu_count() or 1,
+                             cifar=None if args.cifar_repeat is None else cifar_source())
     else:
         generated = float("nan")
     size = sum(f.stat().st_size for f in (data / "data").glob("*.parquet"))
@@ -375,18 +434,20 @@ def main() -> None:
             raise SystemExit(1)
         return
     runs = []
+    repeat = [] if args.cifar_repeat is None else ["--cifar-repeat", str(args.cifar_repeat)]
     for workers in (1, 2):
         log(f"protect with {workers} worker(s)")
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         child = subprocess.run([sys.executable, __file__, "--rows", str(args.rows), "--shards", str(args.shards),
-                                "--work", str(args.work), "--one-run", str(workers)], env=env, check=True,
+                                "--work", str(args.work), "--one-run", str(workers), *repeat], env=env, check=True,
                                capture_output=True, text=True)
         run = json.loads(child.stdout.strip().splitlines()[-1])
         run["rates"] = rates(run)
         log(json.dumps(run["timings_s"]) + " " + json.dumps(run["rates"]))
         runs.append(run)
     codec = codec_baseline(data)
-    result = {"command": command, "rows": args.rows, "shards": args.shards, "bytes_per_row": size / args.rows,
+    result = {"command": command, "rows": args.rows, "shards": args.shards, "data": described,
+              "bytes_per_row": size / args.rows,
               "generate_s": generated, "runs": runs, "codec_rows_per_s": codec,
               "codec_share": (runs[0]["marked_rows"] + runs[0]["decoy_rows"]) / codec
               / runs[0]["timings_s"]["mark"], "same_bytes": runs[0]["output_digest"] == runs[1]["output_digest"],

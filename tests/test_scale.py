@@ -235,3 +235,41 @@ def test_memory_limit_mode_refuses_without_cgroups(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert "needs a writable cgroup-v1 memory hierarchy" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "work").exists() and not (tmp_path / "results").exists()
+
+
+def test_without_ray_the_local_engine_works_and_the_ray_engine_says_how_to_install(data, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if ray were not installed: `import ray` fails
+    install(protect_shards(BadNets(seed=1), data, tmp_path / "local"), tmp_path / "local.json")
+    assert len(list((tmp_path / "local" / "data").glob("*.parquet"))) == N_SHARDS
+    with pytest.raises(ImportError, match=r'pip install "datamark\[ray\]"'):
+        protect_shards(BadNets(seed=1), data, tmp_path / "ray", engine="ray")
+
+
+def test_cifar_repeat_copies_keep_their_pixels_and_get_their_own_ids():
+    """benchmarks/scale.py --cifar-repeat: a JPEG comment makes each copy's bytes (its content id) its own."""
+    import importlib.util
+    import io
+    import sys
+
+    from PIL import Image
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "scale.py"
+    spec = importlib.util.spec_from_file_location("scale_benchmark_cifar", script)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(script.parent))  # as when run as a script: its sibling modules import
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(script.parent))
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(0).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=75)
+    jpeg = buffer.getvalue()
+    copies = [module.with_comment(jpeg, f"datamark-copy-{c}".encode()) for c in range(3)]
+    assert len({hashlib.sha256(c).hexdigest() for c in copies + [jpeg]}) == 4
+    decoded = [np.asarray(Image.open(io.BytesIO(c))) for c in copies + [jpeg]]
+    assert all(np.array_equal(d, decoded[-1]) for d in decoded)
+    with pytest.raises(ValueError, match="not a JPEG"):
+        module.with_comment(b"\x89PNG", b"x")
