@@ -35,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -51,18 +52,58 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def generate_shard(folder: Path, index: int, shards: int, rows: int, seed: int) -> None:
-    """One shard of noise images (seeded per shard, so shards can be generated in parallel)."""
+def generate_shard(folder: Path, index: int, shards: int, start: int, stop: int, seed: int, pool: int = 0) -> None:
+    """Rows ``start:stop`` as one shard of noise images and labels (seeded per shard, so shards can be generated in
+    parallel). With ``pool``, a row's pixels are one of ``pool`` noise images (seeded by ``seed``) and its PNG
+    carries a text chunk naming the row, so every row still has its own bytes and id; generation is then bound by
+    writing Parquet, not by PNG encoding."""
+    import pyarrow as pa
+
     from datamark.data.arrays import ArrayRecords
     from datamark.data.output import arrow_table
 
     rng = np.random.default_rng([seed, index])
-    images = rng.integers(0, 256, size=(rows, 32, 32, 3), dtype=np.uint8)
-    labels = rng.integers(0, 10, size=rows)
-    table = arrow_table(ArrayRecords(images, labels, [f"class{i}" for i in range(10)], where="generated"))
+    names = [f"class{i}" for i in range(10)]
+    labels = rng.integers(0, 10, size=stop - start)
+    if pool:
+        pngs = _noise_pool(seed, pool)
+        picks = rng.integers(0, pool, size=stop - start)
+        data = [with_png_text(pngs[p], f"datamark-row-{start + i}".encode()) for i, p in enumerate(picks.tolist())]
+        schema = arrow_table(ArrayRecords(np.zeros((1, 32, 32, 3), np.uint8), labels[:1], names, where="x")).schema
+        image = pa.StructArray.from_arrays([pa.array(data, pa.binary()), pa.nulls(len(data), pa.string())],
+                                           fields=list(schema.field("image").type))
+        table = pa.table({"image": image, "label": pa.array(labels)}, schema=schema)
+    else:
+        images = rng.integers(0, 256, size=(stop - start, 32, 32, 3), dtype=np.uint8)
+        table = arrow_table(ArrayRecords(images, labels, names, where="generated"))
     name = folder / "data" / f"train-{index:05d}-of-{shards:05d}.parquet"
     pq.write_table(table, name.with_suffix(".tmp"))
     os.replace(name.with_suffix(".tmp"), name)
+
+
+_POOL: dict[tuple[int, int], list[bytes]] = {}
+
+
+def _noise_pool(seed: int, size: int) -> list[bytes]:
+    """``size`` noise images as PNG bytes, encoded as datamark stores images (once per process)."""
+    if (seed, size) not in _POOL:
+        from datamark.data.arrays import ArrayRecords
+        from datamark.data.output import arrow_table
+
+        images = np.random.default_rng([seed, 2**32 - 1]).integers(0, 256, size=(size, 32, 32, 3), dtype=np.uint8)
+        table = arrow_table(ArrayRecords(images, np.arange(size) % 2, ["a", "b"], where="pool"))
+        _POOL[(seed, size)] = table.column("image").combine_chunks().field("bytes").to_pylist()
+    return _POOL[(seed, size)]
+
+
+def with_png_text(png: bytes, text: bytes) -> bytes:
+    """``png`` with a ``tEXt`` chunk (keyword ``datamark``) holding ``text`` before its IEND chunk: the same pixels,
+    other bytes."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or png[-8:-4] != b"IEND":
+        raise ValueError("not a PNG ending in IEND")
+    body = b"tEXt" + b"datamark\x00" + text
+    chunk = (len(body) - 4).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+    return png[:-12] + chunk + png[-12:]
 
 
 def with_comment(jpeg: bytes, text: bytes) -> bytes:
@@ -103,21 +144,22 @@ def cifar_source() -> str:
     return str(path)
 
 
-def generate(folder: Path, rows: int, shards: int, seed: int, workers: int, cifar: str | None = None) -> float:
-    """Write ``rows`` rows in ``shards`` parquet shards: noise images (seeded), or CIFAR-10 repeated (``cifar``:
-    its training parquet)."""
+def generate(folder: Path, rows: int, shards: int, seed: int, workers: int, cifar: str | None = None,
+             pool: int = 0) -> float:
+    """Write ``rows`` rows in ``shards`` parquet shards: noise images (seeded; from ``pool`` images when given), or
+    CIFAR-10 repeated (``cifar``: its training parquet)."""
     from concurrent.futures import ProcessPoolExecutor
 
     (folder / "data").mkdir(parents=True, exist_ok=True)
     bounds = np.linspace(0, rows, shards + 1).round().astype(int)
     start = time.perf_counter()
-    with ProcessPoolExecutor(workers) as pool:
+    with ProcessPoolExecutor(workers) as executor:
         if cifar is None:
-            list(pool.map(generate_shard, [folder] * shards, range(shards), [shards] * shards,
-                          np.diff(bounds).tolist(), [seed] * shards))
+            list(executor.map(generate_shard, [folder] * shards, range(shards), [shards] * shards,
+                              bounds[:-1].tolist(), bounds[1:].tolist(), [seed] * shards, [pool] * shards))
         else:
-            list(pool.map(cifar_shard, [folder] * shards, range(shards), [shards] * shards, bounds[:-1].tolist(),
-                          bounds[1:].tolist(), [cifar] * shards))
+            list(executor.map(cifar_shard, [folder] * shards, range(shards), [shards] * shards, bounds[:-1].tolist(),
+                              bounds[1:].tolist(), [cifar] * shards))
     return time.perf_counter() - start
 
 
@@ -275,7 +317,8 @@ class Sampler(threading.Thread):
             self.max_cache = max(self.max_cache, stat.get("cache", 0))
 
 
-def memory_run(args: argparse.Namespace, data: Path, size: int, generated: float, command: str) -> dict:
+def memory_run(args: argparse.Namespace, data: Path, size: int, generated: float, command: str,
+               data_args: list[str], described: str) -> dict:
     """One protect (BadNets, 1 worker) in a new cgroup limited to ``args.memory_limit_mib`` MiB."""
     parent = cgroup_parent()
     if parent is None:
@@ -290,7 +333,7 @@ def memory_run(args: argparse.Namespace, data: Path, size: int, generated: float
             (group / "memory.memsw.limit_in_bytes").write_text(str(limit))
         limit = int(_read(group, "memory.limit_in_bytes"))  # as the kernel rounded it
         inner = [sys.executable, str(Path(__file__).resolve()), "--rows", str(args.rows), "--shards",
-                 str(args.shards), "--work", str(args.work), "--one-run", "1"]
+                 str(args.shards), "--work", str(args.work), "--one-run", "1", *data_args]
         # the wrapper joins the group before Python starts, then becomes the protect process (exec keeps the pid)
         wrapper = ["sh", "-c", 'echo $$ > "$0" && exec "$@"', str(group / "cgroup.procs"), *inner]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -323,7 +366,7 @@ def memory_run(args: argparse.Namespace, data: Path, size: int, generated: float
     out = args.work / "out-1"
     out_bytes = sum(f.stat().st_size for f in out.rglob("*.parquet")) if out.is_dir() else 0
     succeeded = bool(run) and run["rows"] == args.rows and run["shards"] == args.shards
-    return {"command": command, "rows": args.rows, "shards": args.shards, "dataset_bytes": size,
+    return {"command": command, "rows": args.rows, "shards": args.shards, "data": described, "dataset_bytes": size,
             "bytes_per_row": size / args.rows, "generate_s": generated, "memory_limit_mib": args.memory_limit_mib,
             "dataset_to_limit": size / limit, "cgroup": cgroup, "returncode": child.returncode,
             "succeeded": succeeded, "wall_s": wall, "output_bytes": out_bytes, "run": run,
@@ -339,8 +382,9 @@ def memory_markdown(result: dict) -> str:
              f"Command: `{result['command']}`  ",
              f"Machine: {env['platform']}, {env['cpu_count']} CPUs ({env['cpu']}), {env['ram_mib'] / 1024:.1f} GiB "
              f"RAM, Python {env['python']}, datamark {env['datamark']} ({env['git']}).  ",
-             f"Data: {result['rows']:,} generated 32x32 RGB noise images (PNG, {result['bytes_per_row']:.0f} B/row) "
-             f"in {result['shards']} parquet shards, **{result['dataset_bytes'] / 2**30:.2f} GiB on disk**. "
+             f"Data: {result['rows']:,} {result.get('data', 'generated 32x32 RGB noise images (PNG)')}, "
+             f"{result['bytes_per_row']:.0f} B/row, in {result['shards']} parquet shards, "
+             f"**{result['dataset_bytes'] / 2**30:.2f} GiB on disk**. "
              f"One protect run (BadNets, 10 marks at rate 0.1, decoy_rate 0.1; local engine, 1 worker, so the "
              f"coordinator and the shard work share one process) inside a cgroup-v1 memory group limited to "
              f"**{result['memory_limit_mib']} MiB**{' (memory + swap limited to the same)' if memsw else ''}, "
@@ -388,6 +432,9 @@ def main() -> None:
     parser.add_argument("--cifar-repeat", type=int, default=None,
                         help="use CIFAR-10's 50,000 training images repeated this many times (rows = 50,000 x R) "
                              "instead of generated noise")
+    parser.add_argument("--image-pool", type=int, default=0,
+                        help="generated rows draw their pixels from this many noise images (each row's PNG still "
+                             "its own bytes, through a text chunk): fast generation for very large runs")
     parser.add_argument("--report", action="store_true", help="rewrite the Markdown from the JSON, run nothing")
     parser.add_argument("--one-run", type=int, default=None, help=argparse.SUPPRESS)  # child: one protect run
     args = parser.parse_args()
@@ -403,9 +450,14 @@ def main() -> None:
     if args.memory_limit_mib is not None and args.one_run is None and cgroup_parent() is None:
         parser.exit(2, f"scale.py: --memory-limit-mib needs a writable cgroup-v1 memory hierarchy at "
                        f"{CGROUP_MEMORY}; none here, nothing run\n")
-    data = args.work / (f"data-{args.rows}-{args.shards}" if args.cifar_repeat is None
-                        else f"cifar-{args.cifar_repeat}-{args.shards}")
-    described = ("generated 32x32 RGB noise images (PNG)" if args.cifar_repeat is None else
+    data = args.work / (f"data-{args.rows}-{args.shards}" + (f"-pool{args.image_pool}" if args.image_pool else "")
+                        if args.cifar_repeat is None else f"cifar-{args.cifar_repeat}-{args.shards}")
+    data_args = (["--cifar-repeat", str(args.cifar_repeat)] if args.cifar_repeat is not None
+                 else ["--image-pool", str(args.image_pool)])  # what a child needs to find the same data
+    described = ("generated 32x32 RGB noise images (PNG)" if args.cifar_repeat is None and not args.image_pool else
+                 f"generated 32x32 RGB images (PNG), each row's pixels one of {args.image_pool} noise images and its "
+                 f"PNG a text chunk naming the row (so every row has its own bytes and id)"
+                 if args.cifar_repeat is None else
                  f"CIFAR-10 training images repeated {args.cifar_repeat} times (JPEG as stored; each copy's JPEG "
                  f"carries a comment naming the copy, so every row has its own bytes and id, the pixels unchanged)")
     if args.one_run is not None:
@@ -418,13 +470,13 @@ def main() -> None:
         shutil.rmtree(data, ignore_errors=True)
         log(f"generating {args.rows} rows in {args.shards} shards at {data}")
         generated = generate(data, args.rows, args.shards, args.seed, workers=os.cpu_count() or 1,
-                             cifar=None if args.cifar_repeat is None else cifar_source())
+                             cifar=None if args.cifar_repeat is None else cifar_source(), pool=args.image_pool)
     else:
         generated = float("nan")
     size = sum(f.stat().st_size for f in (data / "data").glob("*.parquet"))
     if args.memory_limit_mib is not None:
         log(f"protect {size / 2**30:.2f} GiB with 1 worker under a {args.memory_limit_mib} MiB cgroup limit")
-        result = memory_run(args, data, size, generated, command)
+        result = memory_run(args, data, size, generated, command, data_args, described)
         write_atomic(args.results / f"{args.name}.json", json.dumps(result, indent=1) + "\n")
         write_atomic(args.results / f"{args.name}.md", memory_markdown(result))
         log(f"succeeded={result['succeeded']} peak={result['cgroup']['max_usage_bytes'] / 2**20:.0f} MiB "
@@ -434,12 +486,11 @@ def main() -> None:
             raise SystemExit(1)
         return
     runs = []
-    repeat = [] if args.cifar_repeat is None else ["--cifar-repeat", str(args.cifar_repeat)]
     for workers in (1, 2):
         log(f"protect with {workers} worker(s)")
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         child = subprocess.run([sys.executable, __file__, "--rows", str(args.rows), "--shards", str(args.shards),
-                                "--work", str(args.work), "--one-run", str(workers), *repeat], env=env, check=True,
+                                "--work", str(args.work), "--one-run", str(workers), *data_args], env=env, check=True,
                                capture_output=True, text=True)
         run = json.loads(child.stdout.strip().splitlines()[-1])
         run["rates"] = rates(run)
