@@ -67,7 +67,7 @@ def protect(
     engine: str | None = typer.Option(None, "--engine", help="Protect a parquet-shard folder shard by shard, never "
                                       "holding it whole: 'local' (worker processes) or 'ray' (Ray tasks; the "
                                       "cluster of RAY_ADDRESS, else a local one). Resumable: run the same command "
-                                      "again after an interruption. BadNets and Blended, image data."),
+                                      "again after an interruption. BadNets and Blended; image, text or audio data."),
     workers: int = typer.Option(1, "--workers", help="--engine local: worker processes; --engine ray without "
                                 "RAY_ADDRESS: CPUs of the local Ray cluster."),
     json_path: Path | None = json_option("what was written (paths, counts, the commitment; never the secret)"),
@@ -137,6 +137,7 @@ def protect(
 
     def sharded(fmt: str | None) -> None:
         from ..scale import check_supported, install, protect_shards
+        from ..scale.shards import open_source
 
         if engine not in ("local", "ray"):
             raise ParameterError(f"--engine must be 'local' (worker processes on this machine) or 'ray' (Ray tasks: "
@@ -153,7 +154,8 @@ def protect(
                       inputs=existing(data, base_model), overwrite=overwrite)
         check_json_output(json_path, overwrite=overwrite, inputs=[*existing(data, base_model), output, key_path,
                                                                   card])
-        chosen = build("image")
+        chosen = build(open_source(data, split=split, input_column=input_column, label_column=label_column)
+                       .open(0).modality.name)
         check_supported(chosen)
         result = protect_shards(chosen, data, output, workers=workers, split=split, input_column=input_column,
                                 label_column=label_column, overwrite=overwrite, engine=engine, progress=True)

@@ -1,18 +1,22 @@
-"""The input of a sharded protect: a parquet-shard folder (``data/{split}-0000i-of-0000N.parquet``), read one
-shard at a time as an :class:`~datamark.data.arrow.ArrowRecords`.
+"""The input of a sharded protect, one shard at a time: a parquet-shard folder
+(``data/{split}-0000i-of-0000N.parquet``, :class:`ParquetSource`) or WebDataset tar shards (a folder or list of
+``*.tar``, :class:`~datamark.data.webdataset.WebDatasetSource`). Both follow :class:`Source`: open shard ``i`` as
+records, write a marked shard in the input's format, say what identifies the input for resuming.
 
-Every shard is opened with the schema metadata of shard 0, which is what in-memory loading gives the whole table
-(:func:`datamark.data.hf.load_parquet_shards`), and, where the Hugging Face features carry no class names, with
-the names the whole dataset implies (0..max label) injected, so a shard with few classes is still a valid dataset.
+Every parquet shard is opened with the schema metadata of shard 0, which is what in-memory loading gives the whole
+table (:func:`datamark.data.hf.load_parquet_shards`), and, where the Hugging Face features carry no class names, with
+the names the whole dataset implies (0..max label) injected, so a shard with few classes is still a valid dataset;
+audio without a declared ``sampling_rate`` is read at shard 0's first clip's rate, as in memory, not at each shard's.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,51 +24,87 @@ import pyarrow.parquet as pq
 
 from ..data.arrow import ArrowRecords
 from ..data.hf import looks_like_parquet_shards, pick_split, shard_files
+from ..data.records import Records
 from ..exceptions import DataFormatError
 
 
+class Source(Protocol):
+    """One split of a sharded dataset: its shard files in order and how to read and write each."""
+
+    folder: str
+    split: str | None
+    files: tuple[str, ...]           # output names, relative to the output folder (the input's own layout)
+    class_names: tuple[str, ...]
+    input_column: str | None
+    label_column: str
+    format: str                      # the key's ``dataset.format``: what in-memory loading calls the data
+
+    @property
+    def where(self) -> str:
+        """What messages call the dataset."""
+
+    def open(self, index: int) -> Records:
+        """Shard ``index`` as records, under the whole dataset's class names (and audio sample rate)."""
+
+    def write(self, index: int, records: Records, path: Path) -> None:
+        """Write ``records`` (shard ``index`` with some rows replaced) at ``path`` as the input's format writes it,
+        unchanged rows keeping their bytes."""
+
+    def digest_input(self) -> list[list]:
+        """What identifies the input files for resuming: names, sizes and modification times."""
+
+
 @dataclass(frozen=True)
-class Source:
+class ParquetSource:
     """One split of a parquet-shard folder: its files in order and how to open each as records."""
 
     folder: str
     split: str
     files: tuple[str, ...]          # paths relative to ``folder`` ("data/train-00000-of-00004.parquet")
     metadata: dict[bytes, bytes]    # shard 0's schema metadata: what every output shard carries
+    read_metadata: dict[bytes, bytes]  # the same with the whole dataset's class names (and sample rate): for reading
     class_names: tuple[str, ...]
     input_column: str | None
     label_column: str
+    format = "parquet-shards"
+
+    @property
+    def where(self) -> str:
+        return f"'{self.folder}'[{self.split}]"
 
     def open(self, index: int) -> ArrowRecords:
-        """Shard ``index`` as records, under the whole dataset's metadata and class names."""
+        """Shard ``index`` as records, under the whole dataset's metadata, class names and sample rate."""
         table = _read(Path(self.folder) / self.files[index], pq.read_table)
-        meta = dict(self.metadata)
-        hf = json.loads(meta.get(b"huggingface", b"{}"))
-        features = hf.setdefault("info", {}).setdefault("features", {})
-        label = features.setdefault(self.label_column, {"_type": "ClassLabel"})
-        label["names"] = list(self.class_names)
-        meta[b"huggingface"] = json.dumps(hf).encode()
-        return ArrowRecords(table.replace_schema_metadata(meta), where=f"'{self.folder}/{self.files[index]}'",
-                            source_format="parquet-shards", input_column=self.input_column,
-                            label_column=self.label_column, split=self.split)
+        return ArrowRecords(table.replace_schema_metadata(self.read_metadata),
+                            where=f"'{self.folder}/{self.files[index]}'", source_format=self.format,
+                            input_column=self.input_column, label_column=self.label_column, split=self.split)
+
+    def write(self, index: int, records: Records, path: Path) -> None:
+        """The shard's table under shard 0's own schema metadata, as in-memory protect saves the whole table."""
+        pq.write_table(records.table.replace_schema_metadata(self.metadata), path)
 
     def digest_input(self) -> list[list]:
-        """What identifies the input files for resuming: names, sizes and modification times."""
-        out = []
-        for name in self.files:
-            st = os.stat(Path(self.folder) / name)
-            out.append([name, st.st_size, st.st_mtime_ns])
-        return out
+        return digest_files(self.folder, self.files)
 
 
-def open_source(folder: str | os.PathLike, *, split: str | None = None, input_column: str | None = None,
-                label_column: str = "label") -> Source:
-    """Describe the parquet-shard folder ``folder`` (reads schemas and label columns only)."""
-    folder = str(folder)
+def digest_files(folder: str, files: Sequence[str]) -> list[list]:
+    """Name, size and modification time of each of ``files`` under ``folder``: a changed input is a new job."""
+    out = []
+    for name in files:
+        st = os.stat(Path(folder) / name)
+        out.append([name, st.st_size, st.st_mtime_ns])
+    return out
+
+
+def open_source(data: str | os.PathLike | Sequence[str | os.PathLike], *, split: str | None = None,
+                input_column: str | None = None, label_column: str = "label") -> Source:
+    """Describe the sharded dataset ``data``: a parquet-shard folder (reads schemas, label columns and shard 0),
+    or WebDataset tar shards, a folder or a list of ``*.tar`` (reads the tars' headers and labels)."""
+    folder = str(data)
     if not looks_like_parquet_shards(folder):
-        raise DataFormatError(f"'{folder}' is not a parquet-shard folder (data/{{split}}-0000i-of-0000N.parquet); "
-                              f"the sharded engine reads only those. Write one with `datamark protect ... --format "
-                              f"parquet-shards`, or protect without --engine.")
+        raise DataFormatError(f"'{folder}' is not a parquet-shard folder (data/{{split}}-0000i-of-0000N.parquet) "
+                              f"nor a folder of WebDataset shards (*.tar); the sharded engine reads only those. Write "
+                              f"one with `datamark protect ... --format parquet-shards`, or protect without --engine.")
     files = shard_files(folder)
     split = pick_split(list(files), split, f"The folder '{folder}'")
     paths = files[split]
@@ -78,8 +118,19 @@ def open_source(folder: str | os.PathLike, *, split: str | None = None, input_co
             if len(column):
                 top = max(top, int(pc.max(column).as_py()))
         names = [str(c) for c in range(top + 1)]
-    return Source(folder, split, tuple(str(p.relative_to(folder)) for p in paths), metadata,
-                  tuple(str(n) for n in names), input_column, label_column)
+    read = json.loads(metadata.get(b"huggingface", b"{}"))
+    features = read.setdefault("info", {}).setdefault("features", {})
+    features.setdefault(label_column, {"_type": "ClassLabel"})["names"] = [str(n) for n in names]
+    read_metadata = {**metadata, b"huggingface": json.dumps(read).encode()}
+    if any(f.get("_type") == "Audio" and not f.get("sampling_rate") for f in features.values()):
+        # every shard at the rate of shard 0's first clip, as in memory the whole table is read, not each shard's
+        first = ArrowRecords(_read(paths[0], pq.read_table).replace_schema_metadata(read_metadata),
+                             where=f"'{paths[0]}'", input_column=input_column, label_column=label_column)
+        if first.modality.name == "audio":
+            features[first.input_column]["sampling_rate"] = first.modality.sample_rate
+            read_metadata[b"huggingface"] = json.dumps(read).encode()
+    return ParquetSource(folder, split, tuple(str(p.relative_to(folder)) for p in paths), metadata, read_metadata,
+                         tuple(str(n) for n in names), input_column, label_column)
 
 
 def _read(path: Path, read: Any, **options: Any) -> Any:

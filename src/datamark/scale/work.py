@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from .._rng import generator, keyed_scores
 from ..methods.base import MARK_BATCH, MarkBatch, WatermarkMethod
-from ..triggers.base import Trigger
+from ..triggers.base import Trigger, carrying
 from .fingerprint import write_sorted
 from .select import Cut, Query, answer
 from .shards import Source
@@ -117,11 +116,11 @@ def mark_shard(job: Job, plan: MarkPlan, index: int, decoy_state: dict | None) -
         out = records.replace(rows_all[order], np.concatenate(inputs)[order], np.concatenate(labels)[order])
     else:
         out = records.replace(rows_all, records.take(rows_all), records.labels[rows_all])
-    table = out.table.replace_schema_metadata(job.source.metadata)
     name = job.source.files[index]
     target = Path(job.staged) / name
+    target.parent.mkdir(parents=True, exist_ok=True)
     with _replaced(target) as tmp:
-        pq.write_table(table, tmp)
+        job.source.write(index, out, tmp)  # the input's own format: unchanged rows keep their bytes
         digest = _sha256(tmp)
     write_sorted(out.ids, out.labels, job.stem("output", index))
     ids = records.ids
@@ -131,6 +130,13 @@ def mark_shard(job: Job, plan: MarkPlan, index: int, decoy_state: dict | None) -
               "decoys": [ids[r] for r in decoys.tolist()], "peak_rss_mib": peak_rss_mib()}
     _write_json(job.stem("done", index).with_suffix(".json"), record)  # last: the shard is finished
     return outcome(record)
+
+
+def count_unmarkable(job: Job, triggers: list[Trigger], index: int) -> int:
+    """How many rows of the shard cannot carry every one of ``triggers`` (a style rewrite needs a verb, a pulse a
+    clip longer than its end): in-memory protect leaves them out of the selection, which the engine refuses."""
+    records = job.source.open(index)
+    return int((~carrying(triggers, records)).sum())
 
 
 def outcome(record: dict[str, Any]) -> dict[str, Any]:
