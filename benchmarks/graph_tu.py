@@ -13,6 +13,9 @@ Configurations (``--configs``):
   sub-graph trigger with its own secret target; exact binomial marks test (Independent-T: another owner's key).
 * ``dvbw-1`` -- the paper's watermark: one mark, target class ``--target``, paired t-test (margin 0.2, m = 100)
   with the specificity control of 100 independent sub-graph triggers (Independent-T: another sub-graph).
+* ``dvbw-1u`` -- as ``dvbw-1`` with the named trigger ``"uniform-labels"``: the sub-graph's node labels drawn
+  uniformly over the labels the data uses (rarer than the data's), so owners' sub-graphs differ more (not in the
+  default grid).
 * ``dvbw-c5`` -- the default key with 5 candidate sub-graphs per mark (``n_candidates=5``): each mark hides its
   target and which candidate it embedded, 2 x 5 = 10 options on a binary task (not in the default grid).
 * ``ubw-p``  -- UBW-P (untargeted, poison-label) with datamark's default key, for comparison (not in the default
@@ -50,7 +53,7 @@ from datamark.suspects import LocalSuspect
 RESULTS = Path(__file__).resolve().parent / "results"
 DATASETS = ("PROTEINS", "NCI1", "IMDB-BINARY")
 ARCHS = ("gin", "graphsage")
-CONFIGS = ("dvbw", "dvbw-1", "dvbw-c5", "ubw-p")
+CONFIGS = ("dvbw", "dvbw-1", "dvbw-1u", "dvbw-c5", "ubw-p")
 RATES = (0.01, 0.05, 0.1)
 
 
@@ -64,6 +67,8 @@ def build(config: str, *, rate: float, seed: int, target: int):
         return BadNets(seed=seed, rate=rate, n_candidates=5)
     if config == "dvbw-1":
         return BadNets(seed=seed, rate=rate, n_marks=1, target=target)
+    if config == "dvbw-1u":
+        return BadNets(seed=seed, rate=rate, target=target, trigger_name="uniform-labels")
     if config == "ubw-p":
         return UBWP(seed=seed, rate=rate)
     raise ValueError(f"unknown configuration {config!r}; choose from {CONFIGS}")

@@ -219,3 +219,18 @@ def digits_like(n: int):
     from datamark.data import from_numpy
 
     return from_numpy(np.zeros((n * 3, 8, 8, 1), dtype=np.uint8), np.arange(n * 3) % 3, ["a", "b", "c"])
+
+
+def test_a_named_graph_trigger_is_drawn_from_the_secret_and_re_drawn_on_load(tmp_path):
+    from datamark.data import load_data
+
+    data = load_data("graphs:MUTAG")
+    key = BadNets(seed=4, trigger_name="uniform-labels", rate=0.1).apply(data).key
+    assert key.method["params"]["trigger_name"] == "uniform-labels" and not key.marks  # one mark, as the paper's
+    assert provenance(Key.load(saved(key, tmp_path))).drawn
+    default = BadNets(seed=4, n_marks=1, target=key.target, rate=0.1).apply(data).key
+    assert default.trigger != key.trigger  # the same secret draws another sub-graph under the named options
+    weights = key.trigger["params"]["label_weights"]
+    assert len(set(weights)) == 1 and len(set(default.trigger["params"]["label_weights"])) > 1  # uniform vs data's
+    with pytest.raises(ParameterError, match="no trigger named 'wheel'.*uniform-labels"):
+        BadNets(seed=4, trigger_name="wheel").apply(data)

@@ -13,7 +13,8 @@ from ._common import MethodName, OutputFormat, check_json_output, emit_json, exi
 
 
 def protect(
-    data: str = typer.Argument(..., help="Dataset: .parquet, Arrow folder, image folder, .tsv/.csv (text), .npz, "
+    data: str = typer.Argument(..., help="Dataset: .parquet, Arrow folder, parquet shards, WebDataset .tar folder, "
+                               "image folder, .tsv/.csv (text), .npz, "
                                "'digits', NAME:SPLIT (cifar10:train, sst2:train, ag_news:train)."),
     output: Path = typer.Option(..., "--out", "-o", help="Where to write the watermarked dataset (same format)."),
     key_path: Path = typer.Option(..., "--key", "-k", help="Where to write the secret key (JSON, mode 0600)."),
@@ -29,7 +30,9 @@ def protect(
                                        "the default) or 'style' (future perfect continuous rewrite; one public "
                                        "trigger, so one mark). Audio: 'tone' (keyed 100 ms tones, a keyed "
                                        "place; the default), or one 'pulse' (the paper's constant 6.25 ms pulse) or "
-                                       "'noise' burst (one mark)."),
+                                       "'noise' burst (one mark). Graphs: 'subgraph' (keyed sub-graphs; the "
+                                       "default), or one 'uniform-labels', 'complete' or 'star' sub-graph (one "
+                                       "mark)."),
     decoy_rate: float | None = typer.Option(None, help="Fraction of rows stamped with other random triggers, labels "
                                             "kept (default 0, WaNet 0.2; 0.1 recommended for DVBW and UBW-P)."),
     n_marks: int | None = typer.Option(None, "--n-marks", help="K, marks with their own secret trigger and target "
@@ -64,7 +67,8 @@ def protect(
     card: Path | None = typer.Option(None, help="Also write a dataset-card snippet (README.md Markdown) that "
                                      "publishes the commitment, and nothing secret."),
     overwrite: bool = typer.Option(False, help="Replace existing outputs."),
-    engine: str | None = typer.Option(None, "--engine", help="Protect a parquet-shard folder shard by shard, never "
+    engine: str | None = typer.Option(None, "--engine", help="Protect a parquet-shard folder or a folder of "
+                                      "WebDataset .tar shards shard by shard, never "
                                       "holding it whole: 'local' (worker processes) or 'ray' (Ray tasks; the "
                                       "cluster of RAY_ADDRESS, else a local one). Resumable: run the same command "
                                       "again after an interruption. BadNets and Blended; image, text or audio data."),
@@ -89,10 +93,12 @@ def protect(
     def build(modality: str):
         """The method the options ask for, on data of ``modality``."""
         options: dict = dict(seed=seed)
-        kinds = {"word": "text", "style": "text", "pulse": "audio", "tone": "audio", "noise": "audio"}
+        kinds = {"word": "text", "style": "text", "pulse": "audio", "tone": "audio", "noise": "audio",
+                 "subgraph": "graph", "uniform-labels": "graph", "complete": "graph", "star": "graph"}
         if trigger is not None and trigger not in kinds:
-            raise ParameterError(f"--trigger must be 'word' or 'style' (text data) or 'pulse', 'tone' or 'noise' "
-                                 f"(audio data); got '{trigger}'.")
+            raise ParameterError(f"--trigger must be 'word' or 'style' (text data), 'pulse', 'tone' or 'noise' "
+                                 f"(audio data), or 'subgraph', 'uniform-labels', 'complete' or 'star' (graph data); "
+                                 f"got '{trigger}'.")
         if trigger is not None and modality != kinds[trigger]:
             raise ParameterError(f"--trigger {trigger} is for {kinds[trigger]} data but {data} holds "
                                  f"{modality}; image triggers are chosen by --method, --pattern and "
@@ -100,8 +106,8 @@ def protect(
         if preview is not None and modality == "text":
             raise ParameterError("--preview draws images and audio; for text data, compare the datasets' marked rows "
                                  "(the key lists their ids) instead.")
-        if trigger in ("style", "pulse", "noise"):  # drawn from the secret and recorded: the key can re-draw it
-            options["trigger_name"] = trigger
+        if trigger not in (None, "word", "tone", "subgraph"):  # not the default: a named trigger, drawn from the
+            options["trigger_name"] = trigger                 # secret and recorded, so the key can re-draw it
         optional = dict(target=target, trigger_size=trigger_size, blend=blend,
                         rate=rate, decoy_rate=decoy_rate, pattern=pattern, labels=random_labels, class_rate=class_rate,
                         n_marks=n_marks, n_candidates=n_candidates,
@@ -143,9 +149,10 @@ def protect(
             raise ParameterError(f"--engine must be 'local' (worker processes on this machine) or 'ray' (Ray tasks: "
                                  f"the cluster of RAY_ADDRESS, else a local one; pip install \"datamark[ray]\"); "
                                  f"got '{engine}'.")
-        if fmt not in (None, "parquet-shards"):
-            raise ParameterError(f"--engine writes parquet shards named as the input's; drop --format {fmt} or "
-                                 f"protect without --engine.")
+        source = open_source(data, split=split, input_column=input_column, label_column=label_column)
+        if fmt not in (None, source.format):  # parquet shards stay parquet shards, tars stay tars
+            raise ParameterError(f"--engine writes the input's shards ({source.format}) under their own names; drop "
+                                 f"--format {fmt} or protect without --engine.")
         if preview is not None:
             raise ParameterError("--preview reads the whole dataset; with --engine, run `datamark preview` on the "
                                  "output afterwards.")
@@ -154,8 +161,7 @@ def protect(
                       inputs=existing(data, base_model), overwrite=overwrite)
         check_json_output(json_path, overwrite=overwrite, inputs=[*existing(data, base_model), output, key_path,
                                                                   card])
-        chosen = build(open_source(data, split=split, input_column=input_column, label_column=label_column)
-                       .open(0).modality.name)
+        chosen = build(source.open(0).modality.name)
         check_supported(chosen)
         result = protect_shards(chosen, data, output, workers=workers, split=split, input_column=input_column,
                                 label_column=label_column, overwrite=overwrite, engine=engine, progress=True)
@@ -164,7 +170,7 @@ def protect(
             if card is not None:
                 write_text(card, dataset_card(result.key, dataset_name=output.name), overwrite=overwrite,
                            what="dataset card", journal=journal)
-        announce(result.key, result.n_marked, result.n_rows, time.perf_counter() - start, fmt="parquet-shards",
+        announce(result.key, result.n_marked, result.n_rows, time.perf_counter() - start, fmt=source.format,
                  preview=None, where=f" in {result.n_shards} shards", how=f" on {workers} worker(s)",
                  engine=engine, workers=workers, shards=result.n_shards)
 

@@ -70,8 +70,9 @@ class Modality(ABC):
 
     def named_trigger(self, name: str, rng: np.random.Generator) -> Any:
         """The modality's alternative trigger called ``name`` (a method's ``trigger_name``), drawn with ``rng``."""
-        raise ParameterError(f"{self.name} data has no trigger named '{name}'; named triggers are 'style' (text) "
-                             f"and 'pulse' or 'noise' (audio). Leave trigger_name unset for the default trigger.")
+        raise ParameterError(f"{self.name} data has no trigger named '{name}'; named triggers are 'style' (text), "
+                             f"'pulse' or 'noise' (audio) and 'uniform-labels', 'complete' or 'star' (graphs). "
+                             f"Leave trigger_name unset for the default trigger.")
 
     def for_batch(self, batch: np.ndarray) -> Modality:
         """This modality fitted to an in-memory batch (audio: the clip length); others need nothing."""

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from ..exceptions import DataError
+from ..exceptions import DataError, ParameterError
 from ..graphs import Graph
 from ..registry import MODALITIES, register
 from .base import Modality, value_names
@@ -231,6 +231,23 @@ class GraphModality(Modality):
         from ..triggers.graph_make import make_subgraph_trigger
 
         return make_subgraph_trigger(rng, self)
+
+    #: The named alternatives to the default sub-graph (a method's ``trigger_name``), as options of
+    #: :func:`~datamark.triggers.graph_make.make_subgraph_trigger`: drawn from the key's secret like the default.
+    NAMED_TRIGGERS: dict[str, dict[str, Any]] = {"uniform-labels": {"labels": "uniform"},
+                                                 "complete": {"family": "complete"}, "star": {"family": "star"}}
+
+    def named_trigger(self, name: str, rng: np.random.Generator) -> Any:
+        """A keyed sub-graph drawn with the options named ``name`` (:attr:`NAMED_TRIGGERS`): ``"uniform-labels"``
+        gives its nodes every node label the data uses with equal chance (rarer labels than the data's, so
+        sub-graphs differ more between owners), ``"complete"`` and ``"star"`` fix the sub-graph's family."""
+        from ..triggers.graph_make import make_subgraph_trigger
+
+        if name not in self.NAMED_TRIGGERS:
+            raise ParameterError(f"Graph data has no trigger named '{name}'; choose one of "
+                                 f"{', '.join(self.NAMED_TRIGGERS)}, or leave trigger_name unset for the default "
+                                 f"sub-graph.")
+        return make_subgraph_trigger(rng, self, **self.NAMED_TRIGGERS[name])
 
     # --- storage: an Arrow struct column ---------------------------------------------------------------------
     #: The Arrow type of a stored graph (lossless: every field of :class:`Graph` in its own dtype). ``edge_index``
