@@ -21,7 +21,9 @@ Sources understood by :func:`load_data` (and so by every method's ``apply``):
 * a ``.parquet`` file (Hugging Face layout; image, audio or string column), a ``save_to_disk`` Arrow folder
   (``split=`` for a DatasetDict), a folder of parquet shards ``data/{split}-0000i-of-0000N.parquet``, a
   folder of images or WAV clips (one sub-folder per class, or files named ``{label}_*``), a ``.tsv`` / ``.csv``
-  text file with a header row, or a ``.npz`` file with ``images``, ``labels`` and ``class_names``.
+  text file with a header row, or a ``.npz`` file with ``images``, ``labels`` and ``class_names``;
+* a folder of WebDataset tar shards (``*.tar``; samples ``KEY.png|jpg|wav|txt`` + ``KEY.cls``; see
+  :mod:`.webdataset`), written back as the same tars with only the marked samples' members changed.
 """
 
 from __future__ import annotations
@@ -46,10 +48,11 @@ from .records import Records
 from .torchvision import from_pairs, looks_like_pairs
 from .tu import TURecords, find_tu, load_tu
 from .tu_write import write_tu
+from .webdataset import WebDatasetRecords, looks_like_webdataset
 
 __all__ = ["ArrayRecords", "ArrowRecords", "DelimitedRecords", "FolderRecords", "Records", "TURecords",
-           "from_edge_lists", "from_graphs", "from_numpy", "from_pairs", "from_pyg", "from_texts", "from_waveforms",
-           "load_data", "load_digits", "load_tu", "shared_data_dir", "write_tu"]
+           "WebDatasetRecords", "from_edge_lists", "from_graphs", "from_numpy", "from_pairs", "from_pyg", "from_texts",
+           "from_waveforms", "load_data", "load_digits", "load_tu", "shared_data_dir", "write_tu"]
 
 
 def shared_data_dir() -> Path:
@@ -153,6 +156,8 @@ def load_data(source: Any, *, split: str | None = None, input_column: str | None
         return ArrowRecords.load(path, split=split, **columns)
     if find_tu(path) is not None:
         return load_tu(path)
+    if looks_like_webdataset(path):
+        return WebDatasetRecords.load(path, split=split, **columns)
     if looks_like_image_folder(path):
         return FolderRecords.load(path)
     raise DataFormatError(f"'{path}' is a folder but neither an Arrow dataset, parquet shards (data/*.parquet), a TU "

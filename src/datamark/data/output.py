@@ -41,7 +41,8 @@ FILE_SUFFIXES = {".npz": "npz", ".parquet": "parquet", ".tsv": "tsv", ".tab": "t
 #: Own formats written as one file (``Records.source_format`` -> the format its suffix names); the rest are folders.
 FILE_FORMATS = {"numpy": "npz", "parquet": "parquet", "tsv": "tsv", "csv": "csv"}
 #: What each Records.source_format is called in messages.
-FOLDER_NAMES = {"arrow": "a save_to_disk folder", "parquet-shards": "a parquet-shard folder", "tu": "a TU folder"}
+FOLDER_NAMES = {"arrow": "a save_to_disk folder", "parquet-shards": "a parquet-shard folder", "tu": "a TU folder",
+                "webdataset": "a folder of WebDataset tar shards"}
 #: The largest shard written, in bytes of Arrow data: push_to_hub's default max_shard_size (500 MB).
 MAX_SHARD_BYTES = 500 * 2**20
 ROWS_PER_ENCODE = 1024  # in-memory examples encoded per batch when converting (bounds peak memory)

@@ -131,11 +131,12 @@ def check_supported(method: WatermarkMethod) -> None:
                              f"same rows the same way; {fix}.")
 
 
-def protect_shards(method: WatermarkMethod, data: str | os.PathLike, output: str | os.PathLike, *,
+def protect_shards(method: WatermarkMethod, data: str | os.PathLike | list, output: str | os.PathLike, *,
                    workers: int = 1, split: str | None = None, input_column: str | None = None,
                    label_column: str = "label", overwrite: bool = False, engine: str = "local",
                    runner: Any = None, order: list[int] | None = None, progress: bool = False) -> Sharded:
-    """Watermark the parquet-shard folder ``data`` shard by shard into a staged copy of ``output``.
+    """Watermark the sharded dataset ``data`` -- a parquet-shard folder, or WebDataset tar shards (a folder of
+    ``*.tar`` or a list of them) -- shard by shard into a staged copy of ``output`` with the input's shard names.
 
     Returns a :class:`Sharded`; :func:`install` writes its key and puts the folder in place. ``engine`` runs the
     shard tasks: ``"local"`` (a :class:`LocalRunner` with ``workers`` processes, started in ``order`` for tests) or
@@ -147,16 +148,17 @@ def protect_shards(method: WatermarkMethod, data: str | os.PathLike, output: str
                              f"tasks); got {engine!r}.")
     check_supported(method)
     output = Path(output)
-    check_output(output, overwrite=overwrite, what="dataset", inputs=[data], directory=True)
+    inputs = [data] if isinstance(data, (str, os.PathLike)) else list(data)  # a folder, or a list of tar shards
+    check_output(output, overwrite=overwrite, what="dataset", inputs=inputs, directory=True)
     source = open_source(data, split=split, input_column=input_column, label_column=label_column)
     first = source.open(0)
     kind = first.modality.name
     if kind not in SHARDED_MODALITIES:
-        raise ParameterError(f"The sharded engine marks {', '.join(SHARDED_MODALITIES)} data; {source.folder} holds "
+        raise ParameterError(f"The sharded engine marks {', '.join(SHARDED_MODALITIES)} data; {source.where} holds "
                              f"{kind}. Protect it without --engine.")
     if kind not in type(method).modalities:
         raise ParameterError(f"{type(method).__name__} is defined for {' and '.join(type(method).modalities)} data; "
-                             f"{source.folder} holds {kind}. Choose a method that supports it (see `datamark "
+                             f"{source.where} holds {kind}. Choose a method that supports it (see `datamark "
                              f"methods`).")
     staged = output.with_name(output.name + PARTIAL)
     secret = _prepare(staged, method, source, overwrite)
@@ -199,7 +201,7 @@ def _prepare(staged: Path, method: WatermarkMethod, source: Source, overwrite: b
                                  f"pass overwrite=True (--overwrite) to discard it, or move it away.")
         shutil.rmtree(staged)
     secret = resolve_secret(method.seed)
-    (staged / "data").mkdir(parents=True)
+    staged.mkdir(parents=True)  # the shards' folders (parquet: data/) are made as shards are written
     work.mkdir()
     fd = os.open(work / "secret", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -210,7 +212,7 @@ def _prepare(staged: Path, method: WatermarkMethod, source: Source, overwrite: b
 
 def _drop_temporaries(staged: Path) -> None:
     """Remove the half-written shard files of workers that were killed (``.{name}.tmp-{pid}``)."""
-    for tmp in (staged / "data").glob(".*.tmp-*"):
+    for tmp in staged.rglob(".*.tmp-*"):  # data/ for parquet shards, the top for tars
         tmp.unlink(missing_ok=True)
 
 

@@ -25,7 +25,9 @@ import pyarrow.parquet as pq
 from ..data.arrow import ArrowRecords
 from ..data.hf import looks_like_parquet_shards, pick_split, shard_files
 from ..data.records import Records
-from ..exceptions import DataFormatError
+from ..data.webdataset import WebDatasetRecords, label_field, looks_like_webdataset, parse_label, scan, shard_paths
+from ..exceptions import DataFormatError, ParameterError
+from ..modalities import Modality
 
 
 class Source(Protocol):
@@ -87,6 +89,65 @@ class ParquetSource:
         return digest_files(self.folder, self.files)
 
 
+@dataclass(frozen=True)
+class WebDatasetSource:
+    """WebDataset tar shards (a folder's ``*.tar`` in name order, or a list): each shard opened as
+    :class:`~datamark.data.webdataset.WebDatasetRecords` under the whole dataset's class names, input field and
+    modality, and written back as the input tar with only the changed members rewritten."""
+
+    folder: str
+    paths: tuple[str, ...]          # the input shards
+    files: tuple[str, ...]          # their names: the output's
+    class_names: tuple[str, ...]
+    input_column: str | None
+    label_column: str
+    modality: Modality              # the whole dataset's: its kind, and audio's sample rate (shard 0's first clip)
+    split = None
+    format = "webdataset"
+
+    @property
+    def where(self) -> str:
+        return f"'{self.folder}'"
+
+    def open(self, index: int) -> WebDatasetRecords:
+        return WebDatasetRecords.load([self.paths[index]], input_column=self.input_column,
+                                      label_column=self.label_column,
+                                      class_names=self.class_names, modality=self.modality)
+
+    def write(self, index: int, records: Records, path: Path) -> None:
+        records.write_shard(0, path)
+
+    def digest_input(self) -> list[list]:
+        return digest_files("", self.paths)
+
+    @classmethod
+    def open_source(cls, data: str | os.PathLike | Sequence[str | os.PathLike], *, split: str | None = None,
+                    input_column: str | None = None, label_column: str = "label") -> WebDatasetSource:
+        """Describe the shards of ``data``: every tar's headers and label members are read for the class names
+        (tars carry no class list), and shard 0 whole for the input field and modality."""
+        if split is not None:
+            raise ParameterError(f"split='{split}' picks a split of a Hugging Face layout; WebDataset shards hold one "
+                                 f"split (give that split's folder or list of shards). Drop --split.")
+        paths = shard_paths(data)
+        want, top = label_field(label_column), -1
+        for path in paths:
+            members, samples = scan(path)
+            with open(path, "rb") as f:
+                for sample in samples:
+                    member = members[sample.fields[want]] if want in sample.fields else None
+                    if member is None:
+                        raise DataFormatError(f"The sample '{sample.key}' of '{path}' has no '{want}' member (fields: "
+                                              f"{sorted(sample.fields)}); name the label field with --label-column.")
+                    f.seek(member.offset_data)
+                    top = max(top, parse_label(f.read(member.size), f"'{path}:{member.name}'"))
+        names = tuple(str(c) for c in range(top + 1))
+        first = WebDatasetRecords.load([paths[0]], input_column=input_column, label_column=label_column,
+                                       class_names=names)
+        folder = str(data) if isinstance(data, (str, os.PathLike)) else str(paths[0].parent)
+        return cls(folder, tuple(str(p) for p in paths), tuple(p.name for p in paths), names, input_column,
+                   label_column, first.modality)
+
+
 def digest_files(folder: str, files: Sequence[str]) -> list[list]:
     """Name, size and modification time of each of ``files`` under ``folder``: a changed input is a new job."""
     out = []
@@ -100,6 +161,8 @@ def open_source(data: str | os.PathLike | Sequence[str | os.PathLike], *, split:
                 input_column: str | None = None, label_column: str = "label") -> Source:
     """Describe the sharded dataset ``data``: a parquet-shard folder (reads schemas, label columns and shard 0),
     or WebDataset tar shards, a folder or a list of ``*.tar`` (reads the tars' headers and labels)."""
+    if not isinstance(data, (str, os.PathLike)) or looks_like_webdataset(data):
+        return WebDatasetSource.open_source(data, split=split, input_column=input_column, label_column=label_column)
     folder = str(data)
     if not looks_like_parquet_shards(folder):
         raise DataFormatError(f"'{folder}' is not a parquet-shard folder (data/{{split}}-0000i-of-0000N.parquet) "
