@@ -6,6 +6,7 @@ import copy
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from datamark.data import load_data
@@ -123,3 +124,30 @@ def test_cli_engine_on_text_shards_takes_the_text_trigger(sst2, tmp_path):
     refused = CliRunner().invoke(app, ["protect", str(sst2), "--out", str(tmp_path / "x"), "--key",
                                        str(tmp_path / "x.json"), "--trigger", "tone", "--engine", "local"])
     assert refused.exit_code != 0 and "is for audio data" in refused.output
+
+
+def test_audio_without_a_declared_rate_is_read_at_shard_0s_rate(tmp_path, one_thread):
+    """A table whose Audio feature has no sampling_rate is read at its first clip's rate in memory; every shard
+    must be read at that rate too, not at its own first clip's (shard 1 starts with a 16 kHz clip here)."""
+    import json
+
+    import pyarrow as pa
+
+    from datamark.data.wav import WavInfo, write_wav
+
+    rng = np.random.default_rng(0)
+    clips = []
+    for i in range(45):
+        rate = 16000 if i == 15 else 8000
+        wave = (0.3 * np.sin(np.arange(rate + 500) * rng.uniform(0.01, 0.2))).astype(np.float32)
+        clips.append({"bytes": write_wav(wave, WavInfo(rate, 2, 1, len(wave))), "path": None})
+    features = {"audio": {"_type": "Audio"}, "label": {"_type": "ClassLabel", "names": ["a", "b", "c"]}}
+    table = pa.table({"audio": clips, "label": pa.array(rng.integers(0, 3, 45), pa.int64())}).replace_schema_metadata(
+        {"huggingface": json.dumps({"info": {"features": features}})})
+    write_parquet_shards(table, tmp_path / "in", max_shard_bytes=_max_bytes(table.nbytes))
+    method = BadNets(seed=6, n_marks=2, rate=0.2, decoy_rate=0.1)
+    key = _reference(method, tmp_path / "in", tmp_path / "ref")
+    result = protect_shards(method, tmp_path / "in", tmp_path / "out", order=[2, 1, 0])
+    install(result, tmp_path / "key.json")
+    assert _files(tmp_path / "out") == _files(tmp_path / "ref")
+    _same_key(key, result.key)

@@ -49,8 +49,9 @@ def _tars(root: Path, kind: str = "image", n: int = 120, shards: int = 3, seed: 
         if kind == "image":
             inputs.append(("png" if i % 4 else "jpg", _image(rng, "png" if i % 4 else "jpg")))
         elif kind == "audio":
-            wave = (0.3 * np.sin(np.arange(9000) * rng.uniform(0.01, 0.2))).astype(np.float32)
-            inputs.append(("wav", write_wav(wave, WavInfo(8000, 2, 1, len(wave)))))
+            rate = 16000 if i == n // shards else 8000  # shard 1 starts with a 16 kHz clip: read at shard 0's 8 kHz
+            wave = (0.3 * np.sin(np.arange(rate + 1000) * rng.uniform(0.01, 0.2))).astype(np.float32)
+            inputs.append(("wav", write_wav(wave, WavInfo(rate, 2, 1, len(wave)))))
         else:
             inputs.append(("txt", " ".join(rng.choice(words, size=int(rng.integers(4, 12)))).encode()))
     inputs[7] = inputs[3]  # a duplicate: a tie in the keyed hash
@@ -59,7 +60,7 @@ def _tars(root: Path, kind: str = "image", n: int = 120, shards: int = 3, seed: 
         with tarfile.open(root / f"shard-{s:06d}.tar", "w", format=FORMATS[s % 3]) as tar:
             _member(tar, "README", b"not a sample\n", 0)
             for i in range(bounds[s], bounds[s + 1]):
-                key = f"part{s}/{'x' * 90 if s == 1 and i % 5 == 0 else ''}{i:06d}"  # long names: GNU/pax headers
+                key = f"part{s}/{'x' * 95 if s < 2 and i % 3 == 0 else ''}{i:06d}"  # long names: GNU/pax headers
                 field, data = inputs[i]
                 _member(tar, f"{key}.{field}", data, i)
                 _member(tar, f"{key}.cls", f"{int(rng.integers(0, 4))}{chr(10) if i % 2 else ''}".encode(), i)
@@ -148,6 +149,15 @@ def test_only_the_marked_samples_changed_members_differ(images, tmp_path):
                 else:
                     assert same  # side fields and members of no sample
     assert row == len(data)
+
+
+def test_changed_members_include_long_names_in_pax_and_gnu_headers(images, tmp_path):
+    marked = BadNets(seed=3, n_marks=2, rate=0.2, decoy_rate=0.1).apply(load_data(str(images)))
+    long = {s: [m for m in marked.dataset.replacements(s) if m] for s in (0, 1)}
+    for s, members in long.items():
+        with tarfile.open(images / f"shard-{s:06d}.tar") as tar:
+            names = [tar.getmembers()[m].name for m in members]
+        assert any(len(n) > 100 for n in names), s  # the case where the header is preceded by a long-name block
 
 
 def test_rewrite_without_changes_copies_the_tar(images, tmp_path):
@@ -243,3 +253,27 @@ def test_cli_protects_tars_with_and_without_engine(images, tmp_path):
         assert runs[how]["format"] == "webdataset"
     assert _files(tmp_path / "memory") == _files(tmp_path / "engine")
     assert runs["memory"]["commitment"] != runs["engine"]["commitment"]  # the keys differ in time and manifest
+
+
+def test_an_interrupted_run_resumes_and_drops_half_written_tars(images, tmp_path, monkeypatch):
+    from datamark.scale import engine
+
+    method = BadNets(seed=7, n_marks=2, decoy_rate=0.1)
+    reference = protect_shards(method, images, tmp_path / "ref")
+    install(reference, tmp_path / "ref.json")
+    real, calls = engine.mark_shard, []
+
+    def interrupted(job, plan, index, state):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(index)
+        return real(job, plan, index, state)
+
+    monkeypatch.setattr(engine, "mark_shard", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        protect_shards(method, images, tmp_path / "out")
+    staged = tmp_path / "out.datamark-partial"
+    (staged / ".shard-000002.tar.tmp-999").write_bytes(b"half")  # a killed worker's leftover, beside the tars
+    monkeypatch.setattr(engine, "mark_shard", real)
+    install(protect_shards(method, images, tmp_path / "out"), tmp_path / "key.json")
+    assert _files(tmp_path / "out") == _files(tmp_path / "ref")
