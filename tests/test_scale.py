@@ -20,7 +20,7 @@ from datamark.data.arrays import ArrayRecords
 from datamark.data.output import arrow_table, write_parquet_shards
 from datamark.exceptions import DataFormatError, OutputExistsError, ParameterError
 from datamark.key import Key
-from datamark.methods import UBWP, BadNets, Blended, CleanLabel, WaNet
+from datamark.methods import BadNets, Blended, CleanLabel, WaNet
 from datamark.scale import engine, install, protect_shards, select
 from datamark.scale.select import answer, find_cuts
 
@@ -145,7 +145,7 @@ def test_a_seedless_run_resumes_with_its_own_secret(data, tmp_path, monkeypatch)
 
 
 def test_refusals(data, tmp_path):
-    for method in (UBWP(seed=1), CleanLabel(seed=1), WaNet(seed=1)):
+    for method in (CleanLabel(seed=1), WaNet(seed=1)):  # no base model; decoys from its own stream
         with pytest.raises(ParameterError, match="without --engine"):
             protect_shards(method, data, tmp_path / "out")
     with pytest.raises(DataFormatError, match="not a parquet-shard folder"):

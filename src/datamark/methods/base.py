@@ -404,6 +404,39 @@ class WatermarkMethod(ABC):
         """Method-specific outcomes to keep in the key (none by default)."""
         return {}
 
+    # --- sharded protect (datamark.scale) --------------------------------------------------------------------
+    def unshardable(self) -> str | None:
+        """Why sharded protect cannot split this configuration over shards, or None when it can.
+
+        A class that returns None promises that its marking is *row-local*: rows are chosen by the default keyed
+        hash (:meth:`select_rows` not overridden) among :meth:`eligible_rows`, which reads only ``data.labels``
+        (so a shard's eligibility is a mask over classes); :meth:`count` reads only ``len(data)`` and
+        ``eligible.sum()``; :meth:`mark` marks each row from that row alone (its input, label and id, the mark,
+        the secret and the context of :meth:`shard_context`) and draws nothing from ``batch.rng``, so any grouping
+        of rows into batches and shards gives the same bytes; and :meth:`merge_key_extra` merges the shards'
+        :meth:`key_extra` pieces into the in-memory one. The engine holds a subclass that redefines any of these
+        below the class that made the promise to nothing (:func:`datamark.scale.engine.check_supported`).
+        """
+        return "its marking is not declared row-local (it may draw from one random stream across rows, or need " \
+               "the whole dataset)"
+
+    def shard_context(self, summary: Any, *, secret: bytes, marks: list[Mark], previous: Any = None) -> Any:
+        """What :meth:`prepare` hands to :meth:`mark`, built by a sharded-protect worker from a ``summary`` of the
+        dataset (``num_classes``, ``class_rows`` per class, ``input_shape``, ``modality``, ``where``), never from
+        its rows. ``previous`` is this process's context from an earlier shard of the same job, whose costly parts
+        (a loaded model) may be reused. None by default."""
+        return None
+
+    def merge_key_extra(self, pieces: list[dict[str, Any]]) -> dict[str, Any]:
+        """The key's ``extra`` of a sharded protect from each shard's :meth:`key_extra` (shards in file order,
+        each shard's rows in row order). By default the pieces must agree; methods whose outcomes are per row or
+        add up over rows override this."""
+        first = pieces[0] if pieces else {}
+        if any(piece != first for piece in pieces):
+            raise NotImplementedError(f"{type(self).__name__}.key_extra differs between shards; define its "
+                                      f"merge_key_extra to protect it shard by shard.")
+        return first
+
 
 def dataset_record(data: Any, watermarked_fingerprint: str, input_shape: tuple[int, ...]) -> dict[str, Any]:
     """What a key records about the protected ``data`` (a :class:`Records`, or any object with its ``fingerprint``,

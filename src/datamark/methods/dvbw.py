@@ -63,6 +63,9 @@ class PoisonLabel(WatermarkMethod):
     def mark(self, batch: MarkBatch) -> tuple[np.ndarray, np.ndarray]:
         return batch.trigger.apply(batch.inputs), np.full(len(batch.inputs), batch.target, dtype=np.int64)
 
+    def unshardable(self) -> str | None:
+        return None  # row-local: each selected row is stamped and relabelled on its own
+
     def verification_defaults(self) -> dict[str, Any]:
         return dict(DVBW_VERIFICATION)
 

@@ -99,6 +99,17 @@ class UBWP(WatermarkMethod):
                   ) -> dict[str, Any]:
         return {"new_labels": new_labels.tolist(),
                 "kept_true_label": int((new_labels == data.labels[rows]).sum()),
-                "note": ("labels drawn uniformly from all classes: about 1/K of marked rows keep their true label"
-                         if self.labels == "uniform" else
-                         "labels drawn uniformly from the other K - 1 classes: no marked row keeps its true label")}
+                "note": self._note()}
+
+    def unshardable(self) -> str | None:
+        return None  # row-local: each row's new label is a keyed hash of its own id, not a draw from a stream
+
+    def merge_key_extra(self, pieces: list[dict[str, Any]]) -> dict[str, Any]:
+        """The shards' new labels in row order (shards in file order) and their kept-label counts summed."""
+        return {"new_labels": [label for piece in pieces for label in piece["new_labels"]],
+                "kept_true_label": sum(piece["kept_true_label"] for piece in pieces), "note": self._note()}
+
+    def _note(self) -> str:
+        return ("labels drawn uniformly from all classes: about 1/K of marked rows keep their true label"
+                if self.labels == "uniform" else
+                "labels drawn uniformly from the other K - 1 classes: no marked row keeps its true label")

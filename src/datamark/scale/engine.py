@@ -30,6 +30,7 @@ import logging
 import os
 import shutil
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,13 +43,24 @@ from .._rng import generator, resolve_secret
 from ..exceptions import ParameterError
 from ..key import Key, canonical_json
 from ..methods.base import WatermarkMethod, dataset_record
-from ..methods.dvbw import PoisonLabel
 from .fingerprint import merged_fingerprint
 from .local import LocalRunner
 from .ray import RayRunner
-from .select import Cut, find_cuts, nothing
+from .select import find_cuts, nothing
 from .shards import Source, open_source
-from .work import Job, MarkPlan, _sha256, count_below, count_unmarkable, hash_shard, mark_shard, outcome, query_shard
+from .work import (
+    Job,
+    MarkPlan,
+    Selection,
+    _sha256,
+    count_below,
+    count_unmarkable,
+    hash_shard,
+    mark_shard,
+    method_context,
+    outcome,
+    query_shard,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +69,13 @@ WORK = ".datamark-work"
 #: graphs are not stored in shards yet.
 SHARDED_MODALITIES = ("image", "text", "audio")
 PARTIAL = ".datamark-partial"
-#: What a supported method must take from PoisonLabel unchanged: then it selects by the default keyed hash, marks
-#: each row on its own without drawing from the marking generator, and stamps decoys as the base class does.
-INHERITED = ("select_rows", "mark_rows", "mark", "eligible_rows", "count", "prepare", "key_extra", "decoy_inputs",
-             "apply", "_decoys", "_mark_count")
+#: What the engine does itself instead of the method (keyed cuts, the decoys' replayed stream): a method must keep
+#: WatermarkMethod's own.
+REPLAYED = ("select_rows", "_decoys", "decoy_inputs")
+#: What a method's row-local promise (WatermarkMethod.unshardable returning None) is about: a class that redefines
+#: any of them below the class that made the promise is not covered by it.
+PROMISED = ("mark", "mark_rows", "count", "eligible_rows", "prepare", "shard_context", "key_extra",
+            "merge_key_extra")
 
 
 @dataclass(frozen=True)
@@ -80,8 +95,10 @@ class Sharded:
 class _Summary:
     """What the method's template reads of a dataset, for a dataset that is never loaded whole."""
 
-    def __init__(self, source: Source, rows: list[int], modality, fingerprint: str) -> None:
+    def __init__(self, source: Source, rows: list[int], modality, fingerprint: str, *,
+                 class_rows: tuple[int, ...] = (), input_shape: tuple[int, ...] = ()) -> None:
         self.source, self.rows, self.n_rows = source, rows, sum(rows)
+        self.class_rows, self.input_shape = class_rows, input_shape  # rows per class; the first example's shape
         self.modality, self.fingerprint = modality, fingerprint
         self.class_names = source.class_names
         self.source_format = source.format
@@ -107,8 +124,9 @@ class _Summary:
         return len(self.class_names)
 
 
-class _AllRows:
-    """The eligibility mask of a method whose every row is eligible: only its count is ever read."""
+class _Eligible:
+    """A mark's eligibility mask as a method's ``count`` reads it in the engine: only its sum (the rows of the
+    mark's eligible classes, from the shards' class counts)."""
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -117,18 +135,42 @@ class _AllRows:
         return self.n
 
 
+class _Classes:
+    """One row per class (label i at row i): a method's ``eligible_rows`` on it gives the mask of eligible classes,
+    since a row-local method's eligibility reads only the labels."""
+
+    def __init__(self, summary: _Summary) -> None:
+        self.labels = np.arange(summary.num_classes)
+        self.num_classes, self.class_names, self.where = summary.num_classes, summary.class_names, summary.where
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
 def check_supported(method: WatermarkMethod) -> None:
-    """Refuse a method the sharded engine cannot reproduce byte for byte (one line, with the fix)."""
-    name = type(method).__name__
-    fix = "protect it without --engine (in memory), or use BadNets or Blended"
-    if not isinstance(method, PoisonLabel):
-        raise ParameterError(f"The sharded engine supports BadNets and Blended (poison-label DVBW) for now, not "
-                             f"{name}: it draws from a random stream across rows, or needs the whole dataset or a "
-                             f"shared model; {fix}.")
-    changed = [m for m in INHERITED if getattr(type(method), m) is not getattr(PoisonLabel, m)]
-    if changed:
-        raise ParameterError(f"{name} overrides {', '.join(changed)}, so the sharded engine cannot prove it marks the "
-                             f"same rows the same way; {fix}.")
+    """Refuse a method the sharded engine cannot reproduce byte for byte (one line, with the fix): one whose
+    configuration is not row-local (:meth:`WatermarkMethod.unshardable`), one that replaces what the engine does
+    itself (:data:`REPLAYED`), or one that redefines a promised part below the class that made the promise."""
+    cls, name = type(method), type(method).__name__
+    fix = "protect it without --engine (in memory)"
+    reason = method.unshardable()
+    if reason is not None:
+        raise ParameterError(f"The sharded engine cannot split {name} over shards: {reason}; {fix}.")
+    replaced = [m for m in REPLAYED if getattr(cls, m) is not getattr(WatermarkMethod, m)]
+    if replaced:
+        raise ParameterError(f"{name} overrides {', '.join(replaced)}, which the sharded engine does itself (keyed "
+                             f"cuts, the decoys' stream), so it cannot prove it marks the same rows the same way; "
+                             f"{fix}.")
+    promiser = _owner(cls, "unshardable")
+    unpromised = [m for m in PROMISED if not issubclass(promiser, _owner(cls, m))]
+    if unpromised:
+        raise ParameterError(f"{name} redefines {', '.join(unpromised)} below {promiser.__name__}, whose row-local "
+                             f"promise (unshardable) does not cover it; {fix}, or declare unshardable in {name}.")
+
+
+def _owner(cls: type, attr: str) -> type:
+    """The class of ``cls``'s MRO that defines ``attr``."""
+    return next(c for c in cls.__mro__ if attr in vars(c))
 
 
 def protect_shards(method: WatermarkMethod, data: str | os.PathLike | list, output: str | os.PathLike, *,
@@ -228,7 +270,7 @@ def _run(method: WatermarkMethod, job: Job, runner: Any, output: Path, *, modali
         clock[0] = now
 
     infos = [_read(job.stem("hashed", i).with_suffix(".json")) for i in range(n_shards)]
-    todo = [i for i in range(n_shards) if infos[i] is None]
+    todo = [i for i in range(n_shards) if infos[i] is None or "classes" not in infos[i]]  # older runs: no labels
     with progress_bar("hash shards", len(todo), enabled=progress, unit="shard") as bar:
         hashed = runner.map(hash_shard, [(job, i) for i in todo], on_done=bar.advance)
     for i, info in zip(todo, hashed, strict=True):
@@ -237,7 +279,9 @@ def _run(method: WatermarkMethod, job: Job, runner: Any, output: Path, *, modali
     shape = tuple(next(info["shape"] for info in infos if info["shape"] is not None))
     lap("hash")
     summary = _Summary(source, [info["rows"] for info in infos], modality,
-                       merged_fingerprint([job.stem("input", i) for i in range(n_shards)]))
+                       merged_fingerprint([job.stem("input", i) for i in range(n_shards)]),
+                       class_rows=tuple(int(c) for c in np.sum([info["classes"] for info in infos], axis=0)),
+                       input_shape=shape)
     lap("key")
     marks = method.draw_marks(summary, job.secret, shape)
     for mark in marks:
@@ -250,16 +294,14 @@ def _run(method: WatermarkMethod, job: Job, runner: Any, output: Path, *, modali
                                  f"({type(picky[0]).__name__}); the sharded engine marks only data whose every row "
                                  f"can. Protect without --engine.")
     method._warn_if_common(summary, marks)  # as in memory: a trigger already frequent in the data is weak
-    ks = [method._mark_count(summary, _AllRows(n), j) for j in range(len(marks))]
-    if sum(ks) > n:
-        raise ParameterError(f"{type(method).__name__} needs {sum(ks)} rows for its marks but {summary.where} has "
-                             f"{n}; lower the rate or n_marks.")
 
-    def ask(purpose: str, exclude: list[Cut] | None):
-        return lambda queries: runner.map(query_shard, [(job, i, purpose, exclude, queries) for i in range(n_shards)])
+    def ask(purpose: str, taken: Selection | None, classes: np.ndarray | None):
+        return lambda queries: runner.map(query_shard, [(job, i, purpose, taken, classes, queries)
+                                                        for i in range(n_shards)])
 
-    cuts = [nothing(n_shards), *find_cuts(ask("mark", None), list(np.cumsum(ks)), n_shards, n)]
-    plan = MarkPlan(method, cuts, [m.trigger for m in marks], [m.target for m in marks], summary.num_classes)
+    selection, ks = _select(method, summary, marks, ask)
+    plan = MarkPlan(method, selection, marks, summary, uuid.uuid4().hex)
+    method_context(job, plan)  # built here once first: a wrong base model is refused before any shard is marked
     states: list[dict | None] = [None] * n_shards
     k_decoys = int(round(method.decoy_rate * n))
     if k_decoys:
@@ -267,10 +309,10 @@ def _run(method: WatermarkMethod, job: Job, runner: Any, output: Path, *, modali
         if k_decoys > free:
             raise ParameterError(f"decoy_rate={method.decoy_rate} needs {k_decoys} unmarked rows; only {free} are "
                                  f"left. Lower decoy_rate or rate.")
-        decoy_cut = find_cuts(ask("decoy", cuts), [k_decoys], n_shards, free)[0]
-        counts = runner.map(count_below, [(job, i, "decoy", cuts, decoy_cut) for i in range(n_shards)])
+        decoy_cut = find_cuts(ask("decoy", selection, None), [k_decoys], n_shards, free)[0]
+        counts = runner.map(count_below, [(job, i, "decoy", selection, decoy_cut) for i in range(n_shards)])
         states = _decoy_states(job.secret, marks[0].trigger, counts)
-        plan = MarkPlan(method, cuts, plan.triggers, plan.targets, plan.num_classes, decoy_cut, marks[0].trigger)
+        plan = dataclasses.replace(plan, decoy_cut=decoy_cut, decoy_trigger=marks[0].trigger)
     lap("select")
     done = [_finished(job, i) for i in range(n_shards)]
     todo = [i for i in range(n_shards) if done[i] is None]
@@ -283,6 +325,41 @@ def _run(method: WatermarkMethod, job: Job, runner: Any, output: Path, *, modali
     lap("key")
     peak = max([d.get("peak_rss_mib", 0.0) for d in done] + [i.get("peak_rss_mib", 0.0) for i in infos])
     return dataclasses.replace(result, timings=timings, worker_peak_rss_mib=peak)
+
+
+def _select(method: WatermarkMethod, summary: _Summary, marks, ask) -> tuple[Selection, list[int]]:
+    """Each mark's rows as in-memory protect chooses them, as exact distributed cuts, and each mark's count.
+
+    A mark's eligible rows are those of its eligible classes (the method's ``eligible_rows`` on one row per class);
+    marks with the same classes take consecutive ranks of one ranking, as each in-memory mark takes the first
+    eligible rows no earlier mark took. Marks whose classes overlap without being the same cannot be cut this way
+    and are refused."""
+    name, n_shards = type(method).__name__, len(summary.rows)
+    classes = []
+    for mark in marks:
+        mask = np.asarray(method.eligible_rows(_Classes(summary), mark.target), dtype=bool)
+        classes.append(None if mask.all() else mask)
+    rows_of = [summary.n_rows if c is None else int(np.asarray(summary.class_rows)[c].sum()) for c in classes]
+    ks = [method._mark_count(summary, _Eligible(rows_of[j]), j) for j in range(len(marks))]
+    groups: dict[bytes, list[int]] = {}
+    for j, c in enumerate(classes):
+        groups.setdefault(b"all" if c is None else c.tobytes(), []).append(j)
+    masks = [np.ones(summary.num_classes, dtype=bool) if c is None else c for c in classes]
+    for a, b in ((groups[g][0], groups[h][0]) for g in groups for h in groups if g < h):
+        if (masks[a] & masks[b]).any():
+            raise ParameterError(f"The eligible classes of {name}'s marks {a} and {b} overlap without being the "
+                                 f"same, which the sharded engine cannot cut exactly; protect it without --engine.")
+    lower, upper = [nothing(n_shards)] * len(marks), [nothing(n_shards)] * len(marks)
+    for members in groups.values():
+        wanted, have = int(sum(ks[j] for j in members)), rows_of[members[0]]
+        if wanted > have:
+            raise ParameterError(f"{name} needs {wanted} rows for its marks but only {have} are eligible in "
+                                 f"{summary.where}; lower the rate or n_marks.")
+        cuts = find_cuts(ask("mark", None, classes[members[0]]), list(np.cumsum([ks[j] for j in members])),
+                         n_shards, have)
+        for j, before, cut in zip(members, [nothing(n_shards), *cuts], cuts, strict=False):
+            lower[j], upper[j] = before, cut
+    return Selection(lower, upper, classes), ks
 
 
 def _decoy_states(secret: bytes, trigger, counts: list[int]) -> list[dict | None]:
@@ -315,6 +392,7 @@ def _finish(method: WatermarkMethod, job: Job, output: Path, summary: _Summary, 
     mark_ids: list[list[str]] = [[] for _ in marks]
     marked_ids: list[str] = []
     decoys: list[str] = []
+    pieces: list[dict[str, Any]] = []  # each shard's key_extra (the method merges them: merge_key_extra)
     for index in range(n_shards):  # one shard's record in memory at a time; each id is kept once, shared
         record = _read(job.stem("done", index).with_suffix(".json"))
         for j, ids in enumerate(record["marked"]):
@@ -323,10 +401,12 @@ def _finish(method: WatermarkMethod, job: Job, output: Path, summary: _Summary, 
                        for p, i in zip(ps, ids, strict=True))
         marked_ids += [i for _, i in pairs]  # all marks' rows of the shard, in row order
         decoys += record["decoys"]
+        pieces.append(record.get("key_extra", {}))
         del record, pairs
     manifest = {"split": job.source.split,
                 "shards": [{"file": d["file"], "rows": d["rows"], "sha256": d["sha256"]} for d in done]}
-    extra = {**({"decoy_ids": decoys} if decoys else {}), "shard_manifest": manifest}
+    extra = {**method.merge_key_extra(pieces), **({"decoy_ids": decoys} if decoys else {}),
+             "shard_manifest": manifest}
     key = method.build_key(marks, job.secret, [tuple(ids) for ids in mark_ids], tuple(marked_ids),
                            dataset_record(summary, watermarked, shape), extra)
     return Sharded(key, Path(job.staged), output, len(summary), len(marked_ids), n_shards, {})
