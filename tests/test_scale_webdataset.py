@@ -277,3 +277,20 @@ def test_an_interrupted_run_resumes_and_drops_half_written_tars(images, tmp_path
     monkeypatch.setattr(engine, "mark_shard", real)
     install(protect_shards(method, images, tmp_path / "out"), tmp_path / "key.json")
     assert _files(tmp_path / "out") == _files(tmp_path / "ref")
+
+
+def test_the_fast_header_parser_agrees_with_tarfile(images, tmp_path):
+    from datamark.data.webdataset import _tarfile_members, members_of
+
+    _tar(tmp_path / "gnu" / "a.tar", [("a.png", b"x" * 700), ("dir/", b""), ("a.cls", b"1")])
+    with tarfile.open(tmp_path / "gnu" / "b.tar", "w", format=tarfile.GNU_FORMAT) as tar:  # GNU magic, short names
+        for i, name in enumerate(("k.png", "k.cls", "l.png")):
+            _member(tar, name, b"y" * (100 * i + 1), i)
+    paths = [*sorted(images.glob("*.tar")), tmp_path / "gnu" / "a.tar", tmp_path / "gnu" / "b.tar"]
+    for path in paths:
+        with open(path, "rb") as f:
+            assert members_of(f, path) == _tarfile_members(f, path), path
+    with pytest.raises(DataFormatError, match="Cannot read .* as an uncompressed tar"):
+        (tmp_path / "bad.tar").write_bytes(b"\1" * 1024)
+        with open(tmp_path / "bad.tar", "rb") as f:
+            members_of(f, tmp_path / "bad.tar")

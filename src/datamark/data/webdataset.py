@@ -32,7 +32,7 @@ import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -44,6 +44,12 @@ from .records import Records
 BLOCK = tarfile.BLOCKSIZE    # 512: tar headers and data are laid out in blocks
 RECORD = tarfile.RECORDSIZE  # 10240: what tar writers pad an archive to
 TEXT_FIELDS = ("txt", "text")
+ZERO_BLOCK = bytes(BLOCK)
+USTAR_MAGIC = (b"ustar\x00", b"ustar ")  # POSIX (Python's default, pax without extended headers) and GNU
+REGULAR_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
+#: Header types the fast parser reads itself: files, links, directories, devices, FIFOs (no pax or GNU extensions).
+PLAIN_TYPES = (*REGULAR_TYPES, tarfile.LNKTYPE, tarfile.SYMTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.DIRTYPE,
+               tarfile.FIFOTYPE)
 
 
 def looks_like_webdataset(path: str | os.PathLike) -> bool:
@@ -97,18 +103,77 @@ class Sample:
     fields: dict[str, int]
 
 
-def scan(path: Path, fileobj: Any = None) -> tuple[list[tarfile.TarInfo], list[Sample]]:
-    """The members (headers only) and samples of the tar at ``path``; a malformed tar is a one-line error."""
+class Member(NamedTuple):
+    """What datamark needs of a tar member: its name, where its data starts, its size, whether it is a regular
+    file, and whether it can be rewritten in place (not sparse, not sized by a pax header)."""
+
+    name: str
+    offset_data: int
+    size: int
+    regular: bool
+    plain: bool = True
+
+
+def members_of(f: Any, path: Path) -> list[Member]:
+    """The members of the tar open as ``f`` (read from its start): plain ustar headers are parsed here, about ten
+    times faster than :mod:`tarfile`; any other header (pax, GNU long names, base-256 sizes, old v7 tars) hands
+    the whole archive to :mod:`tarfile`, which also names what is wrong with a damaged one."""
+    members: list[Member] = []
+    position = 0
+    while True:
+        f.seek(position)
+        block = f.read(BLOCK)
+        if len(block) < BLOCK or block == ZERO_BLOCK:
+            return members if len(block) == BLOCK or (not block and members) else _tarfile_members(f, path)
+        size_field, kind = block[124:136], block[156:157]
+        if block[257:263] not in USTAR_MAGIC or size_field[0] & 0x80 or kind not in PLAIN_TYPES \
+                or _checksum(block) != int(block[148:156].split(b"\0", 1)[0].strip() or b"0", 8):
+            return _tarfile_members(f, path)
+        size = int(size_field.split(b"\0", 1)[0].strip() or b"0", 8)
+        name = _field(block[0:100])
+        prefix = _field(block[345:500])
+        regular = kind in REGULAR_TYPES and not (kind == b"\0" and name.endswith("/"))
+        if not regular and size:
+            return _tarfile_members(f, path)
+        members.append(Member(f"{prefix}/{name}" if prefix else name, position + BLOCK, size, regular))
+        position += BLOCK + _padded(size)
+
+
+def _tarfile_members(f: Any, path: Path) -> list[Member]:
+    f.seek(0)
     try:
-        with tarfile.open(path, "r:", fileobj=fileobj) as tar:
-            members = tar.getmembers()
+        with tarfile.open(path, "r:", fileobj=f) as tar:
+            infos = tar.getmembers()
     except (tarfile.TarError, OSError) as err:
         raise DataFormatError(f"Cannot read '{path}' as an uncompressed tar: {err}. Decompress or replace the shard "
                               f"(the input is never modified).") from err
+    return [Member(m.name, m.offset_data, m.size, m.isfile(), not m.issparse() and "size" not in m.pax_headers)
+            for m in infos]
+
+
+def _field(data: bytes) -> str:
+    return data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _checksum(block: bytes) -> int:
+    return 256 + sum(block[:148]) + sum(block[156:])  # the checksum field itself counted as spaces
+
+
+def scan(path: Path, fileobj: Any = None) -> tuple[list[Member], list[Sample]]:
+    """The members (headers only) and samples of the tar at ``path`` (or open as ``fileobj``); a malformed tar is a
+    one-line error."""
+    if fileobj is None:
+        try:
+            with open(path, "rb") as f:
+                members = members_of(f, path)
+        except OSError as err:
+            raise DataFormatError(f"Cannot read '{path}': {err}.") from err
+    else:
+        members = members_of(fileobj, path)
     samples: list[Sample] = []
     seen: set[str] = set()
     for index, member in enumerate(members):
-        parts = split_name(member.name) if member.isfile() else None
+        parts = split_name(member.name) if member.regular else None
         if parts is None:
             continue  # directories, links, names without a field: copied as they are, part of no sample
         key, field = parts
@@ -312,7 +377,7 @@ class WebDatasetRecords(Records):
                 self.write_shard(shard, tmp / name)
 
 
-def _member_bytes(raw: bytes, member: tarfile.TarInfo) -> bytes:
+def _member_bytes(raw: bytes, member: Member) -> bytes:
     return raw[member.offset_data:member.offset_data + member.size]
 
 
@@ -335,7 +400,7 @@ def rewrite_tar(source: Path, target: Path, replacements: dict[int, bytes]) -> N
         position = 0
         for index in sorted(replacements):
             member = members[index]
-            if member.issparse() or "size" in member.pax_headers:
+            if not member.plain:
                 raise DataFormatError(f"The member '{member.name}' of '{source}' is sparse or sized by a pax header; "
                                       f"datamark rewrites plain members only. Repack the shard with plain members.")
             header_at = member.offset_data - BLOCK
