@@ -163,8 +163,8 @@ def protect(
                                                                   card])
         chosen = build(source.open(0).modality.name)
         check_supported(chosen)
-        result = protect_shards(chosen, data, output, workers=workers, split=split, input_column=input_column,
-                                label_column=label_column, overwrite=overwrite, engine=engine, progress=True)
+        result = protect_shards(chosen, source, output, workers=workers, overwrite=overwrite, engine=engine,
+                                progress=True)
         with Journal() as journal:  # never a watermarked dataset without its key
             install(result, key_path, overwrite=overwrite, journal=journal)
             if card is not None:

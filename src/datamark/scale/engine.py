@@ -47,7 +47,7 @@ from .fingerprint import merged_fingerprint
 from .local import LocalRunner
 from .ray import RayRunner
 from .select import find_cuts, nothing
-from .shards import Source, open_source
+from .shards import ParquetSource, Source, WebDatasetSource, open_source
 from .work import (
     Job,
     MarkPlan,
@@ -173,12 +173,14 @@ def _owner(cls: type, attr: str) -> type:
     return next(c for c in cls.__mro__ if attr in vars(c))
 
 
-def protect_shards(method: WatermarkMethod, data: str | os.PathLike | list, output: str | os.PathLike, *,
+def protect_shards(method: WatermarkMethod, data: str | os.PathLike | list | Source, output: str | os.PathLike, *,
                    workers: int = 1, split: str | None = None, input_column: str | None = None,
                    label_column: str = "label", overwrite: bool = False, engine: str = "local",
                    runner: Any = None, order: list[int] | None = None, progress: bool = False) -> Sharded:
     """Watermark the sharded dataset ``data`` -- a parquet-shard folder, or WebDataset tar shards (a folder of
-    ``*.tar`` or a list of them) -- shard by shard into a staged copy of ``output`` with the input's shard names.
+    ``*.tar`` or a list of them), or a source :func:`~datamark.scale.shards.open_source` opened from one (then
+    ``split`` and the columns are the source's) -- shard by shard into a staged copy of ``output`` with the input's
+    shard names.
 
     Returns a :class:`Sharded`; :func:`install` writes its key and puts the folder in place. ``engine`` runs the
     shard tasks: ``"local"`` (a :class:`LocalRunner` with ``workers`` processes, started in ``order`` for tests) or
@@ -190,9 +192,10 @@ def protect_shards(method: WatermarkMethod, data: str | os.PathLike | list, outp
                              f"tasks); got {engine!r}.")
     check_supported(method)
     output = Path(output)
-    inputs = [data] if isinstance(data, (str, os.PathLike)) else list(data)  # a folder, or a list of tar shards
+    opened = isinstance(data, (ParquetSource, WebDatasetSource))  # the CLI opens it first, for its modality
+    inputs = list(data.inputs) if opened else [data] if isinstance(data, (str, os.PathLike)) else list(data)
     check_output(output, overwrite=overwrite, what="dataset", inputs=inputs, directory=True)
-    source = open_source(data, split=split, input_column=input_column, label_column=label_column)
+    source = data if opened else open_source(data, split=split, input_column=input_column, label_column=label_column)
     first = source.open(0)
     kind = first.modality.name
     if kind not in SHARDED_MODALITIES:

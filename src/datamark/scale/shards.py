@@ -45,6 +45,10 @@ class Source(Protocol):
     def where(self) -> str:
         """What messages call the dataset."""
 
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The input paths, which protect never writes over."""
+
     def open(self, index: int) -> Records:
         """Shard ``index`` as records, under the whole dataset's class names (and audio sample rate)."""
 
@@ -73,6 +77,10 @@ class ParquetSource:
     @property
     def where(self) -> str:
         return f"'{self.folder}'[{self.split}]"
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.folder,)
 
     def open(self, index: int) -> ArrowRecords:
         """Shard ``index`` as records, under the whole dataset's metadata, class names and sample rate."""
@@ -108,6 +116,10 @@ class WebDatasetSource:
     @property
     def where(self) -> str:
         return f"'{self.folder}'"
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.folder, *self.paths)
 
     def open(self, index: int) -> WebDatasetRecords:
         return WebDatasetRecords.load([self.paths[index]], input_column=self.input_column,
