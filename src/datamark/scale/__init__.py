@@ -1,4 +1,5 @@
-"""Protect datasets larger than one machine's memory: parquet shards watermarked shard by shard (issue 16).
+"""Protect datasets larger than one machine's memory: parquet or WebDataset tar shards watermarked shard by shard
+(issue 16).
 
 :func:`protect_shards` runs the two passes (hash and select, then mark and write) on a :class:`LocalRunner`
 (worker processes) or a :class:`RayRunner` (Ray tasks, ``pip install "datamark[ray]"``), and :func:`install`

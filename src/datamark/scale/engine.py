@@ -1,4 +1,5 @@
-"""Sharded protect: watermark a parquet-shard dataset shard by shard, never holding the whole dataset.
+"""Sharded protect: watermark a parquet-shard dataset or WebDataset tar shards (image, text or audio) shard by shard,
+never holding the whole dataset.
 
 Two passes over the shards, the coordinator holding only counts, cuts and the key's outcomes:
 
@@ -11,9 +12,11 @@ Two passes over the shards, the coordinator holding only counts, cuts and the ke
    name; unselected rows keep their stored bytes.
 
 The output folder equals, byte for byte, ``method.apply(data)`` written as parquet shards with the input's shard
-boundaries (the whole table when the input is one shard), whatever the number of workers or the order shards are
-processed in; the key equals the in-memory key except for its creation time and ``extra["shard_manifest"]``
-(file names, rows and SHA-256 of the output shards; verification needs none of it).
+boundaries (the whole table when the input is one shard), or, for tar shards, ``method.apply(load_data(folder))``
+saved by its own writer (:mod:`datamark.data.webdataset`: the input tars with only changed members rewritten),
+whatever the number of workers or the order shards are processed in; the key equals the in-memory key except for
+its creation time and ``extra["shard_manifest"]`` (file names, rows and SHA-256 of the output shards; verification
+needs none of it).
 
 Resumable: the dataset is built in ``{output}.datamark-partial`` (its work folder holds the plan, the secret of a
 seedless run, the cached scores and one record per finished shard, each shard written atomically); running the
