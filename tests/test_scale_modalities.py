@@ -151,3 +151,21 @@ def test_audio_without_a_declared_rate_is_read_at_shard_0s_rate(tmp_path, one_th
     install(result, tmp_path / "key.json")
     assert _files(tmp_path / "out") == _files(tmp_path / "ref")
     _same_key(key, result.key)
+
+
+def test_image_shards_without_marked_rows_are_written_unchanged(tmp_path):
+    """At a low rate most shards hold no marked row; they are written as read (nothing is decoded)."""
+    from datamark.data.arrays import ArrayRecords
+
+    rng = np.random.default_rng(1)
+    records = ArrayRecords(rng.integers(0, 256, size=(90, 8, 8, 3), dtype=np.uint8), rng.integers(0, 3, 90),
+                           ["a", "b", "c"], where="generated")
+    table = arrow_table(records)
+    write_parquet_shards(table, tmp_path / "in", max_shard_bytes=_max_bytes(table.nbytes))
+    method = BadNets(seed=9, n_marks=1, rate=0.02)  # 2 rows: at least one of the 3 shards has none
+    key = _reference(method, tmp_path / "in", tmp_path / "ref")
+    result = protect_shards(method, tmp_path / "in", tmp_path / "out", workers=2)
+    install(result, tmp_path / "key.json")
+    assert _files(tmp_path / "out") == _files(tmp_path / "ref")
+    _same_key(key, result.key)
+    assert len(key.marked_ids) == 2 and len(result.key.extra["shard_manifest"]["shards"]) == 3

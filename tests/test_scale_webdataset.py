@@ -189,6 +189,16 @@ def test_a_list_of_shards(images, tmp_path):
     assert sorted(_files(tmp_path / "out")) == [".datamark-output", "shard-000000.tar", "shard-000002.tar"]
 
 
+def test_a_shard_without_samples_is_copied(images, tmp_path):
+    shards = [images / "shard-000000.tar", tmp_path / "in" / "empty.tar"]
+    _tar(shards[1], [("README", b"no samples here")])
+    result = protect_shards(BadNets(seed=8, n_marks=2), shards, tmp_path / "out", workers=2)
+    install(result, tmp_path / "key.json")
+    BadNets(seed=8, n_marks=2).apply(WebDatasetRecords.load(shards)).dataset.save(tmp_path / "ref")
+    assert _files(tmp_path / "out") == _files(tmp_path / "ref")
+    assert (tmp_path / "out" / "empty.tar").read_bytes() == shards[1].read_bytes()
+
+
 def test_converting_to_parquet_shards_keeps_ids(images, tmp_path):
     data = load_data(str(images))
     data.save(tmp_path / "pq", format="parquet-shards")

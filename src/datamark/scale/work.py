@@ -155,7 +155,8 @@ def mark_shard(job: Job, plan: MarkPlan, index: int, decoy_state: dict | None) -
     if len(rows_all):
         out = records.replace(rows_all[order], np.concatenate(inputs)[order], np.concatenate(labels)[order])
     else:
-        out = records.replace(rows_all, records.take(rows_all), records.labels[rows_all])
+        # nothing to decode (an image shard cannot decode zero rows): an empty batch of the modality
+        out = records.replace(rows_all, records.modality.empty(0, ()), records.labels[rows_all])
     name = job.source.files[index]
     target = Path(job.staged) / name
     target.parent.mkdir(parents=True, exist_ok=True)
