@@ -137,8 +137,9 @@ def cifar_shard(folder: Path, index: int, shards: int, start: int, stop: int, so
 
 def cifar_source() -> str:
     """CIFAR-10's training parquet in the shared data folder (``DATAMARK_DATA`` overrides where that is)."""
-    root = Path(os.environ.get("DATAMARK_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-    path = root / "cifar10" / "train.parquet"
+    from datamark.data import shared_data_dir
+
+    path = shared_data_dir() / "cifar10" / "train.parquet"
     if not path.is_file():
         raise SystemExit(f"scale.py: --cifar-repeat needs {path}; set DATAMARK_DATA to the shared data folder")
     return str(path)
