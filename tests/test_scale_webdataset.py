@@ -297,10 +297,13 @@ def test_the_fast_header_parser_agrees_with_tarfile(images, tmp_path):
         for i, name in enumerate(("k.png", "k.cls", "l.png")):
             _member(tar, name, b"y" * (100 * i + 1), i)
     paths = [*sorted(images.glob("*.tar")), tmp_path / "gnu" / "a.tar", tmp_path / "gnu" / "b.tar"]
-    for path in paths:
-        with open(path, "rb") as f:
-            assert members_of(f, path) == _tarfile_members(f, path), path
-    with pytest.raises(DataFormatError, match="Cannot read .* as an uncompressed tar"):
-        (tmp_path / "bad.tar").write_bytes(b"\1" * 1024)
-        with open(tmp_path / "bad.tar", "rb") as f:
-            members_of(f, tmp_path / "bad.tar")
+    for path in paths:  # headers read one by one, or from the shard's bytes: as tarfile reads them
+        assert members_of(path) == members_of(path, path.read_bytes()) == _tarfile_members(path), path
+    (tmp_path / "bad.tar").write_bytes(b"\1" * 1024)
+    damaged = bytearray((tmp_path / "gnu" / "b.tar").read_bytes())
+    damaged[1024 + 2] ^= 1  # a name byte of the second member's header: its checksum no longer matches
+    (tmp_path / "damaged.tar").write_bytes(bytes(damaged))
+    for path, message in ((tmp_path / "bad.tar", "as an uncompressed tar"), (tmp_path / "damaged.tar", "byte 1024")):
+        for raw in (None, path.read_bytes()):
+            with pytest.raises(DataFormatError, match=message):
+                members_of(path, raw)

@@ -25,9 +25,7 @@ consecutive regular members sharing a key, the member name up to the first dot o
 
 from __future__ import annotations
 
-import io
 import os
-import posixpath
 import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -88,11 +86,11 @@ def shard_paths(data: str | os.PathLike | Sequence[str | os.PathLike]) -> list[P
 def split_name(name: str) -> tuple[str, str] | None:
     """(key, field) of a member name as WebDataset groups it: the base name up to its first dot is the key's end,
     the rest (lower-cased) the field; None for names without one (not part of any sample)."""
-    folder, base = posixpath.split(name)
-    dot = base.find(".")
-    if dot <= 0:
+    start = name.rfind("/") + 1
+    dot = name.find(".", start)
+    if dot <= start:
         return None
-    return posixpath.join(folder, base[:dot]), base[dot + 1:].lower()
+    return name[:dot], name[dot + 1:].lower()
 
 
 @dataclass(frozen=True)
@@ -114,35 +112,88 @@ class Member(NamedTuple):
     plain: bool = True
 
 
-def members_of(f: Any, path: Path) -> list[Member]:
-    """The members of the tar open as ``f`` (read from its start): plain ustar headers are parsed here, about ten
-    times faster than :mod:`tarfile`; any other header (pax, GNU long names, base-256 sizes, old v7 tars) hands
-    the whole archive to :mod:`tarfile`, which also names what is wrong with a damaged one."""
+def members_of(path: Path, raw: bytes | None = None) -> list[Member]:
+    """The members of the tar at ``path`` (its bytes ``raw`` when already read; else its headers are read and its
+    data skipped): plain ustar and GNU headers are parsed here, several times faster than :mod:`tarfile`; any other
+    header (pax, GNU long names, base-256 sizes, old v7 tars) hands the archive to :mod:`tarfile`, which also names
+    what is wrong with a damaged one."""
+    try:
+        if raw is None:
+            with open(path, "rb") as f:
+                members = _parse(lambda at: (f.seek(at), f.read(BLOCK))[1], path, None)
+                end = max((m.offset_data + _padded(m.size) for m in members), default=0)
+                f.seek(end)
+                tail = f.read()
+        else:
+            members = _parse(lambda at: raw[at:at + BLOCK], path, raw)
+            end = max((m.offset_data + _padded(m.size) for m in members), default=0)
+            tail = raw[end:]
+    except OSError as err:
+        raise DataFormatError(f"Cannot read '{path}': {err}.") from err
+    if tail.strip(b"\0"):  # tarfile stops at the first zero or damaged header: never drop what follows silently
+        raise DataFormatError(f"'{path}' holds data after its last readable member (at byte {end}: a damaged header, "
+                              f"or tars concatenated); repair or re-create the shard (the input is never modified).")
+    return members
+
+
+def _parse(block_at: Any, path: Path, raw: bytes | None) -> list[Member]:
+    """The headers' walk behind :func:`members_of`: ``block_at(offset)`` reads one 512-byte block. With ``raw``,
+    the checksums are verified at the end, vectorised; else block by block."""
     members: list[Member] = []
+    heads, sums = [], []
     position = 0
     while True:
-        f.seek(position)
-        block = f.read(BLOCK)
+        block = block_at(position)
         if len(block) < BLOCK or block == ZERO_BLOCK:
-            return members if len(block) == BLOCK or (not block and members) else _tarfile_members(f, path)
+            if len(block) != BLOCK and (block or not members):
+                return _tarfile_members(path)  # truncated, or empty: tarfile says which
+            break
         size_field, kind = block[124:136], block[156:157]
-        if block[257:263] not in USTAR_MAGIC or size_field[0] & 0x80 or kind not in PLAIN_TYPES \
-                or _checksum(block) != int(block[148:156].split(b"\0", 1)[0].strip() or b"0", 8):
-            return _tarfile_members(f, path)
+        if block[257:263] not in USTAR_MAGIC or size_field[0] & 0x80 or kind not in PLAIN_TYPES:
+            return _tarfile_members(path)
+        stored = int(block[148:156].split(b"\0", 1)[0].strip() or b"0", 8)
+        if raw is None and stored != 256 + sum(block[:148]) + sum(block[156:]):  # checksum field as 8 spaces
+            raise _damaged(path, position)
+        heads.append(position)
+        sums.append(stored)
         size = int(size_field.split(b"\0", 1)[0].strip() or b"0", 8)
         name = _field(block[0:100])
         prefix = _field(block[345:500])
         regular = kind in REGULAR_TYPES and not (kind == b"\0" and name.endswith("/"))
         if not regular and size:
-            return _tarfile_members(f, path)
+            return _tarfile_members(path)
         members.append(Member(f"{prefix}/{name}" if prefix else name, position + BLOCK, size, regular))
         position += BLOCK + _padded(size)
+    if raw is not None:
+        bad = _bad_checksum(raw, heads, sums)
+        if bad is not None:
+            raise _damaged(path, bad)
+    return members
 
 
-def _tarfile_members(f: Any, path: Path) -> list[Member]:
-    f.seek(0)
+def _damaged(path: Path, offset: int) -> DataFormatError:
+    return DataFormatError(f"The tar '{path}' has a damaged header (bad checksum) at byte {offset}; replace the shard "
+                           f"(the input is never modified).")
+
+
+def _bad_checksum(raw: bytes, heads: list[int], sums: list[int], chunk: int = 4096) -> int | None:
+    """The offset of the first header of ``heads`` in ``raw`` whose bytes do not sum to its stored checksum (the
+    field itself counted as 8 spaces), ``chunk`` headers at a time; None when all match."""
+    data = np.frombuffer(raw, dtype=np.uint8)
+    offsets = np.arange(BLOCK)
+    for start in range(0, len(heads), chunk):
+        at = np.asarray(heads[start:start + chunk])
+        blocks = data[at[:, None] + offsets].astype(np.int64)
+        wrong = np.flatnonzero(256 + blocks[:, :148].sum(axis=1) + blocks[:, 156:].sum(axis=1)
+                               != np.asarray(sums[start:start + chunk]))
+        if len(wrong):
+            return int(at[wrong[0]])
+    return None
+
+
+def _tarfile_members(path: Path) -> list[Member]:
     try:
-        with tarfile.open(path, "r:", fileobj=f) as tar:
+        with tarfile.open(path, "r:") as tar:
             infos = tar.getmembers()
     except (tarfile.TarError, OSError) as err:
         raise DataFormatError(f"Cannot read '{path}' as an uncompressed tar: {err}. Decompress or replace the shard "
@@ -155,21 +206,10 @@ def _field(data: bytes) -> str:
     return data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
-def _checksum(block: bytes) -> int:
-    return 256 + sum(block[:148]) + sum(block[156:])  # the checksum field itself counted as spaces
-
-
-def scan(path: Path, fileobj: Any = None) -> tuple[list[Member], list[Sample]]:
-    """The members (headers only) and samples of the tar at ``path`` (or open as ``fileobj``); a malformed tar is a
-    one-line error."""
-    if fileobj is None:
-        try:
-            with open(path, "rb") as f:
-                members = members_of(f, path)
-        except OSError as err:
-            raise DataFormatError(f"Cannot read '{path}': {err}.") from err
-    else:
-        members = members_of(fileobj, path)
+def scan(path: Path, raw: bytes | None = None) -> tuple[list[Member], list[Sample]]:
+    """The members and samples of the tar at ``path`` (its bytes ``raw`` when already read; else only its headers
+    are read); a malformed tar is a one-line error."""
+    members = members_of(path, raw)
     samples: list[Sample] = []
     seen: set[str] = set()
     for index, member in enumerate(members):
@@ -260,6 +300,7 @@ class Layout:
     values: tuple[Any, ...]          # per row: the stored value read (bytes struct or string)
     labels: np.ndarray               # per row: the label read
     label_bytes: tuple[bytes, ...]   # per row: the label member's bytes
+    members: tuple[list[Member], ...]  # per shard: its members, as read (what writing copies)
 
 
 class WebDatasetRecords(Records):
@@ -291,11 +332,12 @@ class WebDatasetRecords(Records):
             f" and {len(paths) - 1} more" if len(paths) > 1 else "")
         want = label_field(label_column)
         values: list[Any] = []
-        labels, label_bytes, shard, inputs, label_members = [], [], [], [], []
+        labels, label_bytes, shard, inputs, label_members, shard_members = [], [], [], [], [], []
         kind = None if modality is None else modality.name
         for k, path in enumerate(paths):
             raw = path.read_bytes()  # one shard at a time: each member's bytes are slices of it
-            members, samples = scan(path, io.BytesIO(raw))
+            members, samples = scan(path, raw)
+            shard_members.append(members)
             for sample in samples:
                 kind = kind or input_kind(sample, input_column, f"'{path}'")
                 field = input_field(sample, input_column, kind, f"'{path}'")
@@ -317,7 +359,7 @@ class WebDatasetRecords(Records):
         modality = modality or get_modality(kind).configured(values[:1], None, [f"{paths[0]} (first sample)"])
         layout = Layout(tuple(paths), tuple(p.name for p in paths), np.asarray(shard, dtype=np.int64),
                         np.asarray(inputs, dtype=np.int64), np.asarray(label_members, dtype=np.int64), tuple(values),
-                        labels_array, tuple(label_bytes))
+                        labels_array, tuple(label_bytes), tuple(shard_members))
         return cls(values, labels_array, class_names, where, modality, layout)
 
     def _compute_ids(self) -> list[str]:
@@ -368,7 +410,7 @@ class WebDatasetRecords(Records):
 
     def write_shard(self, shard: int, path: Path) -> None:
         """Write shard ``shard`` at ``path``: its input tar with this dataset's changed members (see the module)."""
-        rewrite_tar(self.layout.paths[shard], path, self.replacements(shard))
+        rewrite_tar(self.layout.paths[shard], path, self.replacements(shard), self.layout.members[shard])
 
     def _write(self, path: str | os.PathLike, *, overwrite: bool = False, journal: Journal | None = None) -> None:
         """A folder of the input's shard names, each tar rewritten with the changed members only."""
@@ -392,10 +434,11 @@ def _stored(data: bytes, kind: str, where: str) -> Any:
                               f"it as UTF-8.") from None
 
 
-def rewrite_tar(source: Path, target: Path, replacements: dict[int, bytes]) -> None:
+def rewrite_tar(source: Path, target: Path, replacements: dict[int, bytes], members: list[Member] | None = None
+                ) -> None:
     """Copy the tar ``source`` to ``target`` byte for byte, except that member ``i`` of ``replacements`` gets the new
     data: its own header with the size and checksum updated. See the module docstring for the archive's end."""
-    members, _ = scan(source)
+    members = members_of(source) if members is None else members  # those read with the shard, else its headers
     with open(source, "rb") as src, open(target, "wb") as out:
         position = 0
         for index in sorted(replacements):
