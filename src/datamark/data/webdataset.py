@@ -29,6 +29,7 @@ import os
 import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -248,6 +249,7 @@ def parse_label(data: bytes, where: str) -> int:
     return value
 
 
+@lru_cache(maxsize=1024)  # a dataset has a handful of distinct fields; asked once per sample
 def field_kind(field: str) -> str | None:
     """The modality a field holds by its extension: ``image`` (png, jpg ...), ``audio`` (wav), ``text`` (txt)."""
     last = field.rsplit(".", 1)[-1]
