@@ -1,18 +1,29 @@
 """Sharded protect of the methods beyond BadNets/Blended (issue 16): a method whose marking is row-local
 (``unshardable()`` is None) runs shard by shard and writes the bytes and key of in-memory protect; the engine
-refuses one that redefines the promised parts below the class that made the promise."""
+refuses one that redefines the promised parts below the class that made the promise. Clean-label crafts each
+shard's rows in that shard's worker against one shared base model (a checkpoint), with row-local PGD."""
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from datamark.cli import app
+from datamark.data import load_data
 from datamark.exceptions import ParameterError
-from datamark.methods import UBWP, BadNets
+from datamark.key import Key
+from datamark.methods import UBWP, BadNets, CleanLabel, clean_label
+from datamark.methods._pgd import pgd_perturb
 from datamark.methods.base import MarkBatch
+from datamark.models import build_model, save_checkpoint
+from datamark.models.checkpoint import ModelSpec
 from datamark.scale import install, protect_shards
 from test_scale import _files, _reference, _same_key, _shards
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models and PGD on one thread (see conftest)
 
 UBW_METHODS = {"ubw-p-4-marks-candidates": UBWP(seed=11),
                "ubw-p-paper-other-labels-decoys": UBWP(seed=12, n_marks=1, n_candidates=1, labels="other",
@@ -51,3 +62,100 @@ def test_a_redefined_mark_is_not_covered_by_an_inherited_promise(data, tmp_path)
     with pytest.raises(ParameterError, match="redefines mark below PoisonLabel.*without --engine"):
         protect_shards(_StreamBadNets(seed=1), data, tmp_path / "out")
     assert not (tmp_path / "out.datamark-partial").exists()  # refused before any work
+
+
+def _tiny(tmp: Path, num_classes: int = 10) -> str:
+    """An untrained tiny CNN for the generated 16x16 shards, saved as a checkpoint (PGD needs no accuracy)."""
+    spec = ModelSpec("tiny", num_classes, (16, 16, 3), (0.5,) * 3, (0.25,) * 3, tuple(f"c{i}" for i in
+                                                                                      range(num_classes)))
+    path = tmp / f"tiny-{num_classes}.pt"
+    save_checkpoint(build_model(spec, seed=1), spec, path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> str:
+    return _tiny(tmp_path_factory.mktemp("base"))
+
+
+def test_row_local_pgd_crafts_full_batches_and_each_row_on_its_own(checkpoint):
+    from datamark.models import load_checkpoint
+
+    model, _ = load_checkpoint(checkpoint)
+    sizes = []
+    model.register_forward_hook(lambda module, args, out: sizes.append(len(args[0])))
+    rng = np.random.default_rng(0)
+    x, y, seeds = (rng.integers(0, 256, (20, 16, 16, 3), dtype=np.uint8), rng.integers(0, 10, 20),
+                   rng.integers(0, 2**63, 20, dtype=np.uint64))
+    settings = dict(eps=16 / 255, step_size=4 / 255, steps=3, batch_size=8)
+    whole, stats = pgd_perturb(model, x, y, row_seeds=seeds, **settings)
+    assert set(sizes) == {8} and stats.images == 20  # 8, 8 and 4 rows, the last padded: one batch shape
+    order = rng.permutation(20)
+    shuffled, _ = pgd_perturb(model, x[order], y[order], row_seeds=seeds[order], **settings)
+    groups = np.concatenate([pgd_perturb(model, x[s:s + 3], y[s:s + 3], row_seeds=seeds[s:s + 3], **settings)[0]
+                             for s in range(0, 20, 3)])
+    assert np.array_equal(shuffled, whole[order]) and np.array_equal(groups, whole)
+    assert (whole != x).any()
+    for wrong in (dict(seed=1, row_seeds=seeds), dict(row_seeds=seeds[:5])):
+        with pytest.raises(ParameterError, match="seed"):
+            pgd_perturb(model, x, y, **{**settings, **wrong})
+
+
+TIMINGS = ("base_model_train_s", "pgd_s", "pgd_images_per_s")  # seconds, not outcomes: differ run to run
+
+
+def _same_crafting_key(memory: Key, sharded: Key) -> None:
+    """The keys agree but for the creation time, the shard manifest and the crafting's timings."""
+    a, b = copy.deepcopy(memory), copy.deepcopy(sharded)
+    for key in (a, b):
+        for name in TIMINGS:
+            key.extra.pop(name)
+    _same_key(a, b)
+
+
+def test_clean_label_sharded_equals_in_memory_with_one_and_two_workers(data, checkpoint, tmp_path, monkeypatch):
+    method = CleanLabel(seed=7, base_model=checkpoint, class_rate=0.5, steps=4, pgd_batch_size=8, decoy_rate=0.05)
+    sizes: dict[str, set[int]] = {"memory": set(), "shards": set()}
+    real = clean_label.pgd_perturb
+    monkeypatch.setattr(clean_label, "pgd_perturb", lambda *a, **kw: sizes[where].add(kw["batch_size"]) or
+                        real(*a, **kw))
+    where = "memory"
+    key = _reference(method, data, tmp_path / "ref")
+    where = "shards"
+    targets = [m["target"] for m in key.marks]
+    assert len(set(targets)) < len(targets)  # two marks share a target: consecutive ranks of one class
+    for workers, order in ((1, [2, 0, 3, 1]), (2, [3, 1, 0, 2])):
+        out = tmp_path / f"out-{workers}"
+        result = protect_shards(method, data, out, workers=workers, order=order)
+        install(result, tmp_path / f"key-{workers}.json")
+        assert _files(out) == _files(tmp_path / "ref")  # crafted rows included: the same bytes
+        _same_crafting_key(key, result.key)
+        assert result.key.extra["pgd_images"] == len(key.marked_ids) == key.extra["pgd_images"]
+    assert sizes == {"memory": {8}, "shards": {8}}  # every PGD batch one size, in memory and in each shard
+    records = load_data(str(data))
+    labels_of: dict[str, set[int]] = {}  # the generated data has two rows with one image (one id)
+    for row_id, label in zip(records.ids, records.labels.tolist(), strict=True):
+        labels_of.setdefault(row_id, set()).add(label)
+    for mark in key.marks:  # clean label: every mark's rows are of its target class
+        assert all(mark["target"] in labels_of[i] for i in mark["marked_ids"])
+
+
+def test_clean_label_refusals(data, tmp_path):
+    with pytest.raises(ParameterError, match="trains its base model on the whole dataset.*--base-model.*without "
+                                             "--engine"):
+        protect_shards(CleanLabel(seed=1), data, tmp_path / "out")
+    wrong = _tiny(tmp_path, num_classes=3)
+    with pytest.raises(ParameterError, match="3 classes but the data"):
+        protect_shards(CleanLabel(seed=1, base_model=wrong), data, tmp_path / "out")
+    assert not list((tmp_path / "out.datamark-partial").rglob("*.parquet"))  # refused before any shard is marked
+
+
+def test_cli_clean_label_with_a_base_model_on_two_workers(data, checkpoint, tmp_path):
+    out, key = tmp_path / "out", tmp_path / "key.json"
+    result = CliRunner().invoke(app, ["protect", str(data), "--out", str(out), "--key", str(key), "--method",
+                                      "clean-label", "--base-model", checkpoint, "--n-marks", "1", "--class-rate",
+                                      "0.3", "--seed", "5", "--engine", "local", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    memory = _reference(CleanLabel(seed=5, n_marks=1, class_rate=0.3, base_model=checkpoint), data, tmp_path / "ref")
+    assert _files(out) == _files(tmp_path / "ref")
+    _same_crafting_key(memory, Key.load(key))

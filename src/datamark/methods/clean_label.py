@@ -21,9 +21,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._rng import generator, torch_seed
+from .._rng import generator, keyed_scores
 from ..data.records import Records
 from ..exceptions import ParameterError
+from ..marks import Mark
 from ..registry import METHODS, MODELS, register
 from ..triggers.base import Trigger
 from ..triggers.corners import CornerTrigger
@@ -55,7 +56,8 @@ class Crafting:
     base: BaseModel
     target_rows: int
     modality: Any = None  # the data's Modality
-    pgd: PGDStats | None = None
+    pgd: PGDStats | None = None  # every PGD run's cost added up (all marks; in sharded protect, this shard's)
+    batch_rows: dict[int, int] | None = None  # sharded protect: each target's PGD batch size (see _pgd_rows)
     synonyms: dict[str, float] | None = None  # the text perturbation's summary (changes, similarity, loss, time)
 
 
@@ -74,6 +76,13 @@ class CleanLabel(WatermarkMethod):
     ``base_model`` is a checkpoint trained on this dataset; None trains ``base_arch`` (None: the modality's
     reference model, fastnet for images, textcnn for text) on the clean data (for ``base_epochs``, default: the
     architecture's preset), and that training is part of the protect cost.
+
+    PGD on images and audio is row-local: each row starts from its own keyed random point (the secret and its row
+    id) and every PGD batch of a mark has the same size, min(``pgd_batch_size``, the mark's rows), the last batch
+    padded, so a row's perturbation does not depend on the rows crafted beside it. Sharded protect (``--engine``,
+    given ``base_model``) therefore crafts each shard's rows in that shard's worker, each worker loading the base
+    model once, with the bytes of in-memory protect. The padding costs up to one batch less one row per mark (per
+    shard and mark when sharded); lower ``pgd_batch_size`` for shards with few rows of a mark.
 
     On text, the perturbation keeps each sentence's meaning: greedy WordNet synonym substitution and modifier
     insertion that raise the base model's loss, each accepted only while the MiniLM sentence-embedding cosine
@@ -132,11 +141,14 @@ class CleanLabel(WatermarkMethod):
         return np.asarray(data.labels) == target  # clean label: only images that already belong to C
 
     def count(self, data: Records, eligible: np.ndarray) -> int:
-        n_class = int(eligible.sum())
+        return self._class_count(int(eligible.sum()), data.where)
+
+    def _class_count(self, n_class: int, where: str) -> int:
+        """Rows of a mark whose target class has ``n_class`` rows in the dataset ``where``."""
         name = type(self).__name__
         if n_class == 0:
             raise ParameterError(f"{name} marks images of the target class, but the target class has no rows in "
-                                 f"{data.where}; choose a 'target' class present in the data.")
+                                 f"{where}; choose a 'target' class present in the data.")
         k = int(round(self.class_rate * n_class))
         if k < 1:
             raise ParameterError(f"The 'class_rate' parameter of {name} marks no rows: round({self.class_rate} x "
@@ -158,14 +170,23 @@ class CleanLabel(WatermarkMethod):
 
     def prepare(self, data: Records, inputs: np.ndarray, *, secret: bytes, target: int | None, trigger: Trigger,
                 progress: bool = False) -> Crafting:
-        return Crafting(resolve_base_model(data, checkpoint=self.base_model,
-                                           arch=self.base_arch or data.modality.default_arch,
-                                           epochs=self.base_epochs, secret=secret, owner=type(self).__name__,
-                                           progress=progress),
-                        int(np.sum(np.asarray(data.labels) == target)), data.modality)
+        return Crafting(self._base(data, secret, progress), int(np.sum(np.asarray(data.labels) == target)),
+                        data.modality)
 
-    def _craft(self, context: Crafting, inputs: np.ndarray, labels: np.ndarray, trigger: Trigger, secret: bytes,
-               progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _base(self, data: Any, secret: bytes, progress: bool) -> BaseModel:
+        """The base model: ``base_model`` loaded (weights only), or ``base_arch`` trained on ``data``."""
+        return resolve_base_model(data, checkpoint=self.base_model, arch=self.base_arch or data.modality.default_arch,
+                                  epochs=self.base_epochs, secret=secret, owner=type(self).__name__,
+                                  progress=progress)
+
+    def _pgd_rows(self, k: int) -> int:
+        """PGD's batch size for a mark of ``k`` rows: ``pgd_batch_size``, or ``k`` when smaller (a small mark is
+        one batch, not one padded to ``pgd_batch_size``). Every batch of the mark has this size, in memory and in
+        each shard, which is what makes PGD row-local."""
+        return min(int(self.pgd_batch_size), k)
+
+    def _craft(self, context: Crafting, inputs: np.ndarray, labels: np.ndarray, ids: list[str], trigger: Trigger,
+               secret: bytes, batch_rows: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
         if context.modality.name == "text":
             perturbed = self._perturb_text(context, inputs, labels, secret, progress)
             if not trigger.always_applicable:  # an edit may remove what the trigger needs (a style's verb)
@@ -174,10 +195,11 @@ class CleanLabel(WatermarkMethod):
                 context.synonyms = {**(context.synonyms or {}), "reverted_for_trigger": int(lost.sum())}
         else:
             eps, step = self.budget(context.modality)
-            perturbed, context.pgd = pgd_perturb(context.base.model, inputs, labels, eps=eps, step_size=step,
-                                                 steps=self.steps, seed=torch_seed(secret, "pgd"),
-                                                 batch_size=self.pgd_batch_size, progress=progress,
-                                                 owner=type(self).__name__, modality=context.modality)
+            perturbed, stats = pgd_perturb(context.base.model, inputs, labels, eps=eps, step_size=step,
+                                           steps=self.steps, row_seeds=keyed_scores(secret, ids, "pgd"),
+                                           batch_size=batch_rows, progress=progress,
+                                           owner=type(self).__name__, modality=context.modality)
+            context.pgd = stats.plus(context.pgd)
         return trigger.apply(perturbed), np.asarray(labels, dtype=np.int64).copy()  # labels unchanged
 
     def budget(self, modality: Any) -> tuple[float, float]:
@@ -197,13 +219,16 @@ class CleanLabel(WatermarkMethod):
         return perturbed
 
     def mark(self, batch: MarkBatch) -> tuple[np.ndarray, np.ndarray]:
-        return self._craft(batch.context, batch.inputs, batch.labels, batch.trigger, batch.secret, False)
+        context = batch.context
+        rows = context.batch_rows[batch.target] if context.batch_rows else self._pgd_rows(len(batch.inputs))
+        return self._craft(context, batch.inputs, batch.labels, batch.ids, batch.trigger, batch.secret, rows, False)
 
     def mark_rows(self, data: Records, inputs: np.ndarray, rows: np.ndarray, *, trigger: Trigger,
                   target: int | None, secret: bytes, context: Any = None, progress: bool = False
                   ) -> tuple[np.ndarray, np.ndarray]:
         """All rows in one PGD run (it batches itself and shows its own images/s bar)."""
-        return self._craft(context, inputs[rows], data.labels[rows], trigger, secret, progress)
+        return self._craft(context, inputs[rows], data.labels[rows], [data.ids[r] for r in rows], trigger, secret,
+                           self._pgd_rows(len(rows)), progress)
 
     # --- what the key says -----------------------------------------------------------------------------------
     def verification_defaults(self) -> dict[str, Any]:
@@ -217,9 +242,42 @@ class CleanLabel(WatermarkMethod):
                 "target_class_rows": context.target_rows, "base_model": context.base.source,
                 "base_model_train_s": context.base.train_seconds,
                 "pgd_s": pgd.seconds if pgd else None, "pgd_images_per_s": pgd.images_per_s if pgd else None,
+                "pgd_images": pgd.images if pgd else 0,
                 **({"pgd_eps": self.budget(context.modality)[0], "pgd_budget_metric": context.modality.budget_metric}
                    if pgd else {}),
                 **text}
+
+    # --- sharded protect (datamark.scale) ----------------------------------------------------------------------
+    def unshardable(self) -> str | None:
+        if self.base_model is None:
+            return ("it trains its base model on the whole dataset; pass a checkpoint trained on this dataset as "
+                    "base_model (--base-model)")
+        return None  # row-local PGD (see the class docstring); text refuses in shard_context
+
+    def shard_context(self, summary: Any, *, secret: bytes, marks: list[Mark], previous: Any = None) -> Crafting:
+        """The crafting context of one shard: the base model (loaded once per worker, then taken from
+        ``previous``), the target class's rows in the whole dataset, each mark's PGD batch size (from its count,
+        as in memory) and a fresh PGD cost for this shard."""
+        name = type(self).__name__
+        if summary.modality.name == "text":
+            raise ParameterError(f"{name} perturbs text with synonyms drawn from one stream across rows, which the "
+                                 f"sharded engine cannot split; protect it without --engine (in memory).")
+        base = previous.base if isinstance(previous, Crafting) else self._base(summary, secret, False)
+        rows = {m.target: self._pgd_rows(self._class_count(summary.class_rows[m.target], summary.where))
+                for m in marks}
+        return Crafting(base, int(summary.class_rows[marks[0].target]), summary.modality, batch_rows=rows)
+
+    def merge_key_extra(self, pieces: list[dict[str, Any]]) -> dict[str, Any]:
+        """The shards' outcomes: the same settings in every piece; PGD's images and seconds added up over shards
+        (worker-seconds, as if on one worker), the base model's load time the longest a worker took."""
+        merged: dict[str, Any] = {}
+        for piece in pieces:
+            merged.update(piece)
+        images, seconds = (sum(p["pgd_images"] for p in pieces),
+                           sum(p["pgd_s"] for p in pieces if p["pgd_s"] is not None))
+        return {**merged, "pgd_images": images, "pgd_s": seconds if images else None,
+                "pgd_images_per_s": (images / seconds if seconds > 0 else float("inf")) if images else None,
+                "base_model_train_s": max(p["base_model_train_s"] for p in pieces)}
 
 
 @register(METHODS, "label-consistent")
