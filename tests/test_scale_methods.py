@@ -15,7 +15,7 @@ from datamark.cli import app
 from datamark.data import load_data
 from datamark.exceptions import ParameterError
 from datamark.key import Key
-from datamark.methods import UBWP, BadNets, CleanLabel, clean_label
+from datamark.methods import UBWP, BadNets, CleanLabel, LabelConsistent, clean_label
 from datamark.methods._pgd import pgd_perturb
 from datamark.methods.base import MarkBatch
 from datamark.models import build_model, save_checkpoint
@@ -115,9 +115,9 @@ def _same_crafting_key(memory: Key, sharded: Key) -> None:
 
 def test_clean_label_sharded_equals_in_memory_with_one_and_two_workers(data, checkpoint, tmp_path, monkeypatch):
     method = CleanLabel(seed=7, base_model=checkpoint, class_rate=0.5, steps=4, pgd_batch_size=8, decoy_rate=0.05)
-    sizes: dict[str, set[int]] = {"memory": set(), "shards": set()}
+    sizes: dict[str, list[int]] = {"memory": [], "shards": []}  # PGD runs' batch sizes (this process's runs)
     real = clean_label.pgd_perturb
-    monkeypatch.setattr(clean_label, "pgd_perturb", lambda *a, **kw: sizes[where].add(kw["batch_size"]) or
+    monkeypatch.setattr(clean_label, "pgd_perturb", lambda *a, **kw: sizes[where].append(kw["batch_size"]) or
                         real(*a, **kw))
     where = "memory"
     key = _reference(method, data, tmp_path / "ref")
@@ -131,7 +131,8 @@ def test_clean_label_sharded_equals_in_memory_with_one_and_two_workers(data, che
         assert _files(out) == _files(tmp_path / "ref")  # crafted rows included: the same bytes
         _same_crafting_key(key, result.key)
         assert result.key.extra["pgd_images"] == len(key.marked_ids) == key.extra["pgd_images"]
-    assert sizes == {"memory": {8}, "shards": {8}}  # every PGD batch one size, in memory and in each shard
+    # every PGD batch has one size, in memory (one run per mark) and in each shard (one run for all its marks)
+    assert sizes == {"memory": [8] * len(key.marks), "shards": [8] * 4}
     records = load_data(str(data))
     labels_of: dict[str, set[int]] = {}  # the generated data has two rows with one image (one id)
     for row_id, label in zip(records.ids, records.labels.tolist(), strict=True):
@@ -159,3 +160,12 @@ def test_cli_clean_label_with_a_base_model_on_two_workers(data, checkpoint, tmp_
     memory = _reference(CleanLabel(seed=5, n_marks=1, class_rate=0.3, base_model=checkpoint), data, tmp_path / "ref")
     assert _files(out) == _files(tmp_path / "ref")
     _same_crafting_key(memory, Key.load(key))
+
+
+def test_label_consistent_sharded_equals_in_memory(data, checkpoint, tmp_path):
+    method = LabelConsistent(seed=8, base_model=checkpoint, class_rate=0.4, steps=2, pgd_batch_size=16)
+    key = _reference(method, data, tmp_path / "ref")
+    result = protect_shards(method, data, tmp_path / "out", order=[1, 3, 0, 2])
+    install(result, tmp_path / "key.json")
+    assert _files(tmp_path / "out") == _files(tmp_path / "ref")
+    _same_crafting_key(key, result.key)

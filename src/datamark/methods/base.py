@@ -420,11 +420,13 @@ class WatermarkMethod(ABC):
         return "its marking is not declared row-local (it may draw from one random stream across rows, or need " \
                "the whole dataset)"
 
-    def shard_context(self, summary: Any, *, secret: bytes, marks: list[Mark], previous: Any = None) -> Any:
-        """What :meth:`prepare` hands to :meth:`mark`, built by a sharded-protect worker from a ``summary`` of the
-        dataset (``num_classes``, ``class_rows`` per class, ``input_shape``, ``modality``, ``where``), never from
-        its rows. ``previous`` is this process's context from an earlier shard of the same job, whose costly parts
-        (a loaded model) may be reused. None by default."""
+    def shard_context(self, summary: Any, *, secret: bytes, marks: list[Mark], previous: Any = None,
+                      records: Records | None = None, rows: list[np.ndarray] | None = None) -> Any:
+        """What :meth:`prepare` hands to :meth:`mark`, built by a sharded-protect worker for one shard from a
+        ``summary`` of the dataset (``num_classes``, ``class_rows`` per class, ``input_shape``, ``modality``,
+        ``where``), the shard's ``records`` and each mark's ``rows`` of it (both None when the coordinator builds
+        it once to check it before any shard is marked). ``previous`` is this process's context from an earlier
+        shard of the same run, whose costly parts (a loaded model) may be reused. None by default."""
         return None
 
     def merge_key_extra(self, pieces: list[dict[str, Any]]) -> dict[str, Any]:

@@ -58,6 +58,7 @@ class Crafting:
     modality: Any = None  # the data's Modality
     pgd: PGDStats | None = None  # every PGD run's cost added up (all marks; in sharded protect, this shard's)
     batch_rows: dict[int, int] | None = None  # sharded protect: each target's PGD batch size (see _pgd_rows)
+    crafted: tuple[np.ndarray, np.ndarray] | None = None  # sharded protect: the shard's rows, perturbed
     synonyms: dict[str, float] | None = None  # the text perturbation's summary (changes, similarity, loss, time)
 
 
@@ -194,13 +195,18 @@ class CleanLabel(WatermarkMethod):
                 perturbed[lost] = inputs[lost]  # those rows carry the trigger on their unperturbed text
                 context.synonyms = {**(context.synonyms or {}), "reverted_for_trigger": int(lost.sum())}
         else:
-            eps, step = self.budget(context.modality)
-            perturbed, stats = pgd_perturb(context.base.model, inputs, labels, eps=eps, step_size=step,
-                                           steps=self.steps, row_seeds=keyed_scores(secret, ids, "pgd"),
-                                           batch_size=batch_rows, progress=progress,
-                                           owner=type(self).__name__, modality=context.modality)
-            context.pgd = stats.plus(context.pgd)
+            perturbed = self._pgd(context, inputs, labels, ids, secret, batch_rows, progress)
         return trigger.apply(perturbed), np.asarray(labels, dtype=np.int64).copy()  # labels unchanged
+
+    def _pgd(self, context: Crafting, inputs: np.ndarray, labels: np.ndarray, ids: list[str], secret: bytes,
+             batch_rows: int, progress: bool) -> np.ndarray:
+        """Row-local PGD of ``inputs`` in batches of ``batch_rows`` (its cost added to ``context.pgd``)."""
+        eps, step = self.budget(context.modality)
+        perturbed, stats = pgd_perturb(context.base.model, inputs, labels, eps=eps, step_size=step, steps=self.steps,
+                                       row_seeds=keyed_scores(secret, ids, "pgd"), batch_size=batch_rows,
+                                       progress=progress, owner=type(self).__name__, modality=context.modality)
+        context.pgd = stats.plus(context.pgd)
+        return perturbed
 
     def budget(self, modality: Any) -> tuple[float, float]:
         """PGD's (eps, step) on ``modality``: the method's own, else the modality's (in its budget units)."""
@@ -220,6 +226,10 @@ class CleanLabel(WatermarkMethod):
 
     def mark(self, batch: MarkBatch) -> tuple[np.ndarray, np.ndarray]:
         context = batch.context
+        if context.crafted is not None:  # sharded protect: the shard's rows were crafted together (shard_context)
+            positions, perturbed = context.crafted
+            return (batch.trigger.apply(perturbed[np.searchsorted(positions, batch.rows)]),
+                    np.asarray(batch.labels, dtype=np.int64).copy())
         rows = context.batch_rows[batch.target] if context.batch_rows else self._pgd_rows(len(batch.inputs))
         return self._craft(context, batch.inputs, batch.labels, batch.ids, batch.trigger, batch.secret, rows, False)
 
@@ -254,18 +264,34 @@ class CleanLabel(WatermarkMethod):
                     "base_model (--base-model)")
         return None  # row-local PGD (see the class docstring); text refuses in shard_context
 
-    def shard_context(self, summary: Any, *, secret: bytes, marks: list[Mark], previous: Any = None) -> Crafting:
+    def shard_context(self, summary: Any, *, secret: bytes, marks: list[Mark], previous: Any = None,
+                      records: Records | None = None, rows: list[np.ndarray] | None = None) -> Crafting:
         """The crafting context of one shard: the base model (loaded once per worker, then taken from
         ``previous``), the target class's rows in the whole dataset, each mark's PGD batch size (from its count,
-        as in memory) and a fresh PGD cost for this shard."""
+        as in memory), and the shard's selected ``rows`` crafted: the marks with one batch size together, so a
+        shard pads one last batch per batch size rather than one per mark (row-local PGD gives each row the
+        bytes it gets in memory, where each mark is crafted on its own)."""
         name = type(self).__name__
         if summary.modality.name == "text":
             raise ParameterError(f"{name} perturbs text with synonyms drawn from one stream across rows, which the "
                                  f"sharded engine cannot split; protect it without --engine (in memory).")
         base = previous.base if isinstance(previous, Crafting) else self._base(summary, secret, False)
-        rows = {m.target: self._pgd_rows(self._class_count(summary.class_rows[m.target], summary.where))
-                for m in marks}
-        return Crafting(base, int(summary.class_rows[marks[0].target]), summary.modality, batch_rows=rows)
+        sizes = {m.target: self._pgd_rows(self._class_count(summary.class_rows[m.target], summary.where))
+                 for m in marks}
+        context = Crafting(base, int(summary.class_rows[marks[0].target]), summary.modality, batch_rows=sizes)
+        if records is None or rows is None:
+            return context
+        positions, perturbed = [], []
+        for size in sorted(set(sizes.values())):
+            group = np.sort(np.concatenate([r for r, m in zip(rows, marks, strict=True) if sizes[m.target] == size]))
+            if len(group):
+                positions.append(group)
+                perturbed.append(self._pgd(context, records.take(group), records.labels[group],
+                                           [records.ids[r] for r in group.tolist()], secret, size, False))
+        if positions:
+            order = np.argsort(np.concatenate(positions))
+            context.crafted = (np.concatenate(positions)[order], np.concatenate(perturbed)[order])
+        return context
 
     def merge_key_extra(self, pieces: list[dict[str, Any]]) -> dict[str, Any]:
         """The shards' outcomes: the same settings in every piece; PGD's images and seconds added up over shards

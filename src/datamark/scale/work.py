@@ -133,7 +133,7 @@ def mark_shard(job: Job, plan: MarkPlan, index: int, decoy_state: dict | None) -
     (``done-i.json``, written last: a shard is finished once that file exists)."""
     records = job.source.open(index)
     rows_of = plan.selection.rows(job, index)
-    context = method_context(job, plan)
+    context = method_context(job, plan, records, rows_of)
     inputs, labels = [], []
     for j, rows in enumerate(rows_of):
         if len(rows):
@@ -235,11 +235,13 @@ def _mark(plan: MarkPlan, records, rows: np.ndarray, j: int, secret: bytes, cont
 _CONTEXT: dict[str, Any] = {}
 
 
-def method_context(job: Job, plan: MarkPlan) -> Any:
-    """The method's context for one shard (:meth:`WatermarkMethod.shard_context`), handed this process's context
-    of an earlier shard of the same run so that its costly parts (a loaded model) are built once per worker."""
+def method_context(job: Job, plan: MarkPlan, records: Any = None, rows_of: list[np.ndarray] | None = None) -> Any:
+    """The method's context for one shard, its ``records`` and each mark's rows ``rows_of`` (None: the
+    coordinator's check; :meth:`WatermarkMethod.shard_context`), handed this process's context of an earlier
+    shard of the same run so that its costly parts (a loaded model) are built once per worker."""
     previous = _CONTEXT.get(plan.run)
-    context = plan.method.shard_context(plan.summary, secret=job.secret, marks=plan.marks, previous=previous)
+    context = plan.method.shard_context(plan.summary, secret=job.secret, marks=plan.marks, previous=previous,
+                                        records=records, rows=rows_of)
     _CONTEXT.clear()  # one run at a time: an earlier run's model is not kept
     _CONTEXT[plan.run] = context
     return context
