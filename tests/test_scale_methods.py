@@ -162,10 +162,35 @@ def test_cli_clean_label_with_a_base_model_on_two_workers(data, checkpoint, tmp_
     _same_crafting_key(memory, Key.load(key))
 
 
-def test_label_consistent_sharded_equals_in_memory(data, checkpoint, tmp_path):
+def test_label_consistent_sharded_equals_in_memory_and_loads_the_base_model_once(data, checkpoint, tmp_path,
+                                                                                   monkeypatch):
+    import datamark.models
+
     method = LabelConsistent(seed=8, base_model=checkpoint, class_rate=0.4, steps=2, pgd_batch_size=16)
     key = _reference(method, data, tmp_path / "ref")
+    loads = []
+    real = datamark.models.load_checkpoint
+    monkeypatch.setattr(datamark.models, "load_checkpoint", lambda path: loads.append(path) or real(path))
     result = protect_shards(method, data, tmp_path / "out", order=[1, 3, 0, 2])
+    assert loads == [checkpoint]  # one worker (this process): loaded once for the check and all four shards
     install(result, tmp_path / "key.json")
     assert _files(tmp_path / "out") == _files(tmp_path / "ref")
     _same_crafting_key(key, result.key)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _AllButTarget(CleanLabel):
+    """Eligible: every class but the mark's target, so two marks' classes overlap without being the same."""
+
+    def eligible_rows(self, data, target):
+        return np.asarray(data.labels) != target
+
+    def unshardable(self) -> str | None:
+        return super().unshardable()
+
+
+def test_marks_whose_classes_overlap_partly_are_refused(data, checkpoint, tmp_path):
+    method = _AllButTarget(seed=7, base_model=checkpoint, class_rate=0.05)
+    with pytest.raises(ParameterError, match="eligible classes of _AllButTarget's marks 0 and [0-9] overlap "
+                                             "without being the same.*without --engine"):
+        protect_shards(method, data, tmp_path / "out")
