@@ -58,6 +58,7 @@ from .work import (
     _sha256,
     count_below,
     count_unmarkable,
+    forget_context,
     hash_shard,
     mark_shard,
     method_context,
@@ -326,6 +327,7 @@ def _run(method: WatermarkMethod, job: Job, runner: Any, output: Path, *, modali
         marked = runner.map(mark_shard, [(job, plan, i, states[i]) for i in todo], on_done=bar.advance)
     for i, result in zip(todo, marked, strict=True):
         done[i] = result
+    forget_context()  # a base model the coordinator loaded to check it is not kept after the run
     lap("mark")
     result = _finish(method, job, output, summary, marks, shape, done)
     lap("key")

@@ -247,6 +247,11 @@ def method_context(job: Job, plan: MarkPlan, records: Any = None, rows_of: list[
     return context
 
 
+def forget_context() -> None:
+    """Drop this process's method context (the coordinator's, once every shard is marked)."""
+    _CONTEXT.clear()
+
+
 def _key_extra(method: WatermarkMethod, records, rows_of: list[np.ndarray], labels: list[np.ndarray],
                context: Any) -> dict[str, Any]:
     """The method's key outcomes for this shard's marked rows, in row order (merged by ``merge_key_extra``)."""
