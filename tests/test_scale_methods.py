@@ -194,3 +194,13 @@ def test_marks_whose_classes_overlap_partly_are_refused(data, checkpoint, tmp_pa
     with pytest.raises(ParameterError, match="eligible classes of _AllButTarget's marks 0 and [0-9] overlap "
                                              "without being the same.*without --engine"):
         protect_shards(method, data, tmp_path / "out")
+
+
+def test_a_resumed_clean_label_run_refuses_a_base_model_replaced_in_between(data, tmp_path):
+    base = Path(_tiny(tmp_path))
+    method = CleanLabel(seed=3, n_marks=1, class_rate=0.3, base_model=str(base), steps=2, pgd_batch_size=8)
+    protect_shards(method, data, tmp_path / "out")  # staged, not installed: a rerun would resume it
+    spec = ModelSpec("tiny", 10, (16, 16, 3), (0.5,) * 3, (0.25,) * 3, tuple(f"c{i}" for i in range(10)))
+    save_checkpoint(build_model(spec, seed=2), spec, base, overwrite=True)  # other weights, the same name
+    with pytest.raises(ParameterError, match="another protect job"):
+        protect_shards(method, data, tmp_path / "out")

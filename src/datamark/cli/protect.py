@@ -71,7 +71,8 @@ def protect(
                                       "WebDataset .tar shards shard by shard, never "
                                       "holding it whole: 'local' (worker processes) or 'ray' (Ray tasks; the "
                                       "cluster of RAY_ADDRESS, else a local one). Resumable: run the same command "
-                                      "again after an interruption. BadNets and Blended; image, text or audio data."),
+                                      "again after an interruption. BadNets, Blended, UBW-P and clean-label (with "
+                                      "--base-model); image, text or audio data."),
     workers: int = typer.Option(1, "--workers", help="--engine local: worker processes; --engine ray without "
                                 "RAY_ADDRESS: CPUs of the local Ray cluster."),
     json_path: Path | None = json_option("what was written (paths, counts, the commitment; never the secret)"),

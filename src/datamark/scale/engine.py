@@ -236,7 +236,8 @@ def _prepare(staged: Path, method: WatermarkMethod, source: Source, overwrite: b
     work = staged / WORK
     plan = {"method": method.registry_name, "params": method.params(),
             "trigger": None if method.trigger is None else method.trigger.to_config(), "split": source.split,
-            "columns": [source.input_column, source.label_column], "input": source.digest_input()}
+            "columns": [source.input_column, source.label_column], "input": source.digest_input(),
+            "files": _digest_files(method.params())}
     digest = hashlib.sha256(canonical_json(plan)).hexdigest()
     if staged.exists():
         known = work / "plan.json"
@@ -257,6 +258,13 @@ def _prepare(staged: Path, method: WatermarkMethod, source: Source, overwrite: b
         f.write(secret.hex())
     (work / "plan.json").write_text(json.dumps({"digest": digest}))
     return secret
+
+
+def _digest_files(params: dict[str, Any]) -> dict[str, str]:
+    """SHA-256 of each file a method's parameters name (a clean-label ``base_model`` checkpoint): a resumed run must
+    craft with the same model as the shards already written, not with a checkpoint replaced in between."""
+    return {name: _sha256(Path(value)) for name, value in sorted(params.items())
+            if isinstance(value, str) and name.endswith("_model") and Path(value).is_file()}
 
 
 def _drop_temporaries(staged: Path) -> None:
