@@ -184,7 +184,7 @@ def protect_once(data: Path, out: Path, workers: int) -> dict:
 
 
 def codec_baseline(data: Path, rows: int = 2000) -> float:
-    """PNG decode + stamp + encode alone, rows per second on one core: the floor marking cannot beat."""
+    """Decode + stamp + PNG encode alone, rows per second on one core: the floor marking cannot beat."""
     from datamark.methods import BadNets
     from datamark.scale.shards import open_source
 
@@ -215,14 +215,15 @@ def extrapolation(result: dict) -> str:
     pass2_ch = 1e9 / one["mark_rows_per_s_per_core"] / 3600
     nodes = max(1, int(np.ceil((pass1_ch + pass2_ch) / 32)))  # 32-core nodes that finish in about one hour
     serial_h = 1e9 * (t["select"] + t["key"]) / run["rows"] / 3600  # one core, grows with the rows
+    node_mb_s = 32 * one["mark_rows_per_s_per_core"] * result["bytes_per_row"] / 1e6
     return (f"Hash-and-select: {one['hash_and_select_rows_per_s_per_core']:,.0f} rows/s on one core (target "
-            f">= 20,000). Marking costs are PNG decode/encode of the marked and decoy rows (20 % of rows) plus "
-            f"re-writing every shard. Extrapolation to 1 billion rows (assumptions: the one-worker per-core rates "
-            f"hold per core on a cluster, storage keeps up, shards are spread evenly, USD 0.04 per core-hour): "
-            f"{pass1_ch:,.1f} core-hours for pass 1 and {pass2_ch:,.1f} for pass 2: {nodes} node(s) of 32 cores "
-            f"for about one hour, about USD {0.04 * (pass1_ch + pass2_ch):,.0f} of compute (each node then reads "
-            f"and writes about {32 * one['mark_rows_per_s_per_core'] * result['bytes_per_row'] / 1e6:,.0f} MB/s "
-            f"in pass 2, which storage must sustain). What does not shrink with more nodes: the coordinator's "
+            f">= 20,000). Marking costs are image decode and PNG encode of the marked and decoy rows (20 % of "
+            f"rows) plus re-writing every shard. Extrapolation to 1 billion rows (assumptions: the one-worker "
+            f"per-core rates hold per core on a cluster, storage keeps up, shards are spread evenly, USD 0.04 per "
+            f"core-hour): {pass1_ch:,.1f} core-hours for pass 1 and {pass2_ch:,.1f} for pass 2: {nodes} node(s) "
+            f"of 32 cores for about one hour, about USD {0.04 * (pass1_ch + pass2_ch):,.0f} of compute (each node "
+            f"then reads and writes about {node_mb_s:,.0f} MB/s in pass 2, which storage must sustain). What does "
+            f"not shrink with more nodes: the coordinator's "
             f"serial work, {serial_h:.1f} h at 1 billion rows at the rate measured here (replaying the decoy "
             f"generator over every decoy, merging the sorted id runs for the two fingerprints, building the key), "
             f"and the key itself: it lists every marked and decoy id. The coordinator no longer holds them while "
@@ -244,7 +245,7 @@ def markdown(result: dict) -> str:
              f"({_generated(result['generate_s'])}). Method: BadNets, "
              f"10 marks at rate 0.1, decoy_rate 0.1.\n",
              f"Pool start (not counted in the passes): "
-             f"{starts}. PNG decode + stamp + "
+             f"{starts}. Decode + stamp + PNG "
              f"encode alone: {result['codec_rows_per_s']:,.0f} rows/s on one core; marking spends "
              f"{result['codec_share']:.0%} of its one-worker time on it.\n",
              "| workers | hash pass s | select s | mark pass s | key s | total s | hash+select rows/s/core | "
