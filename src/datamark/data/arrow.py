@@ -23,7 +23,7 @@ from .._io import Journal
 from ..exceptions import DataError, DataFormatError
 from ..modalities import Modality, get_modality
 from ..registry import MODALITIES
-from .records import Records
+from .records import StoredRecords
 
 
 def _example_column(table: pa.Table, features: dict, requested: str | None, label_column: str,
@@ -46,7 +46,7 @@ def _example_column(table: pa.Table, features: dict, requested: str | None, labe
                     f"input_column= (--input-column) to name it.")
 
 
-class ArrowRecords(Records):
+class ArrowRecords(StoredRecords):
     """A table with an example column (Hugging Face's Image or Audio feature, or strings) and an integer label
     column."""
 
@@ -79,32 +79,10 @@ class ArrowRecords(Records):
             raise DataError(f"Row {missing[0]} of {where} has no {modality.name} ({len(missing)} such rows); "
                             + embed.get(modality.name, "drop or fill empty rows first."))
         modality = modality.configured(self._values, features.get(self.input_column, {}))
-        self._decoded: np.ndarray | None = None
-        super().__init__(labels, names, where, modality)
-        if modality.name == "text":  # cheap to decode, and refusing empty or non-string rows early is clearer
-            self.inputs()
-
-    def _compute_ids(self) -> list[str]:
-        return [self.modality.stored_id(v) for v in self._values]
-
-    def stored_values(self) -> list:
-        return self._values
-
-    def inputs(self) -> np.ndarray:
-        if self._decoded is None:
-            self._decoded = self.modality.decode_stored(self._values, self.where)
-        return self._decoded
-
-    def take(self, rows: np.ndarray) -> np.ndarray:
-        rows = np.asarray(rows, dtype=np.int64)
-        if self._decoded is not None:
-            return self._decoded[rows]
-        return self.modality.decode_stored([self._values[r] for r in rows.tolist()], self.where)
+        super().__init__(self._values, labels, names, where, modality)
 
     def replace(self, rows: np.ndarray, inputs: np.ndarray, labels: np.ndarray) -> ArrowRecords:
-        values = list(self._values)
-        for row, example in zip(rows.tolist(), inputs, strict=False):
-            values[row] = self.modality.encode_stored(example, self._values[row])
+        values = self._replaced_values(rows, inputs)
         column = pa.array(values, self.table.schema.field(self.input_column).type)
         new_labels = self.labels.copy()
         new_labels[rows] = labels
@@ -116,11 +94,7 @@ class ArrowRecords(Records):
         out = type(self)(table.replace_schema_metadata(self.table.schema.metadata),
                            where=f"{self.where}[watermarked]", source_format=self.source_format,
                            input_column=self.input_column, label_column=self.label_column, split=self.split)
-        if self._decoded is not None:
-            decoded = self._decoded.copy()
-            decoded[rows] = self.modality.as_stored(inputs, [values[r] for r in rows.tolist()], out.where)
-            out._decoded = decoded
-        return out
+        return self._keep_decoded(out, rows, inputs, values)
 
     def _write(self, path: str | os.PathLike, *, overwrite: bool = False, journal: Journal | None = None) -> None:
         """Write its own format (see Records.save): a Parquet file, a ``save_to_disk`` folder for data read from one

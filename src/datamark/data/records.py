@@ -144,3 +144,50 @@ class Records(ABC):
         rows = np.asarray(rows, dtype=np.int64)
         return ArrayRecords(self.take(rows), self.labels[rows], self.class_names, where=f"{self.where}[subset]",
                             modality=self.modality)
+
+
+class StoredRecords(Records):
+    """Records over a list of stored values (a column's ``{"bytes", "path"}`` structs or strings, a tar's input
+    members), decoded only when asked for: ids hash the stored values, and a replace re-encodes only the changed
+    rows, so unchanged rows keep their bytes. The Arrow/Parquet and WebDataset adapters share it."""
+
+    def __init__(self, values: list, labels: Sequence[int] | np.ndarray, class_names: Sequence[str], where: str,
+                 modality: Modality) -> None:
+        self._values = values
+        self._decoded: np.ndarray | None = None
+        super().__init__(labels, class_names, where, modality)
+        if modality.name == "text":  # cheap to decode, and refusing empty or non-string rows early is clearer
+            self.inputs()
+
+    def _compute_ids(self) -> list[str]:
+        return [self.modality.stored_id(v) for v in self._values]
+
+    def stored_values(self) -> list:
+        return self._values
+
+    def inputs(self) -> np.ndarray:
+        if self._decoded is None:
+            self._decoded = self.modality.decode_stored(self._values, self.where)
+        return self._decoded
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        if self._decoded is not None:
+            return self._decoded[rows]
+        return self.modality.decode_stored([self._values[r] for r in rows.tolist()], self.where)
+
+    def _replaced_values(self, rows: np.ndarray, inputs: np.ndarray) -> list:
+        """The stored values with ``rows`` re-encoded from ``inputs`` (each in the format of the value it replaces)."""
+        values = list(self._values)
+        for row, example in zip(rows.tolist(), inputs, strict=False):
+            values[row] = self.modality.encode_stored(example, self._values[row])
+        return values
+
+    def _keep_decoded(self, out: StoredRecords, rows: np.ndarray, inputs: np.ndarray, values: list) -> StoredRecords:
+        """Give ``out`` (this dataset with ``rows`` replaced) the decoded examples already in memory, the replaced
+        rows as their stored values decode (so a later ``inputs()`` decodes nothing)."""
+        if self._decoded is not None:
+            decoded = self._decoded.copy()
+            decoded[rows] = self.modality.as_stored(inputs, [values[r] for r in rows.tolist()], out.where)
+            out._decoded = decoded
+        return out

@@ -38,7 +38,7 @@ import numpy as np
 from .._io import Journal, atomic_path
 from ..exceptions import DataFormatError, ParameterError
 from ..modalities import Modality, get_modality
-from .records import Records
+from .records import StoredRecords
 
 BLOCK = tarfile.BLOCKSIZE    # 512: tar headers and data are laid out in blocks
 RECORD = tarfile.RECORDSIZE  # 10240: what tar writers pad an archive to
@@ -305,19 +305,15 @@ class Layout:
     members: tuple[list[Member], ...]  # per shard: its members, as read (what writing copies)
 
 
-class WebDatasetRecords(Records):
+class WebDatasetRecords(StoredRecords):
     """Samples of WebDataset tar shards as one table: the input field (image, audio or text) and the label."""
 
     source_format = "webdataset"
 
     def __init__(self, values: list[Any], labels: np.ndarray, class_names: Sequence[str], where: str,
                  modality: Modality, layout: Layout) -> None:
-        self._values = values
         self.layout = layout
-        self._decoded: np.ndarray | None = None
-        super().__init__(labels, class_names, where, modality)
-        if modality.name == "text":  # cheap, and refusing empty rows early is clearer (as for Arrow text)
-            self.inputs()
+        super().__init__(values, labels, class_names, where, modality)
 
     @classmethod
     def load(cls, data: str | os.PathLike | Sequence[str | os.PathLike], *, split: str | None = None,
@@ -364,36 +360,13 @@ class WebDatasetRecords(Records):
                         labels_array, tuple(label_bytes), tuple(shard_members))
         return cls(values, labels_array, class_names, where, modality, layout)
 
-    def _compute_ids(self) -> list[str]:
-        return [self.modality.stored_id(v) for v in self._values]
-
-    def stored_values(self) -> list:
-        return self._values
-
-    def inputs(self) -> np.ndarray:
-        if self._decoded is None:
-            self._decoded = self.modality.decode_stored(self._values, self.where)
-        return self._decoded
-
-    def take(self, rows: np.ndarray) -> np.ndarray:
-        rows = np.asarray(rows, dtype=np.int64)
-        if self._decoded is not None:
-            return self._decoded[rows]
-        return self.modality.decode_stored([self._values[r] for r in rows.tolist()], self.where)
-
     def replace(self, rows: np.ndarray, inputs: np.ndarray, labels: np.ndarray) -> WebDatasetRecords:
-        values = list(self._values)
-        for row, example in zip(rows.tolist(), inputs, strict=False):
-            values[row] = self.modality.encode_stored(example, self._values[row])
+        values = self._replaced_values(rows, inputs)
         new_labels = self.labels.copy()
         new_labels[rows] = labels
         out = type(self)(values, new_labels, self.class_names, f"{self.where}[watermarked]", self.modality,
                          self.layout)
-        if self._decoded is not None:
-            decoded = self._decoded.copy()
-            decoded[rows] = self.modality.as_stored(inputs, [values[r] for r in rows.tolist()], out.where)
-            out._decoded = decoded
-        return out
+        return self._keep_decoded(out, rows, inputs, values)
 
     def replacements(self, shard: int) -> dict[int, bytes]:
         """The new bytes of the members of shard ``shard`` that changed since reading (member index -> bytes)."""
