@@ -12,8 +12,10 @@ used as it is, and left running.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+import signal
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 
@@ -24,6 +26,23 @@ def import_ray():
     except ImportError as err:
         raise ImportError('The Ray engine needs the \'ray\' package: pip install "datamark[ray]".') from err
     return ray
+
+
+@contextlib.contextmanager
+def kept_signal_handlers() -> Iterator[None]:
+    """Put back this process's SIGTERM and SIGINT handlers after the block. ``ray.init`` installs its own SIGTERM
+    handler and leaves it after ``ray.shutdown``; datamark's (a protect interrupted by SIGTERM rolls back what it
+    wrote, then exits with 143) must stay in charge, during the run and after it."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None:  # None: set outside Python, cannot be put back
+                try:
+                    signal.signal(sig, handler)
+                except ValueError:  # not the main thread: handlers cannot be changed here
+                    pass
 
 
 class RayRunner:
@@ -38,14 +57,16 @@ class RayRunner:
     def __enter__(self) -> RayRunner:
         ray = import_ray()
         if not ray.is_initialized():
-            ray.init(address=self.address, num_cpus=None if self.address else self.num_cpus,
-                     include_dashboard=False, log_to_driver=False)
+            with kept_signal_handlers():
+                ray.init(address=self.address, num_cpus=None if self.address else self.num_cpus,
+                         include_dashboard=False, log_to_driver=False)
             self._started = True
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._started:
-            import_ray().shutdown()
+            with kept_signal_handlers():
+                import_ray().shutdown()
             self._started = False
 
     def map(self, fn: Callable[..., Any], tasks: Sequence[tuple], *,
