@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from datamark.data import WebDatasetRecords, load_data
+from datamark.data.tar_members import rewrite_tar
 from datamark.data.wav import WavInfo, write_wav
-from datamark.data.webdataset import rewrite_tar
 from datamark.exceptions import DataFormatError, ParameterError
 from datamark.key import Key
 from datamark.methods import BadNets, Blended
@@ -290,7 +290,7 @@ def test_an_interrupted_run_resumes_and_drops_half_written_tars(images, tmp_path
 
 
 def test_the_fast_header_parser_agrees_with_tarfile(images, tmp_path):
-    from datamark.data.webdataset import _tarfile_members, members_of
+    from datamark.data.tar_members import _tarfile_members, members_of
 
     _tar(tmp_path / "gnu" / "a.tar", [("a.png", b"x" * 700), ("dir/", b""), ("a.cls", b"1")])
     with tarfile.open(tmp_path / "gnu" / "b.tar", "w", format=tarfile.GNU_FORMAT) as tar:  # GNU magic, short names
