@@ -155,9 +155,12 @@ def test_cli_clean_label_with_a_base_model_on_two_workers(data, checkpoint, tmp_
     out, key = tmp_path / "out", tmp_path / "key.json"
     result = CliRunner().invoke(app, ["protect", str(data), "--out", str(out), "--key", str(key), "--method",
                                       "clean-label", "--base-model", checkpoint, "--n-marks", "1", "--class-rate",
-                                      "0.3", "--seed", "5", "--engine", "local", "--workers", "2"])
+                                      "0.3", "--seed", "5", "--engine", "local", "--workers", "2",
+                                      "--pgd-batch-size", "8"])
     assert result.exit_code == 0, result.output
-    memory = _reference(CleanLabel(seed=5, n_marks=1, class_rate=0.3, base_model=checkpoint), data, tmp_path / "ref")
+    assert Key.load(key).method["params"]["pgd_batch_size"] == 8
+    memory = _reference(CleanLabel(seed=5, n_marks=1, class_rate=0.3, base_model=checkpoint, pgd_batch_size=8), data,
+                        tmp_path / "ref")
     assert _files(out) == _files(tmp_path / "ref")
     _same_crafting_key(memory, Key.load(key))
 

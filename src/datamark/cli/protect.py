@@ -54,6 +54,9 @@ def protect(
     base_model: Path | None = typer.Option(None, help="Clean-label, UBW-C, Sleeper Agent: checkpoint of a model "
                                            "trained on DATA to craft against (default: train one, part of the cost)."),
     craft_steps: int | None = typer.Option(None, help="UBW-C, Sleeper Agent: gradient-matching steps (paper: 250)."),
+    pgd_batch_size: int | None = typer.Option(None, help="Clean-label: rows per PGD batch (default 256; every batch "
+                                              "is padded to it, so with --engine and few rows per shard lower it, "
+                                              "e.g. 8)."),
     seed: int | None = typer.Option(None, help="Derive the secret from this seed (default: a fresh random secret)."),
     preview: Path | None = typer.Option(None, help="Also write a PNG of original vs watermarked samples."),
     input_column: str | None = typer.Option(None, help="Image or text column of a table (default: detected)."),
@@ -112,7 +115,7 @@ def protect(
         optional = dict(target=target, trigger_size=trigger_size, blend=blend,
                         rate=rate, decoy_rate=decoy_rate, pattern=pattern, labels=random_labels, class_rate=class_rate,
                         n_marks=n_marks, n_candidates=n_candidates,
-                        trigger_kind=trigger_kind, eps=eps, craft_steps=craft_steps,
+                        trigger_kind=trigger_kind, eps=eps, craft_steps=craft_steps, pgd_batch_size=pgd_batch_size,
                         base_model=None if base_model is None else str(base_model))
         options.update({k: v for k, v in optional.items() if v is not None})  # unset: the method's default
         return build_method(method.value, options, strict=True)
