@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 from calibration_cifar10 import write_atomic
-from scale import environment
+from scale import environment, header
 
 from datamark.data import load_data, shared_data_dir
 from datamark.data.output import arrow_table, write_parquet_shards
@@ -94,11 +94,7 @@ def main() -> None:
 
 
 def markdown(result: dict) -> str:
-    env = result["environment"]
-    lines = ["# Sharded clean-label: crafting over workers (issue 16)\n",
-             f"Command: `{result['command']}`  ",
-             f"Machine: {env['platform']}, {env['cpu_count']} CPUs ({env['cpu']}), Python {env['python']}, datamark "
-             f"{env['datamark']} ({env['git']}); one torch thread per process.  ",
+    lines = [*header("Sharded clean-label: crafting over workers (issue 16)", result, "one torch thread per process"),
              f"Data: CIFAR-10's first {result['rows']:,} training images in {result['shards']} parquet shards; base "
              f"model FastNet, 1 epoch on them ({result['base_model_s']:.0f} s), shared by every worker. Method: "
              f"CleanLabel(seed=3), datamark's defaults otherwise.\n",

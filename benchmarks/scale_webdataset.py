@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from calibration_cifar10 import write_atomic
-from scale import environment
+from scale import environment, header
 
 from datamark.data.arrays import ArrayRecords
 from datamark.data.output import arrow_table, write_parquet_shards
@@ -65,11 +65,7 @@ def measure(root: Path, kind: str, rows: int) -> dict:
 
 
 def markdown(result: dict) -> str:
-    env = result["environment"]
-    lines = ["# Sharded protect: WebDataset tars against parquet shards (issue 16)\n",
-             f"Command: `{result['command']}`  ",
-             f"Machine: {env['platform']}, {env['cpu_count']} CPUs ({env['cpu']}), Python {env['python']}, datamark "
-             f"{env['datamark']} ({env['git']}); one worker.  ",
+    lines = [*header("Sharded protect: WebDataset tars against parquet shards (issue 16)", result, "one worker"),
              f"Data: {result['rows']:,} generated 32x32 noise images (PNG) with labels, in {result['shards']} shards "
              f"of each format. Method: BadNets, 10 marks at rate 0.1, decoy_rate 0.1.\n",
              "| format | class-name scan s (rows/s) | hash pass rows/s | mark pass rows/s | total s | "
