@@ -200,26 +200,18 @@ def test_cli_engine_local(data, tmp_path):
 
 
 def test_ray_engine_gives_the_local_engines_bytes(data, tmp_path):
-    ray = pytest.importorskip("ray", reason="the Ray engine needs ray: pip install \"datamark[ray]\"")
+    pytest.importorskip("ray", reason="the Ray engine needs ray: pip install \"datamark[ray]\"")
     import signal
-
-    from datamark.scale import RayRunner
-    from datamark.scale.ray import kept_signal_handlers
 
     local = protect_shards(BadNets(seed=8, decoy_rate=0.1), data, tmp_path / "local")
     install(local, tmp_path / "local.json")
-    with kept_signal_handlers():  # a caller's ray.init: Ray's SIGTERM handler must not outlive the test
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-        try:
-            sharded = protect_shards(BadNets(seed=8, decoy_rate=0.1), data, tmp_path / "ray", runner=RayRunner())
-            install(sharded, tmp_path / "ray.json")
-        finally:
-            ray.shutdown()
+    before = signal.getsignal(signal.SIGTERM)
+    sharded = protect_shards(BadNets(seed=8, decoy_rate=0.1), data, tmp_path / "ray", engine="ray", workers=2)
+    install(sharded, tmp_path / "ray.json")
     assert _files(tmp_path / "ray") == _files(tmp_path / "local")
     assert sharded.key.to_dict() | {"created": 0} == local.key.to_dict() | {"created": 0}
-    before = signal.getsignal(signal.SIGTERM)
-    protect_shards(BadNets(seed=8), data, tmp_path / "own", engine="ray", workers=1)  # datamark starts Ray itself
-    assert signal.getsignal(signal.SIGTERM) == before  # and leaves this process's SIGTERM handler as it was
+    # ray.init installs its own SIGTERM handler and leaves it after shutdown: datamark puts this process's back
+    assert signal.getsignal(signal.SIGTERM) == before
 
 
 def test_memory_limit_mode_refuses_without_cgroups(tmp_path, monkeypatch, capsys):
