@@ -307,3 +307,28 @@ def test_the_fast_header_parser_agrees_with_tarfile(images, tmp_path):
         for raw in (None, path.read_bytes()):
             with pytest.raises(DataFormatError, match=message):
                 members_of(path, raw)
+
+
+def test_class_names_come_from_every_shard_not_shard_0(tmp_path):
+    """Tars carry no class list: the names (0 .. the largest label anywhere) are found by the hash pass. Shard 0
+    holds only labels 0 and 1 here, shard 2 labels up to 5; UBW-P draws its labels over all classes, so a class
+    count taken from shard 0 would change the bytes."""
+    from datamark.methods import UBWP
+
+    rng = np.random.default_rng(3)
+    root = tmp_path / "tars"
+    root.mkdir()
+    for s, top in enumerate((2, 4, 6)):
+        with tarfile.open(root / f"shard-{s:06d}.tar", "w") as tar:
+            for i in range(40):
+                _member(tar, f"{s}{i:05d}.png", _image(rng, "png"), i)
+                _member(tar, f"{s}{i:05d}.cls", str(i % top).encode(), i)
+    method = UBWP(seed=5, rate=0.2)
+    marked = method.apply(load_data(str(root)))
+    assert marked.dataset.num_classes == 6
+    marked.dataset.save(tmp_path / "ref")
+    result = protect_shards(method, root, tmp_path / "out", workers=2, order=[2, 0, 1])
+    install(result, tmp_path / "key.json")
+    assert _files(tmp_path / "out") == _files(tmp_path / "ref")
+    _same_key(marked.key, result.key)
+    assert result.key.dataset["num_classes"] == 6

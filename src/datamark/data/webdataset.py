@@ -235,11 +235,11 @@ class WebDatasetRecords(StoredRecords):
                 shard.append(k)
                 inputs.append(sample.fields[field])
                 label_members.append(sample.fields[want])
-        if not values and (modality is None or class_names is None):  # one empty shard of many is fine
+        if not values and modality is None:  # one empty shard of many (modality given) is fine
             raise DataFormatError(f"The WebDataset shards {where} hold no samples (members named KEY.FIELD).")
         labels_array = np.asarray(labels, dtype=np.int64)
-        if class_names is None:
-            class_names = [str(c) for c in range(int(labels_array.max()) + 1)]
+        if class_names is None:  # an empty shard of many: any two names (the sharded engine replaces them)
+            class_names = [str(c) for c in range(int(labels_array.max()) + 1 if len(labels_array) else 2)]
         # the whole dataset's modality where given (one shard of many), else configured on the first sample (audio:
         # its sample rate), as for the other formats
         modality = modality or get_modality(kind).configured(values[:1], None, [f"{paths[0]} (first sample)"])

@@ -292,11 +292,15 @@ def _run(method: WatermarkMethod, job: Job, runner: Any, output: Path, *, modali
         infos[i] = info
     n = sum(info["rows"] for info in infos)
     shape = tuple(next(info["shape"] for info in infos if info["shape"] is not None))
+    width = max(len(info["classes"]) for info in infos)  # 1 + the largest label seen
+    if source.class_names is None:  # tars carry no class list: 0 .. the largest label, as in memory
+        source = dataclasses.replace(source, class_names=tuple(str(c) for c in range(width)))
+        job = dataclasses.replace(job, source=source)  # pass 2 opens every shard under the whole dataset's names
+    class_rows = np.sum([np.pad(info["classes"], (0, width - len(info["classes"]))) for info in infos], axis=0)
     lap("hash")
     summary = _Summary(source, [info["rows"] for info in infos], modality,
                        merged_fingerprint([job.stem("input", i) for i in range(n_shards)]),
-                       class_rows=tuple(int(c) for c in np.sum([info["classes"] for info in infos], axis=0)),
-                       input_shape=shape)
+                       class_rows=tuple(int(c) for c in class_rows), input_shape=shape)
     lap("key")
     marks = method.draw_marks(summary, job.secret, shape)
     for mark in marks:

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from ..data.arrow import ArrowRecords
 from ..data.hf import looks_like_parquet_shards, pick_split, shard_files
 from ..data.records import Records
-from ..data.webdataset import WebDatasetRecords, label_field, looks_like_webdataset, parse_label, scan, shard_paths
+from ..data.webdataset import WebDatasetRecords, looks_like_webdataset, shard_paths
 from ..exceptions import DataFormatError, ParameterError
 from ..modalities import Modality
 
@@ -36,7 +36,7 @@ class Source(Protocol):
     folder: str
     split: str | None
     files: tuple[str, ...]           # output names, relative to the output folder (the input's own layout)
-    class_names: tuple[str, ...]
+    class_names: tuple[str, ...] | None  # None: not known before the hash pass (tars carry no class list)
     input_column: str | None
     label_column: str
     format: str                      # the key's ``dataset.format``: what in-memory loading calls the data
@@ -106,7 +106,7 @@ class WebDatasetSource:
     folder: str
     paths: tuple[str, ...]          # the input shards
     files: tuple[str, ...]          # their names: the output's
-    class_names: tuple[str, ...]
+    class_names: tuple[str, ...] | None  # None until the hash pass has seen every label (see open_source)
     input_column: str | None
     label_column: str
     modality: Modality              # the whole dataset's: its kind, and audio's sample rate (shard 0's first clip)
@@ -135,28 +135,17 @@ class WebDatasetSource:
     @classmethod
     def open_source(cls, data: str | os.PathLike | Sequence[str | os.PathLike], *, split: str | None = None,
                     input_column: str | None = None, label_column: str = "label") -> WebDatasetSource:
-        """Describe the shards of ``data``: every tar's headers and label members are read for the class names
-        (tars carry no class list), and shard 0 whole for the input field and modality."""
+        """Describe the shards of ``data`` from shard 0 (read whole: the input field and modality). Tars carry no
+        class list, so ``class_names`` stays None: the engine's hash pass, which reads every label anyway, finds
+        the largest label in parallel, and the engine fills the names in before anything
+        else reads them."""
         if split is not None:
             raise ParameterError(f"split='{split}' picks a split of a Hugging Face layout; WebDataset shards hold one "
                                  f"split (give that split's folder or list of shards). Drop --split.")
         paths = shard_paths(data)
-        want, top = label_field(label_column), -1
-        for path in paths:
-            members, samples = scan(path)
-            with open(path, "rb") as f:
-                for sample in samples:
-                    member = members[sample.fields[want]] if want in sample.fields else None
-                    if member is None:
-                        raise DataFormatError(f"The sample '{sample.key}' of '{path}' has no '{want}' member (fields: "
-                                              f"{sorted(sample.fields)}); name the label field with --label-column.")
-                    f.seek(member.offset_data)
-                    top = max(top, parse_label(f.read(member.size), f"'{path}:{member.name}'"))
-        names = tuple(str(c) for c in range(top + 1))
-        first = WebDatasetRecords.load([paths[0]], input_column=input_column, label_column=label_column,
-                                       class_names=names)
+        first = WebDatasetRecords.load([paths[0]], input_column=input_column, label_column=label_column)
         folder = str(data) if isinstance(data, (str, os.PathLike)) else str(paths[0].parent)
-        return cls(folder, tuple(str(p) for p in paths), tuple(p.name for p in paths), names, input_column,
+        return cls(folder, tuple(str(p) for p in paths), tuple(p.name for p in paths), None, input_column,
                    label_column, first.modality)
 
 

@@ -54,7 +54,7 @@ def hash_shard(job: Job, index: int) -> dict[str, Any]:
     np.save(job.stem("labels", index).with_suffix(".npy"), labels)  # eligibility by class, for selections
     shape = list(records.modality.example_shape(records.take(np.arange(1)))) if len(records) else None
     info = {"rows": len(records), "shape": shape, "peak_rss_mib": peak_rss_mib(),
-            "classes": np.bincount(labels, minlength=len(job.source.class_names)).tolist()}
+            "classes": np.bincount(labels, minlength=len(job.source.class_names or ())).tolist()}
     _write_json(job.stem("hashed", index).with_suffix(".json"), info)  # last: the shard's pass 1 is finished
     return info
 
