@@ -17,6 +17,7 @@ The rules, enforced for every file datamark writes:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -249,6 +250,15 @@ def _install_directory(tmp: Path, path: Path, what: str, journal: Journal | None
     _fsync(path.parent)
     if journal is None and aside is not None:
         _try(_remove, aside)
+
+
+def file_sha256(path: PathLike) -> str:
+    """SHA-256 of the file at ``path``, read in 1 MiB blocks (a shard or a model of any size)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager

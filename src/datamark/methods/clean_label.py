@@ -299,10 +299,10 @@ class CleanLabel(WatermarkMethod):
         merged: dict[str, Any] = {}
         for piece in pieces:
             merged.update(piece)
-        images, seconds = (sum(p["pgd_images"] for p in pieces),
-                           sum(p["pgd_s"] for p in pieces if p["pgd_s"] is not None))
-        return {**merged, "pgd_images": images, "pgd_s": seconds if images else None,
-                "pgd_images_per_s": (images / seconds if seconds > 0 else float("inf")) if images else None,
+        pgd = PGDStats(sum(p["pgd_images"] for p in pieces),
+                       sum(p["pgd_s"] for p in pieces if p["pgd_s"] is not None))
+        return {**merged, "pgd_images": pgd.images, "pgd_s": pgd.seconds if pgd.images else None,
+                "pgd_images_per_s": pgd.images_per_s if pgd.images else None,
                 "base_model_train_s": max(p["base_model_train_s"] for p in pieces)}
 
 

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import Journal, _install_directory, check_output
+from .._io import Journal, _install_directory, check_output, file_sha256
 from .._progress import progress_bar
 from .._rng import generator, resolve_secret
 from ..exceptions import ParameterError
@@ -55,7 +55,6 @@ from .work import (
     Job,
     MarkPlan,
     Selection,
-    _sha256,
     count_below,
     count_unmarkable,
     forget_context,
@@ -263,7 +262,7 @@ def _prepare(staged: Path, method: WatermarkMethod, source: Source, overwrite: b
 def _digest_files(params: dict[str, Any]) -> dict[str, str]:
     """SHA-256 of each file a method's parameters name (a clean-label ``base_model`` checkpoint): a resumed run must
     craft with the same model as the shards already written, not with a checkpoint replaced in between."""
-    return {name: _sha256(Path(value)) for name, value in sorted(params.items())
+    return {name: file_sha256(value) for name, value in sorted(params.items())
             if isinstance(value, str) and name.endswith("_model") and Path(value).is_file()}
 
 
@@ -399,7 +398,7 @@ def _finished(job: Job, index: int) -> dict | None:
     """The record of a shard already marked (resume), if its file is there with the recorded digest."""
     record = _read(job.stem("done", index).with_suffix(".json"))
     path = Path(job.staged) / record["file"] if record is not None else None
-    if path is None or not path.is_file() or _sha256(path) != record["sha256"]:
+    if path is None or not path.is_file() or file_sha256(path) != record["sha256"]:
         return None
     return outcome(record)
 

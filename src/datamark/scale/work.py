@@ -7,7 +7,6 @@ shard and the small files of the work folder, and holds one shard in memory at m
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .._io import file_sha256
 from .._rng import generator, keyed_scores
 from ..marks import Mark
 from ..methods.base import MARK_BATCH, MarkBatch, WatermarkMethod
@@ -82,10 +82,15 @@ class Selection:
 
     def free(self, job: Job, index: int, n_rows: int) -> np.ndarray:
         """Mask of the rows of shard ``index`` that no mark takes (where decoys may go)."""
-        free = np.ones(n_rows, dtype=bool)
-        for rows in self.rows(job, index):
-            free[rows] = False
-        return free
+        return untaken(self.rows(job, index), n_rows)
+
+
+def untaken(rows_of: list[np.ndarray], n_rows: int) -> np.ndarray:
+    """Mask of the ``n_rows`` rows of a shard that none of the marks' ``rows_of`` takes."""
+    free = np.ones(n_rows, dtype=bool)
+    for rows in rows_of:
+        free[rows] = False
+    return free
 
 
 def query_shard(job: Job, index: int, purpose: str, taken: Selection | None, classes: np.ndarray | None,
@@ -143,8 +148,7 @@ def mark_shard(job: Job, plan: MarkPlan, index: int, decoy_state: dict | None) -
     extra = _key_extra(plan.method, records, rows_of, labels, context)
     decoys = np.zeros(0, dtype=np.int64)
     if plan.decoy_cut is not None:
-        free = np.ones(len(records), dtype=bool)
-        free[np.concatenate(rows_of)] = False
+        free = untaken(rows_of, len(records))
         decoys = np.flatnonzero(plan.decoy_cut.below(_load(job, "decoy", index), index, free))
         if len(decoys):
             rng = _restore(decoy_state)
@@ -162,7 +166,7 @@ def mark_shard(job: Job, plan: MarkPlan, index: int, decoy_state: dict | None) -
     target.parent.mkdir(parents=True, exist_ok=True)
     with _replaced(target) as tmp:
         job.source.write(index, out, tmp)  # the input's own format: unchanged rows keep their bytes
-        digest = _sha256(tmp)
+        digest = file_sha256(tmp)
     write_sorted(out.ids, out.labels, job.stem("output", index))
     ids = records.ids
     record = {"file": name, "rows": len(records), "sha256": digest,
@@ -268,11 +272,3 @@ def _restore(state: dict | None) -> np.random.Generator:
     bit_generator = getattr(np.random, state["bit_generator"])()
     bit_generator.state = state
     return np.random.Generator(bit_generator)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

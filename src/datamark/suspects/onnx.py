@@ -13,7 +13,6 @@ model with its tokenizer to a ``transformers`` folder and use :class:`~.transfor
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 from scipy.special import softmax
 
+from .._io import file_sha256
 from ..exceptions import ParameterError, SuspectError
 from ..modalities import get_modality
 from .base import Outputs, validate_output
@@ -257,8 +257,4 @@ def _open(source: str | os.PathLike | Any, providers: tuple[str, ...], threads: 
     except Exception as err:  # onnxruntime raises its own untyped errors for unreadable graphs
         raise SuspectError(f"Cannot load the ONNX model '{path}': {str(err).splitlines()[0]}. Pass a valid .onnx "
                            f"file (its external-data files beside it).") from err
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return session, digest.hexdigest()
+    return session, file_sha256(path)
