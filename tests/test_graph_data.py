@@ -326,7 +326,8 @@ def test_a_method_marks_graph_records_and_only_its_graphs_change(tmp_path):
         warnings.simplefilter("ignore")  # trigger-size advice is the trigger's business
         marked = BadNets(seed=3).apply(data)
     rows = [i for i in range(len(data)) if marked.dataset.ids[i] != data.ids[i]]
-    assert rows and {data.ids[r] for r in rows} == set(marked.key.marked_ids)
+    changed = set(marked.key.marked_ids) | set(marked.key.extra["decoy_ids"])  # graphs: one mark with decoys
+    assert rows and {data.ids[r] for r in rows} == changed
     assert marked.key.dataset["node_label_values"] == list(range(7)) and marked.key.dataset["format"] == "tu"
     marked.dataset.save(tmp_path / "M")
     for suffix in ("A", "graph_indicator", "graph_labels", "node_labels", "edge_labels"):

@@ -22,6 +22,9 @@ from typing import Any
 from ..exceptions import ParameterError
 
 MARKS_TEST = "marks-binomial"
+#: Control triggers run by default on a single-mark key (the papers' watermark): its test alone accuses models
+#: trained on other owners' watermarks of the same method; 1/(100 + 1) < alpha = 0.01.
+SINGLE_MARK_CONTROLS = 100
 PAIRED_TESTS = ("paired-t", "wilcoxon")
 TESTS = (MARKS_TEST, *PAIRED_TESTS)
 

@@ -41,7 +41,14 @@ from ..marks import Mark
 from ..suspects.base import Suspect, as_suspect, labels_of, require_probs
 from ..triggers.base import Trigger, carrying
 from .marks_test import mark_hit, marks_outcome
-from .plan import check_alpha, check_control_triggers, check_controls_reach, check_margin, check_n_probe
+from .plan import (
+    SINGLE_MARK_CONTROLS,
+    check_alpha,
+    check_control_triggers,
+    check_controls_reach,
+    check_margin,
+    check_n_probe,
+)
 from .result import VerificationResult
 from .stats import TestOutcome, binomial_test, paired_ttest, wilcoxon_signed_rank
 
@@ -121,9 +128,6 @@ def check_budget(suspect: Suspect, n: int) -> None:
                                f"verification (--sequential), which stops early and within the budget.")
 
 
-#: Control triggers run by default on a single-mark key (the papers' watermark): its test alone accuses models
-#: trained on other owners' watermarks of the same method; 1/(100 + 1) < alpha = 0.01.
-SINGLE_MARK_CONTROLS = 100
 KEY_SEED = "key"  # how results show a probe seed derived from the key's (committed) secret
 
 
