@@ -57,43 +57,111 @@ def global_rng_guard():
     assert torch.equal(torch.get_rng_state(), torch_state), "torch's global RNG was used"
 
 
-@pytest.fixture(scope="session")
-def tiny_pair(digits):
-    """(key, stolen, clean, test): BadNets (target 5) on the digits; tiny models on the marked and the clean data.
+# The tiny digits models the session fixtures share: name -> (how the training data is made, seed, epochs).
+_TINY_MODELS = {
+    "marks": (lambda train: _tiny_marks_method().apply(train).dataset, 0, 30),  # first: the longest to train
+    "clean": (lambda train: train, 1, 15),
+    "pair": (lambda train: _tiny_pair_method().apply(train).dataset, 0, 15),
+}
 
-    Trained with one thread: on a busy 2-core machine thread contention makes tiny models 100x slower.
-    """
+
+def _tiny_pair_method():
     from datamark import BadNets
+
+    return BadNets(seed=0, target=5)
+
+
+def _tiny_marks_method():
+    from datamark import BadNets
+
+    return BadNets(seed=0, n_marks=5, decoy_rate=0.1)
+
+
+def _train_tiny_model(name, train):
+    """One of ``_TINY_MODELS``, trained with one thread: on a busy 2-core machine thread contention makes tiny
+    models 100x slower."""
     from datamark.testing import train_tiny
 
-    train, test = digits
+    data, seed, epochs = _TINY_MODELS[name]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        marked = BadNets(seed=0, target=5).apply(train)
-        stolen, clean = train_tiny(marked.dataset, seed=0, epochs=15), train_tiny(train, seed=1, epochs=15)
+        return train_tiny(data(train), seed=seed, epochs=epochs)
     finally:
         torch.set_num_threads(threads)
-    return marked.key, stolen, clean, test
 
 
 @pytest.fixture(scope="session")
-def tiny_marks(digits, tiny_pair):
+def _tiny_models(digits, tmp_path_factory):
+    """name -> model of ``_TINY_MODELS``, each trained once per run.
+
+    Under pytest-xdist the workers share the work through a folder of the run's temporary directory: a worker
+    trains a model no other worker is training (a non-blocking lock per model), saves it, and loads the ones the
+    other worker trained, waiting for them only when nothing is left to train. Two workers train the three models
+    side by side instead of each training all three. Serially (no xdist), each is trained when first asked for."""
+    import fcntl
+    import os
+    import pickle
+
+    train = digits[0]
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        class Lazy(dict):
+            def __missing__(self, name):
+                self[name] = _train_tiny_model(name, train)
+                return self[name]
+
+        return Lazy()
+    root = tmp_path_factory.getbasetemp().parent / "tiny-models"
+    root.mkdir(exist_ok=True)
+    models, pending = {}, list(_TINY_MODELS)
+
+    def take(name, block):
+        with open(root / f"{name}.lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
+            except BlockingIOError:
+                return False  # another worker is training it
+            path = root / f"{name}.pkl"
+            if path.exists():
+                models[name] = pickle.loads(path.read_bytes())
+            else:
+                models[name] = _train_tiny_model(name, train)
+                part = path.with_suffix(".part")
+                part.write_bytes(pickle.dumps(models[name]))
+                part.replace(path)
+            return True
+
+    while pending:
+        taken = [name for name in pending if take(name, block=False)]
+        if not taken:  # the other worker is training every one left: wait for the first of them
+            take(pending[0], block=True)
+            taken = pending[:1]
+        pending = [name for name in pending if name not in taken]
+    return models
+
+
+@pytest.fixture(scope="session")
+def tiny_clean(_tiny_models):
+    """A tiny model trained on the clean digits (seed 1, 15 epochs): the innocent model (Independent-M) of the
+    end-to-end tests, shared by them instead of each training the same model again."""
+    return _tiny_models["clean"]
+
+
+@pytest.fixture(scope="session")
+def tiny_pair(digits, _tiny_models):
+    """(key, stolen, clean, test): BadNets (target 5) on the digits; tiny models on the marked and the clean data
+    (the clean one is ``tiny_clean``)."""
+    train, test = digits
+    return _tiny_pair_method().apply(train).key, _tiny_models["pair"], _tiny_models["clean"], test
+
+
+@pytest.fixture(scope="session")
+def tiny_marks(digits, _tiny_models):
     """(key, stolen, clean, test) with the default kind of key: BadNets with several marks (5 on 8x8 digits,
     which hold fewer marks apart than 32-px images), each with its own secret trigger and target. The clean
     model is tiny_pair's."""
-    from datamark import BadNets
-    from datamark.testing import train_tiny
-
     train, test = digits
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        marked = BadNets(seed=0, n_marks=5, decoy_rate=0.1).apply(train)
-        stolen = train_tiny(marked.dataset, seed=0, epochs=30)
-    finally:
-        torch.set_num_threads(threads)
-    return marked.key, stolen, tiny_pair[2], test
+    return _tiny_marks_method().apply(train).key, _tiny_models["marks"], _tiny_models["clean"], test
 
 
 @pytest.fixture

@@ -191,12 +191,12 @@ def test_a_model_reacting_to_every_trigger_alike_never_hits(binary, mode):
 
 
 @pytest.fixture(scope="module")
-def stolen(digits, one_thread):
-    """A tiny model trained on digits watermarked with K = 4 candidate marks (5 candidates each), and a clean one."""
+def stolen(digits, one_thread, tiny_clean):
+    """A tiny model trained on digits watermarked with K = 4 candidate marks (5 candidates each), and a clean one
+    (the shared ``tiny_clean``)."""
     train, test = digits
     marked = BadNets(seed=0, n_marks=4, n_candidates=5, decoy_rate=0.1).apply(train)
-    model, clean = train_tiny(marked.dataset, seed=0, epochs=30), train_tiny(train, seed=1, epochs=15)
-    return marked.key, model, clean, test
+    return marked.key, train_tiny(marked.dataset, seed=0, epochs=30), tiny_clean, test
 
 
 @pytest.mark.parametrize("mode", ["probs", "labels"])
