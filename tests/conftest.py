@@ -78,15 +78,15 @@ def _tiny_marks_method():
 
 
 def _train_tiny_model(name, train):
-    """One of ``_TINY_MODELS``, trained with one thread: on a busy 2-core machine thread contention makes tiny
-    models 100x slower."""
-    from datamark.testing import train_tiny
+    """One of ``_TINY_MODELS`` as (model, spec), trained with one thread: on a busy 2-core machine thread
+    contention makes tiny models 100x slower."""
+    from datamark.models import default_config, fit
 
     data, seed, epochs = _TINY_MODELS[name]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return train_tiny(data(train), seed=seed, epochs=epochs)
+        return fit(data(train), arch="tiny", config=default_config("tiny", epochs=epochs, seed=seed), width=32)
     finally:
         torch.set_num_threads(threads)
 
@@ -101,13 +101,15 @@ def _tiny_models(digits, tmp_path_factory):
     side by side instead of each training all three. Serially (no xdist), each is trained when first asked for."""
     import fcntl
     import os
-    import pickle
+
+    from datamark.models.checkpoint import save_checkpoint
+    from datamark.suspects import LocalSuspect
 
     train = digits[0]
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         class Lazy(dict):
             def __missing__(self, name):
-                self[name] = _train_tiny_model(name, train)
+                self[name] = LocalSuspect.from_model(*_train_tiny_model(name, train))
                 return self[name]
 
         return Lazy()
@@ -121,14 +123,10 @@ def _tiny_models(digits, tmp_path_factory):
                 fcntl.flock(lock, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
             except BlockingIOError:
                 return False  # another worker is training it
-            path = root / f"{name}.pkl"
-            if path.exists():
-                models[name] = pickle.loads(path.read_bytes())
-            else:
-                models[name] = _train_tiny_model(name, train)
-                part = path.with_suffix(".part")
-                part.write_bytes(pickle.dumps(models[name]))
-                part.replace(path)
+            path = root / f"{name}.pt"  # a datamark checkpoint: loaded with weights_only, never unpickled
+            if not path.exists():
+                save_checkpoint(*_train_tiny_model(name, train), path)  # atomic: the other worker sees all or none
+            models[name] = LocalSuspect.from_checkpoint(path)
             return True
 
     while pending:
