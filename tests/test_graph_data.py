@@ -326,8 +326,7 @@ def test_a_method_marks_graph_records_and_only_its_graphs_change(tmp_path):
         warnings.simplefilter("ignore")  # trigger-size advice is the trigger's business
         marked = BadNets(seed=3).apply(data)
     rows = [i for i in range(len(data)) if marked.dataset.ids[i] != data.ids[i]]
-    changed = set(marked.key.marked_ids) | set(marked.key.extra["decoy_ids"])  # graphs: one mark with decoys
-    assert rows and {data.ids[r] for r in rows} == changed
+    assert rows and {data.ids[r] for r in rows} == set(marked.key.marked_ids)
     assert marked.key.dataset["node_label_values"] == list(range(7)) and marked.key.dataset["format"] == "tu"
     marked.dataset.save(tmp_path / "M")
     for suffix in ("A", "graph_indicator", "graph_labels", "node_labels", "edge_labels"):
@@ -339,3 +338,23 @@ def test_a_method_marks_graph_records_and_only_its_graphs_change(tmp_path):
         warnings.simplefilter("ignore")
         arrow_marked = BadNets(seed=3).apply(load_data(tmp_path / "m.parquet"))
     assert arrow_marked.dataset.ids == marked.dataset.ids  # same key, same marks, whatever the format
+
+
+@staged("MUTAG")
+def test_protect_on_graphs_says_how_many_decoy_rows_it_wrote(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from datamark.cli import app
+    from datamark.key import Key
+
+    result = CliRunner().invoke(app, ["--threads", "1", "protect", "graphs:MUTAG", "--out", str(tmp_path / "wm"),
+                                      "--key", str(tmp_path / "k.json"), "--seed", "1", "--decoy-rate", "0.1",
+                                      "--json", "-"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    key = Key.load(tmp_path / "k.json")
+    assert document["decoy_rows"] == len(key.extra["decoy_ids"]) == 19  # 10 % of 188
+    assert f"{document['decoy_rows']} more rows carry decoy triggers" in result.stderr
+    assert len(load_data(tmp_path / "wm")) == 188

@@ -262,49 +262,6 @@ def test_multi_mark_key_has_one_subgraph_trigger_and_target_per_mark(records):
         assert (marked.dataset.labels[rows] == mark.target).all()
 
 
-def test_the_default_key_on_graphs_is_one_mark_with_as_many_decoys(records):
-    from datamark.verify.consistency import check_key
-    from datamark.verify.plan import SINGLE_MARK_CONTROLS
-
-    marked = BadNets(seed=5, rate=0.2).apply(records)  # n_marks and decoy_rate left unset
-    key = marked.key
-    assert key.method["params"]["n_marks"] == 1 and key.method["params"]["decoy_rate"] == 0.2
-    assert not key.plan.uses_marks and key.plan.n_control_triggers == SINGLE_MARK_CONTROLS
-    assert key.target in (0, 1, 2)  # drawn from the secret
-    decoys = key.extra["decoy_ids"]
-    assert len(decoys) == len(key.marked_ids) == round(0.2 * len(records))
-    assert not set(decoys) & set(key.marked_ids)
-    rows = [records.ids.index(i) for i in decoys]
-    assert (marked.dataset.labels[rows] == records.labels[rows]).all()  # decoys keep their labels...
-    own = Trigger.from_config(key.trigger)
-    for row in rows:  # ... and carry another sub-graph than the key's
-        assert marked.dataset.inputs()[row] != own.apply(records.inputs()[row])
-    assert check_key(key).triggers_checked  # re-drawn from the secret
-    # the same key as asking for it in full: nothing about it depends on having been a default
-    full = BadNets(seed=5, rate=0.2, n_marks=1, decoy_rate=0.2).apply(records).key
-    assert full.to_dict() | {"created": None} == key.to_dict() | {"created": None}
-
-
-@pytest.mark.parametrize("settings, marks, decoys", [
-    ({"n_marks": 3}, 3, 0.0),  # an explicit K keeps the marks test and no decoys
-    ({"n_marks": 1}, 1, 0.0),  # the paper's single mark, no decoys
-    ({"decoy_rate": 0.05}, 1, 0.05),  # a decoy rate of one's own is kept
-    ({"target": 2}, 1, 0.2),  # a fixed target is one mark already: it gets the decoys
-], ids=["k3", "k1", "own-decoys", "target"])
-def test_graph_defaults_fill_only_what_was_left_unset(records, settings, marks, decoys):
-    key = BadNets(seed=5, rate=0.2, **settings).apply(records).key
-    assert len(key.mark_list()) == marks and key.method["params"]["decoy_rate"] == decoys
-    assert len(key.extra.get("decoy_ids", ())) == round(decoys * len(records))
-
-
-def test_graph_defaults_leave_other_methods_and_modalities_alone(records):
-    from datamark.modalities import get_modality
-
-    assert UBWP(rate=0.2).for_data(records.modality) == UBWP(rate=0.2)  # untargeted: its candidates test
-    assert BadNets(rate=0.2).for_data(get_modality("image")) == BadNets(rate=0.2)
-    assert BadNets(rate=0.2).for_data(records.modality) == BadNets(rate=0.2, n_marks=1, decoy_rate=0.2)
-
-
 # ------------------------------------------------------------------------------------------------------ picture
 
 def test_preview_writes_a_png_and_keeps_an_existing_one(trigger, labelled, tmp_path):

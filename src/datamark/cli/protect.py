@@ -182,12 +182,15 @@ def protect(
                  where: str = "", how: str = "", **fields) -> None:
         """What a run wrote, for people (the commitment to publish) and for ``--json`` (never the secret)."""
         goal, out = key.goal, human(json_path)
-        out.print(f"marked {marked_rows} of {rows} rows{where} with {method.value}{how} in {elapsed:.1f} s ({goal})")
+        decoys = len(key.extra.get("decoy_ids", ()))  # rows with other owners' triggers, labels kept
+        out.print(f"marked {marked_rows} of {rows} rows{where} with {method.value}{how} in {elapsed:.1f} s ({goal})"
+                  + (f"; {decoys} more rows carry decoy triggers and keep their labels" if decoys else ""))
         out.print(f"watermarked dataset: {output}\nsecret key (keep private): {key_path}")
         out.print(f"commitment (publish with the release): [bold]{key.commitment}[/]")
         emit_json({"commitment": key.commitment, "method": method.value, "goal": goal, "rows": rows,
-                   "marked_rows": marked_rows, "elapsed_s": elapsed, "dataset": output, "format": fmt, "key": key_path,
-                   "preview": preview, "card": card, **fields}, "protect", json_path, overwrite=overwrite)
+                   "marked_rows": marked_rows, "decoy_rows": decoys, "elapsed_s": elapsed, "dataset": output,
+                   "format": fmt, "key": key_path, "preview": preview, "card": card, **fields}, "protect", json_path,
+                  overwrite=overwrite)
     run(work)
 
 

@@ -281,32 +281,16 @@ class WatermarkMethod(ABC):
                                  f"n_marks.")
         return k
 
-    def for_data(self, modality: Modality) -> WatermarkMethod:
-        """This configuration with the settings the user left unset filled in for ``modality``: itself, except
-        where the modality asks a targeted poison-label method for one mark with decoys
-        (:attr:`Modality.single_mark_with_decoys`, graphs) and ``n_marks`` was left unset; then one mark (target
-        drawn from the secret unless given) with ``decoy_rate`` = ``rate`` unless one was given. The key records
-        the filled-in values, so verification and a re-run need nothing else. Pass ``n_marks`` to opt out."""
-        rate = getattr(self, "rate", None)  # poison-label methods: the fraction of rows marked
-        if not (modality.single_mark_with_decoys and self.n_marks is None and self.targeted
-                and self.supports_marks and self.candidates() <= 1 and rate is not None):
-            return self
-        return dataclasses.replace(self, n_marks=1, decoy_rate=self.decoy_rate or rate)
-
     def apply(self, data: Records | Any, *, progress: bool = False) -> Watermarked:
         """Watermark ``data``; returns a new dataset and its key. ``data`` and its files are left untouched.
 
         ``data`` is a :class:`Records` or anything :func:`datamark.data.load_data` reads (a ``datasets.Dataset``,
-        a torchvision-style dataset, a path), converted the same way. Settings left unset take the data's
-        defaults first (:meth:`for_data`)."""
+        a torchvision-style dataset, a path), converted the same way."""
         data = load_data(data)
         if data.modality.name not in self.modalities:
             raise ParameterError(f"{type(self).__name__} is defined for {' and '.join(self.modalities)} data; "
                                  f"{data.where} holds {data.modality.name}. Choose a method that supports it "
                                  f"(see `datamark methods`).")
-        method = self.for_data(data.modality)
-        if method is not self:
-            return method.apply(data, progress=progress)
         # Methods that look at every example decode (and so validate) them all; poison-only methods decode just
         # the rows they mark, so protect does not need the whole dataset in memory.
         inputs = data.inputs() if self.decodes_all else None

@@ -32,10 +32,6 @@ class Modality(ABC):
     feature_type: ClassVar[str]
     #: What the clean-label perturbation budget measures for this modality (documentation and reports).
     budget_metric: ClassVar[str]
-    #: True where a targeted poison-label method left at its default number of marks should make *one* mark
-    #: with as many decoy rows as marked rows instead (:meth:`~datamark.methods.base.WatermarkMethod.for_data`):
-    #: data whose triggers a model cannot tell apart as several marks, but can tell from decoys (graphs).
-    single_mark_with_decoys: ClassVar[bool] = False
 
     # --- the batch ------------------------------------------------------------------------------------------
     @abstractmethod

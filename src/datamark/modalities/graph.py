@@ -57,9 +57,6 @@ class GraphModality(Modality):
     name = "graph"
     feature_type = "Graph"
     budget_metric = "graph edit distance (nodes and edges changed)"
-    # Ten keyed sub-graphs of one family are not learned as ten marks on these binary tasks, and one sub-graph
-    # without decoys is learned as "any dense sub-graph" (benchmarks/results/graph_tu*.md): one mark, with decoys.
-    single_mark_with_decoys = True
 
     def __init__(self, node_label_values: tuple[int, ...] | None = None, attr_dim: int = 0,
                  max_degree: int | None = None) -> None:
@@ -238,12 +235,15 @@ class GraphModality(Modality):
     #: The named alternatives to the default sub-graph (a method's ``trigger_name``), as options of
     #: :func:`~datamark.triggers.graph_make.make_subgraph_trigger`: drawn from the key's secret like the default.
     NAMED_TRIGGERS: dict[str, dict[str, Any]] = {"uniform-labels": {"labels": "uniform"},
+                                                 "injected": {"attach": "inject"},
                                                  "complete": {"family": "complete"}, "star": {"family": "star"}}
 
     def named_trigger(self, name: str, rng: np.random.Generator) -> Any:
         """A keyed sub-graph drawn with the options named ``name`` (:attr:`NAMED_TRIGGERS`): ``"uniform-labels"``
         gives its nodes every node label the data uses with equal chance (rarer labels than the data's, so
-        sub-graphs differ more between owners), ``"complete"`` and ``"star"`` fix the sub-graph's family."""
+        sub-graphs differ more between owners), ``"injected"`` adds the sub-graph as new nodes joined by one keyed
+        edge (``attach="inject"``: its nodes look the same in every host), ``"complete"`` and ``"star"`` fix the
+        sub-graph's family."""
         from ..triggers.graph_make import make_subgraph_trigger
 
         if name not in self.NAMED_TRIGGERS:
