@@ -234,3 +234,6 @@ def test_a_named_graph_trigger_is_drawn_from_the_secret_and_re_drawn_on_load(tmp
     assert len(set(weights)) == 1 and len(set(default.trigger["params"]["label_weights"])) > 1  # uniform vs data's
     with pytest.raises(ParameterError, match="no trigger named 'wheel'.*uniform-labels"):
         BadNets(seed=4, trigger_name="wheel").apply(data)
+    injected = BadNets(seed=4, trigger_name="injected", rate=0.1, decoy_rate=0.05).apply(data).key
+    assert injected.trigger["params"]["attach"] == "inject" and default.trigger["params"]["attach"] == "replace"
+    assert provenance(Key.load(saved(injected, tmp_path, "injected.json"))).drawn
