@@ -78,15 +78,15 @@ def _tiny_marks_method():
 
 
 def _train_tiny_model(name, train):
-    """One of ``_TINY_MODELS`` as (model, spec), trained with one thread: on a busy 2-core machine thread
+    """One of ``_TINY_MODELS`` (a LocalSuspect), trained with one thread: on a busy 2-core machine thread
     contention makes tiny models 100x slower."""
-    from datamark.models import default_config, fit
+    from datamark.testing import train_tiny
 
     data, seed, epochs = _TINY_MODELS[name]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return fit(data(train), arch="tiny", config=default_config("tiny", epochs=epochs, seed=seed), width=32)
+        return train_tiny(data(train), seed=seed, epochs=epochs)
     finally:
         torch.set_num_threads(threads)
 
@@ -102,14 +102,14 @@ def _tiny_models(digits, tmp_path_factory):
     import fcntl
     import os
 
-    from datamark.models.checkpoint import save_checkpoint
     from datamark.suspects import LocalSuspect
+    from datamark.testing.servers import save_tiny_checkpoint
 
     train = digits[0]
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         class Lazy(dict):
             def __missing__(self, name):
-                self[name] = LocalSuspect.from_model(*_train_tiny_model(name, train))
+                self[name] = _train_tiny_model(name, train)
                 return self[name]
 
         return Lazy()
@@ -125,7 +125,7 @@ def _tiny_models(digits, tmp_path_factory):
                 return False  # another worker is training it
             path = root / f"{name}.pt"  # a datamark checkpoint: loaded with weights_only, never unpickled
             if not path.exists():
-                save_checkpoint(*_train_tiny_model(name, train), path)  # atomic: the other worker sees all or none
+                save_tiny_checkpoint(_train_tiny_model(name, train).model, path)  # atomic: all or nothing is seen
             models[name] = LocalSuspect.from_checkpoint(path)
             return True
 
