@@ -351,10 +351,12 @@ def test_protect_on_graphs_says_how_many_decoy_rows_it_wrote(tmp_path):
 
     result = CliRunner().invoke(app, ["--threads", "1", "protect", "graphs:MUTAG", "--out", str(tmp_path / "wm"),
                                       "--key", str(tmp_path / "k.json"), "--seed", "1", "--decoy-rate", "0.1",
+                                      "--trigger", "injected",
                                       "--json", "-"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     key = Key.load(tmp_path / "k.json")
     assert document["decoy_rows"] == len(key.extra["decoy_ids"]) == 19  # 10 % of 188
+    assert key.trigger["params"]["attach"] == "inject"  # --trigger takes every named sub-graph of the modality
     assert f"{document['decoy_rows']} more rows carry decoy triggers" in result.stderr
     assert len(load_data(tmp_path / "wm")) == 188

@@ -31,8 +31,8 @@ def protect(
                                        "trigger, so one mark). Audio: 'tone' (keyed 100 ms tones, a keyed "
                                        "place; the default), or one 'pulse' (the paper's constant 6.25 ms pulse) or "
                                        "'noise' burst (one mark). Graphs: 'subgraph' (keyed sub-graphs; the "
-                                       "default), or one 'uniform-labels', 'complete' or 'star' sub-graph (one "
-                                       "mark)."),
+                                       "default), or one 'uniform-labels', 'injected', 'complete' or 'star' "
+                                       "sub-graph (one mark)."),
     decoy_rate: float | None = typer.Option(None, help="Fraction of rows stamped with other random triggers, labels "
                                             "kept (default 0, WaNet 0.2; 0.1 recommended for DVBW and UBW-P)."),
     n_marks: int | None = typer.Option(None, "--n-marks", help="K, marks with their own secret trigger and target "
@@ -97,12 +97,14 @@ def protect(
     def build(modality: str):
         """The method the options ask for, on data of ``modality``."""
         options: dict = dict(seed=seed)
+        from ..modalities import GraphModality
+
         kinds = {"word": "text", "style": "text", "pulse": "audio", "tone": "audio", "noise": "audio",
-                 "subgraph": "graph", "uniform-labels": "graph", "complete": "graph", "star": "graph"}
+                 "subgraph": "graph", **dict.fromkeys(GraphModality.NAMED_TRIGGERS, "graph")}
         if trigger is not None and trigger not in kinds:
+            graph = ", ".join(f"'{name}'" for name, kind in kinds.items() if kind == "graph")
             raise ParameterError(f"--trigger must be 'word' or 'style' (text data), 'pulse', 'tone' or 'noise' "
-                                 f"(audio data), or 'subgraph', 'uniform-labels', 'complete' or 'star' (graph data); "
-                                 f"got '{trigger}'.")
+                                 f"(audio data), or one of {graph} (graph data); got '{trigger}'.")
         if trigger is not None and modality != kinds[trigger]:
             raise ParameterError(f"--trigger {trigger} is for {kinds[trigger]} data but {data} holds "
                                  f"{modality}; image triggers are chosen by --method, --pattern and "
