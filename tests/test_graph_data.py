@@ -68,7 +68,12 @@ def graph_blocks(folder, name, suffix):
         edges = (folder / f"{name}_A.txt").read_bytes().splitlines()
         owner = gi[[int(line.split(b",")[0]) - 1 for line in edges]] - 1
     bounds = np.searchsorted(owner, np.arange(gi.max() + 1))  # the shared files list graphs in order
-    return [b"".join(lines[bounds[g]:bounds[g + 1]]) for g in range(gi.max())]
+    blocks = [b"".join(lines[bounds[g]:bounds[g + 1]]) for g in range(gi.max())]
+    if suffix == "A":  # node numbers are global: a graph that gained nodes renumbers the graphs after it
+        first = np.searchsorted(gi, np.arange(1, gi.max() + 1))  # each graph's first node, 0-based
+        blocks = [b"".join(b"%d, %d\n" % tuple(int(v) - first[g] for v in line.split(b","))
+                           for line in block.splitlines()) for g, block in enumerate(blocks)]
+    return blocks
 
 
 # --- reading the collection --------------------------------------------------------------------------------------

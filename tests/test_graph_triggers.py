@@ -22,6 +22,7 @@ from datamark.registry import TRIGGERS
 from datamark.testing.contracts import check_method
 from datamark.triggers import Trigger
 from datamark.triggers.graph import DENSITY_RANGE, SubgraphTrigger, make_subgraph_trigger
+from datamark.triggers.graph_make import MARK_MIN_SIZE, mark_size
 from datamark.triggers.graph_stats import graph_statistics
 
 LABELS = (0, 1, 2)
@@ -260,6 +261,51 @@ def test_multi_mark_key_has_one_subgraph_trigger_and_target_per_mark(records):
         rows = [records.ids.index(i) for i in mark.marked_ids]
         assert np.array_equal(marked.dataset.inputs()[rows], mark.trigger.apply(records.inputs()[rows]))
         assert (marked.dataset.labels[rows] == mark.target).all()
+
+
+def test_each_mark_of_a_multi_mark_key_gets_a_complete_subgraph_of_its_own_size(records):
+    """Marks whose sub-graphs a GNN cannot tell apart teach it contradicting targets (issue 17): each mark's is
+    complete, injected and of its own size, centred on the single mark's size (the paper's, which stays as it
+    was)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TriggerSizeWarning)
+        single = BadNets(rate=0.3, n_marks=1, seed=4).apply(records).key.mark_list()[0].trigger
+        marks = BadNets(rate=0.3, n_marks=4, seed=4).apply(records).key.mark_list()
+    assert (single.family, single.attach) == ("er", "replace") and single.size == mark_size(single.size, 0, 1)
+    assert [m.trigger.size for m in marks] == [mark_size(single.size, j, 4) for j in range(4)]
+    assert len({m.trigger.size for m in marks}) == 4 and min(m.trigger.size for m in marks) >= MARK_MIN_SIZE
+    assert all((m.trigger.family, m.trigger.attach) == ("complete", "inject") for m in marks)
+    assert mark_size(8, 0, 10) == 4 and mark_size(8, 9, 10) == 13 and mark_size(20, 0, 10) == 15
+
+
+def test_keys_written_before_marks_were_sized_apart_still_check(records, tmp_path):
+    """A key whose dataset record does not say ``mark_sizes`` re-draws its marks all of one size, as it was made;
+    a new key edited to say so is refused (its sub-graphs are not what that draw gives), as is an unknown value."""
+    import dataclasses
+
+    from datamark import Key
+    from datamark.exceptions import KeyFormatError
+    from datamark.verify.consistency import check_key
+
+    binary = ArrayRecords(records.inputs(), records.labels % 2, ["a", "b"], where="(hand graphs)",
+                          modality=records.modality)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TriggerSizeWarning)
+        key = BadNets(rate=0.3, n_marks=3, seed=4).apply(binary).key
+        GraphModality.mark_sizes = "same"
+        try:
+            old = BadNets(rate=0.3, n_marks=3, seed=4).apply(binary).key
+        finally:
+            GraphModality.mark_sizes = "distinct"
+    assert key.plan.test == "marks-randomization" and key.dataset["mark_sizes"] == "distinct"
+    assert len({m.trigger.size for m in old.mark_list()}) == 1
+    before = dataclasses.replace(old, dataset={k: v for k, v in old.dataset.items() if k != "mark_sizes"})
+    assert check_key(before).drawn and check_key(key).drawn
+    for value, message in (("same", "trigger differs"), ("bigger", "mark_sizes")):
+        edited = dataclasses.replace(key, dataset={**key.dataset, "mark_sizes": value})
+        edited.save(tmp_path / f"{value}.json")
+        with pytest.raises(KeyFormatError, match=message):
+            Key.load(tmp_path / f"{value}.json")
 
 
 # ------------------------------------------------------------------------------------------------------ picture

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from ..exceptions import DatamarkError
+from ..verify.marks_test import RANDOMIZATION_TEST_NAME
 from ._app import err
 from ._common import (
     ACCUSED,
@@ -44,13 +45,16 @@ def print_result(result, evidence: Path | None, out: Console) -> None:
     null_rate = "p0" if result.marks is not None else "tau"
     out.print(f"n = {o.n} (excluded {result.n_excluded}), {null_rate} = {o.margin:g}, alpha = {result.alpha:g}, "
               f"probes: {result.probe_seed}, queries = {result.queries}")
-    effect = "hit rate" if result.marks is not None else ("ΔP" if result.mode == "probs" else "flip rate")
+    randomized = o.test == RANDOMIZATION_TEST_NAME
+    effect = ("mean excess share of the secret choices" if randomized else "hit rate") if result.marks is not None \
+        else ("ΔP" if result.mode == "probs" else "flip rate")
     out.print(f"statistic = {o.statistic:.4g}, p = {o.p_value:.4g} (log10 p = {o.log10_p:.2f}), "
               f"{effect} = {o.effect:.4f}")
     if result.marks is not None:
         m = result.marks
         out.print(f"marks: {m['hits']} of {m['marks_asked']} asked (of {m['n_marks']}) revealed their secret choice "
-                  f"(1 in {m['options_per_mark']} by chance); {m['probes_per_mark']} probe(s) per mark; triggered "
+                  f"(1 in {m['options_per_mark']} by chance); {m['probes_per_mark']} probe(s) per mark"
+                  f"{' (the same probes for every mark)' if randomized else ''}; triggered "
                   f"probes that went the watermark's way: {100 * m['probe_success_rate']:.1f} %")
     if result.effect is not None:
         e = result.effect

@@ -25,7 +25,7 @@ from ..key import Key
 from ..marks import Mark
 from ..modalities import Modality
 from ..triggers.base import Trigger, carrying
-from ..verify.plan import MARKS_TEST, SINGLE_MARK_CONTROLS
+from ..verify.plan import MARKS_TEST, SINGLE_MARK_CONTROLS, marks_test_for
 from ._constraints import check_fields
 
 logger = logging.getLogger(__name__)
@@ -163,14 +163,14 @@ class WatermarkMethod(ABC):
     def default_trigger(self, input_shape: tuple[int, ...], rng: np.random.Generator) -> Trigger:
         """The image trigger used when none is given, drawn from the secret's trigger generator."""
 
-    def trigger_for(self, modality: Modality, input_shape: tuple[int, ...], rng: np.random.Generator) -> Trigger:
-        """The default trigger for data of ``modality``: the method's own for images, the modality's otherwise
-        (a keyed rare word for text); the modality's named one where ``trigger_name`` asks for it."""
-        if self.trigger_name is not None:
-            return modality.named_trigger(self.trigger_name, rng)
-        if modality.name == "image":
+    def trigger_for(self, modality: Modality, input_shape: tuple[int, ...], rng: np.random.Generator,
+                    mark: int = 0) -> Trigger:
+        """The default trigger of mark ``mark`` for data of ``modality``: the method's own for images, the
+        modality's otherwise (a keyed rare word for text, a sub-graph sized for its mark on graphs); the
+        modality's named one where ``trigger_name`` asks for it."""
+        if self.trigger_name is None and modality.name == "image":
             return self.default_trigger(input_shape, rng)
-        return modality.default_trigger(rng)
+        return modality.mark_trigger(rng, self.trigger_name, mark, self.marks)
 
     @abstractmethod
     def count(self, data: Records, eligible: np.ndarray) -> int:
@@ -192,12 +192,15 @@ class WatermarkMethod(ABC):
         """Probes per mark of the default fixed-n marks test."""
         return 10
 
-    def verification_plan(self) -> dict[str, Any]:
-        """The plan stored in the key: the exact marks test where the key has marks, else the paper's test with
-        the trigger-specificity control (without it, another owner's watermark of the same method is accused)."""
+    def verification_plan(self, options: int | None = None) -> dict[str, Any]:
+        """The plan stored in the key: an exact marks test where the key has marks (by randomization where each
+        mark has only ``options`` = 2 secret choices, else the binomial count; see :func:`marks_test_for`), else
+        the paper's test with the trigger-specificity control (without it, another owner's watermark of the same
+        method is accused)."""
         paper = {"margin": 0.2, "alpha": 0.01, **self.verification_defaults()}
         if self.uses_marks:
-            return {"test": MARKS_TEST, "margin": paper["margin"], "alpha": paper["alpha"],
+            test = MARKS_TEST if options is None else marks_test_for(options)
+            return {"test": test, "margin": paper["margin"], "alpha": paper["alpha"],
                     "n_probe": self.marks * self.probes_per_mark(), "effect_test": paper.get("test", "paired-t")}
         return {**paper, "n_control_triggers": max(int(paper.get("n_control_triggers", 0)), SINGLE_MARK_CONTROLS)}
 
@@ -260,13 +263,13 @@ class WatermarkMethod(ABC):
             n_candidates = self.candidates()
             if n_candidates > 1:
                 candidates = tuple(self.trigger_for(data.modality, input_shape,
-                                                    generator(secret, f"candidate{suffix}:{i}"))
+                                                    generator(secret, f"candidate{suffix}:{i}"), j)
                                    for i in range(n_candidates))
                 embedded = int(generator(secret, "embedded" + suffix).integers(n_candidates))
                 marks.append(Mark(candidates[embedded], target, candidates, embedded))
                 continue
             trigger = self.trigger or self.trigger_for(data.modality, input_shape,
-                                                       generator(secret, "trigger" + suffix))
+                                                       generator(secret, "trigger" + suffix), j)
             marks.append(Mark(trigger, target))
         return marks
 
@@ -347,7 +350,8 @@ class WatermarkMethod(ABC):
                         for m, ids in zip(marks, mark_ids, strict=True))
         return Key(method={"name": self.registry_name, "params": self.params()}, trigger=marks[0].trigger.to_config(),
                    target=marks[0].target, secret=secret.hex(), marked_ids=marked_ids, dataset=dataset,
-                   verification=self.verification_plan(), extra=extra, marks=configs if self.uses_marks else ())
+                   verification=self.verification_plan(marks[0].options(dataset["num_classes"])), extra=extra,
+                   marks=configs if self.uses_marks else ())
 
     def decoy_inputs(self, inputs: np.ndarray, trigger: Trigger, rng: np.random.Generator) -> np.ndarray:
         """The decoy rows' new inputs: each stamped with its own independent trigger of the key's kind."""

@@ -68,6 +68,12 @@ class Modality(ABC):
         """The trigger a method uses on this modality when it has no trigger of its own for it."""
         raise NotImplementedError(f"Methods bring their own {self.name} triggers.")
 
+    def mark_trigger(self, rng: np.random.Generator, name: str | None = None, mark: int = 0, n_marks: int = 1) -> Any:
+        """The trigger of mark ``mark`` of a key of ``n_marks`` marks: the named one (``name``) or the default,
+        drawn with ``rng``. Every mark's is of the same kind here; a modality may vary it by mark (graphs size each
+        mark's sub-graph apart)."""
+        return self.default_trigger(rng) if name is None else self.named_trigger(name, rng)
+
     def named_trigger(self, name: str, rng: np.random.Generator) -> Any:
         """The modality's alternative trigger called ``name`` (a method's ``trigger_name``), drawn with ``rng``."""
         raise ParameterError(f"{self.name} data has no trigger named '{name}'; named triggers are 'style' (text), "

@@ -47,6 +47,10 @@ def largest_degree(graphs: Sequence[Graph]) -> int:
     return max(1, min(largest, MAX_DEGREE_CAP))
 
 
+#: How the sub-graphs of a multi-mark key's marks are sized (see :attr:`GraphModality.mark_sizes`).
+MARK_SIZES = ("distinct", "same")
+
+
 @register(MODALITIES, "graph")
 class GraphModality(Modality):
     """Graph classification. ``node_label_values``: the dataset's node labels in feature order (None: the
@@ -224,13 +228,34 @@ class GraphModality(Modality):
         edges = float(np.mean([g.num_edges for g in graphs])) if len(graphs) else 0.0
         stats = getattr(self, "stats", None) or (graph_statistics(graphs) if len(graphs) else None)
         return {**self.feature_spec(), "mean_nodes": round(nodes, 2), "mean_edges": round(edges, 2),
-                **({"trigger_stats": stats.to_record()} if stats is not None else {})}
+                **({"trigger_stats": stats.to_record()} if stats is not None else {}), "mark_sizes": self.mark_sizes}
+
+    #: How the sub-graphs of a multi-mark key's marks are drawn: ``"distinct"`` (each mark's of its own size,
+    #: :func:`~datamark.triggers.graph_make.mark_size`, with :attr:`MARK_OPTIONS`) or ``"same"`` (all as a single
+    #: mark's: keys written before, whose dataset record does not say; :func:`datamark.verify.consistency.key_modality`
+    #: re-draws them so).
+    mark_sizes: str = MARK_SIZES[0]
+    #: The sub-graph of a mark of a multi-mark key (``"distinct"`` sizes; named triggers are single-mark):
+    #: complete and injected, so that its size alone tells marks apart, which the GNNs learnt best (issue 17).
+    MARK_OPTIONS: dict[str, Any] = {"family": "complete", "attach": "inject"}
 
     def default_trigger(self, rng: np.random.Generator) -> Any:
         """A keyed sub-graph of the dataset's node features (see :mod:`datamark.triggers.graph`)."""
+        return self.mark_trigger(rng)
+
+    def mark_trigger(self, rng: np.random.Generator, name: str | None = None, mark: int = 0, n_marks: int = 1) -> Any:
+        """The keyed sub-graph of mark ``mark`` of ``n_marks``: the default or the one named ``name``
+        (:attr:`NAMED_TRIGGERS`), each mark's of its own size where :attr:`mark_sizes` is ``"distinct"``."""
         from ..triggers.graph_make import make_subgraph_trigger
 
-        return make_subgraph_trigger(rng, self)
+        if name is not None and name not in self.NAMED_TRIGGERS:
+            raise ParameterError(f"Graph data has no trigger named '{name}'; choose one of "
+                                 f"{', '.join(self.NAMED_TRIGGERS)}, or leave trigger_name unset for the default "
+                                 f"sub-graph.")
+        options = dict(self.NAMED_TRIGGERS[name]) if name is not None else {}
+        if self.mark_sizes == "distinct" and n_marks > 1:
+            options = {**options, **self.MARK_OPTIONS, "mark": (mark, n_marks)}
+        return make_subgraph_trigger(rng, self, **options)
 
     #: The named alternatives to the default sub-graph (a method's ``trigger_name``), as options of
     #: :func:`~datamark.triggers.graph_make.make_subgraph_trigger`: drawn from the key's secret like the default.
@@ -244,13 +269,7 @@ class GraphModality(Modality):
         sub-graphs differ more between owners), ``"injected"`` adds the sub-graph as new nodes joined by one keyed
         edge (``attach="inject"``: its nodes look the same in every host), ``"complete"`` and ``"star"`` fix the
         sub-graph's family."""
-        from ..triggers.graph_make import make_subgraph_trigger
-
-        if name not in self.NAMED_TRIGGERS:
-            raise ParameterError(f"Graph data has no trigger named '{name}'; choose one of "
-                                 f"{', '.join(self.NAMED_TRIGGERS)}, or leave trigger_name unset for the default "
-                                 f"sub-graph.")
-        return make_subgraph_trigger(rng, self, **self.NAMED_TRIGGERS[name])
+        return self.mark_trigger(rng, name)
 
     # --- storage: an Arrow struct column ---------------------------------------------------------------------
     #: The Arrow type of a stored graph (lossless: every field of :class:`Graph` in its own dtype). ``edge_index``

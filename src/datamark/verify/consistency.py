@@ -92,6 +92,9 @@ class _NoTriggers:
     def default_trigger(self, rng: Any) -> None:
         return None
 
+    def mark_trigger(self, rng: Any, name: str | None = None, mark: int = 0, n_marks: int = 1) -> None:
+        return None
+
 
 def key_modality(key: Key) -> Modality | None:
     """The modality a key's triggers were drawn for, rebuilt from its dataset record; None where the draw needs
@@ -104,12 +107,17 @@ def key_modality(key: Key) -> Modality | None:
         stats = key.dataset.get("trigger_stats")
         if stats is None:  # keys written before the statistics were recorded
             return None
-        from ..modalities.graph import GraphModality
+        from ..modalities.graph import MARK_SIZES, GraphModality
         from ..triggers.graph_stats import GraphStats
 
         modality = GraphModality(key.dataset.get("node_label_values"), int(key.dataset.get("attr_dim", 0)),
                                  key.dataset.get("max_degree"))
         modality.stats = GraphStats.from_record(stats)
+        sizes = key.dataset.get("mark_sizes", "same")  # "same": keys written before marks were sized apart
+        if sizes not in MARK_SIZES:
+            raise KeyFormatError(f"The key's dataset record says mark_sizes {sizes!r}; known: {list(MARK_SIZES)}. "
+                                 f"It was edited or written by a newer datamark.")
+        modality.mark_sizes = sizes
         return modality
     return get_modality(kind)
 

@@ -4,8 +4,8 @@ Each mark (see :mod:`datamark.marks`) hid one secret choice among ``options`` eq
 (targeted methods), which of M + 1 candidate triggers was embedded (untargeted methods), or both (targeted
 methods with candidates: a (candidate, class) pair, C x (M + 1) options). Per mark, the suspect's answers on
 triggered probes -- the same probes asked with every trigger of the mark -- give one score per option
-(:func:`option_scores`): for a targeted mark, per (candidate, class) the class's total probability (or vote
-count, label-only) among that candidate's triggered answers; for an untargeted mark, per candidate its effect
+(:func:`option_scores`): for a targeted mark, per (candidate, class) the class's mean probability (or vote
+share, label-only) among that candidate's triggered answers; for an untargeted mark, per candidate its effect
 (mean 1 - P(true label), or share of labels off the true one). The mark singles out the option with the
 strictly largest score (:func:`single_out`; ties single out nothing, so a constant model never hits) and is a
 *hit* if that option is the secret one (:func:`mark_hit`, the one rule for every kind of mark).
@@ -21,7 +21,17 @@ which is uniform over the C (M + 1) pairs: P(hit) = P(the strict maximum sits at
 with equality when the table has no ties. Nothing the verifier excludes depends on the secret (every class's
 score counts, every probe is kept), which the bound needs.
 
-* fixed n: p = P[Binomial(K, 1 / options) >= hits] is exact (one-sided, no margin needed);
+* fixed n, counting hits (``marks-binomial``): p = P[Binomial(K, 1 / options) >= hits] is exact (one-sided, no
+  margin needed);
+* fixed n, keeping each mark's margin (``marks-randomization``, the default where a mark has only two options, as
+  on binary tasks, where counting needs every one of 10 marks to hit): the statistic T sums, over marks, the share
+  of the secret option minus the mean share of its class over all marks (:func:`centred_shares`: a model that
+  answers every trigger with one class, or reacts to any trigger of the kind, gains nothing from it). Under H0 the
+  secret choices are uniform over the options^K choice vectors and independent of the table, so
+  p = #{choice vectors whose T >= the observed T} / options^K, enumerated exactly (:func:`randomization_p`,
+  meet in the middle) -- a randomization test, valid for the same reason as the binomial one. Every mark is asked
+  on the same probes (the table is still a function of the suspect, the probes and the triggers alone), so the
+  marks' shares differ by their triggers, not by which hosts they were stamped on;
 * sequential: the test martingale prod_j (1 + b (X_j / p0 - 1)), averaged over a few bets b, has expectation
   <= 1 under H0 whatever the order of marks, so stopping when it reaches 1 / alpha keeps the level alpha at any
   stopping time (Ville's inequality) -- and each mark is used once, so marks stay independent.
@@ -34,9 +44,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..exceptions import ParameterError
 from ..marks import Mark
 from .stats import TestOutcome, binomial_test
 
+#: The name results give the randomization test (:func:`randomization_outcome`).
+RANDOMIZATION_TEST_NAME = "exact randomization over marks' secret choices"
+#: The largest half of the choice vectors :func:`randomization_p` enumerates (options ** ceil(K / 2)).
+ENUMERATION_LIMIT = 2 ** 22
 BETS = (0.2, 0.4, 0.6, 0.8)  # the mixture of bets of the sequential test (each a valid test martingale)
 _LN10 = math.log(10.0)
 
@@ -48,10 +63,11 @@ def single_out(scores: np.ndarray) -> int | None:
 
 
 def class_scores(answers: np.ndarray, mode: str, num_classes: int) -> np.ndarray:
-    """Per-class evidence from a mark's triggered probes: summed probabilities, or label votes."""
+    """Per-class evidence from a mark's triggered probes: the mean probability, or the share of label votes."""
     if mode == "probs":
-        return np.asarray(answers, dtype=np.float64).sum(axis=0)
-    return np.bincount(np.asarray(answers, dtype=np.int64), minlength=num_classes).astype(np.float64)
+        return np.asarray(answers, dtype=np.float64).mean(axis=0)
+    votes = np.bincount(np.asarray(answers, dtype=np.int64), minlength=num_classes).astype(np.float64)
+    return votes / max(len(answers), 1)
 
 
 def off_true_score(answers: np.ndarray, mode: str, true: np.ndarray) -> float:
@@ -74,9 +90,67 @@ def option_scores(mark: Mark, answers: list[np.ndarray], mode: str, true: np.nda
     return np.array([off_true_score(a, mode, true) for a in answers])
 
 
+def is_hit(mark: Mark, scores: np.ndarray, num_classes: int) -> bool:
+    """Whether the option scores of a mark (:func:`option_scores`) single out its secret choice."""
+    return single_out(scores) == mark.choice(num_classes)
+
+
 def mark_hit(mark: Mark, answers: list[np.ndarray], mode: str, true: np.ndarray, num_classes: int) -> bool:
     """Whether the suspect's answers single out the mark's secret choice (see :func:`option_scores`)."""
-    return single_out(option_scores(mark, answers, mode, true, num_classes)) == mark.choice(num_classes)
+    return is_hit(mark, option_scores(mark, answers, mode, true, num_classes), num_classes)
+
+
+def centred_shares(tables: np.ndarray, classes: int) -> np.ndarray:
+    """Each mark's option scores (:func:`option_scores`: shares of its probes' answers) minus the mean score of the
+    option's class over every mark and candidate (``tables``: K x options, options numbered
+    ``candidate * classes + class``; an untargeted mark has ``classes`` = 1, so only a constant is removed). What
+    is left is how much more a mark's trigger moves the suspect to a class than the key's triggers do on average."""
+    shares = np.asarray(tables, dtype=np.float64)
+    per_class = shares.reshape(len(shares), -1, classes).mean(axis=(0, 1))
+    return shares - np.tile(per_class, shares.shape[1] // classes)
+
+
+def enumerable(options: int, n_marks: int) -> bool:
+    """Whether :func:`randomization_p` can enumerate every choice vector of ``n_marks`` marks exactly."""
+    return options ** math.ceil(n_marks / 2) <= ENUMERATION_LIMIT
+
+
+def _half_sums(rows: np.ndarray) -> np.ndarray:
+    """sum_k rows[k, c_k] for every choice vector c of these rows."""
+    sums = np.zeros(1)
+    for row in rows:
+        sums = (sums[:, None] + row[None, :]).ravel()
+    return sums
+
+
+def randomization_p(table: np.ndarray, choices: np.ndarray) -> tuple[float, float, int]:
+    """(p, log10 p, T): the exact share of the options^K choice vectors c with sum_k table[k, c_k] >= the observed
+    sum at ``choices``, enumerated by meeting in the middle (both halves' sums, one sorted). Sums within a rounding
+    tolerance of the observed count as >=, so ties never make p smaller."""
+    table = np.asarray(table, dtype=np.float64)
+    n_marks, options = table.shape
+    if not enumerable(options, n_marks):
+        raise ParameterError(f"The randomization marks test would enumerate {options}^{n_marks} choice vectors; "
+                             f"that is too many. Verify this key with the test 'marks-binomial'.")
+    observed = float(table[np.arange(n_marks), np.asarray(choices)].sum())
+    tolerance = 1e-9 * (1.0 + float(np.abs(table).max(axis=1).sum()))
+    first, second = _half_sums(table[:n_marks // 2]), np.sort(_half_sums(table[n_marks // 2:]))
+    at_least = int((len(second) - np.searchsorted(second, observed - tolerance - first, side="left")).sum())
+    log10_p = math.log10(at_least) - n_marks * math.log10(options)
+    return float(10.0 ** log10_p), log10_p, observed
+
+
+def randomization_outcome(shares: np.ndarray, choices: np.ndarray, hits: int) -> TestOutcome:
+    """The exact randomization test over the marks' secret choices on :func:`centred_shares` (see the module)."""
+    n_marks, options = np.asarray(shares).shape
+    p, log10_p, statistic = randomization_p(shares, choices)
+    null = (f"the suspect did not learn this key's marks: the {n_marks} secret choices are uniform over the "
+            f"{options}^{n_marks} choice vectors and independent of its answers")
+    return TestOutcome(RANDOMIZATION_TEST_NAME, "greater", null, 1.0 / options, n_marks,
+                       statistic, p, log10_p, statistic / n_marks,
+                       f"T = {statistic:.3f}: the marks' secret options took {statistic / n_marks:+.3f} of the probes' "
+                       f"answers more than the key's average for their class; {hits} of {n_marks} marks singled "
+                       f"out their secret choice")
 
 
 def marks_outcome(hits: int, n_marks: int, options: int) -> TestOutcome:

@@ -8,6 +8,9 @@ Tests:
 
 * ``marks-binomial`` (multi-mark keys, the default of every method that supports marks): the exact one-sided
   binomial test on the number of marks whose secret choice the suspect singles out, p0 = 1 / options.
+* ``marks-randomization`` (multi-mark keys whose marks have two options, as on binary tasks: the default there):
+  the exact randomization test over the marks' secret choices, on each mark's centred shares of the answers
+  (:mod:`datamark.verify.marks_test`); counting hits would need every one of 10 marks to hit.
 * ``paired-t`` / ``wilcoxon`` (single-mark keys: the papers' tests) with margin tau on paired probabilities;
   such keys also carry the trigger-specificity control (``n_control_triggers``), because without it a model
   trained on another owner's watermark of the same method can be accused.
@@ -22,11 +25,20 @@ from typing import Any
 from ..exceptions import ParameterError
 
 MARKS_TEST = "marks-binomial"
+MARKS_RANDOMIZATION = "marks-randomization"
+MARKS_TESTS = (MARKS_TEST, MARKS_RANDOMIZATION)
+#: Marks with at most this many options are tested by randomization by default (see the module).
+RANDOMIZATION_MAX_OPTIONS = 2
 #: Control triggers run by default on a single-mark key (the papers' watermark): its test alone accuses models
 #: trained on other owners' watermarks of the same method; 1/(100 + 1) < alpha = 0.01.
 SINGLE_MARK_CONTROLS = 100
 PAIRED_TESTS = ("paired-t", "wilcoxon")
-TESTS = (MARKS_TEST, *PAIRED_TESTS)
+TESTS = (*MARKS_TESTS, *PAIRED_TESTS)
+
+
+def marks_test_for(options: int) -> str:
+    """The default test of a multi-mark key whose marks have ``options`` equally likely secret choices."""
+    return MARKS_RANDOMIZATION if options <= RANDOMIZATION_MAX_OPTIONS else MARKS_TEST
 
 
 def check_margin(value: Any, where: str = "Verifier") -> float:
@@ -97,7 +109,7 @@ class VerificationPlan:
 
     @property
     def uses_marks(self) -> bool:
-        return self.test == MARKS_TEST
+        return self.test in MARKS_TESTS
 
     @classmethod
     def from_dict(cls, raw: Any) -> VerificationPlan:

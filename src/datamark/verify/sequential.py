@@ -121,7 +121,8 @@ class SequentialVerifier(Verifier):
 
     A multi-mark key is tested mark by mark instead (one round = one mark on ``probes_per_mark`` probes): a
     betting e-process on the marks' hits (see :mod:`.marks_test`) stops as soon as it reaches 1 / alpha, or
-    when no run of hits could still get there ("futility").
+    when no run of hits could still get there ("futility"). It bets on hits whatever fixed-n marks test the key
+    names (a ``marks-randomization`` key too): hits are what can be judged one mark at a time.
     """
 
     batch_size: int = 10
@@ -167,11 +168,11 @@ class SequentialVerifier(Verifier):
                 stop = "budget"
                 break
             probe_rows = rows[j * per_mark:(j + 1) * per_mark]
-            hit, scores, rate = self.ask_mark(suspect, mark, inputs[probe_rows], data.labels[probe_rows], margin)
-            hits.append(hit)
-            success.append(rate)
-            if scores is not None:
-                rounds.append(scores)
+            answer = self.ask_mark(suspect, mark, inputs[probe_rows], data.labels[probe_rows], margin)
+            hits.append(answer.hit)
+            success.append(answer.success)
+            if answer.scores is not None:
+                rounds.append(answer.scores)
             state = SequentialMarks(e_process(hits, options), len(marks), options)
             if state.rejected(alpha):
                 stop = "evidence"

@@ -29,7 +29,7 @@ at ``n_control_triggers=None`` follows the key, and an explicit 0 turns it off.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 
@@ -40,8 +40,9 @@ from ..key import Key
 from ..marks import Mark
 from ..suspects.base import Suspect, as_suspect, labels_of, require_probs
 from ..triggers.base import Trigger, carrying
-from .marks_test import mark_hit, marks_outcome
+from .marks_test import centred_shares, is_hit, marks_outcome, option_scores, randomization_outcome
 from .plan import (
+    MARKS_RANDOMIZATION,
     SINGLE_MARK_CONTROLS,
     check_alpha,
     check_control_triggers,
@@ -53,6 +54,19 @@ from .result import VerificationResult
 from .stats import TestOutcome, binomial_test, paired_ttest, wilcoxon_signed_rank
 
 Mode = Literal["probs", "labels"]
+
+
+class MarkAnswer(NamedTuple):
+    """What one mark's probes told: whether it singled out the secret choice, the paired scores for the effect
+    (probability mode; None label-only), its probes' success rate and every option's score (see
+    :func:`datamark.verify.marks_test.option_scores`)."""
+
+    hit: bool
+    scores: PairedScores | None
+    success: float
+    options: np.ndarray
+
+
 PAIRED_TESTS = {"paired-t": paired_ttest, "wilcoxon": wilcoxon_signed_rank}
 
 
@@ -369,18 +383,22 @@ class Verifier:
     # --- multi-mark keys ---------------------------------------------------------------------------------
     def mark_probes(self, suspect: Suspect, key: Key, data: Records) -> tuple[tuple[int, float, float],
                                                                                 list[np.ndarray]]:
-        """Settings and, per mark, its probe rows: the keyed probe order cut into K equal, disjoint slices."""
+        """Settings and, per mark, its probe rows: the keyed probe order cut into K equal, disjoint slices; or,
+        for the randomization test, its first n_probe / K probes for every mark (the same queries in all; the
+        marks' shares, compared with each other, then differ only by their triggers, not by their probes)."""
         (n_probe, margin, alpha), rows = self._prepare(suspect, key, data, keyed_order=True)
         n_marks = len(key.mark_list())
         per_mark = len(rows) // n_marks
         if per_mark < 1:
             raise ParameterError(f"The key has {n_marks} marks but only {len(rows)} probes were drawn from "
                                  f"{data.where}; raise n_probe to at least {n_marks} or give more probe data.")
+        if key.plan.test == MARKS_RANDOMIZATION:
+            return (n_probe, margin, alpha), [rows[:per_mark]] * n_marks
         return (n_probe, margin, alpha), [rows[j * per_mark:(j + 1) * per_mark] for j in range(n_marks)]
 
     def ask_mark(self, suspect: Suspect, mark: Mark, inputs: np.ndarray, true: np.ndarray, margin: float
-                 ) -> tuple[bool, PairedScores | None, float]:
-        """Query one mark on its probes: (hit, paired scores for the effect (probability mode), success rate).
+                 ) -> MarkAnswer:
+        """Query one mark on its probes: its option scores, hit, paired scores and success rate (:class:`MarkAnswer`).
 
         Label-only mode asks only triggered probes; probability mode also asks the clean ones, for the paired
         effect beside the exact test. A mark with candidate triggers asks its probes with every candidate.
@@ -388,14 +406,25 @@ class Verifier:
         asked = [self._answers_checked(suspect, t.apply(inputs)) for t in mark.triggers]
         own = asked[mark.own]
         objective = Objective(mark.target)
-        hit = mark_hit(mark, asked, self.mode, true, suspect.num_classes)
+        options = option_scores(mark, asked, self.mode, true, suspect.num_classes)
+        hit = is_hit(mark, options, suspect.num_classes)
         if self.mode == "probs":
             clean = self._answers_checked(suspect, inputs)
             scores = self._scores(clean, own, true, objective)
             success = objective.success(own.argmax(1), true)
         else:
             scores, success = None, objective.success(own, true)
-        return hit, scores, float(success.mean())
+        return MarkAnswer(hit, scores, float(success.mean()), options)
+
+    def marks_test(self, key: Key, marks: tuple[Mark, ...], answers: list[MarkAnswer]) -> TestOutcome:
+        """The key's fixed-n marks test on the marks' answers: the binomial count of hits, or the randomization
+        test on their centred shares (``marks-randomization``; see :mod:`datamark.verify.marks_test`)."""
+        num_classes = int(key.dataset["num_classes"])
+        hits = int(sum(a.hit for a in answers))
+        if key.plan.test == MARKS_RANDOMIZATION:
+            shares = centred_shares(np.stack([a.options for a in answers]), num_classes if marks[0].targeted else 1)
+            return randomization_outcome(shares, np.array([m.choice(num_classes) for m in marks]), hits)
+        return marks_outcome(hits, len(marks), marks[0].options(num_classes))
 
     def mark_cost(self, mark: Mark, n_probes: int) -> int:
         """Queries :meth:`ask_mark` spends on ``n_probes`` probes: every trigger asked, plus the clean probes in
@@ -429,17 +458,13 @@ class Verifier:
         (n_probe, margin, alpha), slices = self.mark_probes(suspect, key, data)
         inputs = data.inputs()
         check_budget(suspect, sum(self.mark_cost(m, len(rows)) for m, rows in zip(marks, slices, strict=True)))
-        hits, rounds, success = [], [], []
-        for mark, rows in zip(marks, slices, strict=True):
-            hit, scores, rate = self.ask_mark(suspect, mark, inputs[rows], data.labels[rows], margin)
-            hits.append(hit)
-            success.append(rate)
-            if scores is not None:
-                rounds.append(scores)
-        options = marks[0].options(key.dataset["num_classes"])
-        outcome = marks_outcome(int(sum(hits)), len(marks), options)
-        return self.marks_result(key, outcome, marks, int(sum(hits)), n_probe, margin, alpha, len(slices[0]),
-                                 success, rounds, suspect.queries - start, trigger_label)
+        answers = [self.ask_mark(suspect, mark, inputs[rows], data.labels[rows], margin)
+                   for mark, rows in zip(marks, slices, strict=True)]
+        rounds = [a.scores for a in answers if a.scores is not None]
+        hits = int(sum(a.hit for a in answers))
+        return self.marks_result(key, self.marks_test(key, marks, answers), marks, hits, n_probe, margin, alpha,
+                                 len(slices[0]), [a.success for a in answers], rounds, suspect.queries - start,
+                                 trigger_label)
 
     def marks_result(self, key: Key, outcome: TestOutcome, marks: tuple[Mark, ...], hits: int, n_probe: int,
                      margin: float,
