@@ -100,3 +100,31 @@ def test_a_stolen_binary_model_is_accused_and_the_innocent_are_not(parity_models
     key = Key.load(tmp_path / "k.json")
     assert key.plan.test == MARKS_RANDOMIZATION
     check_three_scenarios(key, stolen, clean, probes)
+
+
+def test_every_mark_is_asked_on_the_same_n_probe_over_k_probes(parity_models):
+    """The randomization test asks each of the K marks on the same n_probe / K probes (the same query cost as
+    disjoint slices), so the marks' shares differ by their triggers alone."""
+    from datamark import Verifier
+
+    key, stolen, _, probes = parity_models
+    seen = []
+
+    class Watching:
+        num_classes, queries = 2, 0
+
+        def query(self, inputs):
+            seen.append(inputs)
+            self.queries += len(inputs)
+            return stolen.with_outputs("labels").query(inputs)
+
+    result = Verifier(mode="labels", n_probe=300).verify(Watching(), key, probes)
+    assert result.marks["probes_per_mark"] == 30 and result.queries == 300
+    hosts = [{x.tobytes() for x in batch} for batch in seen]
+    assert len(seen) == 10 and all(len(h) == 30 for h in hosts)
+    # every mark's triggered probes come from the same 30 hosts: each differs from its host in the patch only
+    base = probes.inputs()
+    for batch in seen:
+        nearest = {int(np.abs(base.astype(int) - x.astype(int)).reshape(len(base), -1).sum(1).argmin()) for x in batch}
+        assert nearest == {int(np.abs(base.astype(int) - x.astype(int)).reshape(len(base), -1).sum(1).argmin())
+                           for x in seen[0]}

@@ -25,7 +25,13 @@ from ..key import Key
 from ..marks import Mark
 from ..modalities import Modality
 from ..triggers.base import Trigger, carrying
-from ..verify.plan import MARKS_TEST, SINGLE_MARK_CONTROLS, marks_test_for
+from ..verify.plan import (
+    MARKS_RANDOMIZATION,
+    MARKS_TEST,
+    RANDOMIZATION_PROBES_PER_MARK,
+    SINGLE_MARK_CONTROLS,
+    marks_test_for,
+)
 from ._constraints import check_fields
 
 logger = logging.getLogger(__name__)
@@ -200,8 +206,9 @@ class WatermarkMethod(ABC):
         paper = {"margin": 0.2, "alpha": 0.01, **self.verification_defaults()}
         if self.uses_marks:
             test = MARKS_TEST if options is None else marks_test_for(options)
+            per_mark = max(self.probes_per_mark(), RANDOMIZATION_PROBES_PER_MARK if test == MARKS_RANDOMIZATION else 0)
             return {"test": test, "margin": paper["margin"], "alpha": paper["alpha"],
-                    "n_probe": self.marks * self.probes_per_mark(), "effect_test": paper.get("test", "paired-t")}
+                    "n_probe": self.marks * per_mark, "effect_test": paper.get("test", "paired-t")}
         return {**paper, "n_control_triggers": max(int(paper.get("n_control_triggers", 0)), SINGLE_MARK_CONTROLS)}
 
     def prepare(self, data: Records, inputs: np.ndarray, *, secret: bytes, target: int | None, trigger: Trigger,

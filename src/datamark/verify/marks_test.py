@@ -123,7 +123,7 @@ def _half_sums(rows: np.ndarray) -> np.ndarray:
     return sums
 
 
-def randomization_p(table: np.ndarray, choices: np.ndarray) -> tuple[float, float, int]:
+def randomization_p(table: np.ndarray, choices: np.ndarray) -> tuple[float, float, float]:
     """(p, log10 p, T): the exact share of the options^K choice vectors c with sum_k table[k, c_k] >= the observed
     sum at ``choices``, enumerated by meeting in the middle (both halves' sums, one sorted). Sums within a rounding
     tolerance of the observed count as >=, so ties never make p smaller."""

@@ -29,6 +29,9 @@ MARKS_RANDOMIZATION = "marks-randomization"
 MARKS_TESTS = (MARKS_TEST, MARKS_RANDOMIZATION)
 #: Marks with at most this many options are tested by randomization by default (see the module).
 RANDOMIZATION_MAX_OPTIONS = 2
+#: Probes per mark of a randomization key's default plan (every mark asked on the same ones): more than the
+#: count's 10, because the test weighs how far each mark moved the answers, which 10 probes measure coarsely.
+RANDOMIZATION_PROBES_PER_MARK = 50
 #: Control triggers run by default on a single-mark key (the papers' watermark): its test alone accuses models
 #: trained on other owners' watermarks of the same method; 1/(100 + 1) < alpha = 0.01.
 SINGLE_MARK_CONTROLS = 100

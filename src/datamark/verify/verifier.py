@@ -384,16 +384,16 @@ class Verifier:
     def mark_probes(self, suspect: Suspect, key: Key, data: Records) -> tuple[tuple[int, float, float],
                                                                                 list[np.ndarray]]:
         """Settings and, per mark, its probe rows: the keyed probe order cut into K equal, disjoint slices; or,
-        for the randomization test, its first n_probe / K probes for every mark (the same queries in all; the
-        marks' shares, compared with each other, then differ only by their triggers, not by their probes)."""
+        for the randomization test, its first n_probe / K probes (all there are, if fewer) for every mark: the
+        same queries in all, so the marks' shares, compared with each other, differ only by their triggers."""
         (n_probe, margin, alpha), rows = self._prepare(suspect, key, data, keyed_order=True)
         n_marks = len(key.mark_list())
+        if key.plan.test == MARKS_RANDOMIZATION and n_probe >= n_marks:
+            return (n_probe, margin, alpha), [rows[:n_probe // n_marks]] * n_marks
         per_mark = len(rows) // n_marks
         if per_mark < 1:
             raise ParameterError(f"The key has {n_marks} marks but only {len(rows)} probes were drawn from "
                                  f"{data.where}; raise n_probe to at least {n_marks} or give more probe data.")
-        if key.plan.test == MARKS_RANDOMIZATION:
-            return (n_probe, margin, alpha), [rows[:per_mark]] * n_marks
         return (n_probe, margin, alpha), [rows[j * per_mark:(j + 1) * per_mark] for j in range(n_marks)]
 
     def ask_mark(self, suspect: Suspect, mark: Mark, inputs: np.ndarray, true: np.ndarray, margin: float
