@@ -111,7 +111,7 @@ def test_every_mark_is_asked_on_the_same_n_probe_over_k_probes(parity_models):
     seen = []
 
     class Watching:
-        num_classes, queries = 2, 0
+        num_classes, queries, outputs = 2, 0, "labels"
 
         def query(self, inputs):
             seen.append(inputs)
