@@ -40,7 +40,14 @@ from ..key import Key
 from ..marks import Mark
 from ..suspects.base import Suspect, as_suspect, labels_of, require_probs
 from ..triggers.base import Trigger, carrying
-from .marks_test import centred_shares, is_hit, marks_outcome, option_scores, randomization_outcome
+from .marks_test import (
+    RANDOMIZATION_TEST_NAME,
+    centred_shares,
+    is_hit,
+    marks_outcome,
+    option_scores,
+    randomization_outcome,
+)
 from .plan import (
     MARKS_RANDOMIZATION,
     SINGLE_MARK_CONTROLS,
@@ -477,6 +484,13 @@ class Verifier:
         h0 = (f"the suspect was not trained on this watermark: it singles out each mark's secret {choice} with "
               f"probability <= 1/{options}, independently across the {len(marks)} marks")
         h1 = f"the suspect singles out the marks' secret {choices} more often than 1 in {options}"
+        if outcome.test == RANDOMIZATION_TEST_NAME:
+            score = (f"each mark's share of the answers per option ({choice}), minus the key's mean share of that "
+                     f"class; T sums it over the marks' secret choices")
+            h0 = (f"the suspect was not trained on this watermark: the marks' secret {choices} are uniform over the "
+                  f"{options}^{len(marks)} possibilities and independent of its answers, so T is no larger than "
+                  f"for a random choice of them")
+            h1 = f"the suspect's answers lean to the marks' secret {choices}: T is larger than chance gives"
         details = {"n_marks": len(marks), "options_per_mark": options, "probes_per_mark": per_mark,
                    "marks_asked": int(outcome.n), "hits": hits,
                    "probe_success_rate": float(np.mean(success)) if success else float("nan")}

@@ -1,0 +1,94 @@
+"""Which sub-graphs should a multi-mark graph key's marks carry? The designs compared on the binary TU tasks where
+the old default was not learned (issue 17), all verified with the default randomization marks test:
+
+* ``same``          -- every mark the paper's sub-graph: Erdős–Rényi of one size t, replacing host nodes (the
+  default of keys written before marks were sized apart, ``mark_sizes = "same"``);
+* ``sized-er``      -- each mark of its own size (``mark_size``), Erdős–Rényi, injected;
+* ``sized-replace`` -- each mark of its own size, complete, replacing host nodes;
+* ``sized``         -- each mark of its own size, complete, injected: datamark's default.
+
+The designs are set on the loaded data's graph modality (``mark_sizes``, ``MARK_OPTIONS``), so the keys of the
+non-default designs are for this comparison only: their sub-graphs are not what a key file re-draws. Each cell
+trains the thief's model on the watermarked data and a clean one (seed as the cell), with the architectures'
+presets, and runs the three scenarios in both modes (:func:`datamark.evaluate.scenarios.evaluate_scenarios`).
+
+    python benchmarks/graph_mark_designs.py                # PROTEINS and IMDB-BINARY, GIN and GraphSAGE, seeds 0-2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from graph_tu import train  # noqa: E402  (the benchmark's own recipe)
+
+from datamark import BadNets  # noqa: E402
+from datamark.data import load_data  # noqa: E402
+from datamark.evaluate.scenarios import evaluate_scenarios  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DESIGNS = {"same": ("same", {}), "sized-er": ("distinct", {"family": "er", "attach": "inject"}),
+           "sized-replace": ("distinct", {"family": "complete", "attach": "replace"}),
+           "sized": ("distinct", {"family": "complete", "attach": "inject"})}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--datasets", nargs="+", default=["PROTEINS", "IMDB-BINARY"])
+    p.add_argument("--archs", nargs="+", default=["gin", "graphsage"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--designs", nargs="+", default=list(DESIGNS), choices=list(DESIGNS))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default="graph_mark_designs")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rows, start = [], time.perf_counter()
+    for name in args.datasets:
+        for arch in args.archs:
+            for seed in args.seeds:
+                clean = None
+                for design in args.designs:
+                    train_data, test_data = load_data(f"graphs:{name}:train"), load_data(f"graphs:{name}:test")
+                    sizes, options = DESIGNS[design]
+                    train_data.modality.mark_sizes, train_data.modality.MARK_OPTIONS = sizes, options
+                    marked = BadNets(seed=seed, rate=0.1).apply(train_data)
+                    stolen, _ = train(marked.dataset, arch, seed, None)
+                    clean = clean or train(train_data, arch, seed, None)[0]
+                    for r in evaluate_scenarios(marked.key, stolen, clean, test_data, seed=seed):
+                        row = {"dataset": name, "arch": arch, "seed": seed, "design": design, "scenario": r.scenario,
+                               "wsr": r.wsr, "ba": r.ba, "p_probs": r.probs.outcome.p_value,
+                               "p_labels": r.labels.outcome.p_value,
+                               "accused": int(r.probs.accused) + int(r.labels.accused)}
+                        rows.append(row)
+                        print(json.dumps(row), flush=True)
+    lines = ["# Mark designs of multi-mark graph keys (randomization marks test)", "",
+             f"Command: `python {' '.join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])}`; "
+             f"{(time.perf_counter() - start) / 60:.1f} min; 10 marks, gamma 0.1; seeds {args.seeds}.", "",
+             "Verdicts accused out of seeds x 2 modes; WSR: the stolen models' mean over seeds.", "",
+             "| dataset | model | design | Steal accused | Steal p (probs) per seed | WSR | innocent accused |",
+             "|" + "---|" * 7]
+    for name in args.datasets:
+        for arch in args.archs:
+            for design in args.designs:
+                cell = [r for r in rows if (r["dataset"], r["arch"], r["design"]) == (name, arch, design)]
+                steal = [r for r in cell if r["scenario"] == "Steal"]
+                p_steal = ", ".join(f"{r['p_probs']:.2g}" for r in steal)
+                lines.append(f"| {name} | {arch} | {design} | {sum(r['accused'] for r in steal)} of {2 * len(steal)} | "
+                             f"{p_steal} | "
+                             f"{sum(r['wsr'] for r in steal) / len(steal):.2f} | "
+                             f"{sum(r['accused'] for r in cell if r['scenario'] != 'Steal')} of {4 * len(steal)} |")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
