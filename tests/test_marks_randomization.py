@@ -128,3 +128,19 @@ def test_every_mark_is_asked_on_the_same_n_probe_over_k_probes(parity_models):
         nearest = {int(np.abs(base.astype(int) - x.astype(int)).reshape(len(base), -1).sum(1).argmin()) for x in batch}
         assert nearest == {int(np.abs(base.astype(int) - x.astype(int)).reshape(len(base), -1).sum(1).argmin())
                            for x in seen[0]}
+
+
+def test_evidence_replays_and_sequential_bets_on_hits(parity_models, tmp_path):
+    """A randomization key's run is recorded and replayed to the same p; the sequential verifier, which judges one
+    mark at a time, bets on the marks' hits (valid whatever fixed-n test the key names)."""
+    from datamark import Verifier
+    from datamark.verify.evidence import reverify, verify_with_evidence
+    from datamark.verify.sequential import SequentialVerifier
+
+    key, stolen, _, probes = parity_models
+    recorded = verify_with_evidence(Verifier(), stolen, key, probes, tmp_path / "ev.jsonl")
+    replayed = reverify(tmp_path / "ev.jsonl", key, probes)
+    assert replayed.outcome.p_value == recorded.outcome.p_value and replayed.outcome.test == recorded.outcome.test
+    assert "randomization" in recorded.outcome.test and "uniform over the 2^10" in recorded.h0
+    sequential = SequentialVerifier(mode="labels", probes_per_mark=5).verify(stolen.with_outputs("labels"), key, probes)
+    assert sequential.outcome.test.startswith("betting e-process") and sequential.sequential is not None
