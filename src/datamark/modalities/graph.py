@@ -236,7 +236,9 @@ class GraphModality(Modality):
     #: re-draws them so).
     mark_sizes: str = MARK_SIZES[0]
     #: The sub-graph of a mark of a multi-mark key (``"distinct"`` sizes; named triggers are single-mark):
-    #: complete and injected, so that its size alone tells marks apart, which the GNNs learnt best (issue 17).
+    #: complete and injected, so that its size alone tells marks apart (issue 17; ``benchmarks/graph_mark_designs.py``).
+    #: Keys record only ``mark_sizes``: changing these options needs a new value of it, or the keys written before
+    #: would no longer re-draw and would be refused as edited.
     MARK_OPTIONS: dict[str, Any] = {"family": "complete", "attach": "inject"}
 
     def default_trigger(self, rng: np.random.Generator) -> Any:
