@@ -27,13 +27,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from graph_tu import train  # noqa: E402  (the benchmark's own recipe)
+from graph_tu import grid_arguments, train, write_results  # noqa: E402  (the benchmark's own recipe)
 
 from datamark import BadNets  # noqa: E402
 from datamark.data import load_data  # noqa: E402
 from datamark.evaluate.scenarios import evaluate_scenarios  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 DESIGNS = {"same": ("same", {}), "sized-er": ("distinct", {"family": "er", "attach": "inject"}),
            "sized-replace": ("distinct", {"family": "complete", "attach": "replace"}),
            "sized": ("distinct", {"family": "complete", "attach": "inject"})}
@@ -41,12 +40,8 @@ DESIGNS = {"same": ("same", {}), "sized-er": ("distinct", {"family": "er", "atta
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--datasets", nargs="+", default=["PROTEINS", "IMDB-BINARY"])
-    p.add_argument("--archs", nargs="+", default=["gin", "graphsage"])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    grid_arguments(p, ["PROTEINS", "IMDB-BINARY"], "graph_mark_designs")
     p.add_argument("--designs", nargs="+", default=list(DESIGNS), choices=list(DESIGNS))
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", default="graph_mark_designs")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows, start = [], time.perf_counter()
@@ -84,9 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"{p_steal} | "
                              f"{sum(r['wsr'] for r in steal) / len(steal):.2f} | "
                              f"{sum(r['accused'] for r in cell if r['scenario'] != 'Steal')} of {4 * len(steal)} |")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(rows, indent=1) + "\n")
-    (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
+    write_results(args.out, rows, "\n".join(lines) + "\n")
     return 0
 
 

@@ -31,13 +31,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from graph_tu import build, train  # noqa: E402  (the benchmark's own recipe)
+from graph_tu import build, grid_arguments, train, write_results  # noqa: E402  (the benchmark's own recipe)
 
 from datamark.data import load_data  # noqa: E402
 from datamark.verify.marks_test import marks_outcome, option_scores, single_out  # noqa: E402
 from datamark.verify.verifier import Verifier  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def randomization_p(shares: np.ndarray, choices: np.ndarray) -> float:
@@ -71,11 +69,7 @@ def judge(suspect, key, data, mode: str) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--datasets", nargs="+", default=["PROTEINS", "NCI1"])
-    p.add_argument("--archs", nargs="+", default=["gin", "graphsage"])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", default="graph_marks_randomization")
+    grid_arguments(p, ["PROTEINS", "NCI1"], "graph_marks_randomization")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows, start = [], time.perf_counter()
@@ -98,9 +92,7 @@ def main(argv: list[str] | None = None) -> int:
              "|" + "---|" * 8]
     lines += [f"| {r['dataset']} | {r['arch']} | {r['seed']} | {r['scenario']} | {r['mode']} | {r['hits']} | "
               f"{r['p_binomial']:.3g} | {r['p_randomization']:.3g} |" for r in rows]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(rows, indent=1) + "\n")
-    (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
+    write_results(args.out, rows, "\n".join(lines) + "\n")
     return 0
 
 

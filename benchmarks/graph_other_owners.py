@@ -13,7 +13,6 @@ so the share of p-values at or below any level a should be at most a.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,13 +23,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from graph_mark_designs import DESIGNS  # noqa: E402
-from graph_tu import train  # noqa: E402
+from graph_tu import train, write_results  # noqa: E402
 
 from datamark import BadNets, Verifier  # noqa: E402
 from datamark.data import load_data  # noqa: E402
 from datamark.evaluate.scenarios import independent_key  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 LEVELS = (0.01, 0.05, 0.1, 0.5)
 
 
@@ -65,9 +63,7 @@ def main(argv: list[str] | None = None) -> int:
              "| level a | share of p <= a |", "|---|---|"]
     lines += [f"| {a} | {result['share_at_or_below'][str(a)]:.4f} |" for a in LEVELS]
     lines += ["", f"Smallest p-values: {', '.join(f'{v:.3g}' for v in result['smallest_p'])}."]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
+    write_results(args.out, result, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -83,6 +83,22 @@ def build(config: str, *, rate: float, seed: int, target: int):
     return configs[config]()
 
 
+def grid_arguments(parser: argparse.ArgumentParser, datasets: list[str], out: str) -> None:
+    """The options of a graph benchmark's grid: datasets, models, seeds, torch threads and the results stem."""
+    parser.add_argument("--datasets", nargs="+", default=datasets)
+    parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=out, help="Results stem under benchmarks/results.")
+
+
+def write_results(stem: str, payload: Any, markdown_text: str) -> None:
+    """``benchmarks/results/<stem>.json`` (``payload``) and ``.md``: what every graph benchmark writes."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(payload, indent=1, default=float) + "\n")
+    (RESULTS / f"{stem}.md").write_text(markdown_text)
+
+
 def train(data, arch: str, seed: int, epochs: int | None) -> tuple[Any, float]:
     """A suspect trained with the architecture's preset (the thief's recipe) and the seconds it took."""
     config = default_graph_config(arch, seed=seed, **({"epochs": epochs} if epochs else {}))
@@ -263,8 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                         if k.split("/")[0] in args.datasets and float(k.split("/")[1]) in args.rates},
               "runs": {k: v for k, v in runs.items() if k != "sweep"}}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
-    (RESULTS / f"{stem}.md").write_text(markdown(result))
+    write_results(stem, result, markdown(result))
     log(f"results in {RESULTS / stem}.json/.md")
     return 0
 
