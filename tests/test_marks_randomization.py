@@ -91,7 +91,7 @@ def parity_models(digits):
     parity = [ArrayRecords(d.inputs(), d.labels % 2, ["even", "odd"], where=f"{d.where}[parity]")
               for d in (train, test.subset(range(300)))]
     marked = BadNets(seed=3, rate=0.2, decoy_rate=0.1).apply(parity[0])
-    return marked.key, train_tiny(marked.dataset, epochs=20), train_tiny(parity[0], epochs=20), parity[1]
+    return marked.key, train_tiny(marked.dataset, epochs=10), train_tiny(parity[0], epochs=10), parity[1]
 
 
 def test_a_stolen_binary_model_is_accused_and_the_innocent_are_not(parity_models, tmp_path):
