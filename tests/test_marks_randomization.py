@@ -144,3 +144,22 @@ def test_evidence_replays_and_sequential_bets_on_hits(parity_models, tmp_path):
     assert "randomization" in recorded.outcome.test and "uniform over the 2^10" in recorded.h0
     sequential = SequentialVerifier(mode="labels", probes_per_mark=5).verify(stolen.with_outputs("labels"), key, probes)
     assert sequential.outcome.test.startswith("betting e-process") and sequential.sequential is not None
+
+
+def test_keys_too_large_to_enumerate_keep_the_count_and_an_edited_plan_is_refused_before_any_query(digits):
+    """A binary key of 50 marks recommends the binomial count (2^25 choice vectors per half is too many); a key
+    edited to name the randomization test where it cannot be enumerated is refused before the first query."""
+    import dataclasses
+
+    from datamark import Verifier
+    from datamark.testing import ReactingSuspect
+    from datamark.verify.plan import marks_test_for
+
+    assert marks_test_for(2, 44) == MARKS_RANDOMIZATION and marks_test_for(2, 50) == MARKS_TEST
+    train, test = digits
+    key = BadNets(seed=0, n_marks=40, rate=0.3).apply(train).key
+    edited = dataclasses.replace(key, verification={**key.verification, "test": MARKS_RANDOMIZATION})
+    suspect = ReactingSuspect(test, lambda label: (label + 1) % 10)
+    with pytest.raises(ParameterError, match="too large to enumerate"):
+        Verifier(n_probe=400).verify(suspect, edited, test)
+    assert suspect.queries == 0

@@ -205,7 +205,7 @@ class WatermarkMethod(ABC):
         method is accused)."""
         paper = {"margin": 0.2, "alpha": 0.01, **self.verification_defaults()}
         if self.uses_marks:
-            test = MARKS_TEST if options is None else marks_test_for(options)
+            test = MARKS_TEST if options is None else marks_test_for(options, self.marks)
             per_mark = max(self.probes_per_mark(), RANDOMIZATION_PROBES_PER_MARK if test == MARKS_RANDOMIZATION else 0)
             return {"test": test, "margin": paper["margin"], "alpha": paper["alpha"],
                     "n_probe": self.marks * per_mark, "effect_test": paper.get("test", "paired-t")}

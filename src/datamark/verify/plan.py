@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..exceptions import ParameterError
+from .marks_test import enumerable
 
 MARKS_TEST = "marks-binomial"
 MARKS_RANDOMIZATION = "marks-randomization"
@@ -39,9 +40,11 @@ PAIRED_TESTS = ("paired-t", "wilcoxon")
 TESTS = (*MARKS_TESTS, *PAIRED_TESTS)
 
 
-def marks_test_for(options: int) -> str:
-    """The default test of a multi-mark key whose marks have ``options`` equally likely secret choices."""
-    return MARKS_RANDOMIZATION if options <= RANDOMIZATION_MAX_OPTIONS else MARKS_TEST
+def marks_test_for(options: int, n_marks: int) -> str:
+    """The default test of a key of ``n_marks`` marks with ``options`` equally likely secret choices each: the
+    randomization test where marks have few options and its null can be enumerated, else the binomial count."""
+    small = options <= RANDOMIZATION_MAX_OPTIONS and enumerable(options, n_marks)
+    return MARKS_RANDOMIZATION if small else MARKS_TEST
 
 
 def check_margin(value: Any, where: str = "Verifier") -> float:

@@ -43,6 +43,7 @@ from ..triggers.base import Trigger, carrying
 from .marks_test import (
     RANDOMIZATION_TEST_NAME,
     centred_shares,
+    enumerable,
     is_hit,
     marks_outcome,
     option_scores,
@@ -394,7 +395,12 @@ class Verifier:
         for the randomization test, its first n_probe / K probes (all there are, if fewer) for every mark: the
         same queries in all, so the marks' shares, compared with each other, differ only by their triggers."""
         (n_probe, margin, alpha), rows = self._prepare(suspect, key, data, keyed_order=True)
-        n_marks = len(key.mark_list())
+        marks = key.mark_list()
+        n_marks = len(marks)
+        if key.plan.test == MARKS_RANDOMIZATION and not enumerable(marks[0].options(int(key.dataset["num_classes"])),
+                                                                    n_marks):
+            raise ParameterError(f"The key names the randomization marks test, whose null over its {n_marks} marks "
+                                 f"is too large to enumerate; its plan was edited. Use the key protect wrote.")
         if key.plan.test == MARKS_RANDOMIZATION and n_probe >= n_marks:
             return (n_probe, margin, alpha), [rows[:n_probe // n_marks]] * n_marks
         per_mark = len(rows) // n_marks
