@@ -118,8 +118,8 @@ def _recording(verifier: Verifier, seen: _Seen) -> Verifier:
             finally:
                 seen.in_control = False
 
-        def ask_mark(self, *args):
-            answer = super().ask_mark(*args)
+        def ask_mark(self, *args, **kwargs):
+            answer = super().ask_mark(*args, **kwargs)
             seen.hits.append(bool(answer[0]))
             return answer
 

@@ -27,7 +27,6 @@ from ..modalities import Modality
 from ..triggers.base import Trigger, carrying
 from ..verify.plan import (
     MARKS_RANDOMIZATION,
-    MARKS_TEST,
     RANDOMIZATION_PROBES_PER_MARK,
     SINGLE_MARK_CONTROLS,
     marks_test_for,
@@ -198,14 +197,14 @@ class WatermarkMethod(ABC):
         """Probes per mark of the default fixed-n marks test."""
         return 10
 
-    def verification_plan(self, options: int | None = None) -> dict[str, Any]:
+    def verification_plan(self, options: int) -> dict[str, Any]:
         """The plan stored in the key: an exact marks test where the key has marks (by randomization where each
         mark has only ``options`` = 2 secret choices, else the binomial count; see :func:`marks_test_for`), else
         the paper's test with the trigger-specificity control (without it, another owner's watermark of the same
         method is accused)."""
         paper = {"margin": 0.2, "alpha": 0.01, **self.verification_defaults()}
         if self.uses_marks:
-            test = MARKS_TEST if options is None else marks_test_for(options, self.marks)
+            test = marks_test_for(options, self.marks)
             per_mark = max(self.probes_per_mark(), RANDOMIZATION_PROBES_PER_MARK if test == MARKS_RANDOMIZATION else 0)
             return {"test": test, "margin": paper["margin"], "alpha": paper["alpha"],
                     "n_probe": self.marks * per_mark, "effect_test": paper.get("test", "paired-t")}

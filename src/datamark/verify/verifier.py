@@ -409,12 +409,13 @@ class Verifier:
                                  f"{data.where}; raise n_probe to at least {n_marks} or give more probe data.")
         return (n_probe, margin, alpha), [rows[j * per_mark:(j + 1) * per_mark] for j in range(n_marks)]
 
-    def ask_mark(self, suspect: Suspect, mark: Mark, inputs: np.ndarray, true: np.ndarray, margin: float
-                 ) -> MarkAnswer:
+    def ask_mark(self, suspect: Suspect, mark: Mark, inputs: np.ndarray, true: np.ndarray, margin: float,
+                 clean: np.ndarray | None = None) -> MarkAnswer:
         """Query one mark on its probes: its option scores, hit, paired scores and success rate (:class:`MarkAnswer`).
 
         Label-only mode asks only triggered probes; probability mode also asks the clean ones, for the paired
-        effect beside the exact test. A mark with candidate triggers asks its probes with every candidate.
+        effect beside the exact test, unless their answers are given (``clean``: marks that share their probes
+        ask them once). A mark with candidate triggers asks its probes with every candidate.
         """
         asked = [self._answers_checked(suspect, t.apply(inputs)) for t in mark.triggers]
         own = asked[mark.own]
@@ -422,7 +423,7 @@ class Verifier:
         options = option_scores(mark, asked, self.mode, true, suspect.num_classes)
         hit = is_hit(mark, options, suspect.num_classes)
         if self.mode == "probs":
-            clean = self._answers_checked(suspect, inputs)
+            clean = self._answers_checked(suspect, inputs) if clean is None else clean
             scores = self._scores(clean, own, true, objective)
             success = objective.success(own.argmax(1), true)
         else:
@@ -439,10 +440,10 @@ class Verifier:
             return randomization_outcome(shares, np.array([m.choice(num_classes) for m in marks]), hits)
         return marks_outcome(hits, len(marks), marks[0].options(num_classes))
 
-    def mark_cost(self, mark: Mark, n_probes: int) -> int:
+    def mark_cost(self, mark: Mark, n_probes: int, clean: bool = True) -> int:
         """Queries :meth:`ask_mark` spends on ``n_probes`` probes: every trigger asked, plus the clean probes in
-        probability mode."""
-        return n_probes * len(mark.triggers) + (n_probes if self.mode == "probs" else 0)
+        probability mode (unless ``clean`` is False: their answers are given)."""
+        return n_probes * len(mark.triggers) + (n_probes if self.mode == "probs" and clean else 0)
 
     def _answers_checked(self, suspect: Suspect, inputs: np.ndarray) -> np.ndarray:
         check_budget(suspect, len(inputs))
@@ -470,8 +471,11 @@ class Verifier:
         start, marks = suspect.queries, key.mark_list()
         (n_probe, margin, alpha), slices = self.mark_probes(suspect, key, data)
         inputs = data.inputs()
-        check_budget(suspect, sum(self.mark_cost(m, len(rows)) for m, rows in zip(marks, slices, strict=True)))
-        answers = [self.ask_mark(suspect, mark, inputs[rows], data.labels[rows], margin)
+        shared = self.mode == "probs" and key.plan.test == MARKS_RANDOMIZATION  # one set of clean probes for all
+        check_budget(suspect, sum(self.mark_cost(m, len(rows), clean=not shared) for m, rows in
+                                  zip(marks, slices, strict=True)) + (len(slices[0]) if shared else 0))
+        clean = self._answers_checked(suspect, inputs[slices[0]]) if shared else None
+        answers = [self.ask_mark(suspect, mark, inputs[rows], data.labels[rows], margin, clean)
                    for mark, rows in zip(marks, slices, strict=True)]
         rounds = [a.scores for a in answers if a.scores is not None]
         hits = int(sum(a.hit for a in answers))
