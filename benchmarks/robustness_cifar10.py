@@ -55,6 +55,8 @@ def build_method(name: str, seed: int, clean_checkpoint: Path):
         return Blended(seed=seed, decoy_rate=0.1)
     if name == "blended-mosaic":  # a keyed texture of 4-px tiles: low-frequency, measured against JPEG and blur
         return Blended(seed=seed, decoy_rate=0.1, pattern="mosaic")
+    if name == "badnets-blocks":  # an 8 x 8 patch of 2 x 2 flat tiles, one JPEG block: measured against JPEG
+        return BadNets(seed=seed, decoy_rate=0.1, pattern="blocks", trigger_size=8)
     if name == "ubw-p":
         return UBWP(seed=seed, labels="other", trigger_size=6, decoy_rate=0.1)
     if name == "clean-label":
@@ -62,7 +64,7 @@ def build_method(name: str, seed: int, clean_checkpoint: Path):
     raise SystemExit(f"unknown method '{name}'")
 
 
-METHODS = ("badnets", "blended", "blended-mosaic", "ubw-p", "clean-label")
+METHODS = ("badnets", "badnets-blocks", "blended", "blended-mosaic", "ubw-p", "clean-label")
 
 # The strength sweep of each countermeasure (NAME:PARAM=VALUE, parsed by datamark.evaluate.attacks). Groups can be
 # chosen with --attacks; "query" and "model" are the default, "data" and "training" retrain the thief's model

@@ -23,7 +23,8 @@ def protect(
                                       "method's paper, 0.1 for most)."),
     target: int | None = typer.Option(None, help="Target class index (default: drawn from the secret)."),
     pattern: str | None = typer.Option(None, help="Trigger pattern: random (secret; the default), checkerboard, "
-                                       "white, mosaic (clean-label default: by trigger kind)."),
+                                       "white, mosaic, blocks (2 x 2 flat tiles; with --trigger-size 8 one JPEG "
+                                       "block) (clean-label default: by trigger kind)."),
     trigger_size: int | None = typer.Option(None, help="Trigger side in pixels (BadNets default: 3 at 32 px)."),
     blend: float | None = typer.Option(None, help="Blended, clean-label blend: opacity of the pattern (default 0.2)."),
     trigger: str | None = typer.Option(None, "--trigger", help="Text: 'word' (a keyed rare word at a keyed place; "

@@ -16,7 +16,7 @@ from ..exceptions import ParameterError
 from ..registry import TRIGGERS, register
 from .base import Trigger, decode_array, encode_array
 
-PATTERNS = ("random", "checkerboard", "white", "mosaic")
+PATTERNS = ("random", "checkerboard", "white", "mosaic", "blocks")
 POSITIONS = ("bottom-right", "bottom-left", "top-right", "top-left", "center")
 
 
@@ -75,8 +75,11 @@ class PatternTrigger(Trigger):
         return out
 
     def independent(self, rng: np.random.Generator) -> PatternTrigger:
-        """A trigger of the same size, place and opacity with a fresh random pattern (the Independent-T control)."""
-        return PatternTrigger(make_pattern("random", self.pattern.shape, rng), self.blend, self.position)
+        """A trigger of the same kind with a fresh random pattern (the Independent-T control, decoys, the
+        specificity control): the same size, place and opacity, and the same tiling (:func:`tile_side`), so that
+        another owner's ``mosaic`` or ``blocks`` trigger is a texture of the same coarseness, not fine noise."""
+        return PatternTrigger(random_tiles(self.pattern.shape, tile_side(self.pattern), rng), self.blend,
+                              self.position)
 
     def params(self) -> dict[str, Any]:
         return {"pattern": encode_array(self.pattern), "blend": float(self.blend), "position": self.position}
@@ -96,12 +99,37 @@ def default_patch_size(image_shape: tuple[int, ...]) -> int:
     return min(side, max(3, round(3 * side / 32)))
 
 
+def tile_side(pattern: np.ndarray) -> int:
+    """The largest side t >= 1 such that ``pattern`` is flat on every t x t tile of a grid anchored at its top-left
+    corner (tiles cut by the far edges included): 1 for noise, 4 for a ``mosaic`` of 32 px or ``blocks`` of
+    8 px. Read off the pattern itself, so keys written before any kind was recorded get it too."""
+    h, w = pattern.shape[:2]
+    for side in range(min(h, w), 1, -1):
+        coarse = pattern[::side, ::side]
+        if np.array_equal(np.repeat(np.repeat(coarse, side, axis=0), side, axis=1)[:h, :w], pattern):
+            return side
+    return 1
+
+
+def random_tiles(shape: tuple[int, int, int], side: int, rng: np.random.Generator) -> np.ndarray:
+    """A uint8 pattern of ``shape`` made of flat random-colour ``side`` x ``side`` tiles (side 1: uniform noise)."""
+    h, w, c = shape
+    tiles = rng.integers(0, 256, size=(-(-h // side), -(-w // side), c), dtype=np.uint8)
+    return np.repeat(np.repeat(tiles, side, axis=0), side, axis=1)[:h, :w]
+
+
 def make_pattern(kind: str, shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
-    """A ``random`` (uniform secret noise), ``checkerboard``, ``white`` or ``mosaic`` uint8 pattern of ``shape``.
+    """A ``random`` (uniform secret noise), ``checkerboard``, ``white``, ``mosaic`` or ``blocks`` uint8 pattern of
+    ``shape``.
 
     ``mosaic`` is a texture of random-colour square tiles, each 1/8 of the shorter side (4 px at 32 px): coarse
     enough to survive the down-sampling of a CNN's first stages and a blend at low opacity, which fine uniform
     noise does not (the texture trigger of clean-label watermarks, Tang et al. 2023).
+
+    ``blocks`` is a 2 x 2 grid of flat random-colour tiles (4 px each on an 8 x 8 patch): nothing but the lowest
+    frequencies, which JPEG keeps. Stamped as an 8 x 8 patch in a corner of a 32 px image it fills one of JPEG's
+    8 x 8 DCT blocks exactly (issue 15: query purification by JPEG removed the 3 x 3 noise patch at quality 90;
+    ``benchmarks/robustness_cifar10.py --methods badnets-blocks`` measures this one).
     """
     if kind == "random":
         return rng.integers(0, 256, size=shape, dtype=np.uint8)
@@ -112,10 +140,9 @@ def make_pattern(kind: str, shape: tuple[int, int, int], rng: np.random.Generato
     if kind == "white":
         return np.full(shape, 255, dtype=np.uint8)
     if kind == "mosaic":
-        h, w, c = shape
-        tile = max(1, min(h, w) // 8)
-        tiles = rng.integers(0, 256, size=(-(-h // tile), -(-w // tile), c), dtype=np.uint8)
-        return np.repeat(np.repeat(tiles, tile, axis=0), tile, axis=1)[:h, :w]
+        return random_tiles(shape, max(1, min(shape[:2]) // 8), rng)
+    if kind == "blocks":
+        return random_tiles(shape, -(-max(shape[:2]) // 2), rng)
     raise ParameterError(f"Unknown trigger pattern '{kind}'; choose one of {PATTERNS}.")
 
 
