@@ -7,9 +7,12 @@ trained with the architecture's preset on the same seed and scored on the clean 
 * ``marked rows removed``   -- the rows the key marks left out;
 * ``sub-graphs, labels kept`` -- the marked rows carry their sub-graphs but keep their true labels;
 * ``labels, no sub-graphs`` -- the marked rows take the marks' target labels but no sub-graph (label noise);
-* ``watermarked``           -- the key's released dataset (sub-graphs and target labels).
+* ``watermarked``           -- the key's released dataset (sub-graphs and target labels);
+* ``one-size sub-graphs, labels kept`` -- as ``sub-graphs, labels kept`` with the sub-graphs of keys written before
+  marks were sized apart (``mark_sizes = "same"``: the paper's t nodes, Erdős–Rényi, replacing host nodes; 6 nodes
+  on NCI1, where the default's marks have 4 to 13).
 
-    python benchmarks/graph_ba_decomposition.py --datasets NCI1 --archs gin     # ~8 min on 2 cores
+    python benchmarks/graph_ba_decomposition.py --datasets NCI1 --archs gin     # ~11 min on 2 cores
 
 Results: ``benchmarks/results/graph_ba_decomposition.{json,md}`` (``--out`` renames them).
 """
@@ -31,7 +34,7 @@ from graph_tu import build, grid_arguments, train, write_results  # noqa: E402  
 from datamark.data import load_data  # noqa: E402
 
 VARIANTS = ("clean", "random rows removed", "marked rows removed", "sub-graphs, labels kept", "labels, no sub-graphs",
-            "watermarked")
+            "watermarked", "one-size sub-graphs, labels kept")
 
 
 def variants(train_data, seed: int) -> dict[str, object]:
@@ -43,11 +46,20 @@ def variants(train_data, seed: int) -> dict[str, object]:
     n = len(train_data)
     kept = np.setdiff1d(np.arange(n), rows)
     random_kept = np.sort(np.random.default_rng(seed).permutation(n)[:len(kept)])
+    sizes = train_data.modality.mark_sizes
+    train_data.modality.mark_sizes = "same"
+    try:
+        one_size = build("dvbw", rate=0.1, seed=seed, target=1).apply(train_data)
+    finally:
+        train_data.modality.mark_sizes = sizes
+    if not np.array_equal(np.sort(np.asarray(one_size.rows)), rows):
+        raise SystemExit("the one-size key marked other rows; the comparison needs the same rows")
     return {"clean": train_data, "random rows removed": train_data.subset(random_kept),
             "marked rows removed": train_data.subset(kept),
             "sub-graphs, labels kept": train_data.replace(rows, marked_inputs[rows], labels[rows]),
             "labels, no sub-graphs": train_data.replace(rows, inputs[rows], marked_labels[rows]),
-            "watermarked": marked.dataset}
+            "watermarked": marked.dataset,
+            "one-size sub-graphs, labels kept": train_data.replace(rows, one_size.dataset.inputs()[rows], labels[rows])}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,7 +44,7 @@ timeout "$(left)" python3 benchmarks/audit_prototype.py --schemes iid lowfreq cr
 # The clean model (every method's control and the clean-label base), then one process per method.
 timeout "$(left)" python3 benchmarks/robustness_cifar10.py --stage models --methods badnets --work "$work" "${rob[@]}" \
   > logs/models.log 2>&1
-for method in badnets blended blended-mosaic ubw-p clean-label; do
+for method in badnets badnets-blocks blended blended-mosaic ubw-p clean-label; do
   timeout "$(left)" python3 benchmarks/robustness_cifar10.py --stage all --methods "$method" --work "$work" \
     --attacks query model data training "${rob[@]}" > "logs/robustness-$method.log" 2>&1 &
 done
