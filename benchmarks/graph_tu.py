@@ -278,7 +278,6 @@ def main(argv: list[str] | None = None) -> int:
               "sweep": {k: v for k, v in runs.get("sweep", {}).items()
                         if k.split("/")[0] in args.datasets and float(k.split("/")[1]) in args.rates},
               "runs": {k: v for k, v in runs.items() if k != "sweep"}}
-    RESULTS.mkdir(exist_ok=True)
     write_results(stem, result, markdown(result))
     log(f"results in {RESULTS / stem}.json/.md")
     return 0

@@ -104,11 +104,18 @@ def tile_side(pattern: np.ndarray) -> int:
     corner (tiles cut by the far edges included): 1 for noise, 4 for a ``mosaic`` of 32 px or ``blocks`` of
     8 px. Read off the pattern itself, so keys written before any kind was recorded get it too."""
     h, w = pattern.shape[:2]
-    for side in range(min(h, w), 1, -1):
+    run = min(_leading_run(pattern[0], pattern[0, 0]), _leading_run(pattern[:, 0], pattern[0, 0]))
+    for side in range(min(h, w, run), 1, -1):  # a tile is no wider than the first row's run of one colour
         coarse = pattern[::side, ::side]
         if np.array_equal(np.repeat(np.repeat(coarse, side, axis=0), side, axis=1)[:h, :w], pattern):
             return side
     return 1
+
+
+def _leading_run(pixels: np.ndarray, colour: np.ndarray) -> int:
+    """How many of ``pixels`` (a row or column, n x C) from the first on are ``colour``."""
+    same = np.all(pixels == colour, axis=-1)
+    return len(same) if same.all() else int(np.argmin(same))
 
 
 def random_tiles(shape: tuple[int, int, int], side: int, rng: np.random.Generator) -> np.ndarray:
@@ -132,7 +139,7 @@ def make_pattern(kind: str, shape: tuple[int, int, int], rng: np.random.Generato
     ``benchmarks/robustness_cifar10.py --methods badnets-blocks`` measures this one).
     """
     if kind == "random":
-        return rng.integers(0, 256, size=shape, dtype=np.uint8)
+        return random_tiles(shape, 1, rng)
     if kind == "checkerboard":
         h, w, c = shape
         board = ((np.arange(h)[:, None] + np.arange(w)[None, :]) % 2 == 0).astype(np.uint8) * 255
