@@ -5,7 +5,12 @@ the old default was not learned (issue 17), all verified with the default random
   default of keys written before marks were sized apart, ``mark_sizes = "same"``);
 * ``sized-er``      -- each mark of its own size (``mark_size``), Erdős–Rényi, injected;
 * ``sized-replace`` -- each mark of its own size, complete, replacing host nodes;
-* ``sized``         -- each mark of its own size, complete, injected: datamark's default.
+* ``sized``         -- each mark of its own size, complete, injected: datamark's default;
+* ``sized-keyed``   -- as ``sized``, with each mark's node labels drawn from its own keyed mix of the data's
+  labels (``labels="keyed"``);
+* ``sized-sparse``  -- each mark of its own size, Erdős–Rényi of density 0.3 (degrees like a molecule's), injected;
+* ``sized-flipped`` -- as ``sized``, each mark's rows taken only from the classes other than its target, so every
+  marked row is relabelled (twice the relabelled rows of ``sized`` on a binary task, the same marked rows).
 
 The designs are set on the loaded data's graph modality (``mark_sizes``, ``MARK_OPTIONS``), so the keys of the
 non-default designs are for this comparison only: their sub-graphs are not what a key file re-draws. Each cell
@@ -23,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,7 +41,20 @@ from datamark.evaluate.scenarios import evaluate_scenarios  # noqa: E402
 
 DESIGNS = {"same": ("same", {}), "sized-er": ("distinct", {"family": "er", "attach": "inject"}),
            "sized-replace": ("distinct", {"family": "complete", "attach": "replace"}),
-           "sized": ("distinct", {"family": "complete", "attach": "inject"})}
+           "sized": ("distinct", {"family": "complete", "attach": "inject"}),
+           "sized-keyed": ("distinct", {"family": "complete", "attach": "inject", "labels": "keyed"}),
+           "sized-sparse": ("distinct", {"family": "er", "density": 0.3, "attach": "inject"}),
+           "sized-flipped": ("distinct", {"family": "complete", "attach": "inject"})}
+#: Designs whose marks take only rows of another class than their target (every marked row's label changes).
+FLIPPED = {"sized-flipped"}
+
+
+class FlippedBadNets(BadNets):
+    """BadNets whose marks take only rows whose label is not the mark's target (a benchmark variant, not a
+    method: the paper, after BackdoorBox, takes rows of every class, so about 1 / C of them keep their label)."""
+
+    def eligible_rows(self, data, target):
+        return np.asarray(data.labels) != target
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
                     train_data, test_data = load_data(f"graphs:{name}:train"), load_data(f"graphs:{name}:test")
                     sizes, options = DESIGNS[design]
                     train_data.modality.mark_sizes, train_data.modality.MARK_OPTIONS = sizes, options
-                    marked = BadNets(seed=seed, rate=0.1).apply(train_data)
+                    method = FlippedBadNets if design in FLIPPED else BadNets
+                    marked = method(seed=seed, rate=0.1).apply(train_data)
                     stolen, _ = train(marked.dataset, arch, seed, None)
                     clean = clean or train(train_data, arch, seed, None)[0]
                     for r in evaluate_scenarios(marked.key, stolen, clean, test_data, seed=seed):

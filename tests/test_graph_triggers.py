@@ -366,6 +366,16 @@ def test_uniform_label_draws_weigh_every_label_the_data_uses_alike(modality):
         make_subgraph_trigger(np.random.default_rng(0), modality, size=5, labels="rare")
 
 
+def test_keyed_label_draws_give_each_trigger_its_own_mix_of_the_datas_labels(modality):
+    first, second = (make_subgraph_trigger(np.random.default_rng(seed), modality, size=5, labels="keyed")
+                     for seed in (0, 1))
+    assert first.label_values == second.label_values == LABELS
+    assert first.label_weights != second.label_weights and all(w > 0 for w in first.label_weights)
+    assert abs(sum(first.label_weights) - 1) < 1e-9 and set(first.node_labels) <= set(LABELS)
+    again = make_subgraph_trigger(np.random.default_rng(0), modality, size=5, labels="keyed")
+    assert Trigger.from_config(json.loads(json.dumps(first.to_config()))) == first == again
+
+
 def test_injected_triggers_add_new_nodes_and_leave_the_host_whole(modality, labelled):
     made = make_subgraph_trigger(np.random.default_rng(4), modality, size=5, attach="inject", links=2)
     assert Trigger.from_config(json.loads(json.dumps(made.to_config()))) == made

@@ -21,7 +21,7 @@ SIZE_FRACTION = 0.2
 #: The smallest trigger: 3 nodes (a 2-node trigger is a single edge, which every graph already has).
 MIN_SIZE = 3
 #: How trigger nodes draw their node labels (see make_subgraph_trigger).
-LABEL_DRAWS = ("data", "uniform")
+LABEL_DRAWS = ("data", "uniform", "keyed")
 #: The smallest sub-graph of a multi-mark key's marks (a triangle is in most graphs already).
 MARK_MIN_SIZE = 4
 
@@ -65,7 +65,9 @@ def make_subgraph_trigger(rng: np.random.Generator, modality: Any = None, data: 
         size_fraction: ``t`` as a fraction of the mean node count (the paper's 0.2).
         labels: ``"data"`` (node labels at the data's frequencies: trigger nodes look like the data's) or
             ``"uniform"`` (every label the data uses equally likely: rarer labels, triggers that differ more
-            between owners).
+            between owners) or ``"keyed"`` (a keyed mix of the data's labels, Dirichlet(1) over them: each trigger
+            its own label composition, which a GNN that averages its neighbours (GraphSAGE) sees where it cannot
+            count nodes).
         attach, links: ``"replace"`` (the paper) or ``"inject"`` with ``links`` joining edges (see the module).
         mark: ``(j, K)``: the trigger of mark ``j`` of a key of ``K`` marks, sized :func:`mark_size` from the
             size above (default ``(0, 1)``: a single mark, the size above).
@@ -99,6 +101,8 @@ def make_subgraph_trigger(rng: np.random.Generator, modality: Any = None, data: 
     values, weights = label_distribution(stats, modality)
     if labels == "uniform" and values:
         weights = tuple(1.0 / len(values) for _ in values)
+    if labels == "keyed" and values:
+        weights = tuple(float(w) for w in rng.dirichlet(np.ones(len(values))))
     pool = stats.attr_pool if stats is not None and (modality is None or getattr(modality, "attr_dim", 0)) else None
     density_range = (float(density), float(density)) if density is not None else DENSITY_RANGE
     return draw_trigger(rng, int(size), family, density_range, values, weights, pool or None,
