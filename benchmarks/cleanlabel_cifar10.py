@@ -264,8 +264,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true", help="A < 1 minute run on a tiny subset (tests the script).")
     args = p.parse_args(argv)
     if args.smoke:
-        args.train_rows, args.test_rows, args.epochs, args.sweep_epochs, args.transfer_epochs = 400, 150, 1, 1, 1
-        args.rates, args.transfer_rows, args.wdr_draws, args.ae_epochs = [0.2], 200, 5, 1
+        args.train_rows, args.test_rows, args.epochs, args.sweep_epochs, args.transfer_epochs = 200, 100, 1, 1, 1
+        args.rates, args.transfer_rows, args.wdr_draws, args.ae_epochs = [0.2], 100, 5, 1
         args.triggers, args.transfer_archs = args.triggers[:1], args.transfer_archs[:2]  # the code paths, not a table
         args.work = args.work.with_name(args.work.name + "_smoke")
         args.name += "_smoke"

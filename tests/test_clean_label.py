@@ -159,7 +159,7 @@ def test_preview_png_is_written_by_library_and_cli(digits, base, tmp_path):
 
 @pytest.mark.slow
 def test_benchmark_smoke_run(tmp_path, monkeypatch):
-    """The CIFAR-10 benchmark script end to end on a tiny subset (about 40 s; skipped without the data). The
+    """The CIFAR-10 benchmark script end to end on a tiny subset (about 30 s; skipped without the data). The
     transfer part with one architecture (VGG-11, the cheapest to train): its loops, cache and table are the same
     code for one or two, and two (FastNet and VGG-11) cost 15 s more."""
     import importlib.util
