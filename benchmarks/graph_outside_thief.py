@@ -1,7 +1,7 @@
 """A thief who never imports datamark (issue 17): does the default graph key convict models trained by stock PyG code?
 
-The owner protects a TU dataset's training split with datamark's default key (BadNets, gamma 0.1, 10 marks) and
-releases it in PyG's ``ROOT/NAME/raw/`` layout. The thief loads the release with
+The owner protects a TU dataset's training split with datamark's default key (BadNets, gamma 0.1 unless ``--rate``,
+10 marks) and releases it in PyG's ``ROOT/NAME/raw/`` layout. The thief loads the release with
 ``torch_geometric.datasets.TUDataset`` (its own node encoding: one-hot node labels, no attributes; one-hot degrees
 for IMDB-BINARY, which has neither) and trains PyG's stock model classes with the recipe of PyG's MUTAG GIN
 example (Adam at lr 0.01, batch 128, 100 epochs, hidden 32, dropout 0.5 before the output layer):
@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--thieves", nargs="+", default=list(THIEVES), choices=THIEVES)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--rate", type=float, default=0.1, help="gamma: the share of training graphs marked.")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="graph_outside_thief", help="Results stem under benchmarks/results.")
     args = p.parse_args(argv)
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.datasets:
         train_data, test_data = load_data(f"graphs:{name}:train"), load_data(f"graphs:{name}:test")
         for seed in args.seeds:
-            marked = BadNets(seed=seed, rate=0.1).apply(train_data)
+            marked = BadNets(seed=seed, rate=args.rate).apply(train_data)
             with tempfile.TemporaryDirectory() as tmp:
                 released, original = Path(tmp) / "released", Path(tmp) / "original"
                 write_tu(marked.dataset, released / name, name=name, layout="pyg")
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                                "train_s": stolen_s}
                         rows.append(row)
                         print(json.dumps(row), flush=True)
-    write_results(args.out, {"command": _command(argv), "epochs": args.epochs, "seeds": args.seeds,
+    write_results(args.out, {"command": _command(argv), "epochs": args.epochs, "rate": args.rate, "seeds": args.seeds,
                              "environment": f"torch {torch.__version__}, {torch.get_num_threads()} threads",
                              "total_s": time.perf_counter() - start, "rows": rows}, markdown(rows, args, start, argv))
     return 0
@@ -192,7 +193,8 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, start: float,
     """One line per dataset and thief: BA of the clean and stolen models, Steal p per seed, verdicts."""
     lines = ["# The default graph key against a thief who trains with stock PyG code", "",
              f"Command: `{_command(argv)}`; {(time.perf_counter() - start) / 60:.1f} min; seeds {args.seeds}; "
-             f"{args.epochs} epochs; torch {torch.__version__}, {torch.get_num_threads()} threads.", "",
+             f"gamma {args.rate}; {args.epochs} epochs; torch {torch.__version__}, {torch.get_num_threads()} "
+             "threads.", "",
              "Verdicts accused out of seeds x 2 modes (probabilities / label-only); BA of the thief's models on the "
              "clean test split (mean over seeds); WSR: the stolen models' mean.", "",
              "| dataset | thief | BA clean → stolen (%) | Steal p per seed (probs / labels) | WSR | Steal accused | "
