@@ -18,7 +18,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "graph_outside_thi
 
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory):
+def bench():
     sys.path.insert(0, str(SCRIPT.parent))
     try:
         spec = importlib.util.spec_from_file_location("graph_outside_thief", SCRIPT)

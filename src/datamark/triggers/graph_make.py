@@ -67,7 +67,8 @@ def make_subgraph_trigger(rng: np.random.Generator, modality: Any = None, data: 
             ``"uniform"`` (every label the data uses equally likely: rarer labels, triggers that differ more
             between owners) or ``"keyed"`` (a keyed mix of the data's labels, Dirichlet(1) over them: each trigger
             its own label composition, which a GNN that averages its neighbours (GraphSAGE) sees where it cannot
-            count nodes).
+            count nodes; measured no better, ``benchmarks/graph_mark_designs.py``; its ``independent()`` triggers
+            draw from the same mix, a control closer to the owner's trigger than another owner's would be).
         attach, links: ``"replace"`` (the paper) or ``"inject"`` with ``links`` joining edges (see the module).
         mark: ``(j, K)``: the trigger of mark ``j`` of a key of ``K`` marks, sized :func:`mark_size` from the
             size above (default ``(0, 1)``: a single mark, the size above).
