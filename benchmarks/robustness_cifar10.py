@@ -208,7 +208,8 @@ def stage_report(args) -> None:
 
 
 def markdown(result: dict) -> str:
-    lines = [f"# Watermark survival on CIFAR-10 ({result.get('model', 'fastnet, 10 epochs')})", "", f"Command: `{result['command']}`", "",
+    model = result.get("model", "fastnet, 10 epochs")
+    lines = [f"# Watermark survival on CIFAR-10 ({model})", "", f"Command: `{result['command']}`", "",
              f"Machine: {result['environment']}", "", f"Seed {result['seed']}; {result['note']}.", "",
              "A watermark survives a countermeasure when the stolen model is still accused (p < 0.01, probability "
              "mode where the API returns probabilities, else label-only). The clean model must stay not accused "
