@@ -11,6 +11,7 @@ import torch
 from datamark.evaluate.attacks import ModelAttack, TrainingAttack, attack_names, parse_attack
 from datamark.exceptions import ParameterError
 from datamark.models import ModelSpec, build_model, default_config, embed, fit, train_model
+from datamark.models.train import fgsm_rs
 from datamark.suspects.local import LocalSuspect
 from datamark.testing import digits_split
 
@@ -130,20 +131,34 @@ def test_one_hot_soft_targets_train_like_hard_labels(small):
 
 
 @pytest.mark.parametrize("option", [dict(mixup=1.0), dict(cutmix=1.0), dict(resized_crop=0.35),
-                                    dict(mixup=0.5, cutmix=1.0)])
+                                    dict(mixup=0.5, cutmix=1.0), dict(adversarial_eps=8.0),
+                                    dict(mixup=1.0, adversarial_eps=4.0)])
 def test_augmentation_options_are_deterministic_and_change_training(small, option, global_rng_guard):
     images, labels, spec = small
     config = default_config("tiny", epochs=1, seed=2, **option)
     runs = [weights_hash(train_model(build_model(spec, seed=2), images, labels, config)) for _ in range(2)]
     off = weights_hash(train_model(build_model(spec, seed=2), images, labels, dataclasses.replace(
-        config, mixup=0.0, cutmix=0.0, resized_crop=0.0)))
+        config, mixup=0.0, cutmix=0.0, resized_crop=0.0, adversarial_eps=0.0)))
     assert runs[0] == runs[1] != off
+
+
+def test_fgsm_rs_examples_stay_in_the_ball_and_raise_the_loss(setting):
+    model, _, thief, _ = setting
+    x = torch.from_numpy(np.ascontiguousarray(thief.inputs()[:64])).permute(0, 3, 1, 2).float() / 255
+    y = torch.as_tensor(np.asarray(thief.labels[:64]))
+    loss_of = lambda batch: torch.nn.functional.cross_entropy(model(batch), y)  # noqa: E731
+    eps = 8 / 255
+    adversarial = fgsm_rs(x, loss_of, eps, torch.Generator().manual_seed(0))
+    noisy = (x + (torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1) * eps).clamp(0, 1)
+    assert (adversarial - x).abs().max() <= eps + 1e-6 and adversarial.min() >= 0 and adversarial.max() <= 1
+    with torch.no_grad():
+        assert loss_of(adversarial) > loss_of(noisy) + 0.05 and loss_of(adversarial) > loss_of(x) + 0.05
 
 
 def test_training_recipes_set_one_field_each():
     base = default_config("fastnet")
     expected = {"mixup": {"mixup": 1.0}, "cutmix": {"cutmix": 1.0}, "label-smoothing": {"label_smoothing": 0.3},
-                "strong-augment": {"resized_crop": 0.35}}
+                "strong-augment": {"resized_crop": 0.35}, "adversarial-training": {"adversarial_eps": 8.0}}
     assert set(attack_names("training")) >= set(expected)
     for name, fields in expected.items():
         attack = parse_attack(name)
@@ -158,6 +173,7 @@ def test_training_recipes_set_one_field_each():
     ("distill:rows=-5", "rows"), ("distill:arch=nope", "arch"), ("distill:arch=textcnn", "arch"),
     ("distill:lr=-1", "lr"), ("mixup:alpha=0", "alpha"), ("cutmix:alpha=-1", "alpha"),
     ("label-smoothing:smoothing=1", "smoothing"), ("strong-augment:min_area=0", "min_area"),
+    ("adversarial-training:eps=0", "eps"), ("adversarial-training:eps=300", "eps"),
 ])
 def test_bad_attack_parameters_are_named(spec_text, param):
     with pytest.raises(ParameterError, match=f"'{param}'"):
@@ -167,7 +183,7 @@ def test_bad_attack_parameters_are_named(spec_text, param):
 def test_bad_trainer_inputs_are_named(small, setting):
     images, labels, spec = small
     config = default_config("tiny", epochs=1)
-    for field, value in (("mixup", -1.0), ("cutmix", float("nan")), ("resized_crop", 1.0)):
+    for field, value in (("mixup", -1.0), ("cutmix", float("nan")), ("resized_crop", 1.0), ("adversarial_eps", -1.0)):
         with pytest.raises(ParameterError, match=f"'{field}'"):
             default_config("tiny", **{field: value})
     model = build_model(spec)

@@ -41,6 +41,7 @@ class TrainConfig:
     resized_crop: float = 0.0     # random-resized-crop minimum area share (torchvision's 0.08 is for 224-px images)
     mixup: float = 0.0            # Beta(a, a) of mixup (Zhang et al., ICLR 2018: a = 1 on CIFAR-10)
     cutmix: float = 0.0           # Beta(a, a) of CutMix (Yun et al., ICCV 2019: a = 1); with mixup: one or the other
+    adversarial_eps: float = 0.0  # L-inf radius (pixel units of 255) of fast adversarial training (FGSM-RS), 0 = off
     bf16: bool = True             # bf16 autocast on CPU; ignored where unsupported
     seed: int = 0
 
@@ -52,6 +53,9 @@ class TrainConfig:
         if not 0 <= self.resized_crop < 1:
             raise ParameterError(f"The 'resized_crop' parameter of TrainConfig (minimum area share) must be in [0, 1), "
                                  f"0 = off; got {self.resized_crop}.")
+        if not 0 <= self.adversarial_eps <= 255:
+            raise ParameterError(f"The 'adversarial_eps' parameter of TrainConfig (L-inf radius in pixel units of "
+                                 f"255) must be in [0, 255], 0 = off; got {self.adversarial_eps}.")
         for name in ("mixup", "cutmix"):
             if not getattr(self, name) >= 0:
                 raise ParameterError(f"The '{name}' parameter of TrainConfig (Beta concentration) must be >= 0, "
@@ -210,7 +214,8 @@ def train_model(model: nn.Module, images: np.ndarray, labels: np.ndarray | None,
     replace the labels by a soft cross-entropy, for distillation, at ``temperature`` (student logits divided by
     it, loss scaled by its square); ``masks`` (parameter name -> 0/1 tensor) are multiplied into those
     parameters before training and after every step, so pruned weights stay zero (fine-pruning); fine-tuning is
-    a call on a trained model with a small ``config.lr``. ``config`` switches mixup, CutMix and random resized crops.
+    a call on a trained model with a small ``config.lr``. ``config`` switches mixup, CutMix, random resized crops
+    and fast adversarial training (each batch replaced by its FGSM-RS adversarial examples: twice the cost).
 
     Deterministic for a given ``config.seed`` (shuffling and augmentation use a local generator). Runs on
     :func:`~datamark._device.compute_device` (a GPU when one is visible) and returns the model on the CPU.
@@ -249,9 +254,16 @@ def train_model(model: nn.Module, images: np.ndarray, labels: np.ndarray | None,
                 x = (x if mixing is None else mixing[0]).contiguous(memory_format=torch.channels_last)
                 for group in optimizer.param_groups:
                     group["lr"] = _lr_at(config, step, total)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and _fast_bf16(device)):
-                    loss = _loss(model(x).float(), None if targets is None else targets[idx],
-                                 None if soft is None else soft[idx], config, mixing, temperature)
+                autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and _fast_bf16(device))
+
+                def loss_of(batch: torch.Tensor, idx=idx, mixing=mixing, autocast=autocast) -> torch.Tensor:
+                    with autocast:
+                        return _loss(model(batch).float(), None if targets is None else targets[idx],
+                                     None if soft is None else soft[idx], config, mixing, temperature)
+
+                if config.adversarial_eps:
+                    x = fgsm_rs(x, loss_of, config.adversarial_eps / 255.0, gen)
+                loss = loss_of(x)
                 optimizer_step(optimizer, loss)
                 _apply_masks(params, masks)
                 running = running + loss.detach() * len(idx)  # no per-step sync on a GPU
@@ -260,6 +272,19 @@ def train_model(model: nn.Module, images: np.ndarray, labels: np.ndarray | None,
                 bar.advance()
             bar.status(f"epoch {epoch + 1}/{config.epochs} loss {float(running) / max(seen, 1):.3f}")
     return model.cpu().eval()
+
+
+def fgsm_rs(x: torch.Tensor, loss_of, eps: float, gen: torch.Generator) -> torch.Tensor:
+    """Fast adversarial training's example for a batch ``x`` in [0, 1] (Wong, Rice and Kolter, "Fast is better
+    than free", ICLR 2020): a uniform random start in the L-inf ball of radius ``eps``, one signed-gradient step
+    of 1.25 eps on ``loss_of(batch)``, projected back onto the ball and the image range. One extra forward and
+    backward per batch: the cheapest adversarial training that resists PGD, and the one a thief on a budget uses.
+    """
+    start = (torch.rand(x.shape, generator=gen) * 2 - 1).mul_(eps).to(x.device)
+    delta = start.requires_grad_(True)
+    (grad,) = torch.autograd.grad(loss_of((x + delta).clamp(0, 1)), delta)
+    delta = (delta.detach() + 1.25 * eps * grad.sign()).clamp_(-eps, eps)
+    return (x + delta).clamp_(0, 1).contiguous(memory_format=torch.channels_last)
 
 
 def _apply_masks(params: dict[str, nn.Parameter], masks: dict[str, torch.Tensor]) -> None:
