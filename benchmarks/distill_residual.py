@@ -38,6 +38,7 @@ from robustness_cifar10 import load_split, log
 from datamark import __version__
 from datamark._device import device_name
 from datamark.evaluate.attacks import parse_attack
+from datamark.evaluate.metrics import benign_accuracy
 from datamark.key import Key
 from datamark.models import load_checkpoint, save_checkpoint
 from datamark.suspects import LocalSuspect
@@ -73,6 +74,7 @@ def variants(key: Key) -> dict[str, Key]:
 def measure(name: str, model_spec: tuple, key: Key, test) -> list[dict]:
     """Every test variant in both modes on one model: p, log10 p, hits, the statistic."""
     suspect = LocalSuspect.from_model(*model_spec)
+    ba = benign_accuracy(suspect, test)
     rows = []
     for label, variant in variants(key).items():
         for mode in ("probs", "labels"):
@@ -81,16 +83,18 @@ def measure(name: str, model_spec: tuple, key: Key, test) -> list[dict]:
             rows.append(dict(model=name, test=label, mode=mode, p=result.outcome.p_value,
                              log10_p=result.outcome.log10_p, statistic=result.outcome.statistic,
                              hits=(result.marks or {}).get("hits"), accused=bool(result.accused),
-                             queries=result.queries))
+                             queries=result.queries, ba=ba))
             log(f"{name}: {label}, {mode}: p = {result.outcome.p_value:.3g} ({result.outcome.note})")
     return rows
 
 
 def markdown(result: dict) -> str:
     lines = [f"# {result['title']}", "", f"Command: `{result['command']}`", "", f"Machine: {result['environment']}",
-             "", result["note"], "", "| model | test | mode | p | statistic | hits | accused |", "|---" * 7 + "|"]
+             "", result["note"], "", "| model | BA % | test | mode | p | statistic | hits | accused |",
+             "|---" * 8 + "|"]
     for r in result["rows"]:
-        lines.append(f"| {r['model']} | {r['test']} | {r['mode']} | {r['p']:.3g} | {r['statistic']:.3g} | "
+        ba = f"{100 * r['ba']:.2f}" if r.get("ba") is not None else "–"  # runs before BA was recorded: "–"
+        lines.append(f"| {r['model']} | {ba} | {r['test']} | {r['mode']} | {r['p']:.3g} | {r['statistic']:.3g} | "
                      f"{r['hits']} | {'yes' if r['accused'] else 'no'} |")
     return "\n".join(lines) + "\n"
 

@@ -92,3 +92,26 @@ def test_tradeoff_plot_draws_every_countermeasure(tmp_path):
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(FileExistsError):
         tradeoff_plot({"badnets": rows}, tmp_path / "t.png", alpha=0.01)
+
+
+def test_retrains_keep_the_stolen_models_architecture_and_drop_what_its_data_set():
+    """Data- and training-side attacks retrain "the stolen model's architecture": a narrowed net stays narrow
+    (its widths are architecture), while a vocabulary, a sample rate or a node encoding comes from the new data."""
+    from datamark.evaluate.robustness import default_trainer
+    from datamark.models import default_config
+    from datamark.models.checkpoint import ModelSpec, architecture_params
+    from datamark.testing import digits_split
+
+    text = ModelSpec(arch="bag", num_classes=2, input_shape=(), mean=(), std=(),
+                     params={"vocab": ["<pad>", "<unk>", "good"], "embed_dim": 16})
+    graph = ModelSpec(arch="gin", num_classes=2, input_shape=(), mean=(), std=(),
+                      params={"feature_spec": {"node_labels": 3}, "hidden": 32, "readout": "sum"})
+    assert architecture_params(text) == {"embed_dim": 16}
+    assert architecture_params(graph) == {"hidden": 32, "readout": "sum"}
+
+    train, _ = digits_split(n_train=64)
+    narrow = ModelSpec(arch="tiny", num_classes=10, input_shape=(8, 8, 1), mean=(0.0,), std=(1.0,),
+                       params={"width": 4})
+    model, spec = default_trainer(narrow, seed=0)(train, default_config("tiny", seed=0, epochs=1))
+    assert spec.params == {"width": 4}
+    assert tiny_spec(model).params == {"width": 4}  # built narrow, not at the default width of 32

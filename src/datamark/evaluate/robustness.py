@@ -74,11 +74,14 @@ class SurvivalRow:
 
 
 def default_trainer(spec: ModelSpec, seed: int) -> Trainer:
-    """The thief's recipe: a fresh model of the stolen one's architecture with that architecture's defaults."""
+    """The thief's recipe: a fresh model of the stolen one's architecture (its widths and sizes too) with that
+    architecture's default training configuration."""
     from ..models import default_config, fit
+    from ..models.checkpoint import architecture_params
 
     def train(records: Records, config: Any = None) -> tuple[Any, ModelSpec]:
-        return fit(records, arch=spec.arch, config=config or default_config(spec.arch, seed=seed))
+        return fit(records, arch=spec.arch, config=config or default_config(spec.arch, seed=seed),
+                   **architecture_params(spec))
     return train
 
 

@@ -63,6 +63,9 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
 class _AudioClassifier(nn.Module):
     """Shared length policy, loudness normalisation and spec handling of the audio models."""
 
+    #: Spec params that the training data set, not the architecture (the data's sample rate): see architecture_params.
+    data_params = ("sample_rate",)
+
     modality = "audio"
 
     def __init__(self, num_classes: int, sample_rate: int, length: int) -> None:

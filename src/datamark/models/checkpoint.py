@@ -46,6 +46,15 @@ class ModelSpec:
             raise ParameterError(f"A classifier needs at least 2 classes; got num_classes={self.num_classes}.")
 
 
+def architecture_params(spec: ModelSpec) -> dict[str, Any]:
+    """The architecture choices in ``spec.params`` (widths, sizes, readout), without what its training data set
+    (a text model's vocabulary, an audio model's sample rate, a graph model's node encoding: a model class names
+    those in ``data_params``). What a retrain of "the same architecture" on other data must pass on: a thief who
+    narrowed a fastnet retrains a narrow one."""
+    data_keys = getattr(MODELS[spec.arch], "data_params", ())
+    return {name: value for name, value in spec.params.items() if name not in data_keys}
+
+
 def build_model(spec: ModelSpec, *, seed: int = 0) -> nn.Module:
     """A freshly initialised model for ``spec``; initialisation is seeded without touching global RNG state."""
     cls = MODELS[spec.arch]

@@ -77,6 +77,9 @@ class _GraphClassifier(nn.Module):
     layers beside the deeper, smoother representations.
     """
 
+    #: Spec params that the training data set, not the architecture (the data's node encoding): see architecture_params.
+    data_params = ("feature_spec",)
+
     modality = "graph"
     default_readout = "sum"
 

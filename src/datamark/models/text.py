@@ -133,6 +133,9 @@ class WordVocab:
 class _WordClassifier(nn.Module):
     """Shared vocabulary, tokenization and spec handling of the small word-level models."""
 
+    #: Spec params that the training data set, not the architecture (the vocabulary): see architecture_params.
+    data_params = ("vocab",)
+
     modality = "text"
 
     def __init__(self, num_classes: int, vocab: Sequence[str], max_length: int, embed_dim: int,
