@@ -17,11 +17,18 @@ from datamark.testing import digits_split
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-#: Weights of the trainer on _BASELINE_CONFIGS, recorded BEFORE the thief's options were added to train_model
-#: (commit 61e7c1d, torch 2.13 CPU, one thread): with those options off, training must not change by one bit.
-_BASELINE_HASHES = ("b87d53ea7d876ed91c5abc0720a5067819ebf2d61a2d503343081c87244894b4",
-                    "e93067587cb53050b055806346cb22aa846f01a24e95b78f8a8cac491f34c38b",
-                    "dc54f0feca6e43814ea4d3b1566759e35548afc32475d1b5227ba6e09f9fc7af")
+#: Weights of the trainer on _BASELINE_CONFIGS, recorded with the trainer as it was BEFORE the thief's options were
+#: added to train_model (commit 61e7c1d, torch 2.13 CPU, one thread): with those options off, training must not
+#: change by one bit. Float results differ between CPUs' instruction sets, so each CPU has its own record, keyed by
+#: the bits of a fixed convolution forward and backward (:func:`cpu_fingerprint`, None where it was not recorded).
+_BASELINE_HASHES = {
+    None: ("b87d53ea7d876ed91c5abc0720a5067819ebf2d61a2d503343081c87244894b4",  # 2-core AMD EPYC
+           "e93067587cb53050b055806346cb22aa846f01a24e95b78f8a8cac491f34c38b",
+           "dc54f0feca6e43814ea4d3b1566759e35548afc32475d1b5227ba6e09f9fc7af"),
+    "e326b2be96719d21": ("00c1e3e45fd049cba762cf0296c7ed7aa48030734296a0be0bb9d579d911900a",  # 2-core Xeon, AVX512
+                         "65023ab3a0bbac629df88472e9acd8afdf676efc70b0c5d073bdc7f34e6dc5ba",
+                         "80309c4e6e11bf241c9e0d8151c612579f51fd2342091080ec5a43382a7a68e8"),
+}
 _BASELINE_CONFIGS = (dict(epochs=2, seed=3),
                      dict(epochs=2, seed=4, flip=True, label_smoothing=0.1, crop_padding=2, batch_size=50,
                           warmup_frac=0.3),
@@ -115,11 +122,28 @@ def test_distill_into_another_architecture(setting):
     assert student_spec.arch == "resnet20" and type(student).__name__ == "ResNet20" and student_spec.params == {}
 
 
+def cpu_fingerprint() -> str:
+    """The bits of a fixed 3x3 convolution's forward and backward on this CPU (one thread): equal on CPUs whose
+    kernels compute the same floats, so it tells which recorded baseline applies. No datamark code is involved."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 8, 9, 9, generator=gen)
+    w = torch.randn(16, 8, 3, 3, generator=gen, requires_grad=True)
+    torch.nn.functional.conv2d(x, w, padding=1).square().sum().backward()
+    return hashlib.sha256(w.grad.numpy().tobytes()).hexdigest()[:16]
+
+
 def test_trainer_unchanged_with_options_off(small):
     images, labels, spec = small
-    for overrides, expected in zip(_BASELINE_CONFIGS, _BASELINE_HASHES, strict=True):
-        config = default_config("tiny", **overrides)
-        assert weights_hash(train_model(build_model(spec, seed=config.seed), images, labels, config)) == expected
+    hashes = tuple(weights_hash(train_model(build_model(spec, seed=config.seed), images, labels, config))
+                   for config in (default_config("tiny", **overrides) for overrides in _BASELINE_CONFIGS))
+    if hashes in _BASELINE_HASHES.values():
+        return  # bit for bit what the pre-options trainer gave on a recorded CPU
+    fingerprint = cpu_fingerprint()
+    assert fingerprint not in _BASELINE_HASHES, f"the trainer changed: {hashes} on a recorded CPU"
+    assert not set(hashes) & {h for record in _BASELINE_HASHES.values() for h in record}, \
+        "some configurations match a recorded baseline and others do not: the trainer changed"
+    pytest.skip(f"no baseline of the pre-options trainer recorded for this CPU (fingerprint {fingerprint}); "
+                f"record one by running commit 61e7c1d's train_model on _BASELINE_CONFIGS")
 
 
 def test_one_hot_soft_targets_train_like_hard_labels(small):

@@ -115,3 +115,19 @@ def test_retrains_keep_the_stolen_models_architecture_and_drop_what_its_data_set
     model, spec = default_trainer(narrow, seed=0)(train, default_config("tiny", seed=0, epochs=1))
     assert spec.params == {"width": 4}
     assert tiny_spec(model).params == {"width": 4}  # built narrow, not at the default width of 32
+
+
+def test_dp_sgd_retrains_the_stolen_architecture_with_group_norm_and_reports_epsilon():
+    import torch
+
+    from datamark.evaluate.attacks import parse_attack
+    from datamark.evaluate.robustness import attacked_suspect
+    from datamark.models.checkpoint import ModelSpec, build_model
+    from datamark.testing import digits_split
+
+    released, _ = digits_split(n_train=96)
+    spec = ModelSpec(arch="tiny", num_classes=10, input_shape=(8, 8, 1), mean=(0.0,), std=(1.0,), params={"width": 4})
+    suspect, details = attacked_suspect(parse_attack("dp-sgd:noise=0.5"), build_model(spec), spec, released=released)
+    assert suspect.model.head.in_features == 8 * 4  # width 4, as stolen
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in suspect.model.modules())
+    assert details["epsilon"] > 0 and details["delta"] == 1e-5

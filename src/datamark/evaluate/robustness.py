@@ -34,7 +34,8 @@ from .metrics import benign_accuracy
 
 log = logging.getLogger(__name__)
 
-Trainer = Callable[[Records, Any], tuple[Any, ModelSpec]]  # (records, config) -> (model, spec)
+#: (records, config, architecture params or None for the stolen model's) -> (model, spec)
+Trainer = Callable[[Records, Any, "dict[str, Any] | None"], tuple[Any, ModelSpec]]
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,10 @@ def default_trainer(spec: ModelSpec, seed: int) -> Trainer:
     from ..models import default_config, fit
     from ..models.checkpoint import architecture_params
 
-    def train(records: Records, config: Any = None) -> tuple[Any, ModelSpec]:
+    def train(records: Records, config: Any = None, arch_params: dict[str, Any] | None = None
+              ) -> tuple[Any, ModelSpec]:
         return fit(records, arch=spec.arch, config=config or default_config(spec.arch, seed=seed),
-                   **architecture_params(spec))
+                   **(architecture_params(spec) if arch_params is None else arch_params))
     return train
 
 
@@ -120,12 +122,13 @@ def attacked_suspect(attack: Attack, model: Any, spec: ModelSpec, *, thief_data:
     if isinstance(attack, DataAttack):
         flagged = np.asarray(attack.flag(model, spec, released, seed=seed), dtype=np.int64)
         keep = np.setdiff1d(np.arange(len(released)), flagged)
-        new_model, new_spec = train(released.subset(keep))
+        new_model, new_spec = train(released.subset(keep), None, None)
         return LocalSuspect.from_model(new_model, new_spec), {"flagged_rows": int(len(flagged))}
     if isinstance(attack, TrainingAttack):
         from ..models import default_config
-        new_model, new_spec = train(released, attack.recipe(default_config(spec.arch, seed=seed)))
-        return LocalSuspect.from_model(new_model, new_spec), {}
+        config = attack.recipe(default_config(spec.arch, seed=seed))
+        new_model, new_spec = train(released, config, attack.architecture(spec))
+        return LocalSuspect.from_model(new_model, new_spec), attack.details(config, len(released))
     raise ParameterError(f"'{type(attack).__name__}' is not an attack of a known kind.")
 
 

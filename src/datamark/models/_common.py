@@ -81,9 +81,25 @@ def train_epochs(model: nn.Module, n: int, config, device: torch.device,
     return model.cpu().eval()
 
 
-def conv_bn(c_in: int, c_out: int, *, stride: int = 1) -> nn.Sequential:
-    """3x3 convolution without bias (the batch norm that follows has one), then batch norm."""
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out))
+#: The normalisation layers an image architecture with a ``norm`` parameter can be built with.
+NORMS = ("batch", "group")
+
+
+def norm2d(kind: str, channels: int) -> nn.Module:
+    """Batch norm (the default), or group norm of 8 groups (fewer where ``channels`` does not split into 8): it
+    normalises each image on its own, which per-example gradients (DP-SGD, :mod:`~datamark.models.private`)
+    need, where batch norm mixes the examples of a batch."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(math.gcd(channels, 8), channels)
+    from ..exceptions import ParameterError
+    raise ParameterError(f"Unknown norm '{kind}'; choose one of {', '.join(NORMS)}.")
+
+
+def conv_bn(c_in: int, c_out: int, *, stride: int = 1, norm: str = "batch") -> nn.Sequential:
+    """3x3 convolution without bias (the norm that follows has one), then batch norm (or ``norm2d(norm)``)."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), norm2d(norm, c_out))
 
 
 def adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:

@@ -14,13 +14,13 @@ class TinyCNN(nn.Module):
     """Two conv-BN-ReLU stages and a linear head; about 25k parameters, any input size >= 4x4."""
 
     def __init__(self, num_classes: int, in_channels: int, mean: Sequence[float], std: Sequence[float],
-                 width: int = 32) -> None:
+                 width: int = 32, norm: str = "batch") -> None:
         super().__init__()
         self.features = nn.Sequential(
             Normalize(mean, std),
-            conv_bn(in_channels, width), nn.ReLU(inplace=True),
-            conv_bn(width, 2 * width), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            conv_bn(2 * width, 2 * width), nn.ReLU(inplace=True),
+            conv_bn(in_channels, width, norm=norm), nn.ReLU(inplace=True),
+            conv_bn(width, 2 * width, norm=norm), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            conv_bn(2 * width, 2 * width, norm=norm), nn.ReLU(inplace=True),
             nn.AdaptiveAvgPool2d(2), nn.Flatten(),
         )
         self.head = nn.Linear(8 * width, num_classes)

@@ -21,6 +21,7 @@ from .._progress import progress_bar
 from ..exceptions import ParameterError
 from ..modalities.image import to_tensor  # noqa: F401 -- re-exported: the image preprocessing
 from ._common import optimizer_step
+from .private import check_private_model, private_gradients
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +43,8 @@ class TrainConfig:
     mixup: float = 0.0            # Beta(a, a) of mixup (Zhang et al., ICLR 2018: a = 1 on CIFAR-10)
     cutmix: float = 0.0           # Beta(a, a) of CutMix (Yun et al., ICCV 2019: a = 1); with mixup: one or the other
     adversarial_eps: float = 0.0  # L-inf radius (pixel units of 255) of fast adversarial training (FGSM-RS), 0 = off
+    dp_noise: float = 0.0         # DP-SGD noise multiplier (Abadi et al., CCS 2016), 0 = off; needs norm="group"
+    dp_clip: float = 1.0          # DP-SGD per-example gradient L2 clip
     bf16: bool = True             # bf16 autocast on CPU; ignored where unsupported
     seed: int = 0
 
@@ -56,6 +59,12 @@ class TrainConfig:
         if not 0 <= self.adversarial_eps <= 255:
             raise ParameterError(f"The 'adversarial_eps' parameter of TrainConfig (L-inf radius in pixel units of "
                                  f"255) must be in [0, 255], 0 = off; got {self.adversarial_eps}.")
+        if not self.dp_noise >= 0 or not self.dp_clip > 0:
+            raise ParameterError(f"TrainConfig's DP-SGD needs dp_noise >= 0 (0 = off) and dp_clip > 0; got "
+                                 f"dp_noise={self.dp_noise}, dp_clip={self.dp_clip}.")
+        if self.dp_noise and (self.mixup or self.cutmix or self.adversarial_eps):
+            raise ParameterError("TrainConfig's DP-SGD (dp_noise > 0) trains on single examples' gradients; turn "
+                                 "off mixup, cutmix and adversarial_eps, which mix or replace examples.")
         for name in ("mixup", "cutmix"):
             if not getattr(self, name) >= 0:
                 raise ParameterError(f"The '{name}' parameter of TrainConfig (Beta concentration) must be >= 0, "
@@ -214,14 +223,20 @@ def train_model(model: nn.Module, images: np.ndarray, labels: np.ndarray | None,
     replace the labels by a soft cross-entropy, for distillation, at ``temperature`` (student logits divided by
     it, loss scaled by its square); ``masks`` (parameter name -> 0/1 tensor) are multiplied into those
     parameters before training and after every step, so pruned weights stay zero (fine-pruning); fine-tuning is
-    a call on a trained model with a small ``config.lr``. ``config`` switches mixup, CutMix, random resized crops
-    and fast adversarial training (each batch replaced by its FGSM-RS adversarial examples: twice the cost).
+    a call on a trained model with a small ``config.lr``. ``config`` switches mixup, CutMix, random resized crops,
+    fast adversarial training (each batch replaced by its FGSM-RS adversarial examples: twice the cost) and DP-SGD
+    (:mod:`.private`; a model built with ``norm="group"``).
 
     Deterministic for a given ``config.seed`` (shuffling and augmentation use a local generator). Runs on
     :func:`~datamark._device.compute_device` (a GPU when one is visible) and returns the model on the CPU.
     """
     n = len(images)
     _check_inputs(n, labels, soft_targets, temperature, masks, model)
+    if config.dp_noise:
+        if soft_targets is not None or masks:
+            raise ParameterError("train_model's DP-SGD (config.dp_noise > 0) trains on hard labels of a whole model; "
+                                 "it does not take soft_targets or masks.")
+        check_private_model(model)
     gen = torch.Generator().manual_seed(config.seed)
     device = compute_device()
     data = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(device)  # uint8 NCHW
@@ -263,8 +278,11 @@ def train_model(model: nn.Module, images: np.ndarray, labels: np.ndarray | None,
 
                 if config.adversarial_eps:
                     x = fgsm_rs(x, loss_of, config.adversarial_eps / 255.0, gen)
-                loss = loss_of(x)
-                optimizer_step(optimizer, loss)
+                if config.dp_noise:
+                    loss = _private_step(model, optimizer, x, targets[idx], config, gen)
+                else:
+                    loss = loss_of(x)
+                    optimizer_step(optimizer, loss)
                 _apply_masks(params, masks)
                 running = running + loss.detach() * len(idx)  # no per-step sync on a GPU
                 seen += len(idx)
@@ -272,6 +290,21 @@ def train_model(model: nn.Module, images: np.ndarray, labels: np.ndarray | None,
                 bar.advance()
             bar.status(f"epoch {epoch + 1}/{config.epochs} loss {float(running) / max(seen, 1):.3f}")
     return model.cpu().eval()
+
+
+def _private_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                  config: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """One DP-SGD step (:mod:`.private`: clipped per-example gradients plus noise, in float32); returns the batch's
+    loss before the step, for the progress line."""
+    def loss_of_one(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, label, label_smoothing=config.label_smoothing)
+
+    optimizer.zero_grad(set_to_none=True)
+    private_gradients(model, loss_of_one, x, y, clip=config.dp_clip, noise=config.dp_noise, gen=gen)
+    with torch.no_grad():
+        loss = F.cross_entropy(model(x).float(), y, label_smoothing=config.label_smoothing)
+    optimizer.step()
+    return loss
 
 
 def fgsm_rs(x: torch.Tensor, loss_of, eps: float, gen: torch.Generator) -> torch.Tensor:

@@ -117,6 +117,16 @@ class TrainingAttack(Attack):
         """The thief's training configuration, derived from the default ``config``."""
         raise NotImplementedError
 
+    def architecture(self, spec: Any) -> dict[str, Any]:
+        """The architecture params of the thief's fresh model: the stolen model's (``spec``), unless the recipe
+        needs another build (DP-SGD: group norm)."""
+        from ...models.checkpoint import architecture_params
+        return architecture_params(spec)
+
+    def details(self, config: Any, rows: int) -> dict[str, Any]:
+        """What the results should say about this training beyond its parameters (DP-SGD: its epsilon)."""
+        return {}
+
 
 def register_attack(name: str):
     """Class decorator: register an attack under ``name`` (the ``NAME`` of :func:`parse_attack`)."""
