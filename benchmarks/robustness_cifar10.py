@@ -78,7 +78,8 @@ SWEEP = {
               "fine-prune:prune=0.5", "fine-prune:prune=0.8", "distill:rows=5000",
               "distill:rows=20000"],
     "data": ["loss-filter:fraction=0.05", "spectral-signatures:eps=0.1", "strip:fraction=0.05"],
-    "training": ["mixup:alpha=1.0", "cutmix:alpha=1.0", "label-smoothing:smoothing=0.3", "adversarial-training:eps=8"],
+    "training": ["mixup:alpha=1.0", "cutmix:alpha=1.0", "label-smoothing:smoothing=0.3", "adversarial-training:eps=8",
+                 "dp-sgd:noise=1.0"],
 }
 
 
