@@ -134,7 +134,7 @@ def stage_models(args) -> dict:
         start = time.perf_counter()
         marked = build_method(name, args.seed, clean_path).apply(train)
         marked.key.save(key_path, overwrite=True)
-        released[name] = marked.dataset
+        released[name] = (marked.dataset, marked.rows)
         log(f"{name}: marked {len(marked.rows)} rows in {time.perf_counter() - start:.0f} s "
             f"(key {Key.load(key_path).commitment[:16]}…)")
         train_or_load(stolen_path, marked.dataset, args)
@@ -168,12 +168,12 @@ def stage_attacks(args, released_by_method: dict | None = None) -> None:
         entry["command"] = meta["command"]
         done = {(r["label"], r["model"]) for r in entry["rows"]}
         todo = [a for a in (parse_attack(s) for s in specs) if (a.label, "stolen") not in done]
-        released = (released_by_method or {}).get(name)
+        released, marked_rows = (released_by_method or {}).get(name, (None, None))
         if released is None and any(a.kind in ("data", "training") for a in todo):
             remade = build_method(name, args.seed, args.work / "clean.pt").apply(train)  # protect is seeded
             if dataclasses.replace(remade.key, created=key.created).commitment != key.commitment:  # all but the time
                 raise SystemExit(f"{name}: re-protecting with seed {args.seed} gave another key; delete the run")
-            released = remade.dataset
+            released, marked_rows = remade.dataset, remade.rows
 
         def on_row(row, entry=entry, done=done, name=name) -> None:
             if (row.label, row.model) in done:
@@ -187,7 +187,7 @@ def stage_attacks(args, released_by_method: dict | None = None) -> None:
 
         survival(key, todo, test, stolen=load_checkpoint(args.work / f"{name}-stolen.pt"), clean=clean,
                  thief_data=thief, released=released, seed=args.seed, progress=args.progress, on_row=on_row,
-                 clean_kinds=args.clean_for)
+                 clean_kinds=args.clean_for, marked_rows=marked_rows)
     stage_report(args)
 
 

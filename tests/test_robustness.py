@@ -131,3 +131,31 @@ def test_dp_sgd_retrains_the_stolen_architecture_with_group_norm_and_reports_eps
     assert suspect.model.head.in_features == 8 * 4  # width 4, as stolen
     assert any(isinstance(m, torch.nn.GroupNorm) for m in suspect.model.modules())
     assert details["epsilon"] > 0 and details["delta"] == 1e-5
+
+
+def test_data_attacks_report_their_recall_on_the_marked_rows():
+    from datamark.evaluate.attacks import DataAttack
+    from datamark.evaluate.robustness import attacked_suspect
+    from datamark.models.checkpoint import ModelSpec, build_model
+    from datamark.testing import digits_split
+
+    @dataclass(frozen=True)
+    class FlagFirstThree(DataAttack):
+        registry_name = "flag-first-three"
+
+        def flag(self, model, spec, released, *, seed=0):
+            return np.arange(3)
+
+    released, _ = digits_split(n_train=20)
+    spec = ModelSpec(arch="tiny", num_classes=10, input_shape=(8, 8, 1), mean=(0.0,), std=(1.0,), params={"width": 4})
+    model = build_model(spec)
+    kept = []
+
+    def train(records, config, arch_params):
+        kept.append(len(records))
+        return model, spec
+
+    _, details = attacked_suspect(FlagFirstThree(), model, spec, released=released, train=train, marked_rows=[1, 2, 5])
+    assert kept == [17] and details == {"flagged_rows": 3, "marked_rows": 3, "flagged_marked_rows": 2}
+    _, details = attacked_suspect(FlagFirstThree(), model, spec, released=released, train=train)
+    assert details == {"flagged_rows": 3}

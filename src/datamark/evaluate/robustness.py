@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -109,9 +109,12 @@ def check_needs(attack: Attack, *, thief_data: Records | None, released: Records
 
 def attacked_suspect(attack: Attack, model: Any, spec: ModelSpec, *, thief_data: Records | None = None,
                      released: Records | None = None, train: Trainer | None = None, seed: int = 0,
-                     progress: bool = False) -> tuple[Any, dict[str, Any]]:
+                     progress: bool = False, marked_rows: Collection[int] | None = None
+                     ) -> tuple[Any, dict[str, Any]]:
     """The suspect the owner meets after ``attack`` on ``(model, spec)``, and what the attack did (flagged
-    rows for data attacks). Raises a one-line ParameterError when the attack's inputs are missing."""
+    rows for data attacks; given the positions of the watermarked rows in ``released`` (``marked_rows``: the
+    owner's ``Watermarked.rows``), also how many of them it flagged: the detector's recall on the watermark).
+    Raises a one-line ParameterError when the attack's inputs are missing."""
     train = train or default_trainer(spec, seed)
     if isinstance(attack, QueryAttack):
         return attack.wrap(LocalSuspect.from_model(model, spec), seed=seed), {}
@@ -123,7 +126,11 @@ def attacked_suspect(attack: Attack, model: Any, spec: ModelSpec, *, thief_data:
         flagged = np.asarray(attack.flag(model, spec, released, seed=seed), dtype=np.int64)
         keep = np.setdiff1d(np.arange(len(released)), flagged)
         new_model, new_spec = train(released.subset(keep), None, None)
-        return LocalSuspect.from_model(new_model, new_spec), {"flagged_rows": int(len(flagged))}
+        details = {"flagged_rows": int(len(flagged))}
+        if marked_rows is not None:
+            details["marked_rows"] = len(marked_rows)
+            details["flagged_marked_rows"] = int(np.isin(flagged, np.asarray(list(marked_rows))).sum())
+        return LocalSuspect.from_model(new_model, new_spec), details
     if isinstance(attack, TrainingAttack):
         from ..models import default_config
         config = attack.recipe(default_config(spec.arch, seed=seed))
@@ -136,10 +143,12 @@ def survival(key: Key, attacks: Sequence[Attack], test_data: Records, *, stolen:
              clean: tuple[Any, ModelSpec] | None = None, thief_data: Records | None = None,
              released: Records | None = None, train: Trainer | None = None, verifier: Verifier | None = None,
              seed: int = 0, progress: bool = False, clean_kinds: Sequence[str] = ("query", "model"),
-             on_row: Callable[[SurvivalRow], None] | None = None) -> list[SurvivalRow]:
+             on_row: Callable[[SurvivalRow], None] | None = None,
+             marked_rows: Collection[int] | None = None) -> list[SurvivalRow]:
     """The survival table: the unattacked baseline, then every attack on the stolen model and, for the kinds in
     ``clean_kinds`` (query and model attacks; data and training attacks never), on the clean model; see the
-    module docstring."""
+    module docstring. ``marked_rows`` (the watermarked rows' positions in ``released``) adds each data attack's
+    recall on them to its row's details."""
     verifier = verifier or Verifier()
     models = {"stolen": stolen, **({"clean": clean} if clean is not None else {})}
     for attack in attacks:
@@ -169,7 +178,8 @@ def survival(key: Key, attacks: Sequence[Attack], test_data: Records, *, stolen:
                 continue  # the innocent model never trained on the released data: nothing to filter or retrain
             start = time.perf_counter()
             suspect, details = attacked_suspect(attack, model, spec, thief_data=thief_data, released=released,
-                                                train=train, seed=seed, progress=progress)
+                                                train=train, seed=seed, progress=progress,
+                                                marked_rows=marked_rows)
             ba = benign_accuracy(suspect, test_data)
             probs, labels = _verify(key, suspect, test_data, verifier)
             add(SurvivalRow(attack.to_dict(), attack.label, name, before[name], ba, probs, labels,
