@@ -117,7 +117,7 @@ def test_retrains_keep_the_stolen_models_architecture_and_drop_what_its_data_set
     assert tiny_spec(model).params == {"width": 4}  # built narrow, not at the default width of 32
 
 
-def test_dp_sgd_retrains_the_stolen_architecture_with_group_norm_and_reports_epsilon():
+def test_dp_sgd_retrains_the_stolen_architecture_with_group_norm_and_reports_epsilon(capsys):
     import torch
 
     from datamark.evaluate.attacks import parse_attack
@@ -127,7 +127,9 @@ def test_dp_sgd_retrains_the_stolen_architecture_with_group_norm_and_reports_eps
 
     released, _ = digits_split(n_train=96)
     spec = ModelSpec(arch="tiny", num_classes=10, input_shape=(8, 8, 1), mean=(0.0,), std=(1.0,), params={"width": 4})
-    suspect, details = attacked_suspect(parse_attack("dp-sgd:noise=0.5"), build_model(spec), spec, released=released)
+    suspect, details = attacked_suspect(parse_attack("dp-sgd:noise=0.5"), build_model(spec), spec, released=released,
+                                        progress=True)
+    assert "train" in capsys.readouterr().err  # the retraining shows its progress
     assert suspect.model.head.in_features == 8 * 4  # width 4, as stolen
     assert any(isinstance(m, torch.nn.GroupNorm) for m in suspect.model.modules())
     assert details["epsilon"] > 0 and details["delta"] == 1e-5

@@ -74,15 +74,15 @@ class SurvivalRow:
                 "probs": None if self.probs is None else self.probs.to_dict(), "labels": self.labels.to_dict()}
 
 
-def default_trainer(spec: ModelSpec, seed: int) -> Trainer:
+def default_trainer(spec: ModelSpec, seed: int, *, progress: bool = False) -> Trainer:
     """The thief's recipe: a fresh model of the stolen one's architecture (its widths and sizes too) with that
-    architecture's default training configuration."""
+    architecture's default training configuration; ``progress`` shows the training's rate and ETA."""
     from ..models import default_config, fit
     from ..models.checkpoint import architecture_params
 
     def train(records: Records, config: Any = None, arch_params: dict[str, Any] | None = None
               ) -> tuple[Any, ModelSpec]:
-        return fit(records, arch=spec.arch, config=config or default_config(spec.arch, seed=seed),
+        return fit(records, arch=spec.arch, config=config or default_config(spec.arch, seed=seed), progress=progress,
                    **(architecture_params(spec) if arch_params is None else arch_params))
     return train
 
@@ -115,7 +115,7 @@ def attacked_suspect(attack: Attack, model: Any, spec: ModelSpec, *, thief_data:
     rows for data attacks; given the positions of the watermarked rows in ``released`` (``marked_rows``: the
     owner's ``Watermarked.rows``), also how many of them it flagged: the detector's recall on the watermark).
     Raises a one-line ParameterError when the attack's inputs are missing."""
-    train = train or default_trainer(spec, seed)
+    train = train or default_trainer(spec, seed, progress=progress)
     if isinstance(attack, QueryAttack):
         return attack.wrap(LocalSuspect.from_model(model, spec), seed=seed), {}
     check_needs(attack, thief_data=thief_data, released=released)
