@@ -154,7 +154,7 @@ class AdversarialTraining(_ImageRecipe):
 @register_attack("dp-sgd")
 @dataclass(frozen=True)
 class DPSGD(_ImageRecipe):
-    """DP-SGD (Abadi et al., CCS 2016; :mod:`datamark.models.private`): per-example gradients clipped to L2 norm
+    """DP-SGD (Abadi et al., CCS 2016; datamark.models.private): per-example gradients clipped to L2 norm
     ``clip``, Gaussian noise of ``noise * clip`` added to their sum. A model that may not depend much on any one
     example cannot memorise a few marked rows; differential privacy is the principled way to forget them.
 
