@@ -41,12 +41,14 @@ def check_private_model(model: nn.Module) -> None:
 
 
 def private_gradients(model: nn.Module, loss_of_one: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                      x: torch.Tensor, y: torch.Tensor, *, clip: float, noise: float, gen: torch.Generator) -> None:
+                      x: torch.Tensor, y: torch.Tensor, *, clip: float, noise: float, gen: torch.Generator
+                      ) -> torch.Tensor:
     """Set each parameter's ``.grad`` to the DP-SGD gradient of the batch ``(x, y)``: the mean over examples of
-    their gradients clipped to L2 norm ``clip`` (over all parameters together), plus N(0, (noise * clip)^2) / B.
-    ``loss_of_one(logits, label)`` is the loss of one example (logits 1 x K). Noise is drawn from ``gen`` on the
-    CPU, so a run is reproducible on any device."""
-    from torch.func import functional_call, grad, vmap
+    their gradients clipped to L2 norm ``clip`` (over all parameters together), plus N(0, (noise * clip)^2) / B;
+    returns the batch's mean loss (from the same forward passes, for progress lines). ``loss_of_one(logits,
+    label)`` is the loss of one example (logits 1 x K). Noise is drawn from ``gen`` on the CPU, so a run is
+    reproducible on any device."""
+    from torch.func import functional_call, grad_and_value, vmap
 
     params = {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
     buffers = {name: b.detach() for name, b in model.named_buffers()}
@@ -54,10 +56,12 @@ def private_gradients(model: nn.Module, loss_of_one: Callable[[torch.Tensor, tor
     def loss(p: dict, x1: torch.Tensor, y1: torch.Tensor) -> torch.Tensor:
         return loss_of_one(functional_call(model, (p, buffers), (x1.unsqueeze(0),)).float(), y1.unsqueeze(0))
 
-    per_example = vmap(grad(loss), in_dims=(None, 0, 0))
+    per_example = vmap(grad_and_value(loss), in_dims=(None, 0, 0))
     total = {name: torch.zeros_like(p) for name, p in params.items()}
+    loss_sum = torch.zeros(())
     for start in range(0, len(x), CHUNK):
-        grads = per_example(params, x[start:start + CHUNK], y[start:start + CHUNK])
+        grads, losses = per_example(params, x[start:start + CHUNK], y[start:start + CHUNK])
+        loss_sum = loss_sum + losses.detach().sum().cpu()
         norms = torch.sqrt(sum(g.flatten(1).pow(2).sum(1) for g in grads.values()))
         scale = (clip / (norms + 1e-6)).clamp(max=1.0)
         for name, g in grads.items():
@@ -66,6 +70,7 @@ def private_gradients(model: nn.Module, loss_of_one: Callable[[torch.Tensor, tor
         if name in total:
             drawn = torch.randn(p.shape, generator=gen).to(p.device)
             p.grad = (total[name] + noise * clip * drawn) / len(x)
+    return loss_sum / len(x)
 
 
 def _log_rdp_sampled_gaussian(q: float, noise: float, order: int) -> float:

@@ -294,17 +294,15 @@ def train_model(model: nn.Module, images: np.ndarray, labels: np.ndarray | None,
 
 def _private_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                   config: TrainConfig, gen: torch.Generator) -> torch.Tensor:
-    """One DP-SGD step (:mod:`.private`: clipped per-example gradients plus noise, in float32); returns the batch's
-    loss before the step, for the progress line."""
+    """One DP-SGD step (:mod:`.private`: clipped per-example gradients of the trainer's loss plus noise, in
+    float32); returns the batch's loss before the step, for the progress line."""
     def loss_of_one(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, label, label_smoothing=config.label_smoothing)
+        return _loss(logits, label, None, config, None, 1.0)
 
     optimizer.zero_grad(set_to_none=True)
-    private_gradients(model, loss_of_one, x, y, clip=config.dp_clip, noise=config.dp_noise, gen=gen)
-    with torch.no_grad():
-        loss = F.cross_entropy(model(x).float(), y, label_smoothing=config.label_smoothing)
+    loss = private_gradients(model, loss_of_one, x, y, clip=config.dp_clip, noise=config.dp_noise, gen=gen)
     optimizer.step()
-    return loss
+    return loss.to(x.device)
 
 
 def fgsm_rs(x: torch.Tensor, loss_of, eps: float, gen: torch.Generator) -> torch.Tensor:
