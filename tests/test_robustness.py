@@ -161,3 +161,17 @@ def test_data_attacks_report_their_recall_on_the_marked_rows():
     assert kept == [17] and details == {"flagged_rows": 3, "marked_rows": 3, "flagged_marked_rows": 2}
     _, details = attacked_suspect(FlagFirstThree(), model, spec, released=released, train=train)
     assert details == {"flagged_rows": 3}
+
+
+def test_a_truncated_npz_release_is_named_in_one_line(tmp_path):
+    from datamark import load_data
+    from datamark.exceptions import DataFormatError
+    from datamark.testing import digits_split
+
+    train, _ = digits_split(n_train=50)
+    whole = tmp_path / "wm.npz"
+    train.save(whole)
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(whole.read_bytes()[:3000])
+    with pytest.raises(DataFormatError, match="cut.npz' is not a datamark .npz dataset"):
+        load_data(str(cut))

@@ -7,6 +7,7 @@ TU folder (:mod:`.tu_write`) and a ``.npz`` path for them is refused (:func:`.ou
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Sequence
 
 import numpy as np
@@ -80,6 +81,6 @@ class ArrayRecords(Records):
                 settings = {"sample_rate": int(npz["sample_rate"])} if "sample_rate" in npz.files else {}
                 return cls(examples, npz["labels"], [str(c) for c in npz["class_names"]], where=f"'{path}'",
                            modality=get_modality(modality, **settings))
-        except (KeyError, ValueError, OSError) as err:
+        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as err:  # truncated: not a zip
             raise DataFormatError(f"'{path}' is not a datamark .npz dataset (arrays 'images', 'labels', "
                                   f"'class_names'): {err}.") from err
