@@ -112,6 +112,8 @@ class Key:
         drawn = provenance(self)
         return {"commitment": self.commitment, "method": self.method.get("name"), "trigger": self.trigger.get("name"),
                 "marks": max(1, len(self.marks)), "target": target, "marked_rows": len(self.marked_ids),
+                **({"confusion_rows": len(self.extra["confusion_ids"]), "confusion_partners": "secret (one per class)"}
+                   if self.extra.get("confusion_ids") else {}),
                 "dataset_rows": self.dataset.get("n_rows"),
                 "num_classes": self.dataset.get("num_classes"), "datamark_version": self.datamark_version,
                 "created": self.created,

@@ -36,6 +36,10 @@ def protect(
                                        "sub-graph (one mark)."),
     decoy_rate: float | None = typer.Option(None, help="Fraction of rows stamped with other random triggers, labels "
                                             "kept (default 0, WaNet 0.2; 0.1 recommended for DVBW and UBW-P)."),
+    confusion_rate: float | None = typer.Option(None, help="BadNets/Blended, 5+ classes: fraction of each class "
+                                                "relabelled to the class's secret partner, images unchanged: a "
+                                                "trigger-free second channel that survives distillation, verified "
+                                                "beside the marks at alpha/2 each (default 0 = off; 0.05 measured)."),
     n_marks: int | None = typer.Option(None, "--n-marks", help="K, marks with their own secret trigger and target "
                                        "(untargeted: embedded candidate), verified by an exact test (default: 10 "
                                        "DVBW/WaNet, 5 clean-label, 4 UBW-P; 1 = the paper's single watermark, "
@@ -116,7 +120,8 @@ def protect(
         if trigger not in (None, "word", "tone", "subgraph"):  # not the default: a named trigger, drawn from the
             options["trigger_name"] = trigger                 # secret and recorded, so the key can re-draw it
         optional = dict(target=target, trigger_size=trigger_size, blend=blend,
-                        rate=rate, decoy_rate=decoy_rate, pattern=pattern, labels=random_labels, class_rate=class_rate,
+                        rate=rate, decoy_rate=decoy_rate, confusion_rate=confusion_rate, pattern=pattern,
+                        labels=random_labels, class_rate=class_rate,
                         n_marks=n_marks, n_candidates=n_candidates,
                         trigger_kind=trigger_kind, eps=eps, craft_steps=craft_steps, pgd_batch_size=pgd_batch_size,
                         base_model=None if base_model is None else str(base_model))
@@ -186,13 +191,17 @@ def protect(
         """What a run wrote, for people (the commitment to publish) and for ``--json`` (never the secret)."""
         goal, out = key.goal, human(json_path)
         decoys = len(key.extra.get("decoy_ids", ()))  # rows with other owners' triggers, labels kept
+        confused = len(key.extra.get("confusion_ids", ()))  # rows relabelled to their class's secret partner
         out.print(f"marked {marked_rows} of {rows} rows{where} with {method.value}{how} in {elapsed:.1f} s ({goal})"
-                  + (f"; {decoys} more rows carry decoy triggers and keep their labels" if decoys else ""))
+                  + (f"; {decoys} more rows carry decoy triggers and keep their labels" if decoys else "")
+                  + (f"; {confused} more rows keep their image and take their class's secret partner's label "
+                     f"(the confusion channel)" if confused else ""))
         out.print(f"watermarked dataset: {output}\nsecret key (keep private): {key_path}")
         out.print(f"commitment (publish with the release): [bold]{key.commitment}[/]")
         emit_json({"commitment": key.commitment, "method": method.value, "goal": goal, "rows": rows,
-                   "marked_rows": marked_rows, "decoy_rows": decoys, "elapsed_s": elapsed, "dataset": output,
-                   "format": fmt, "key": key_path, "preview": preview, "card": card, **fields}, "protect", json_path,
+                   "marked_rows": marked_rows, "decoy_rows": decoys, "confusion_rows": confused, "elapsed_s": elapsed,
+                   "dataset": output, "format": fmt, "key": key_path, "preview": preview, "card": card, **fields},
+                  "protect", json_path,
                   overwrite=overwrite)
     run(work)
 

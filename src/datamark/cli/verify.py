@@ -45,7 +45,8 @@ def print_result(result, evidence: Path | None, out: Console) -> None:
     null_rate = "p0" if result.marks is not None else "tau"
     out.print(f"n = {o.n} (excluded {result.n_excluded}), {null_rate} = {o.margin:g}, alpha = {result.alpha:g}, "
               f"probes: {result.probe_seed}, queries = {result.queries}")
-    randomized = o.test == RANDOMIZATION_TEST_NAME
+    marks_test = result.channels["marks"]["test"] if result.channels else o.test
+    randomized = marks_test == RANDOMIZATION_TEST_NAME
     effect = ("mean excess share of the secret choices" if randomized else "hit rate") if result.marks is not None \
         else ("ΔP" if result.mode == "probs" else "flip rate")
     out.print(f"statistic = {o.statistic:.4g}, p = {o.p_value:.4g} (log10 p = {o.log10_p:.2f}), "
@@ -56,6 +57,10 @@ def print_result(result, evidence: Path | None, out: Console) -> None:
                   f"(1 in {m['options_per_mark']} by chance); {m['probes_per_mark']} probe(s) per mark"
                   f"{' (the same probes for every mark)' if randomized else ''}; triggered "
                   f"probes that went the watermark's way: {100 * m['probe_success_rate']:.1f} %")
+    for name, c in (result.channels or {}).items():
+        out.print(f"channel {name} ({c['test']}, each channel at alpha/2 = {result.alpha / 2:g}): n = {c['n']}, "
+                  f"statistic = {c['statistic']:.4g}, p = {c['p_value']:.4g}, effect = {c['effect']:.4f}"
+                  + (f"; {c['note']}" if c["note"] and name == "confusion" else ""))
     if result.effect is not None:
         e = result.effect
         out.print(f"effect size ({e.test}, tau = {e.margin:g}, n = {e.n}; reported, not the verdict): "

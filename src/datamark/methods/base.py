@@ -330,13 +330,19 @@ class WatermarkMethod(ABC):
         order = np.argsort(np.concatenate([p[0] for p in per_mark]), kind="stable")
         rows, marked, labels = (np.concatenate([p[i] for p in per_mark])[order] for i in range(3))
         decoys = self._decoys(data, secret, rows)
+        changes = [(rows, marked, labels)]
         if len(decoys):
-            rows_all = np.concatenate([rows, decoys])
-            order = np.argsort(rows_all)
             decoy_rng = generator(secret, "mark")  # the stream decoys have always used: keeps old runs reproducible
-            decoy_inputs = self.decoy_inputs(data.take(decoys), marks[0].trigger, decoy_rng)
-            watermarked = data.replace(rows_all[order], np.concatenate([marked, decoy_inputs])[order],
-                                       np.concatenate([labels, data.labels[decoys]])[order])
+            changes.append((decoys, self.decoy_inputs(data.take(decoys), marks[0].trigger, decoy_rng),
+                            data.labels[decoys]))
+        relabelled, new_labels = self.relabelled_rows(data, secret, np.concatenate([rows, decoys]))
+        if len(relabelled):
+            changes.append((relabelled, data.take(relabelled), new_labels))
+        if len(changes) > 1:
+            rows_all = np.concatenate([c[0] for c in changes])
+            order = np.argsort(rows_all)
+            watermarked = data.replace(rows_all[order], np.concatenate([c[1] for c in changes])[order],
+                                       np.concatenate([c[2] for c in changes])[order])
         else:
             watermarked = data.replace(rows, marked, labels)
         key = self.build_key(marks, secret, [tuple(data.ids[r] for r in p[0]) for p in per_mark],
@@ -344,7 +350,9 @@ class WatermarkMethod(ABC):
                              dataset_record(data, watermarked.fingerprint, input_shape),
                              extra={**self.key_extra(data, rows, labels, context=context),
                                     **({"unmarkable_rows": int((~markable).sum())} if not markable.all() else {}),
-                                    **({"decoy_ids": [data.ids[r] for r in decoys]} if len(decoys) else {})})
+                                    **({"decoy_ids": [data.ids[r] for r in decoys]} if len(decoys) else {}),
+                                    **({"confusion_ids": [data.ids[r] for r in relabelled]} if len(relabelled)
+                                       else {})})
         return Watermarked(watermarked, key, rows)
 
     def build_key(self, marks: list[Mark], secret: bytes, mark_ids: list[tuple[str, ...]], marked_ids: tuple[str, ...],
@@ -405,6 +413,11 @@ class WatermarkMethod(ABC):
             raise ParameterError(f"decoy_rate={self.decoy_rate} needs {k} unmarked rows; only {int(free.sum())} "
                                  f"are left. Lower decoy_rate or rate.")
         return select_smallest(keyed_scores(secret, data.ids, "decoy"), k, free)
+
+    def relabelled_rows(self, data: Records, secret: bytes, taken: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows relabelled with their inputs unchanged, beyond the marks and decoys (``taken``), and their new
+        labels: the confusion channel of poison-label methods (:mod:`datamark.confusion`); none by default."""
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
 
     def key_extra(self, data: Records, rows: np.ndarray, new_labels: np.ndarray, *, context: Any = None
                   ) -> dict[str, Any]:

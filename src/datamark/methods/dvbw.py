@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from ..confusion import PROBES_PER_CLASS, check_classes, check_confusion_rate, confusion_rows, partners
 from ..data.records import Records
+from ..exceptions import ParameterError
 from ..registry import METHODS, register
 from ..triggers.base import Trigger
 from ..triggers.image import PATTERNS, make_blend_trigger, make_patch_trigger
@@ -45,6 +47,9 @@ class PoisonLabel(WatermarkMethod):
     rate: float = constrained(0.1, FRACTION)
     pattern: str = constrained("random", OneOf(PATTERNS))
     n_candidates: int = constrained(1, AtLeast(1, note="M + 1 candidate triggers per mark; 1: none, the paper"))
+    # The confusion channel (datamark.confusion, a datamark addition; 0 = off as in the paper): this fraction of
+    # each class relabelled to the class's secret partner, images unchanged; verified beside the marks.
+    confusion_rate: float = 0.0
 
     default_marks = 10  # K = 10 marks at rate / 10 each (datamark: exact test; the papers use K = 1)
     supports_marks = True
@@ -53,6 +58,21 @@ class PoisonLabel(WatermarkMethod):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check_drawn_candidates(self.n_candidates)
+        check_confusion_rate(self.confusion_rate, type(self).__name__)
+        if self.confusion_rate and not self.uses_marks:
+            raise ParameterError(f"{type(self).__name__}'s confusion channel is verified beside the exact marks test; "
+                                 f"drop 'confusion_rate' or keep several marks (n_marks > 1, no fixed target or "
+                                 f"trigger).")
+
+    def relabelled_rows(self, data: Records, secret: bytes, taken: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The confusion channel's rows (none unless ``confusion_rate`` > 0) and their partners' labels."""
+        if not self.confusion_rate:
+            return super().relabelled_rows(data, secret, taken)
+        check_classes(data.num_classes, data.where)
+        free = np.ones(len(data), dtype=bool)
+        free[taken] = False
+        rows = confusion_rows(secret, data.ids, data.labels, self.confusion_rate, free)
+        return rows, partners(secret, data.num_classes)[data.labels[rows]]
 
     def candidates(self) -> int:
         return self.n_candidates if self.n_candidates > 1 else 0
@@ -64,10 +84,16 @@ class PoisonLabel(WatermarkMethod):
         return batch.trigger.apply(batch.inputs), np.full(len(batch.inputs), batch.target, dtype=np.int64)
 
     def unshardable(self) -> str | None:
+        if self.confusion_rate:
+            return "its confusion channel ranks every class's rows at once"
         return None  # row-local: each selected row is stamped and relabelled on its own
 
     def verification_defaults(self) -> dict[str, Any]:
         return dict(DVBW_VERIFICATION)
+
+    def verification_plan(self, options: int) -> dict[str, Any]:
+        plan = super().verification_plan(options)
+        return {**plan, "confusion_probes": PROBES_PER_CLASS} if self.confusion_rate else plan
 
 
 @register(METHODS, "badnets")

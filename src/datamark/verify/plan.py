@@ -98,6 +98,8 @@ class VerificationPlan:
     alpha: float
     n_control_triggers: int = 0
     effect_test: str = "paired-t"  # marks keys: the paper's paired test, reported as the effect size
+    # Clean probes per class of the confusion channel (datamark.confusion); 0: the key has no such channel.
+    confusion_probes: int = 0
 
     def __post_init__(self) -> None:
         where = "the key's verification plan"
@@ -112,6 +114,12 @@ class VerificationPlan:
         if self.effect_test not in PAIRED_TESTS:
             raise ParameterError(f"The effect test '{self.effect_test}' of {where} is unknown; known: "
                                  f"{list(PAIRED_TESTS)}.")
+        if not _is_int(self.confusion_probes) or self.confusion_probes < 0 or self.confusion_probes == 1:
+            raise ParameterError(f"The 'confusion_probes' of {where} must be 0 (no confusion channel) or an integer "
+                                 f">= 2; got {self.confusion_probes!r}.")
+        if self.confusion_probes and not self.uses_marks:
+            raise ParameterError(f"{where} has a confusion channel but the test '{self.test}'; the channel goes with "
+                                 f"a marks test. The key was edited.")
 
     @property
     def uses_marks(self) -> bool:
@@ -122,7 +130,7 @@ class VerificationPlan:
         """The plan stored in a key (unknown fields refused, missing ones are the papers' DVBW defaults)."""
         if not isinstance(raw, dict):
             raise ParameterError(f"The key's verification plan must be an object; got {type(raw).__name__}.")
-        known = {"test", "margin", "n_probe", "alpha", "n_control_triggers", "effect_test"}
+        known = {"test", "margin", "n_probe", "alpha", "n_control_triggers", "effect_test", "confusion_probes"}
         informative = {"score", "alternative"}  # written by older versions, implied by the method
         unknown = set(raw) - known - informative
         if unknown:
@@ -130,7 +138,7 @@ class VerificationPlan:
                                  f"edited or written by a newer datamark.")
         return cls(test=raw.get("test", "paired-t"), margin=raw.get("margin", 0.2), n_probe=raw.get("n_probe", 100),
                    alpha=raw.get("alpha", 0.01), n_control_triggers=raw.get("n_control_triggers", 0),
-                   effect_test=raw.get("effect_test", "paired-t"))
+                   effect_test=raw.get("effect_test", "paired-t"), confusion_probes=raw.get("confusion_probes", 0))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -35,6 +35,9 @@ class VerificationResult:
     deviations: list[dict[str, Any]] = field(default_factory=list)  # settings that differ from the key's plan
     marks: dict[str, Any] | None = None  # multi-mark keys: marks, options, hits, probes per mark
     effect: TestOutcome | None = None  # multi-mark keys, probability mode: the paired t-test, an effect size
+    # Keys with a confusion channel (datamark.confusion): each channel's own outcome; ``outcome`` is then their
+    # Bonferroni union (accused when either channel's p < alpha / 2).
+    channels: dict[str, Any] | None = None
     # Where the key's triggers and secret choices come from (verify.consistency.Provenance.describe()); None: not
     # recorded. Said in the verdict when the owner chose them.
     provenance: str | None = None

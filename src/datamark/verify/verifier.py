@@ -34,12 +34,14 @@ from typing import Any, ClassVar, Literal, NamedTuple
 import numpy as np
 
 from .._rng import generator, keyed_scores, seed_secret, select_smallest
+from ..confusion import partners
 from ..data.records import Records
-from ..exceptions import ParameterError, QueryBudgetError
+from ..exceptions import KeyFormatError, ParameterError, QueryBudgetError
 from ..key import Key
 from ..marks import Mark
 from ..suspects.base import Suspect, as_suspect, labels_of, require_probs
 from ..triggers.base import Trigger, carrying
+from .confusion_test import class_scores, confusion_outcome, union_outcome
 from .marks_test import (
     RANDOMIZATION_TEST_NAME,
     centred_shares,
@@ -472,22 +474,58 @@ class Verifier:
         (n_probe, margin, alpha), slices = self.mark_probes(suspect, key, data)
         inputs = data.inputs()
         shared = self.mode == "probs" and key.plan.test == MARKS_RANDOMIZATION  # one set of clean probes for all
+        confusion_rows = self.confusion_probes(key, data)
         check_budget(suspect, sum(self.mark_cost(m, len(rows), clean=not shared) for m, rows in
-                                  zip(marks, slices, strict=True)) + (len(slices[0]) if shared else 0))
+                                  zip(marks, slices, strict=True)) + (len(slices[0]) if shared else 0)
+                     + len(confusion_rows))
         clean = self._answers_checked(suspect, inputs[slices[0]]) if shared else None
         answers = [self.ask_mark(suspect, mark, inputs[rows], data.labels[rows], margin, clean)
                    for mark, rows in zip(marks, slices, strict=True)]
         rounds = [a.scores for a in answers if a.scores is not None]
         hits = int(sum(a.hit for a in answers))
-        return self.marks_result(key, self.marks_test(key, marks, answers), marks, hits, n_probe, margin, alpha,
-                                 len(slices[0]), [a.success for a in answers], rounds, suspect.queries - start,
-                                 trigger_label)
+        outcome = self.marks_test(key, marks, answers)
+        confusion = None
+        if len(confusion_rows):
+            confusion = self.confusion_test(key, self._answers_checked(suspect, inputs[confusion_rows]),
+                                            data.labels[confusion_rows])
+        return self.marks_result(key, outcome, marks, hits, n_probe, margin, alpha, len(slices[0]),
+                                 [a.success for a in answers], rounds, suspect.queries - start, trigger_label,
+                                 confusion=confusion)
+
+    # --- the confusion channel (datamark.confusion) -------------------------------------------------------------
+    def confusion_probes(self, key: Key, data: Records) -> np.ndarray:
+        """The confusion channel's clean probe rows: the first ``confusion_probes`` of each class in the keyed probe
+        order (none when the key has no channel). Refuses a key whose plan and method disagree (an edited key)."""
+        per_class = key.plan.confusion_probes
+        rate = (key.method.get("params") or {}).get("confusion_rate", 0)
+        if bool(per_class) != bool(rate) or bool(rate) != bool(key.extra.get("confusion_ids")):
+            raise KeyFormatError("The key's confusion channel is inconsistent (its plan, its method's confusion_rate "
+                                 "and its relabelled rows disagree); it was edited. Use the key protect wrote.")
+        if not per_class:
+            return np.zeros(0, dtype=np.int64)
+        scores = keyed_scores(self.probe_secret(key), data.ids, "confusion-probe")
+        order = np.argsort(scores, kind="stable")
+        labels = data.labels[order]
+        chosen = np.concatenate([order[labels == c][:per_class] for c in range(data.num_classes)])
+        return np.sort(chosen)
+
+    def confusion_test(self, key: Key, answers: np.ndarray, true: np.ndarray) -> TestOutcome:
+        """The exact rank test of the classes' secret partners on the suspect's clean answers
+        (:mod:`datamark.verify.confusion_test`); ties are ordered by a draw of the probe secret, which the partners
+        (the key's secret, another purpose) are independent of."""
+        num_classes = int(key.dataset["num_classes"])
+        table = class_scores(answers, true, num_classes, self.mode)
+        tie_break = generator(self.probe_secret(key), "confusion-ties").random((num_classes, num_classes))
+        return confusion_outcome(table, partners(key.secret_bytes, num_classes), tie_break,
+                                 key.plan.confusion_probes)
 
     def marks_result(self, key: Key, outcome: TestOutcome, marks: tuple[Mark, ...], hits: int, n_probe: int,
                      margin: float,
                      alpha: float, per_mark: int, success: list[float], rounds: list[PairedScores], queries: int,
-                     trigger_label: str, sequential: dict[str, Any] | None = None) -> VerificationResult:
-        """The result of a marks test (fixed or sequential), with its hypotheses in words."""
+                     trigger_label: str, sequential: dict[str, Any] | None = None,
+                     confusion: TestOutcome | None = None) -> VerificationResult:
+        """The result of a marks test (fixed or sequential), with its hypotheses in words; with the confusion
+        channel's outcome, the verdict rests on their Bonferroni union (each channel at alpha / 2)."""
         targeted, n_triggers = marks[0].targeted, len(marks[0].triggers)
         options = marks[0].options(key.dataset["num_classes"])
         choice, choices, score = _choice_words(targeted, n_triggers, options)
@@ -504,10 +542,22 @@ class Verifier:
         details = {"n_marks": len(marks), "options_per_mark": options, "probes_per_mark": per_mark,
                    "marks_asked": int(outcome.n), "hits": hits,
                    "probe_success_rate": float(np.mean(success)) if success else float("nan")}
+        channels = None
+        if confusion is not None:
+            num_classes = int(key.dataset["num_classes"])
+            channels = {"marks": outcome.to_dict(), "confusion": confusion.to_dict()}
+            answer = "log-probability" if self.mode == "probs" else "answer share"
+            score = (f"marks: {score}; confusion: each class's secret partner ranked among its {num_classes - 1} "
+                     f"other classes by the suspect's mean {answer} on clean probes of the class")
+            h0 = (f"{h0}; and the classes' secret partners are uniform and independent of its answers on clean "
+                  f"images (each partner's rank uniform on 1..{num_classes - 1})")
+            h1 = f"{h1}, or it confuses each class with its secret partner more than chance gives"
+            outcome = union_outcome(outcome, confusion)
         return VerificationResult(commitment=key.commitment, method=str(key.method.get("name")), mode=self.mode,
                                   score=score, h0=h0, h1=h1, alpha=alpha, outcome=outcome, n_probe_requested=n_probe,
                                   n_excluded=0, queries=queries, seed=self.seed, trigger=trigger_label,
                                   sequential=sequential, deviations=self.deviations(key), marks=details,
+                                  channels=channels,
                                   effect=self.marks_effect(key, rounds, targeted, margin))
 
     def _specificity(self, suspect: Suspect, key: Key, used: Trigger, probes: np.ndarray, true: np.ndarray,

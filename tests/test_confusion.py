@@ -1,0 +1,149 @@
+"""The confusion channel (datamark.confusion): secret class partners, relabelled rows, and the exact rank test that
+is verified beside the marks test at alpha / 2 each."""
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from datamark import BadNets, Blended, Verifier
+from datamark.confusion import MIN_CLASSES, partners
+from datamark.data.arrays import ArrayRecords
+from datamark.exceptions import KeyFormatError, ParameterError
+from datamark.methods import build_method
+from datamark.testing import train_tiny
+from datamark.verify.confusion_test import (
+    CONFUSION_TEST_NAME,
+    UNION_TEST_NAME,
+    class_scores,
+    confusion_outcome,
+    partner_ranks,
+    rank_sum_p,
+)
+from datamark.verify.stats import TestOutcome as Outcome
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def protected(digits):
+    train, _ = digits
+    return train, BadNets(seed=0, n_marks=5, decoy_rate=0.1, confusion_rate=0.1).apply(train)
+
+
+def test_rank_sum_null_is_exact():
+    """The convolution equals brute-force enumeration, and the smallest p is (C - 1)^-C."""
+    options, n = 4, 5
+    sums = np.array([sum(r) for r in itertools.product(range(1, options + 1), repeat=n)])
+    for total in (5, 7, 12, 20):
+        assert rank_sum_p(total, n, options) == pytest.approx(np.mean(sums <= total))
+    assert rank_sum_p(10, 10, 9) == pytest.approx(9.0 ** -10)
+    assert rank_sum_p(90, 10, 9) == 1.0
+
+
+@pytest.mark.parametrize("model", ["random", "constant"])
+def test_level_holds_for_any_fixed_model(model):
+    """Under H0 the partners are independent of the suspect: over 3,000 secrets the test rejects at most alpha / 2
+    of the time against a fixed table, one with strong natural confusions and one of all ties (a constant model,
+    whose ranks the keyed tie-break keeps uniform)."""
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(10, 10)) * 3 if model == "random" else np.zeros((10, 10))
+    ranks, rejected = [], 0
+    for seed in range(3000):
+        secret = seed.to_bytes(8, "little")
+        partner = partners(secret, 10)
+        tie_break = np.random.default_rng(seed + 10**6).random((10, 10))
+        ranks += partner_ranks(table, partner, tie_break).tolist()
+        rejected += confusion_outcome(table, partner, tie_break, 100).p_value < 0.005
+    assert rejected <= 0.005 * 3000 + 3 * np.sqrt(0.005 * 3000)
+    counts = np.bincount(ranks, minlength=10)[1:]
+    assert counts.min() > 0.8 * counts.mean() and counts.max() < 1.2 * counts.mean()  # ranks uniform on 1..9
+
+
+def test_partners_are_uniform_over_the_other_classes():
+    drawn = np.stack([partners(i.to_bytes(4, "little"), 6) for i in range(3000)])
+    assert not (drawn == np.arange(6)).any()
+    for c in range(6):
+        counts = np.bincount(drawn[:, c], minlength=6)
+        assert counts[c] == 0 and counts.max() - counts[counts > 0].min() < 150  # 600 expected per partner
+
+
+def test_protect_relabels_each_class_to_its_partner_and_leaves_the_rest(protected):
+    train, marked = protected
+    key, out = marked.key, marked.dataset
+    position = {row_id: i for i, row_id in enumerate(train.ids)}
+    relabelled = np.array([position[i] for i in key.extra["confusion_ids"]])
+    partner = partners(key.secret_bytes, train.num_classes)
+    assert np.array_equal(out.labels[relabelled], partner[train.labels[relabelled]])
+    assert np.array_equal(out.inputs()[relabelled], train.inputs()[relabelled])  # images unchanged
+    taken = {position[i] for i in key.marked_ids} | {position[i] for i in key.extra["decoy_ids"]}
+    assert taken.isdisjoint(relabelled.tolist())
+    for c in range(train.num_classes):  # round(rate x n_c) of each class
+        assert (train.labels[relabelled] == c).sum() == round(0.1 * (train.labels == c).sum())
+    untouched = np.setdiff1d(np.arange(len(train)), np.r_[relabelled, sorted(taken)])
+    assert np.array_equal(out.labels[untouched], train.labels[untouched])
+    assert key.plan.confusion_probes == 100 and key.method["params"]["confusion_rate"] == 0.1
+    # without the channel nothing changes: the same key and release as before it existed
+    plain = BadNets(seed=0, n_marks=5, decoy_rate=0.1).apply(train)
+    assert plain.key.plan.confusion_probes == 0 and "confusion_ids" not in plain.key.extra
+    assert "confusion_probes" not in plain.key.verification
+
+
+def test_stolen_model_is_accused_through_both_channels_and_clean_is_not(protected, digits, tiny_clean):
+    """A tiny model trained on the release confuses each class with its partner (every rank 1 here); the clean
+    model does not; the verdict's p is the Bonferroni union of the two channels."""
+    train, marked = protected
+    _, test = digits
+    torch.manual_seed(0)
+    stolen = train_tiny(marked.dataset, seed=0, epochs=30)
+    for mode in ("probs", "labels"):
+        result = Verifier(mode=mode).verify(stolen.with_outputs(mode), marked.key, test)
+        confusion, marks = result.channels["confusion"], result.channels["marks"]
+        assert confusion["test"] == CONFUSION_TEST_NAME and result.outcome.test == UNION_TEST_NAME
+        assert confusion["p_value"] < 0.005 and result.accused, mode
+        assert result.outcome.p_value == pytest.approx(min(1.0, 2 * min(confusion["p_value"], marks["p_value"])))
+        assert "partner" in result.h0 and "partner" in result.score
+        innocent = Verifier(mode=mode).verify(tiny_clean.with_outputs(mode), marked.key, test)
+        assert not innocent.accused and innocent.channels["confusion"]["p_value"] > 0.005
+        assert innocent.to_dict()["channels"]["confusion"]["n"] == 10
+
+
+def test_class_scores_in_both_modes():
+    probs = np.array([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1], [0.1, 0.8, 0.1]])
+    true = np.array([0, 0, 1])
+    table = class_scores(probs, true, 3, "probs")
+    assert table[0] == pytest.approx(np.log(probs[:2]).mean(0)) and np.isnan(table[2]).all()
+    votes = class_scores(np.array([0, 1, 1]), true, 3, "labels")
+    assert votes[0] == pytest.approx([0.5, 0.5, 0.0]) and votes[1] == pytest.approx([0.0, 1.0, 0.0])
+    outcome = confusion_outcome(votes, np.array([1, 2, 0]), np.zeros((3, 3)) + np.arange(3), 2)
+    assert isinstance(outcome, Outcome) and outcome.n == 2  # class 2 had no probes
+
+
+def test_bad_settings_are_refused_in_one_line(protected):
+    train, marked = protected
+    for rate in (-0.1, 0.5, "0.1", True):
+        with pytest.raises(ParameterError, match="confusion_rate"):
+            BadNets(seed=0, confusion_rate=rate)
+    with pytest.raises(ParameterError, match="marks"):
+        BadNets(seed=0, target=3, confusion_rate=0.05)
+    with pytest.raises(ParameterError, match="no parameter"):
+        build_method("clean-label", {"confusion_rate": 0.05}, strict=True)
+    few = ArrayRecords(train.inputs()[:200], train.labels[:200] % 4, [str(i) for i in range(4)], where="four-class")
+    with pytest.raises(ParameterError, match=f"at least {MIN_CLASSES} classes"):
+        Blended(seed=0, n_marks=2, confusion_rate=0.05).apply(few)
+    assert "confusion" in BadNets(seed=0, confusion_rate=0.05).unshardable()
+
+
+def test_an_edited_channel_is_refused(protected, digits, tiny_clean):
+    """A plan without the channel beside a method that made one (or the reverse) is an edited key."""
+    _, marked = protected
+    key = marked.key
+    plan = {k: v for k, v in key.verification.items() if k != "confusion_probes"}
+    for edited in (dataclasses.replace(key, verification=plan),
+                   dataclasses.replace(key, extra={k: v for k, v in key.extra.items() if k != "confusion_ids"})):
+        with pytest.raises(KeyFormatError, match="confusion channel"):
+            Verifier().verify(tiny_clean, edited, digits[1])
+    with pytest.raises(ParameterError, match="confusion_probes"):
+        dataclasses.replace(key, verification={**key.verification, "confusion_probes": 1}).plan  # noqa: B018
