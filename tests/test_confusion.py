@@ -147,3 +147,14 @@ def test_an_edited_channel_is_refused(protected, digits, tiny_clean):
             Verifier().verify(tiny_clean, edited, digits[1])
     with pytest.raises(ParameterError, match="confusion_probes"):
         dataclasses.replace(key, verification={**key.verification, "confusion_probes": 1}).plan  # noqa: B018
+
+
+def test_sequential_verification_says_it_asks_the_marks_only(protected, digits, tiny_clean):
+    """The sequential test is the marks' e-process at the whole alpha (valid on its own); the result says the
+    confusion channel was not asked, and the fixed test's settings record the channel."""
+    from datamark.verify.sequential import SequentialVerifier
+
+    _, marked = protected
+    result = SequentialVerifier().verify(tiny_clean, marked.key, digits[1])
+    assert result.channels is None and "not asked" in result.sequential["confusion_channel"]
+    assert Verifier().settings(marked.key)["confusion_probes"] == 100

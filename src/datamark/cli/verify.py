@@ -75,6 +75,8 @@ def print_result(result, evidence: Path | None, out: Console) -> None:
         out.print(f"sequential: stopped on {seq['stopped']} after {seq['probes_used']} probes in {seq['rounds']} "
                   f"rounds (max e-value 10^{seq['max_e_value_log10']:.2f}"
                   + (f"; futility e-value 10^{futility:.2f})" if futility is not None else ")"))
+        if "confusion_channel" in seq:
+            out.print(f"confusion channel: {seq['confusion_channel']}")
     for d in result.deviations:
         err.print(f"[yellow]deviation:[/] {d['setting']} = {d['used']} (the key's plan: {d['key']}); an auditor "
                   f"will ask why")

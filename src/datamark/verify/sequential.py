@@ -183,6 +183,9 @@ class SequentialVerifier(Verifier):
         details = {"stopped": stop, "probes_used": len(hits) * per_mark, "rounds": len(hits),
                    "probes_per_mark": per_mark, "e_value_log10": float(state.log_wealth[-1] / _LN10) if hits else 0.0,
                    "max_e_value_log10": state.max_log_wealth / _LN10}
+        if key.plan.confusion_probes:  # the marks alone, at the whole alpha: a valid test on its own
+            details["confusion_channel"] = ("not asked: the sequential test covers the marks only; verify without "
+                                            "--sequential to add the key's confusion channel")
         return self.marks_result(key, state.outcome(int(sum(hits))), marks, int(sum(hits)), n_probe, margin, alpha,
                                  per_mark, success, rounds, suspect.queries - start, trigger_label, details)
 

@@ -251,7 +251,8 @@ class Verifier:
         k = self.control_triggers(key)
         return {"verifier": "fixed", "mode": self.mode, "test": key.plan.test, "n_probe": n_probe,
                 "margin": margin, "alpha": alpha, "seed": KEY_SEED if self.seed is None else self.seed,
-                **({"n_control_triggers": k} if k else {})}
+                **({"n_control_triggers": k} if k else {}),
+                **({"confusion_probes": key.plan.confusion_probes} if key.plan.confusion_probes else {})}
 
     def deviations(self, key: Key) -> list[dict[str, Any]]:
         """Settings of this run that differ from the key's plan (shown in the result and the evidence)."""

@@ -1,0 +1,123 @@
+"""The confusion channel on CIFAR-10: its level on innocent models, and another owner's key (issue 15).
+
+Uses the models of ``robustness_cifar10.py --stage models --methods badnets-blocks-confusion`` in ``--work`` (the
+owner's key and stolen model, and the clean model), and trains one more: **another owner's stolen model**, a
+model of the same architecture trained on a release protected with the same method and settings but another
+secret (``--other-seed``), so its marks and its classes' partners are another owner's (Independent-T for both
+channels).
+
+Then, per model, in both modes:
+
+* the owner's verdict (the Bonferroni union of the marks test and the confusion test, each at alpha / 2), with
+  each channel's p;
+* the confusion channel's **level in simulation**: the suspect's class-score table is computed once, then ranked
+  against the partners of ``--keys`` random secrets (other owners' keys: the null the test's exactness rests on);
+  the share of them with p < alpha / 2 must stay at or below alpha / 2 on every model (the stolen one included:
+  to another owner's key it is innocent).
+
+    python benchmarks/confusion_cifar10.py --work runs/robust_narrow --widths 32 64 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from calibration_cifar10 import write_atomic
+from robustness_cifar10 import build_method, load_split, log, train_or_load
+
+from datamark import __version__
+from datamark._device import device_name
+from datamark._rng import resolve_secret
+from datamark.confusion import partners
+from datamark.key import Key
+from datamark.suspects import LocalSuspect
+from datamark.verify.confusion_test import class_scores, confusion_outcome
+from datamark.verify.verifier import Verifier
+
+RESULTS = Path(__file__).resolve().parent / "results"
+METHOD = "badnets-blocks-confusion"
+
+
+def level(table: np.ndarray, keys: int, alpha: float) -> dict:
+    """The share of ``keys`` random secrets whose partners the table 'confirms' at alpha / 2 (and at alpha)."""
+    num_classes = table.shape[0]
+    rng = np.random.default_rng(12345)
+    ps = []
+    for i in range(keys):
+        secret = resolve_secret(10**9 + i)  # secrets no owner in this run drew
+        tie_break = rng.random((num_classes, num_classes))
+        ps.append(confusion_outcome(table, partners(secret, num_classes), tie_break, 0).p_value)
+    ps = np.asarray(ps)
+    return {"keys": keys, "rejected_half_alpha": float(np.mean(ps < alpha / 2)),
+            "rejected_alpha": float(np.mean(ps < alpha)), "smallest_p": float(ps.min())}
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--widths", type=int, nargs=3, help="fastnet stage widths (as the models were trained)")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--seed", type=int, default=0, help="the owner's seed (as robustness_cifar10.py)")
+    parser.add_argument("--other-seed", type=int, default=1, help="the other owner's seed")
+    parser.add_argument("--keys", type=int, default=10000, help="random secrets per model for the level")
+    parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--out", default="confusion_cifar10")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    start = time.perf_counter()
+    key = Key.load(args.work / f"{METHOD}.key.json")
+    train, test = load_split("train", None), load_split("test", None)
+    other_dir = args.work / f"other-owner-{args.other_seed}"
+    other_dir.mkdir(exist_ok=True)
+    other_path = other_dir / f"{METHOD}-stolen.pt"
+    if not other_path.exists():
+        marked = build_method(METHOD, args.other_seed, args.work / "clean.pt").apply(train)
+        marked.key.save(other_dir / f"{METHOD}.key.json", overwrite=True)
+        train_or_load(other_path, marked.dataset, args)
+    models = {"stolen": args.work / f"{METHOD}-stolen.pt", "clean": args.work / "clean.pt",
+              "other owner's stolen": other_path}
+    probes = Verifier().confusion_probes(key, test)
+    rows = []
+    for name, path in models.items():
+        suspect = LocalSuspect.from_checkpoint(path)
+        probs = suspect.query(test.inputs()[probes])
+        for mode in ("probs", "labels"):
+            result = Verifier(mode=mode).verify(suspect.with_outputs(mode), key, test)
+            answers = probs if mode == "probs" else probs.argmax(1)
+            table = class_scores(answers, test.labels[probes], test.num_classes, mode)
+            rows.append({"model": name, "mode": mode, "accused": result.accused, "p": result.outcome.p_value,
+                         "p_marks": result.channels["marks"]["p_value"],
+                         "p_confusion": result.channels["confusion"]["p_value"],
+                         "confusion_note": result.channels["confusion"]["note"],
+                         "level": level(table, args.keys, key.plan.alpha)})
+            log(f"{name} ({mode}): p {result.outcome.p_value:.3g} (marks {rows[-1]['p_marks']:.3g}, confusion "
+                f"{rows[-1]['p_confusion']:.3g}); level {rows[-1]['level']}")
+    result = {"title": "The confusion channel on CIFAR-10: level and another owner's key",
+              "command": "python benchmarks/confusion_cifar10.py " + " ".join(argv),
+              "environment": f"{platform.platform()}, {device_name()}, torch {torch.__version__}, datamark "
+                             f"{__version__}", "key": key.commitment, "alpha": key.plan.alpha,
+              "total_s": time.perf_counter() - start, "rows": rows}
+    write_atomic(RESULTS / f"{args.out}.json", json.dumps(result, indent=2) + "\n")
+    lines = [f"# {result['title']}", "", f"Command: `{result['command']}`", "", f"Machine: {result['environment']}",
+             "", f"Key {key.commitment[:16]}…, alpha {key.plan.alpha}; level: share of {args.keys} random secrets' "
+             f"partners with confusion p < alpha/2 (and < alpha) on the model's clean answers; "
+             f"{result['total_s'] / 60:.1f} min.", "",
+             "| model | mode | accused | p (union) | p marks | p confusion | level at alpha/2 | level at alpha | "
+             "smallest p |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lv = r["level"]
+        lines.append(f"| {r['model']} | {r['mode']} | {'yes' if r['accused'] else 'no'} | {r['p']:.3g} | "
+                     f"{r['p_marks']:.3g} | {r['p_confusion']:.3g} | {lv['rejected_half_alpha']:.4f} | "
+                     f"{lv['rejected_alpha']:.4f} | {lv['smallest_p']:.2g} |")
+    write_atomic(RESULTS / f"{args.out}.md", "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
