@@ -25,8 +25,6 @@ It needs C >= 5 classes: the smallest p-value is (C - 1)^-C, which must fall bel
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from ._rng import generator, keyed_scores, select_smallest
@@ -38,14 +36,6 @@ MIN_CLASSES = 5
 MAX_RATE = 0.2
 #: Clean probes per class of a key's default plan (C x this many queries).
 PROBES_PER_CLASS = 100
-
-
-def check_confusion_rate(value: Any, where: str) -> float:
-    """The fraction of each class relabelled to its partner: 0 (off) or in (0, MAX_RATE]."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= MAX_RATE:
-        raise ParameterError(f"The 'confusion_rate' parameter of {where} must be 0 (off) or in (0, {MAX_RATE}]; "
-                             f"got {value!r}.")
-    return float(value)
 
 
 def check_classes(num_classes: int, where: str) -> None:

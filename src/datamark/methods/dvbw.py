@@ -27,13 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from ..confusion import PROBES_PER_CLASS, check_classes, check_confusion_rate, confusion_rows, partners
+from ..confusion import MAX_RATE, PROBES_PER_CLASS, check_classes, confusion_rows, partners
 from ..data.records import Records
 from ..exceptions import ParameterError
 from ..registry import METHODS, register
 from ..triggers.base import Trigger
 from ..triggers.image import PATTERNS, make_blend_trigger, make_patch_trigger
-from ._constraints import FRACTION, OPACITY, AtLeast, OneOf, constrained
+from ._constraints import FRACTION, OPACITY, AtLeast, Interval, OneOf, constrained
 from .base import MarkBatch, WatermarkMethod
 
 DVBW_VERIFICATION = {"score": "target-probability", "test": "paired-t", "alternative": "greater",
@@ -49,7 +49,8 @@ class PoisonLabel(WatermarkMethod):
     n_candidates: int = constrained(1, AtLeast(1, note="M + 1 candidate triggers per mark; 1: none, the paper"))
     # The confusion channel (datamark.confusion, a datamark addition; 0 = off as in the paper): this fraction of
     # each class relabelled to the class's secret partner, images unchanged; verified beside the marks.
-    confusion_rate: float = 0.0
+    confusion_rate: float = constrained(0.0, Interval(0.0, MAX_RATE, open_low=False, open_high=False,
+                                                      note="of each class; 0 = off"))
 
     default_marks = 10  # K = 10 marks at rate / 10 each (datamark: exact test; the papers use K = 1)
     supports_marks = True
@@ -58,7 +59,6 @@ class PoisonLabel(WatermarkMethod):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check_drawn_candidates(self.n_candidates)
-        check_confusion_rate(self.confusion_rate, type(self).__name__)
         if self.confusion_rate and not self.uses_marks:
             raise ParameterError(f"{type(self).__name__}'s confusion channel is verified beside the exact marks test; "
                                  f"drop 'confusion_rate' or keep several marks (n_marks > 1, no fixed target or "
