@@ -4,7 +4,9 @@ Uses the models of ``robustness_cifar10.py --stage models --methods badnets-bloc
 owner's key and stolen model, and the clean model), and trains one more: **another owner's stolen model**, a
 model of the same architecture trained on a release protected with the same method and settings but another
 secret (``--other-seed``), so its marks and its classes' partners are another owner's (Independent-T for both
-channels).
+channels); and distils the stolen model (T = 4, 10 epochs, as ``distill:rows=20000``) on 20,000 training rows
+the release left **unchanged** (no marked, decoy or relabelled row): a thief whose own data holds none of the
+owner's changed rows, so whatever the student keeps came through the teacher's answers on clean images.
 
 Then, per model, in both modes:
 
@@ -36,7 +38,9 @@ from datamark import __version__
 from datamark._device import device_name
 from datamark._rng import resolve_secret
 from datamark.confusion import partners
+from datamark.evaluate.attacks import parse_attack
 from datamark.key import Key
+from datamark.models import load_checkpoint, save_checkpoint
 from datamark.suspects import LocalSuspect
 from datamark.verify.confusion_test import class_scores, confusion_outcome
 from datamark.verify.verifier import Verifier
@@ -81,8 +85,20 @@ def main(argv: list[str]) -> None:
         marked = build_method(METHOD, args.other_seed, args.work / "clean.pt").apply(train)
         marked.key.save(other_dir / f"{METHOD}.key.json", overwrite=True)
         train_or_load(other_path, marked.dataset, args)
+    student_path = args.work / f"{METHOD}-stolen-student-unchanged-rows.pt"
+    if not student_path.exists():  # the thief distils on 20,000 rows the release did not change
+        changed = set(key.marked_ids) | set(key.extra.get("decoy_ids", ())) | set(key.extra["confusion_ids"])
+        unchanged = np.flatnonzero([row_id not in changed for row_id in train.ids])
+        thief = train.subset(np.sort(np.random.default_rng(args.seed).choice(unchanged, 20000, replace=False)))
+        teacher, spec = load_checkpoint(args.work / f"{METHOD}-stolen.pt")
+        begin = time.perf_counter()
+        student, student_spec = parse_attack("distill:rows=20000").apply(teacher, spec, thief, seed=args.seed,
+                                                                         progress=args.progress)
+        save_checkpoint(student, student_spec, student_path, overwrite=True)
+        log(f"distilled {student_path.name} in {time.perf_counter() - begin:.0f} s")
     models = {"stolen": args.work / f"{METHOD}-stolen.pt", "clean": args.work / "clean.pt",
-              "other owner's stolen": other_path}
+              "other owner's stolen": other_path,
+              "stolen's student (distilled on 20,000 unchanged rows)": student_path}
     probes = Verifier().confusion_probes(key, test)
     rows = []
     for name, path in models.items():
