@@ -158,3 +158,17 @@ def test_sequential_verification_says_it_asks_the_marks_only(protected, digits, 
     result = SequentialVerifier().verify(tiny_clean, marked.key, digits[1])
     assert result.channels is None and "not asked" in result.sequential["confusion_channel"]
     assert Verifier().settings(marked.key)["confusion_probes"] == 100
+
+
+def test_survival_table_shows_each_channel_where_a_key_has_two():
+    from datamark.evaluate.report import survival_table
+
+    def row(model, channels):
+        verdict = {"channels": channels} if channels else {}
+        return {"label": "distill", "attack": {"kind": "model"}, "model": model, "ba": 0.8, "cost_points": 4.0,
+                "accused": model == "stolen", "p_probs": 1e-7, "p_labels": 0.5, "probs": verdict, "labels": verdict}
+
+    both = {"marks": {"p_value": 0.26}, "confusion": {"p_value": 8e-8}}
+    table = survival_table([row("stolen", both), row("clean", None)])
+    assert "marks / confusion" in table and "| 0.26 / 8e-08 |" in table
+    assert "confusion" not in survival_table([row("stolen", None)])

@@ -95,11 +95,19 @@ def survival_table(rows: Sequence[Any]) -> str:
         probs = "–" if r["p_probs"] is None else f"{r['p_probs']:.2g}"
         return f"{probs} / {r['p_labels']:.2g}"
 
+    def channels(r: dict) -> str:  # keys with a confusion channel: each channel's p (probs, else labels)
+        verdict = r.get("probs") or r.get("labels") or {}
+        found = verdict.get("channels") or {}
+        return " / ".join(f"{found[name]['p_value']:.2g}" for name in ("marks", "confusion")) if found else "–"
+
+    split = any((r.get("probs") or r.get("labels") or {}).get("channels") for r in rows)
     lines = ["| countermeasure | kind | BA stolen % | cost (pt) | p stolen (probs / labels) | survives | "
-             "p clean (probs / labels) | clean accused |", "|---|---|---|---|---|---|---|---|"]
+             "p clean (probs / labels) | clean accused |" + (" p stolen: marks / confusion |" if split else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if split else "")]
     for r in (r for r in rows if r["model"] == "stolen"):
         c = clean.get(r["label"])
         lines.append(f"| {r['label']} | {r['attack']['kind']} | {100 * r['ba']:.2f} | {r['cost_points']:+.2f} | "
                      f"{p(r)} | {'yes' if r['accused'] else '**no**'} | {p(c) if c else '–'} | "
-                     f"{('**YES**' if c['accused'] else 'no') if c else '–'} |")
+                     f"{('**YES**' if c['accused'] else 'no') if c else '–'} |"
+                     + (f" {channels(r)} |" if split else ""))
     return "\n".join(lines)
