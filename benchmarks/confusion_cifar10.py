@@ -17,7 +17,7 @@ Then, per model, in both modes:
   the share of them with p < alpha / 2 must stay at or below alpha / 2 on every model (the stolen one included:
   to another owner's key it is innocent).
 
-    python benchmarks/confusion_cifar10.py --work runs/robust_narrow --widths 32 64 128
+    python benchmarks/confusion_cifar10.py --work runs/robust_narrow --widths 32 64 128 --filter-then-distill
 """
 
 from __future__ import annotations
@@ -63,6 +63,33 @@ def level(table: np.ndarray, keys: int, alpha: float) -> dict:
             "rejected_alpha": float(np.mean(ps < alpha)), "smallest_p": float(ps.min())}
 
 
+def filter_then_distill(args, key: Key, train) -> dict[str, Path]:
+    """A thief who knows both channels: drop the 5 % of released rows with the highest loss under the stolen
+    model (``loss-filter``, which finds relabelled rows), retrain on the rest, then distil that model on the
+    thief's 20,000 clean rows (drawn as robustness_cifar10.py draws them). Returns both models' paths."""
+    filtered_path = args.work / f"{METHOD}-loss-filtered.pt"
+    student_path = args.work / f"{METHOD}-loss-filtered-student.pt"
+    if not filtered_path.exists():
+        released = build_method(METHOD, args.seed, args.work / "clean.pt").apply(train)
+        if released.key.commitment != key.commitment:
+            raise SystemExit("re-protecting gave another key; use the --work of robustness_cifar10.py")
+        model, spec = load_checkpoint(args.work / f"{METHOD}-stolen.pt")
+        flagged = parse_attack("loss-filter:fraction=0.05").flag(model, spec, released.dataset, seed=args.seed)
+        position = {row_id: i for i, row_id in enumerate(train.ids)}
+        relabelled = {position[i] for i in key.extra["confusion_ids"]}
+        log(f"loss-filter flagged {len(flagged)} rows, {len(relabelled & set(flagged.tolist()))} of the "
+            f"{len(relabelled)} relabelled ones")
+        kept = np.setdiff1d(np.arange(len(train)), flagged)
+        train_or_load(filtered_path, released.dataset.subset(kept), args)
+    if not student_path.exists():
+        thief = train.subset(np.sort(np.random.default_rng(args.seed).choice(len(train), 20000, replace=False)))
+        teacher, spec = load_checkpoint(filtered_path)
+        student, student_spec = parse_attack("distill:rows=20000").apply(teacher, spec, thief, seed=args.seed,
+                                                                         progress=args.progress)
+        save_checkpoint(student, student_spec, student_path, overwrite=True)
+    return {"loss-filtered retrain": filtered_path, "loss-filtered retrain's student": student_path}
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, required=True)
@@ -72,6 +99,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--other-seed", type=int, default=1, help="the other owner's seed")
     parser.add_argument("--keys", type=int, default=10000, help="random secrets per model for the level")
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--filter-then-distill", action="store_true",
+                        help="also the thief who loss-filters the release, retrains, then distils (2 trainings)")
     parser.add_argument("--out", default="confusion_cifar10")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
@@ -99,6 +128,8 @@ def main(argv: list[str]) -> None:
     models = {"stolen": args.work / f"{METHOD}-stolen.pt", "clean": args.work / "clean.pt",
               "other owner's stolen": other_path,
               "stolen's student (distilled on 20,000 unchanged rows)": student_path}
+    if args.filter_then_distill:
+        models.update(filter_then_distill(args, key, train))
     probes = Verifier().confusion_probes(key, test)
     rows = []
     for name, path in models.items():
