@@ -23,6 +23,7 @@ Then, per model, in both modes:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -71,7 +72,7 @@ def filter_then_distill(args, key: Key, train) -> dict[str, Path]:
     student_path = args.work / f"{METHOD}-loss-filtered-student.pt"
     if not filtered_path.exists():
         released = build_method(METHOD, args.seed, args.work / "clean.pt").apply(train)
-        if released.key.commitment != key.commitment:
+        if dataclasses.replace(released.key, created=key.created).commitment != key.commitment:  # all but the time
             raise SystemExit("re-protecting gave another key; use the --work of robustness_cifar10.py")
         model, spec = load_checkpoint(args.work / f"{METHOD}-stolen.pt")
         flagged = parse_attack("loss-filter:fraction=0.05").flag(model, spec, released.dataset, seed=args.seed)
