@@ -135,12 +135,14 @@ def main(argv: list[str]) -> None:
     rows = []
     for name, path in models.items():
         suspect = LocalSuspect.from_checkpoint(path)
-        probs = suspect.query(test.inputs()[probes])
+        every = suspect.query(test.inputs())
+        ba = float((every.argmax(1) == test.labels).mean())
+        probs = every[probes]
         for mode in ("probs", "labels"):
             result = Verifier(mode=mode).verify(suspect.with_outputs(mode), key, test)
             answers = probs if mode == "probs" else probs.argmax(1)
             table = class_scores(answers, test.labels[probes], test.num_classes, mode)
-            rows.append({"model": name, "mode": mode, "accused": result.accused, "p": result.outcome.p_value,
+            rows.append({"model": name, "mode": mode, "ba": ba, "accused": result.accused, "p": result.outcome.p_value,
                          "p_marks": result.channels["marks"]["p_value"],
                          "p_confusion": result.channels["confusion"]["p_value"],
                          "confusion_note": result.channels["confusion"]["note"],
@@ -157,11 +159,12 @@ def main(argv: list[str]) -> None:
              "", f"Key {key.commitment[:16]}…, alpha {key.plan.alpha}; level: share of {args.keys} random secrets' "
              f"partners with confusion p < alpha/2 (and < alpha) on the model's clean answers; "
              f"{result['total_s'] / 60:.1f} min.", "",
-             "| model | mode | accused | p (union) | p marks | p confusion | level at alpha/2 | level at alpha | "
-             "smallest p |", "|---|---|---|---|---|---|---|---|---|"]
+             "| model | BA % | mode | accused | p (union) | p marks | p confusion | level at alpha/2 | "
+             "level at alpha | smallest p |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lv = r["level"]
-        lines.append(f"| {r['model']} | {r['mode']} | {'yes' if r['accused'] else 'no'} | {r['p']:.3g} | "
+        lines.append(f"| {r['model']} | {100 * r['ba']:.2f} | {r['mode']} | {'yes' if r['accused'] else 'no'} | "
+                     f"{r['p']:.3g} | "
                      f"{r['p_marks']:.3g} | {r['p_confusion']:.3g} | {lv['rejected_half_alpha']:.4f} | "
                      f"{lv['rejected_alpha']:.4f} | {lv['smallest_p']:.2g} |")
     write_atomic(RESULTS / f"{args.out}.md", "\n".join(lines) + "\n")
