@@ -47,7 +47,7 @@ from datamark.verify.confusion_test import class_scores, confusion_outcome
 from datamark.verify.verifier import Verifier
 
 RESULTS = Path(__file__).resolve().parent / "results"
-METHOD = "badnets-blocks-confusion"
+METHOD = "badnets-blocks-confusion"  # the default of --method
 
 
 def level(table: np.ndarray, keys: int, alpha: float) -> dict:
@@ -65,16 +65,17 @@ def level(table: np.ndarray, keys: int, alpha: float) -> dict:
 
 
 def filter_then_distill(args, key: Key, train) -> dict[str, Path]:
+    method = args.method
     """A thief who knows both channels: drop the 5 % of released rows with the highest loss under the stolen
     model (``loss-filter``, which finds relabelled rows), retrain on the rest, then distil that model on the
     thief's 20,000 clean rows (drawn as robustness_cifar10.py draws them). Returns both models' paths."""
-    filtered_path = args.work / f"{METHOD}-loss-filtered.pt"
-    student_path = args.work / f"{METHOD}-loss-filtered-student.pt"
+    filtered_path = args.work / f"{method}-loss-filtered.pt"
+    student_path = args.work / f"{method}-loss-filtered-student.pt"
     if not filtered_path.exists():
-        released = build_method(METHOD, args.seed, args.work / "clean.pt").apply(train)
+        released = build_method(method, args.seed, args.work / "clean.pt").apply(train)
         if dataclasses.replace(released.key, created=key.created).commitment != key.commitment:  # all but the time
             raise SystemExit("re-protecting gave another key; use the --work of robustness_cifar10.py")
-        model, spec = load_checkpoint(args.work / f"{METHOD}-stolen.pt")
+        model, spec = load_checkpoint(args.work / f"{method}-stolen.pt")
         flagged = parse_attack("loss-filter:fraction=0.05").flag(model, spec, released.dataset, seed=args.seed)
         position = {row_id: i for i, row_id in enumerate(train.ids)}
         relabelled = {position[i] for i in key.extra["confusion_ids"]}
@@ -97,7 +98,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--widths", type=int, nargs=3, help="fastnet stage widths (as the models were trained)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--seed", type=int, default=0, help="the owner's seed (as robustness_cifar10.py)")
-    parser.add_argument("--other-seed", type=int, default=1, help="the other owner's seed")
+    parser.add_argument("--method", default=METHOD, help="a confusion key of robustness_cifar10.py's methods")
+    parser.add_argument("--other-seed", type=int, default=1, help="the other owner's seed (0: no other owner)")
     parser.add_argument("--keys", type=int, default=10000, help="random secrets per model for the level")
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--filter-then-distill", action="store_true",
@@ -106,28 +108,29 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     start = time.perf_counter()
-    key = Key.load(args.work / f"{METHOD}.key.json")
+    method = args.method
+    key = Key.load(args.work / f"{method}.key.json")
     train, test = load_split("train", None), load_split("test", None)
     other_dir = args.work / f"other-owner-{args.other_seed}"
-    other_dir.mkdir(exist_ok=True)
-    other_path = other_dir / f"{METHOD}-stolen.pt"
-    if not other_path.exists():
-        marked = build_method(METHOD, args.other_seed, args.work / "clean.pt").apply(train)
-        marked.key.save(other_dir / f"{METHOD}.key.json", overwrite=True)
+    other_path = other_dir / f"{method}-stolen.pt"
+    if args.other_seed and not other_path.exists():
+        other_dir.mkdir(exist_ok=True)
+        marked = build_method(method, args.other_seed, args.work / "clean.pt").apply(train)
+        marked.key.save(other_dir / f"{method}.key.json", overwrite=True)
         train_or_load(other_path, marked.dataset, args)
-    student_path = args.work / f"{METHOD}-stolen-student-unchanged-rows.pt"
+    student_path = args.work / f"{method}-stolen-student-unchanged-rows.pt"
     if not student_path.exists():  # the thief distils on 20,000 rows the release did not change
         changed = set(key.marked_ids) | set(key.extra.get("decoy_ids", ())) | set(key.extra["confusion_ids"])
         unchanged = np.flatnonzero([row_id not in changed for row_id in train.ids])
         thief = train.subset(np.sort(np.random.default_rng(args.seed).choice(unchanged, 20000, replace=False)))
-        teacher, spec = load_checkpoint(args.work / f"{METHOD}-stolen.pt")
+        teacher, spec = load_checkpoint(args.work / f"{method}-stolen.pt")
         begin = time.perf_counter()
         student, student_spec = parse_attack("distill:rows=20000").apply(teacher, spec, thief, seed=args.seed,
                                                                          progress=args.progress)
         save_checkpoint(student, student_spec, student_path, overwrite=True)
         log(f"distilled {student_path.name} in {time.perf_counter() - begin:.0f} s")
-    models = {"stolen": args.work / f"{METHOD}-stolen.pt", "clean": args.work / "clean.pt",
-              "other owner's stolen": other_path,
+    models = {"stolen": args.work / f"{method}-stolen.pt", "clean": args.work / "clean.pt",
+              **({"other owner's stolen": other_path} if args.other_seed else {}),
               "stolen's student (distilled on 20,000 unchanged rows)": student_path}
     if args.filter_then_distill:
         models.update(filter_then_distill(args, key, train))

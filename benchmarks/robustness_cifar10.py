@@ -59,6 +59,8 @@ def build_method(name: str, seed: int, clean_checkpoint: Path):
         return BadNets(seed=seed, decoy_rate=0.1, pattern="blocks", trigger_size=8)
     if name == "badnets-blocks-confusion":  # the same, plus the trigger-free confusion channel (5 % of each class)
         return BadNets(seed=seed, decoy_rate=0.1, pattern="blocks", trigger_size=8, confusion_rate=0.05)
+    if name == "badnets-blocks-confusion10":  # twice the relabelled rows: more than a 5 % loss filter removes
+        return BadNets(seed=seed, decoy_rate=0.1, pattern="blocks", trigger_size=8, confusion_rate=0.1)
     if name == "ubw-p":
         return UBWP(seed=seed, labels="other", trigger_size=6, decoy_rate=0.1)
     if name == "clean-label":
@@ -66,7 +68,7 @@ def build_method(name: str, seed: int, clean_checkpoint: Path):
     raise SystemExit(f"unknown method '{name}'")
 
 
-METHODS = ("badnets", "badnets-blocks", "badnets-blocks-confusion", "blended", "blended-mosaic", "ubw-p", "clean-label")
+METHODS = ("badnets", "badnets-blocks", "badnets-blocks-confusion", "badnets-blocks-confusion10", "blended", "blended-mosaic", "ubw-p", "clean-label")
 
 # The strength sweep of each countermeasure (NAME:PARAM=VALUE, parsed by datamark.evaluate.attacks). Groups can be
 # chosen with --attacks; "query" and "model" are the default, "data" and "training" retrain the thief's model
