@@ -68,7 +68,8 @@ def build_method(name: str, seed: int, clean_checkpoint: Path):
     raise SystemExit(f"unknown method '{name}'")
 
 
-METHODS = ("badnets", "badnets-blocks", "badnets-blocks-confusion", "badnets-blocks-confusion10", "blended", "blended-mosaic", "ubw-p", "clean-label")
+METHODS = ("badnets", "badnets-blocks", "badnets-blocks-confusion", "badnets-blocks-confusion10",
+           "blended", "blended-mosaic", "ubw-p", "clean-label")
 
 # The strength sweep of each countermeasure (NAME:PARAM=VALUE, parsed by datamark.evaluate.attacks). Groups can be
 # chosen with --attacks; "query" and "model" are the default, "data" and "training" retrain the thief's model
