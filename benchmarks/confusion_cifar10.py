@@ -64,11 +64,23 @@ def level(table: np.ndarray, keys: int, alpha: float) -> dict:
             "rejected_alpha": float(np.mean(ps < alpha)), "smallest_p": float(ps.min())}
 
 
+def distil_once(teacher_path: Path, thief, student_path: Path, args) -> None:
+    """The teacher's student (``distill:rows=20000``: T = 4, 10 epochs) on ``thief``, trained once and saved."""
+    if student_path.exists():
+        return
+    teacher, spec = load_checkpoint(teacher_path)
+    begin = time.perf_counter()
+    student, student_spec = parse_attack("distill:rows=20000").apply(teacher, spec, thief, seed=args.seed,
+                                                                     progress=args.progress)
+    save_checkpoint(student, student_spec, student_path, overwrite=True)
+    log(f"distilled {student_path.name} in {time.perf_counter() - begin:.0f} s")
+
+
 def filter_then_distill(args, key: Key, train) -> dict[str, Path]:
-    method = args.method
     """A thief who knows both channels: drop the 5 % of released rows with the highest loss under the stolen
     model (``loss-filter``, which finds relabelled rows), retrain on the rest, then distil that model on the
     thief's 20,000 clean rows (drawn as robustness_cifar10.py draws them). Returns both models' paths."""
+    method = args.method
     filtered_path = args.work / f"{method}-loss-filtered.pt"
     student_path = args.work / f"{method}-loss-filtered-student.pt"
     if not filtered_path.exists():
@@ -83,12 +95,8 @@ def filter_then_distill(args, key: Key, train) -> dict[str, Path]:
             f"{len(relabelled)} relabelled ones")
         kept = np.setdiff1d(np.arange(len(train)), flagged)
         train_or_load(filtered_path, released.dataset.subset(kept), args)
-    if not student_path.exists():
-        thief = train.subset(np.sort(np.random.default_rng(args.seed).choice(len(train), 20000, replace=False)))
-        teacher, spec = load_checkpoint(filtered_path)
-        student, student_spec = parse_attack("distill:rows=20000").apply(teacher, spec, thief, seed=args.seed,
-                                                                         progress=args.progress)
-        save_checkpoint(student, student_spec, student_path, overwrite=True)
+    thief = train.subset(np.sort(np.random.default_rng(args.seed).choice(len(train), 20000, replace=False)))
+    distil_once(filtered_path, thief, student_path, args)
     return {"loss-filtered retrain": filtered_path, "loss-filtered retrain's student": student_path}
 
 
@@ -119,16 +127,10 @@ def main(argv: list[str]) -> None:
         marked.key.save(other_dir / f"{method}.key.json", overwrite=True)
         train_or_load(other_path, marked.dataset, args)
     student_path = args.work / f"{method}-stolen-student-unchanged-rows.pt"
-    if not student_path.exists():  # the thief distils on 20,000 rows the release did not change
-        changed = set(key.marked_ids) | set(key.extra.get("decoy_ids", ())) | set(key.extra["confusion_ids"])
-        unchanged = np.flatnonzero([row_id not in changed for row_id in train.ids])
-        thief = train.subset(np.sort(np.random.default_rng(args.seed).choice(unchanged, 20000, replace=False)))
-        teacher, spec = load_checkpoint(args.work / f"{method}-stolen.pt")
-        begin = time.perf_counter()
-        student, student_spec = parse_attack("distill:rows=20000").apply(teacher, spec, thief, seed=args.seed,
-                                                                         progress=args.progress)
-        save_checkpoint(student, student_spec, student_path, overwrite=True)
-        log(f"distilled {student_path.name} in {time.perf_counter() - begin:.0f} s")
+    changed = set(key.marked_ids) | set(key.extra.get("decoy_ids", ())) | set(key.extra["confusion_ids"])
+    unchanged = np.flatnonzero([row_id not in changed for row_id in train.ids])  # the thief's rows: none changed
+    thief = train.subset(np.sort(np.random.default_rng(args.seed).choice(unchanged, 20000, replace=False)))
+    distil_once(args.work / f"{method}-stolen.pt", thief, student_path, args)
     models = {"stolen": args.work / f"{method}-stolen.pt", "clean": args.work / "clean.pt",
               **({"other owner's stolen": other_path} if args.other_seed else {}),
               "stolen's student (distilled on 20,000 unchanged rows)": student_path}

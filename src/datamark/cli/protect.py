@@ -201,8 +201,7 @@ def protect(
         emit_json({"commitment": key.commitment, "method": method.value, "goal": goal, "rows": rows,
                    "marked_rows": marked_rows, "decoy_rows": decoys, "confusion_rows": confused, "elapsed_s": elapsed,
                    "dataset": output, "format": fmt, "key": key_path, "preview": preview, "card": card, **fields},
-                  "protect", json_path,
-                  overwrite=overwrite)
+                  "protect", json_path, overwrite=overwrite)
     run(work)
 
 

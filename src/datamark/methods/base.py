@@ -338,13 +338,10 @@ class WatermarkMethod(ABC):
         relabelled, new_labels = self.relabelled_rows(data, secret, np.concatenate([rows, decoys]))
         if len(relabelled):
             changes.append((relabelled, data.take(relabelled), new_labels))
-        if len(changes) > 1:
-            rows_all = np.concatenate([c[0] for c in changes])
-            order = np.argsort(rows_all)
-            watermarked = data.replace(rows_all[order], np.concatenate([c[1] for c in changes])[order],
-                                       np.concatenate([c[2] for c in changes])[order])
-        else:
-            watermarked = data.replace(rows, marked, labels)
+        rows_all = np.concatenate([c[0] for c in changes])  # marks, decoys and relabelled rows are disjoint
+        order = np.argsort(rows_all)
+        watermarked = data.replace(rows_all[order], np.concatenate([c[1] for c in changes])[order],
+                                   np.concatenate([c[2] for c in changes])[order])
         key = self.build_key(marks, secret, [tuple(data.ids[r] for r in p[0]) for p in per_mark],
                              tuple(data.ids[r] for r in rows),
                              dataset_record(data, watermarked.fingerprint, input_shape),

@@ -54,7 +54,8 @@ def partner_ranks(table: np.ndarray, partner: np.ndarray, tie_break: np.ndarray)
 
 
 def rank_sum_p(total: int, n_classes: int, options: int) -> float:
-    """P(sum of ``n_classes`` iid uniform{1..options} <= ``total``), exactly (integer convolution)."""
+    """P(sum of ``n_classes`` iid uniform{1..options} <= ``total``), by convolution of the ranks' distribution
+    (exact up to float rounding, about 1e-16)."""
     if total >= n_classes * options:
         return 1.0
     dist = np.array([1.0])
