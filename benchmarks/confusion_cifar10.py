@@ -50,15 +50,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 METHOD = "badnets-blocks-confusion"  # the default of --method
 
 
-def level(table: np.ndarray, keys: int, alpha: float) -> dict:
-    """The share of ``keys`` random secrets whose partners the table 'confirms' at alpha / 2 (and at alpha)."""
+def level(table: np.ndarray, keys: int, alpha: float, score: str) -> dict:
+    """The share of ``keys`` random secrets whose partners the table 'confirms' at alpha / 2 (and at alpha), the
+    partners scored as the key's plan says (``score``)."""
     num_classes = table.shape[0]
     rng = np.random.default_rng(12345)
     ps = []
     for i in range(keys):
         secret = resolve_secret(10**9 + i)  # secrets no owner in this run drew
         tie_break = rng.random((num_classes, num_classes))
-        ps.append(confusion_outcome(table, partners(secret, num_classes), tie_break, 0).p_value)
+        ps.append(confusion_outcome(table, partners(secret, num_classes), tie_break, 0, score).p_value)
     ps = np.asarray(ps)
     return {"keys": keys, "rejected_half_alpha": float(np.mean(ps < alpha / 2)),
             "rejected_alpha": float(np.mean(ps < alpha)), "smallest_p": float(ps.min())}
@@ -151,7 +152,7 @@ def main(argv: list[str]) -> None:
                          "p_marks": result.channels["marks"]["p_value"],
                          "p_confusion": result.channels["confusion"]["p_value"],
                          "confusion_note": result.channels["confusion"]["note"],
-                         "level": level(table, args.keys, key.plan.alpha)})
+                         "level": level(table, args.keys, key.plan.alpha, key.plan.confusion_score)})
             log(f"{name} ({mode}): p {result.outcome.p_value:.3g} (marks {rows[-1]['p_marks']:.3g}, confusion "
                 f"{rows[-1]['p_confusion']:.3g}); level {rows[-1]['level']}")
     result = {"title": "The confusion channel on CIFAR-10: level and another owner's key",

@@ -15,10 +15,12 @@ from datamark.exceptions import KeyFormatError, ParameterError
 from datamark.methods import build_method
 from datamark.testing import train_tiny
 from datamark.verify.confusion_test import (
+    CONFUSION_SCORES,
     CONFUSION_TEST_NAME,
     UNION_TEST_NAME,
     class_scores,
     confusion_outcome,
+    net_scores,
     partner_ranks,
     rank_sum_p,
 )
@@ -43,11 +45,12 @@ def test_rank_sum_null_is_exact():
     assert rank_sum_p(90, 10, 9) == 1.0
 
 
+@pytest.mark.parametrize("score", CONFUSION_SCORES)
 @pytest.mark.parametrize("model", ["random", "constant"])
-def test_level_holds_for_any_fixed_model(model):
+def test_level_holds_for_any_fixed_model(model, score):
     """Under H0 the partners are independent of the suspect: over 3,000 secrets the test rejects at most alpha / 2
     of the time against a fixed table, one with strong natural confusions and one of all ties (a constant model,
-    whose ranks the keyed tie-break keeps uniform)."""
+    whose ranks the keyed tie-break keeps uniform), with either score of the partners."""
     rng = np.random.default_rng(0)
     table = rng.normal(size=(10, 10)) * 3 if model == "random" else np.zeros((10, 10))
     ranks, rejected = [], 0
@@ -55,11 +58,29 @@ def test_level_holds_for_any_fixed_model(model):
         secret = seed.to_bytes(8, "little")
         partner = partners(secret, 10)
         tie_break = np.random.default_rng(seed + 10**6).random((10, 10))
-        ranks += partner_ranks(table, partner, tie_break).tolist()
-        rejected += confusion_outcome(table, partner, tie_break, 100).p_value < 0.005
+        ranks += partner_ranks(net_scores(table) if score == "net" else table, partner, tie_break).tolist()
+        rejected += confusion_outcome(table, partner, tie_break, 100, score).p_value < 0.005
     assert rejected <= 0.005 * 3000 + 3 * np.sqrt(0.005 * 3000)
     counts = np.bincount(ranks, minlength=10)[1:]
     assert counts.min() > 0.8 * counts.mean() and counts.max() < 1.2 * counts.mean()  # ranks uniform on 1..9
+
+
+def test_net_score_sets_aside_confusions_that_run_both_ways():
+    """Natural confusions are symmetric (cat and dog); the watermark runs one way (c to its partner). A table where
+    each class's partner (the next class) gets a small one-way lift under a large two-way confusion with another
+    class (c and c + 5): the direct score ranks the partner second, the net score first."""
+    partner = np.array([(c + 1) % 10 for c in range(10)])
+    table = np.full((10, 10), 0.01)
+    for c in range(5):
+        table[c, c + 5] = table[c + 5, c] = 0.2
+    table[np.arange(10), partner] += 0.05
+    tie_break = np.tile(np.arange(10.0), (10, 1))
+    assert (partner_ranks(table, partner, tie_break) > 1).all()
+    assert (partner_ranks(net_scores(table), partner, tie_break) == 1).all()
+    assert confusion_outcome(table, partner, tie_break, 100, "net").p_value == pytest.approx(9.0 ** -10)
+    missing = table.copy()
+    missing[4] = np.nan  # a class without probes: its row is left out, and its column has no reverse term
+    assert confusion_outcome(missing, partner, tie_break, 100, "net").n == 9
 
 
 def test_partners_are_uniform_over_the_other_classes():
@@ -140,13 +161,33 @@ def test_an_edited_channel_is_refused(protected, digits, tiny_clean):
     """A plan without the channel beside a method that made one (or the reverse) is an edited key."""
     _, marked = protected
     key = marked.key
-    plan = {k: v for k, v in key.verification.items() if k != "confusion_probes"}
+    plan = {k: v for k, v in key.verification.items() if k not in ("confusion_probes", "confusion_score")}
     for edited in (dataclasses.replace(key, verification=plan),
                    dataclasses.replace(key, extra={k: v for k, v in key.extra.items() if k != "confusion_ids"})):
         with pytest.raises(KeyFormatError, match="confusion channel"):
             Verifier().verify(tiny_clean, edited, digits[1])
     with pytest.raises(ParameterError, match="confusion_probes"):
         dataclasses.replace(key, verification={**key.verification, "confusion_probes": 1}).plan  # noqa: B018
+    for score, match in (("max", "confusion_score"), (None, "confusion_score")):
+        with pytest.raises(ParameterError, match=match):
+            dataclasses.replace(key, verification={**key.verification, "confusion_score": score}).plan  # noqa: B018
+    with pytest.raises(ParameterError, match="without a confusion channel"):
+        dataclasses.replace(key, verification={**plan, "confusion_score": "net"}).plan  # noqa: B018
+
+
+def test_keys_written_before_the_net_score_keep_the_direct_score(protected, digits, tiny_clean):
+    """The score is the key's, fixed at protect time: a key without the setting (written before it existed) is
+    verified with the direct score it was written for, a new key with the net score; the result says which."""
+    _, marked = protected
+    assert marked.key.plan.confusion_score == "net"
+    older = dataclasses.replace(marked.key, verification={k: v for k, v in marked.key.verification.items()
+                                                          if k != "confusion_score"})
+    assert older.plan.confusion_score == "direct"
+    for key, score in ((marked.key, "net"), (older, "direct")):
+        result = Verifier().verify(tiny_clean, key, digits[1])
+        assert f"{score} score" in result.channels["confusion"]["note"]
+        assert ("minus the mean" in result.score) == (score == "net")
+        assert Verifier().settings(key)["confusion_score"] == score
 
 
 def test_sequential_verification_says_it_asks_the_marks_only(protected, digits, tiny_clean):

@@ -13,7 +13,8 @@ of each class with its partner: its top-1 answer rarely changes (it costs little
 probability rises on clean images of c, and so does a distilled student's.
 
 Verify (:mod:`datamark.verify.confusion_test`): ask the suspect on clean held-out images of each class, rank each
-class's partner among its C - 1 other classes by the suspect's mean answer, and sum the ranks. Under H0 (the
+class's partner among its C - 1 other classes by the suspect's mean answer (net of the reverse confusion, which
+confusions every model makes share and the relabelled rows do not), and sum the ranks. Under H0 (the
 suspect never trained on this release) the partners are uniform, independent of the suspect, so each rank is
 uniform on 1..C-1, independently across classes: the exact null of the sum is a convolution, and the test's level
 holds for *any* innocent model, one trained on another owner's confusion channel included. A key that carries

@@ -93,7 +93,8 @@ class PoisonLabel(WatermarkMethod):
 
     def verification_plan(self, options: int) -> dict[str, Any]:
         plan = super().verification_plan(options)
-        return {**plan, "confusion_probes": PROBES_PER_CLASS} if self.confusion_rate else plan
+        return ({**plan, "confusion_probes": PROBES_PER_CLASS, "confusion_score": "net"} if self.confusion_rate
+                else plan)
 
 
 @register(METHODS, "badnets")

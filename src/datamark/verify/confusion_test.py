@@ -1,14 +1,25 @@
 """The exact test of the confusion channel (:mod:`datamark.confusion`) and its Bonferroni union with the marks test.
 
 Per class c, the suspect's answers on clean probes of class c give one score per other class d: the mean
-log-probability of d (probability mode) or the share of answers that are d (label-only). The partner pi(c) is
-ranked among the C - 1 classes d != c (rank 1 = the largest score); ties are broken by a keyed random order that
-is independent of the partners, so a constant model gets uniform ranks too. T = the sum of the ranks.
+log-probability of d (probability mode) or the share of answers that are d (label-only). The key's plan fixes how
+the partner is scored (``confusion_score``, chosen at protect time, never by the verifier):
+
+* ``"net"`` (keys written since it exists): the score of d on class c's probes *minus* the score of c on class d's
+  probes. Confusions every model makes (cat and dog, car and truck) run both ways and cancel; the relabelled rows
+  teach one way only (c to pi(c)), so what is left is the watermark (README, "The confusion channel", for what it
+  gains). Two classes that are each other's partners cancel too (about one such pair in two keys of 10 classes);
+  that costs those two ranks' power, never the test's level.
+* ``"direct"`` (keys written before): the score alone.
+
+The partner pi(c) is ranked among the C - 1 classes d != c (rank 1 = the largest score); ties are broken by a keyed
+random order that is independent of the partners, so a constant model gets uniform ranks too. T = the sum of the
+ranks.
 
 H0: the suspect was not trained on this release. The partners are drawn from the key's secret, uniformly and
 independently per class, and nothing the suspect does can depend on them, so each rank is uniform on 1..C-1 and
 independent across classes: p = P(sum of n iid uniform{1..C-1} <= T), computed exactly by convolution (n = the
-classes asked). One-sided: small ranks are evidence. No margin is needed.
+classes asked). Both scores are functions of the suspect's answers alone, so the argument holds for either. One-
+sided: small ranks are evidence. No margin is needed.
 """
 
 from __future__ import annotations
@@ -18,6 +29,8 @@ import numpy as np
 from .stats import TestOutcome
 
 CONFUSION_TEST_NAME = "exact rank test of the classes' secret partners"
+#: How a key's confusion channel scores a partner (the plan's ``confusion_score``; see the module).
+CONFUSION_SCORES = ("direct", "net")
 UNION_TEST_NAME = "Bonferroni union of the marks test and the confusion test"
 _FLOOR = 1e-12  # log of a zero probability
 
@@ -36,6 +49,12 @@ def class_scores(answers: np.ndarray, true: np.ndarray, num_classes: int, mode: 
         else:
             table[c] = np.bincount(answers[asked].astype(np.int64), minlength=num_classes)[:num_classes] / asked.sum()
     return table
+
+
+def net_scores(table: np.ndarray) -> np.ndarray:
+    """The ``"net"`` score table: ``table[c, d] - table[d, c]``, confusions of c with d beyond those of d with c. A
+    class without probes has no reverse term (0 there); rows of such classes stay NaN."""
+    return table - np.nan_to_num(table.T, nan=0.0)
 
 
 def partner_ranks(table: np.ndarray, partner: np.ndarray, tie_break: np.ndarray) -> np.ndarray:
@@ -65,11 +84,15 @@ def rank_sum_p(total: int, n_classes: int, options: int) -> float:
     return float(min(1.0, dist[:total + 1].sum()))
 
 
-def confusion_outcome(table: np.ndarray, partner: np.ndarray, tie_break: np.ndarray, per_class: int
-                      ) -> TestOutcome:
-    """The exact rank test on a score table (:func:`class_scores`); effect: the partners' mean score above the
-    mean of the other classes (log-probability or answer share)."""
+def confusion_outcome(table: np.ndarray, partner: np.ndarray, tie_break: np.ndarray, per_class: int,
+                      score: str = "net") -> TestOutcome:
+    """The exact rank test on a score table (:func:`class_scores`), the partners scored as the key's plan says
+    (``score``, one of :data:`CONFUSION_SCORES`); effect: the partners' mean score above the mean of the other
+    classes (log-probability or answer share; net of the reverse confusion for ``"net"``)."""
+    if score not in CONFUSION_SCORES:
+        raise ValueError(f"confusion score must be one of {CONFUSION_SCORES}; got {score!r}")
     num_classes = table.shape[0]
+    table = net_scores(table) if score == "net" else table
     ranks = partner_ranks(table, partner, tie_break)
     asked = [c for c in range(num_classes) if not np.isnan(table[c]).any()]
     total = int(ranks.sum())
@@ -80,7 +103,7 @@ def confusion_outcome(table: np.ndarray, partner: np.ndarray, tie_break: np.ndar
                        null_hypothesis=f"each class's partner rank is uniform on 1..{num_classes - 1}",
                        margin=0.0, n=len(ranks), statistic=float(total), p_value=p,
                        log10_p=float(np.log10(max(p, 1e-300))), effect=float(np.mean(lift)) if lift else 0.0,
-                       note=f"{len(ranks)} classes asked, up to {per_class} clean probes each; ranks "
+                       note=f"{len(ranks)} classes asked, up to {per_class} clean probes each, {score} score; ranks "
                             f"{ranks.tolist()} (1 = the partner is the class the suspect confuses most)")
 
 

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..exceptions import ParameterError
+from .confusion_test import CONFUSION_SCORES
 from .marks_test import enumerable
 
 MARKS_TEST = "marks-binomial"
@@ -100,6 +101,9 @@ class VerificationPlan:
     effect_test: str = "paired-t"  # marks keys: the paper's paired test, reported as the effect size
     # Clean probes per class of the confusion channel (datamark.confusion); 0: the key has no such channel.
     confusion_probes: int = 0
+    # How the channel scores a partner (datamark.verify.confusion_test): "net" for keys written since it exists;
+    # keys without the setting were written before it and keep the score they were verified with, "direct".
+    confusion_score: str = "direct"
 
     def __post_init__(self) -> None:
         where = "the key's verification plan"
@@ -117,6 +121,12 @@ class VerificationPlan:
         if not _is_int(self.confusion_probes) or self.confusion_probes < 0 or self.confusion_probes == 1:
             raise ParameterError(f"The 'confusion_probes' of {where} must be 0 (no confusion channel) or an integer "
                                  f">= 2; got {self.confusion_probes!r}.")
+        if self.confusion_score not in CONFUSION_SCORES:
+            raise ParameterError(f"The 'confusion_score' of {where} must be one of {list(CONFUSION_SCORES)}; got "
+                                 f"{self.confusion_score!r}. The key was edited or written by a newer datamark.")
+        if self.confusion_score != "direct" and not self.confusion_probes:
+            raise ParameterError(f"{where} sets 'confusion_score' without a confusion channel (confusion_probes 0); "
+                                 f"the key was edited.")
         if self.confusion_probes and not self.uses_marks:
             raise ParameterError(f"{where} has a confusion channel but the test '{self.test}'; the channel goes with "
                                  f"a marks test. The key was edited.")
@@ -130,7 +140,8 @@ class VerificationPlan:
         """The plan stored in a key (unknown fields refused, missing ones are the papers' DVBW defaults)."""
         if not isinstance(raw, dict):
             raise ParameterError(f"The key's verification plan must be an object; got {type(raw).__name__}.")
-        known = {"test", "margin", "n_probe", "alpha", "n_control_triggers", "effect_test", "confusion_probes"}
+        known = {"test", "margin", "n_probe", "alpha", "n_control_triggers", "effect_test", "confusion_probes",
+                 "confusion_score"}
         informative = {"score", "alternative"}  # written by older versions, implied by the method
         unknown = set(raw) - known - informative
         if unknown:
@@ -138,7 +149,8 @@ class VerificationPlan:
                                  f"edited or written by a newer datamark.")
         return cls(test=raw.get("test", "paired-t"), margin=raw.get("margin", 0.2), n_probe=raw.get("n_probe", 100),
                    alpha=raw.get("alpha", 0.01), n_control_triggers=raw.get("n_control_triggers", 0),
-                   effect_test=raw.get("effect_test", "paired-t"), confusion_probes=raw.get("confusion_probes", 0))
+                   effect_test=raw.get("effect_test", "paired-t"), confusion_probes=raw.get("confusion_probes", 0),
+                   confusion_score=raw.get("confusion_score", "direct"))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -252,7 +252,8 @@ class Verifier:
         return {"verifier": "fixed", "mode": self.mode, "test": key.plan.test, "n_probe": n_probe,
                 "margin": margin, "alpha": alpha, "seed": KEY_SEED if self.seed is None else self.seed,
                 **({"n_control_triggers": k} if k else {}),
-                **({"confusion_probes": key.plan.confusion_probes} if key.plan.confusion_probes else {})}
+                **({"confusion_probes": key.plan.confusion_probes, "confusion_score": key.plan.confusion_score}
+                   if key.plan.confusion_probes else {})}
 
     def deviations(self, key: Key) -> list[dict[str, Any]]:
         """Settings of this run that differ from the key's plan (shown in the result and the evidence)."""
@@ -518,7 +519,7 @@ class Verifier:
         table = class_scores(answers, true, num_classes, self.mode)
         tie_break = generator(self.probe_secret(key), "confusion-ties").random((num_classes, num_classes))
         return confusion_outcome(table, partners(key.secret_bytes, num_classes), tie_break,
-                                 key.plan.confusion_probes)
+                                 key.plan.confusion_probes, key.plan.confusion_score)
 
     def marks_result(self, key: Key, outcome: TestOutcome, marks: tuple[Mark, ...], hits: int, n_probe: int,
                      margin: float,
@@ -548,8 +549,10 @@ class Verifier:
             num_classes = int(key.dataset["num_classes"])
             channels = {"marks": outcome.to_dict(), "confusion": confusion.to_dict()}
             answer = "log-probability" if self.mode == "probs" else "answer share"
+            net = (f", minus the mean {answer} of the class on the other class's clean probes"
+                   if key.plan.confusion_score == "net" else "")
             score = (f"marks: {score}; confusion: each class's secret partner ranked among its {num_classes - 1} "
-                     f"other classes by the suspect's mean {answer} on clean probes of the class")
+                     f"other classes by the suspect's mean {answer} on clean probes of the class{net}")
             h0 = (f"{h0}; and the classes' secret partners are uniform and independent of its answers on clean "
                   f"images (each partner's rank uniform on 1..{num_classes - 1})")
             h1 = f"{h1}, or it confuses each class with its secret partner more than chance gives"
