@@ -78,18 +78,20 @@ def distil_once(teacher_path: Path, thief, student_path: Path, args) -> None:
 
 
 def filter_then_distill(args, key: Key, train) -> dict[str, Path]:
-    """A thief who knows both channels: drop the 5 % of released rows with the highest loss under the stolen
-    model (``loss-filter``, which finds relabelled rows), retrain on the rest, then distil that model on the
-    thief's 20,000 clean rows (drawn as robustness_cifar10.py draws them). Returns both models' paths."""
-    method = args.method
-    filtered_path = args.work / f"{method}-loss-filtered.pt"
-    student_path = args.work / f"{method}-loss-filtered-student.pt"
+    """A thief who knows both channels: drop the ``--filter-fraction`` (5 %) of released rows with the highest loss
+    under the stolen model (``loss-filter``, which finds relabelled rows), retrain on the rest, then distil that
+    model on the thief's 20,000 clean rows (drawn as robustness_cifar10.py draws them). Returns both models'
+    paths (named by the fraction where it is not 5 %)."""
+    method, fraction = args.method, args.filter_fraction
+    tag = "" if fraction == 0.05 else f"{round(100 * fraction)}"
+    filtered_path = args.work / f"{method}-loss-filtered{tag}.pt"
+    student_path = args.work / f"{method}-loss-filtered{tag}-student.pt"
     if not filtered_path.exists():
         released = build_method(method, args.seed, args.work / "clean.pt").apply(train)
         if dataclasses.replace(released.key, created=key.created).commitment != key.commitment:  # all but the time
             raise SystemExit("re-protecting gave another key; use the --work of robustness_cifar10.py")
         model, spec = load_checkpoint(args.work / f"{method}-stolen.pt")
-        flagged = parse_attack("loss-filter:fraction=0.05").flag(model, spec, released.dataset, seed=args.seed)
+        flagged = parse_attack(f"loss-filter:fraction={fraction}").flag(model, spec, released.dataset, seed=args.seed)
         position = {row_id: i for i, row_id in enumerate(train.ids)}
         relabelled = {position[i] for i in key.extra["confusion_ids"]}
         log(f"loss-filter flagged {len(flagged)} rows, {len(relabelled & set(flagged.tolist()))} of the "
@@ -98,7 +100,9 @@ def filter_then_distill(args, key: Key, train) -> dict[str, Path]:
         train_or_load(filtered_path, released.dataset.subset(kept), args)
     thief = train.subset(np.sort(np.random.default_rng(args.seed).choice(len(train), 20000, replace=False)))
     distil_once(filtered_path, thief, student_path, args)
-    return {"loss-filtered retrain": filtered_path, "loss-filtered retrain's student": student_path}
+    share = f"{100 * fraction:g} %"
+    return {f"loss-filtered retrain ({share})": filtered_path,
+            f"loss-filtered retrain's student ({share})": student_path}
 
 
 def main(argv: list[str]) -> None:
@@ -113,6 +117,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--filter-then-distill", action="store_true",
                         help="also the thief who loss-filters the release, retrains, then distils (2 trainings)")
+    parser.add_argument("--filter-fraction", type=float, default=0.05,
+                        help="the share of the release the --filter-then-distill thief drops by loss")
     parser.add_argument("--out", default="confusion_cifar10")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
