@@ -104,7 +104,8 @@ def confusion_outcome(table: np.ndarray, partner: np.ndarray, tie_break: np.ndar
                        margin=0.0, n=len(ranks), statistic=float(total), p_value=p,
                        log10_p=float(np.log10(max(p, 1e-300))), effect=float(np.mean(lift)) if lift else 0.0,
                        note=f"{len(ranks)} classes asked, up to {per_class} clean probes each, {score} score; ranks "
-                            f"{ranks.tolist()} (1 = the partner is the class the suspect confuses most)")
+                            f"{ranks.tolist()} (1 = the partner is the class the suspect confuses most"
+                            f"{', beyond the reverse confusion' if score == 'net' else ''})")
 
 
 def union_outcome(marks: TestOutcome, confusion: TestOutcome) -> TestOutcome:
