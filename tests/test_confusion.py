@@ -23,6 +23,7 @@ from datamark.verify.confusion_test import (
     net_scores,
     partner_ranks,
     rank_sum_p,
+    scored,
 )
 from datamark.verify.stats import TestOutcome as Outcome
 
@@ -58,7 +59,7 @@ def test_level_holds_for_any_fixed_model(model, score):
         secret = seed.to_bytes(8, "little")
         partner = partners(secret, 10)
         tie_break = np.random.default_rng(seed + 10**6).random((10, 10))
-        ranks += partner_ranks(net_scores(table) if score == "net" else table, partner, tie_break).tolist()
+        ranks += partner_ranks(scored(table, score), partner, tie_break).tolist()
         rejected += confusion_outcome(table, partner, tie_break, 100, score).p_value < 0.005
     assert rejected <= 0.005 * 3000 + 3 * np.sqrt(0.005 * 3000)
     counts = np.bincount(ranks, minlength=10)[1:]
@@ -138,7 +139,7 @@ def test_class_scores_in_both_modes():
     assert table[0] == pytest.approx(np.log(probs[:2]).mean(0)) and np.isnan(table[2]).all()
     votes = class_scores(np.array([0, 1, 1]), true, 3, "labels")
     assert votes[0] == pytest.approx([0.5, 0.5, 0.0]) and votes[1] == pytest.approx([0.0, 1.0, 0.0])
-    outcome = confusion_outcome(votes, np.array([1, 2, 0]), np.zeros((3, 3)) + np.arange(3), 2)
+    outcome = confusion_outcome(votes, np.array([1, 2, 0]), np.zeros((3, 3)) + np.arange(3), 2, "net")
     assert isinstance(outcome, Outcome) and outcome.n == 2  # class 2 had no probes
 
 

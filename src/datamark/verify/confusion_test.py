@@ -57,6 +57,13 @@ def net_scores(table: np.ndarray) -> np.ndarray:
     return table - np.nan_to_num(table.T, nan=0.0)
 
 
+def scored(table: np.ndarray, score: str) -> np.ndarray:
+    """The table the partners are ranked on: ``table`` itself (``"direct"``) or :func:`net_scores` (``"net"``)."""
+    if score not in CONFUSION_SCORES:
+        raise ValueError(f"confusion score must be one of {CONFUSION_SCORES}; got {score!r}")
+    return net_scores(table) if score == "net" else table
+
+
 def partner_ranks(table: np.ndarray, partner: np.ndarray, tie_break: np.ndarray) -> np.ndarray:
     """Each asked class's partner rank among its C - 1 other classes (1 = largest score); ``tie_break`` (C x C,
     distinct values drawn independently of the partners) orders equal scores. Classes without probes are left
@@ -85,14 +92,12 @@ def rank_sum_p(total: int, n_classes: int, options: int) -> float:
 
 
 def confusion_outcome(table: np.ndarray, partner: np.ndarray, tie_break: np.ndarray, per_class: int,
-                      score: str = "net") -> TestOutcome:
+                      score: str) -> TestOutcome:
     """The exact rank test on a score table (:func:`class_scores`), the partners scored as the key's plan says
     (``score``, one of :data:`CONFUSION_SCORES`); effect: the partners' mean score above the mean of the other
     classes (log-probability or answer share; net of the reverse confusion for ``"net"``)."""
-    if score not in CONFUSION_SCORES:
-        raise ValueError(f"confusion score must be one of {CONFUSION_SCORES}; got {score!r}")
     num_classes = table.shape[0]
-    table = net_scores(table) if score == "net" else table
+    table = scored(table, score)
     ranks = partner_ranks(table, partner, tie_break)
     asked = [c for c in range(num_classes) if not np.isnan(table[c]).any()]
     total = int(ranks.sum())
