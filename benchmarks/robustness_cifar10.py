@@ -41,6 +41,7 @@ from datamark import UBWP, BadNets, Blended, CleanLabel, __version__, load_data
 from datamark._device import device_name
 from datamark.evaluate.report import survival_table
 from datamark.key import Key
+from datamark.methods.presets import PRESETS
 from datamark.models import default_config, fit, load_checkpoint, save_checkpoint
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -59,8 +60,8 @@ def build_method(name: str, seed: int, clean_checkpoint: Path):
         return BadNets(seed=seed, decoy_rate=0.1, pattern="blocks", trigger_size=8)
     if name == "badnets-blocks-confusion":  # the same, plus the trigger-free confusion channel (5 % of each class)
         return BadNets(seed=seed, decoy_rate=0.1, pattern="blocks", trigger_size=8, confusion_rate=0.05)
-    if name == "badnets-blocks-confusion10":  # twice the relabelled rows: more than a 5 % loss filter removes
-        return BadNets(seed=seed, decoy_rate=0.1, pattern="blocks", trigger_size=8, confusion_rate=0.1)
+    if name == "badnets-blocks-confusion10":  # twice the relabelled rows (more than a 5 % loss filter removes):
+        return PRESETS["robust"].build(seed=seed)  # the preset datamark protect --preset robust writes
     if name == "ubw-p":
         return UBWP(seed=seed, labels="other", trigger_size=6, decoy_rate=0.1)
     if name == "clean-label":

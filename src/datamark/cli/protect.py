@@ -19,6 +19,10 @@ def protect(
     output: Path = typer.Option(..., "--out", "-o", help="Where to write the watermarked dataset (same format)."),
     key_path: Path = typer.Option(..., "--key", "-k", help="Where to write the secret key (JSON, mode 0600)."),
     method: MethodName = typer.Option(MethodName.badnets, help="Watermark method."),
+    preset_name: str | None = typer.Option(None, "--preset", help="Named settings measured together: 'robust' "
+                                           "(BadNets on images of 32 px or more: --pattern blocks --trigger-size "
+                                           "8 --decoy-rate 0.1 --confusion-rate 0.1, the README's choice against "
+                                           "thieves who compress, filter or distil). Options you give win."),
     rate: float | None = typer.Option(None, help="gamma: fraction of ALL training rows to mark (default: the "
                                       "method's paper, 0.1 for most)."),
     target: int | None = typer.Option(None, help="Target class index (default: drawn from the secret)."),
@@ -99,9 +103,13 @@ def protect(
     from ..evaluate.preview import watermark_stages
     from ..exceptions import ParameterError
     from ..methods import build_method
+    from ..methods.presets import preset
 
-    def build(modality: str):
-        """The method the options ask for, on data of ``modality``."""
+    def build(records):
+        """The method the options (and the preset) ask for, on ``records``."""
+        import numpy as np
+
+        modality = records.modality.name
         options: dict = dict(seed=seed)
         from ..modalities import GraphModality
 
@@ -126,10 +134,19 @@ def protect(
                         n_marks=n_marks, n_candidates=n_candidates,
                         trigger_kind=trigger_kind, eps=eps, craft_steps=craft_steps, pgd_batch_size=pgd_batch_size,
                         base_model=None if base_model is None else str(base_model))
+        if preset_name is not None:
+            chosen = preset(preset_name)
+            chosen.check(method.value, modality, records.modality.example_shape(records.take(np.arange(1))))
+            optional, overridden = chosen.fill(optional)
+            settings = ", ".join(f"{k}={v}" for k, v in chosen.options.items())
+            replaced = "".join(f"; your {k}={v} replaces it" for k, v in overridden.items())
+            human(json_path).print(f"preset {chosen.name}: {settings}{replaced}")
         options.update({k: v for k, v in optional.items() if v is not None})  # unset: the method's default
         return build_method(method.value, options, strict=True)
 
     def work():
+        if preset_name is not None:
+            preset(preset_name)  # an unknown name is refused before the data is read
         fmt = None if output_format is None else output_format.value
         if engine is not None:
             return sharded(fmt)
@@ -140,7 +157,7 @@ def protect(
                        ("card", card, False)], inputs=existing(data, base_model), overwrite=overwrite)
         check_json_output(json_path, overwrite=overwrite, inputs=[*existing(data, base_model), output, key_path,
                                                                   preview, card])
-        chosen = build(records.modality.name)
+        chosen = build(records)
         marked = chosen.apply(records, progress=True)
         with Journal() as journal:  # never a watermarked dataset without its key
             marked.key.save(key_path, overwrite=overwrite, journal=journal)
@@ -174,7 +191,7 @@ def protect(
                       inputs=existing(data, base_model), overwrite=overwrite)
         check_json_output(json_path, overwrite=overwrite, inputs=[*existing(data, base_model), output, key_path,
                                                                   card])
-        chosen = build(source.open(0).modality.name)
+        chosen = build(source.open(0))
         check_supported(chosen)
         result = protect_shards(chosen, source, output, workers=workers, overwrite=overwrite, engine=engine,
                                 progress=True)
@@ -199,8 +216,9 @@ def protect(
                      f"(the confusion channel)" if confused else ""))
         out.print(f"watermarked dataset: {output}\nsecret key (keep private): {key_path}")
         out.print(f"commitment (publish with the release): [bold]{key.commitment}[/]")
-        emit_json({"commitment": key.commitment, "method": method.value, "goal": goal, "rows": rows,
-                   "marked_rows": marked_rows, "decoy_rows": decoys, "confusion_rows": confused, "elapsed_s": elapsed,
+        emit_json({"commitment": key.commitment, "method": method.value, "preset": preset_name, "goal": goal,
+                   "rows": rows, "marked_rows": marked_rows, "decoy_rows": decoys, "confusion_rows": confused,
+                   "elapsed_s": elapsed,
                    "dataset": output, "format": fmt, "key": key_path, "preview": preview, "card": card, **fields},
                   "protect", json_path, overwrite=overwrite)
     run(work)

@@ -3,6 +3,7 @@
 from .base import MarkBatch, Watermarked, WatermarkMethod
 from .clean_label import CleanLabel, LabelConsistent
 from .dvbw import BadNets, Blended, PoisonLabel
+from .presets import PRESETS, Preset
 from .sleeper_agent import SleeperAgent
 from .ubw import UBWP
 from .ubw_c import UBWC
@@ -35,4 +36,4 @@ def build_method(name: str, options: dict, *, strict: bool = False) -> Watermark
 
 
 __all__ = ["build_method", "SleeperAgent", "UBWC", "UBWP", "BadNets", "Blended", "CleanLabel", "LabelConsistent",
-           "MarkBatch", "PoisonLabel", "WatermarkMethod", "WaNet", "Watermarked"]
+           "MarkBatch", "PoisonLabel", "PRESETS", "Preset", "WatermarkMethod", "WaNet", "Watermarked"]
