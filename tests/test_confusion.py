@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from datamark import BadNets, Blended, Verifier
-from datamark.confusion import MIN_CLASSES, partners
+from datamark.confusion import MIN_CLASSES, PROBES_PER_CLASS, partners
 from datamark.data.arrays import ArrayRecords
 from datamark.exceptions import KeyFormatError, ParameterError
 from datamark.methods import build_method
@@ -106,7 +106,7 @@ def test_protect_relabels_each_class_to_its_partner_and_leaves_the_rest(protecte
         assert (train.labels[relabelled] == c).sum() == round(0.1 * (train.labels == c).sum())
     untouched = np.setdiff1d(np.arange(len(train)), np.r_[relabelled, sorted(taken)])
     assert np.array_equal(out.labels[untouched], train.labels[untouched])
-    assert key.plan.confusion_probes == 100 and key.method["params"]["confusion_rate"] == 0.1
+    assert key.plan.confusion_probes == PROBES_PER_CLASS and key.method["params"]["confusion_rate"] == 0.1
     # without the channel nothing changes: the same key and release as before it existed
     plain = BadNets(seed=0, n_marks=5, decoy_rate=0.1).apply(train)
     assert plain.key.plan.confusion_probes == 0 and "confusion_ids" not in plain.key.extra
@@ -199,7 +199,7 @@ def test_sequential_verification_says_it_asks_the_marks_only(protected, digits, 
     _, marked = protected
     result = SequentialVerifier().verify(tiny_clean, marked.key, digits[1])
     assert result.channels is None and "not asked" in result.sequential["confusion_channel"]
-    assert Verifier().settings(marked.key)["confusion_probes"] == 100
+    assert Verifier().settings(marked.key)["confusion_probes"] == PROBES_PER_CLASS
 
 
 def test_survival_table_shows_each_channel_where_a_key_has_two():
