@@ -67,6 +67,8 @@ def test_every_benchmark_row_file_is_valid(path):
     (("[verify]", "[robustness]\nattacks = [\"distill\"]\n[verify]"), "add thief_data"),
     (("[verify]", "[robustness]\nattacks = \"jpeg\"\n[verify]"), "must be a list of strings"),
     (("[verify]", "[robustness]\nthief = \"x\"\n[verify]"), "[robustness] has no setting(s) ['thief']"),
+    (("seed = 4", "preset = \"robustest\""), "Unknown preset 'robustest'"),
+    (("method = \"badnets\"", "method = \"blended\"\npreset = \"robust\""), "is a 'badnets' watermark"),
 ])
 def test_every_mistake_is_one_line_naming_the_file_and_the_setting(edit, message):
     with pytest.raises(ParameterError) as error:
@@ -113,3 +115,16 @@ def test_robustness_section_attacks_every_stolen_model_and_the_clean_one(tmp_pat
     assert rows[2]["p_probs"] is None  # top-1 answers: the label-only test
     assert (tmp_path / "robustness.png").stat().st_size > 0
     assert "the thief's countermeasures" in report.markdown()
+
+
+def test_a_preset_fills_the_table_and_refuses_data_it_was_not_measured_on(tmp_path):
+    from datamark.evaluate.experiment_file import run_experiment_file
+    from datamark.methods import PRESETS
+
+    text = TINY.replace('[methods.patch]\nmethod = "badnets"\nseed = 4\nn_marks = 3\nrate = 0.15',
+                        '[methods.robust]\npreset = "robust"\nseed = 4\ndecoy_rate = 0.2')
+    spec = ExperimentFile.parse(text, where="exp.toml")
+    assert spec.build_methods()["robust"] == PRESETS["robust"].build(seed=4, decoy_rate=0.2)
+    with pytest.raises(ParameterError, match=r"exp.toml: \[methods.robust\]: .* these are 8 px"):
+        run_experiment_file(spec, out_dir=tmp_path / "run", log=lambda _: None)  # digits: refused before training
+    assert not (tmp_path / "run").exists()

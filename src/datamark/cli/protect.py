@@ -107,8 +107,6 @@ def protect(
 
     def build(records):
         """The method the options (and the preset) ask for, on ``records``."""
-        import numpy as np
-
         modality = records.modality.name
         options: dict = dict(seed=seed)
         from ..modalities import GraphModality
@@ -136,7 +134,7 @@ def protect(
                         base_model=None if base_model is None else str(base_model))
         if preset_name is not None:
             chosen = preset(preset_name)
-            chosen.check(method.value, modality, records.modality.example_shape(records.take(np.arange(1))))
+            chosen.check_records(method.value, records)
             optional, overridden = chosen.fill(optional)
             settings = ", ".join(f"{k}={v}" for k, v in chosen.options.items())
             replaced = "".join(f"; your {k}={v} replaces it" for k, v in overridden.items())

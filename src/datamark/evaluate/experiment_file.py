@@ -11,7 +11,8 @@ a result says exactly which settings produced it. The layout::
     [model]                # arch, and any training setting of the arch's trainer (epochs, lr, batch_size, ...)
     [verify]               # mode, n_probe, margin, alpha, n_control_triggers (default: each key's plan)
     [methods.NAME]         # one table per watermark: method (default NAME), then the method's parameters;
-                           # trigger = {name = "...", params = {...}} for a trigger other than the method's own
+                           # trigger = {name = "...", params = {...}} for a trigger other than the method's own;
+                           # preset = "robust": a named preset's settings where the table leaves them out
     [robustness]           # optional: attacks = ["jpeg:quality=50", "distill:rows=5000", ...] (datamark attack
                            # --list), thief_data (model-side attacks: the thief's clean data), thief_rows
 """
@@ -133,11 +134,14 @@ class ExperimentFile:
     def build_methods(self) -> dict[str, Any]:
         """NAME -> the watermark method the file describes (each validated by its own constructor)."""
         from ..methods import build_method
+        from ..methods.presets import preset
         from ..triggers.base import Trigger
 
         built = {}
         for name, table in self.methods.items():
-            options = {k: v for k, v in table.items() if k != "method"}
+            options = {k: v for k, v in table.items() if k not in ("method", "preset")}
+            if "preset" in table:  # the preset's settings where the table leaves them out
+                options = preset(table["preset"]).fill(options)[0]
             if isinstance(options.get("trigger"), dict):
                 options["trigger"] = Trigger.from_config(options["trigger"])
             try:
@@ -176,6 +180,7 @@ def run_experiment_file(spec: ExperimentFile, *, out_dir: str | Path | None, ove
     import numpy as np
 
     from ..data import load_data
+    from ..methods.presets import preset
     from .experiment import run_experiment
 
     train, test = load_data(spec.train), load_data(spec.test)
@@ -184,6 +189,12 @@ def run_experiment_file(spec: ExperimentFile, *, out_dir: str | Path | None, ove
     thief = load_data(spec.thief_data) if spec.thief_data is not None else None
     if thief is not None and spec.thief_rows is not None and spec.thief_rows < len(thief):
         thief = thief.subset(np.sort(np.random.default_rng(spec.seed).permutation(len(thief))[:spec.thief_rows]))
+    for name, table in spec.methods.items():  # a preset refuses data unlike what it was measured on
+        if "preset" in table:
+            try:
+                preset(table["preset"]).check_records(table["method"], train)
+            except ParameterError as err:
+                raise ParameterError(f"{spec.path}: [methods.{name}]: {err}") from err
     log(f"{spec.name}: {len(train)} training and {len(test)} test rows ({train.modality.name}, "
         f"{train.num_classes} classes); experiment file sha256 {spec.sha256[:16]}…")
     return run_experiment(train, test, spec.build_methods(), arch=spec.arch, config=spec.train_config(),
@@ -207,7 +218,19 @@ def _robustness(table: Mapping[str, Any], where: str) -> dict[str, Any]:
 def _method_table(name: str, table: Any, where: str) -> dict[str, Any]:
     if not isinstance(table, Mapping):
         raise ParameterError(f"{where}: [methods.{name}] must be a table of the method's parameters.")
-    return {"method": str(table.get("method", name)), **{k: v for k, v in table.items() if k != "method"}}
+    method = table.get("method", name)
+    if "preset" in table:  # preset = "robust": the preset's method unless the table names one (then they must agree)
+        from ..methods.presets import preset
+
+        try:
+            chosen = preset(str(table["preset"]))
+            if "method" in table and table["method"] != chosen.method:
+                raise ParameterError(f"preset '{chosen.name}' is a '{chosen.method}' watermark; drop method = "
+                                     f"\"{table['method']}\" or the preset.")
+        except ParameterError as err:
+            raise ParameterError(f"{where}: [methods.{name}]: {err}") from err
+        method = table.get("method", chosen.method)
+    return {"method": str(method), **{k: v for k, v in table.items() if k != "method"}}
 
 
 def _integer(value: Any, where: str, what: str, low: int) -> int:

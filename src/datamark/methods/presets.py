@@ -29,15 +29,21 @@ class Preset:
     def check(self, method: str, modality: str, example_shape: tuple[int, ...] = ()) -> None:
         """Refuse, in one line, a method or data the preset was not measured with."""
         if method != self.method:
-            raise ParameterError(f"--preset {self.name} sets up the '{self.method}' method; drop --method {method} "
-                                 f"or the preset.")
+            raise ParameterError(f"The preset '{self.name}' sets up the '{self.method}' method, not '{method}'; "
+                                 f"drop the method or the preset.")
         if modality != self.modality:
-            raise ParameterError(f"--preset {self.name} is for {self.modality} data (where it was measured), but the "
-                                 f"data holds {modality}; choose the method's options yourself.")
+            raise ParameterError(f"The preset '{self.name}' is for {self.modality} data (where it was measured), but "
+                                 f"the data holds {modality}; choose the method's options yourself.")
         side = min(example_shape[:2]) if len(example_shape) >= 2 else 0
         if self.min_side and side < self.min_side:
-            raise ParameterError(f"--preset {self.name} was measured on images of {self.min_side} px or more and "
-                                 f"these are {side} px; choose --pattern and --trigger-size for them yourself.")
+            raise ParameterError(f"The preset '{self.name}' was measured on images of {self.min_side} px or more and "
+                                 f"these are {side} px; choose the pattern and trigger size for them yourself.")
+
+    def check_records(self, method: str, records: Any) -> None:
+        """:meth:`check` on a dataset (its modality and the shape of its first example)."""
+        import numpy as np
+
+        self.check(method, records.modality.name, records.modality.example_shape(records.take(np.arange(1))))
 
     def fill(self, options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """``options`` with the preset's settings where they are unset (None or absent), and the explicit options
