@@ -23,7 +23,6 @@ Then, per model, in both modes:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import sys
@@ -33,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from calibration_cifar10 import write_atomic
-from robustness_cifar10 import build_method, load_split, log, train_or_load
+from robustness_cifar10 import build_method, load_split, log, same_release, train_or_load
 
 from datamark import __version__
 from datamark._device import device_name
@@ -88,7 +87,7 @@ def filter_then_distill(args, key: Key, train) -> dict[str, Path]:
     student_path = args.work / f"{method}-loss-filtered{tag}-student.pt"
     if not filtered_path.exists():
         released = build_method(method, args.seed, args.work / "clean.pt").apply(train)
-        if dataclasses.replace(released.key, created=key.created).commitment != key.commitment:  # all but the time
+        if not same_release(released.key, key):
             raise SystemExit("re-protecting gave another key; use the --work of robustness_cifar10.py")
         model, spec = load_checkpoint(args.work / f"{method}-stolen.pt")
         flagged = parse_attack(f"loss-filter:fraction={fraction}").flag(model, spec, released.dataset, seed=args.seed)

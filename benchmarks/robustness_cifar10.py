@@ -89,6 +89,14 @@ SWEEP = {
 }
 
 
+def same_release(remade: Key, saved: Key) -> bool:
+    """Whether re-protecting with the saved key's seed gave the saved key's release: every field of the key but the
+    time it was made and its verification plan (a later default may ask more probes; verification reads the saved
+    key's plan)."""
+    return dataclasses.replace(remade, created=saved.created, verification=saved.verification).commitment == \
+        saved.commitment
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -177,7 +185,7 @@ def stage_attacks(args, released_by_method: dict | None = None) -> None:
         released, marked_rows = (released_by_method or {}).get(name, (None, None))
         if released is None and any(a.kind in ("data", "training") for a in todo):
             remade = build_method(name, args.seed, args.work / "clean.pt").apply(train)  # protect is seeded
-            if dataclasses.replace(remade.key, created=key.created).commitment != key.commitment:  # all but the time
+            if not same_release(remade.key, key):
                 raise SystemExit(f"{name}: re-protecting with seed {args.seed} gave another key; delete the run")
             released, marked_rows = remade.dataset, remade.rows
 
