@@ -214,3 +214,20 @@ def test_survival_table_shows_each_channel_where_a_key_has_two():
     table = survival_table([row("stolen", both), row("clean", None)])
     assert "marks / confusion" in table and "| 0.26 / 8e-08 |" in table
     assert "confusion" not in survival_table([row("stolen", None)])
+
+
+def test_a_budget_too_small_is_refused_before_a_query_and_names_the_confusion_probes(protected, digits, tiny_clean):
+    from datamark.exceptions import QueryBudgetError
+
+    class Capped:  # the tiny model behind an API with a query budget
+        outputs, num_classes, queries, budget_left = "probs", 10, 0, 100
+
+        def describe(self):
+            return {"kind": "capped"}
+
+        def query(self, inputs):
+            raise AssertionError("no query may be sent once the budget is known to be too small")
+
+    _, marked = protected
+    with pytest.raises(QueryBudgetError, match=r"needs \d+ queries \(\d+ of them the confusion channel's clean probes"):
+        Verifier().verify(Capped(), marked.key, digits[1])

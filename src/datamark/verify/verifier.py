@@ -143,13 +143,16 @@ class PairedScores:
     kept: np.ndarray
 
 
-def check_budget(suspect: Suspect, n: int) -> None:
-    """Refuse, before sending anything, a query of ``n`` examples that a suspect's budget cannot cover."""
+def check_budget(suspect: Suspect, n: int, confusion: int = 0) -> None:
+    """Refuse, before sending anything, a query of ``n`` examples that a suspect's budget cannot cover
+    (``confusion`` of them the confusion channel's clean probes, which the key fixes)."""
     left = as_suspect(suspect).budget_left
     if left is not None and n > left:
-        raise QueryBudgetError(f"This verification needs {n} queries but the suspect's query budget has {left} "
-                               f"left; raise the budget (--budget), lower n_probe (--n-probe), or use sequential "
-                               f"verification (--sequential), which stops early and within the budget.")
+        part = (f" ({confusion} of them the confusion channel's clean probes, fixed by the key; sequential "
+                f"verification asks the marks only)" if confusion else "")
+        raise QueryBudgetError(f"This verification needs {n} queries{part} but the suspect's query budget has "
+                               f"{left} left; raise the budget (--budget), lower n_probe (--n-probe), or use "
+                               f"sequential verification (--sequential), which stops early and within the budget.")
 
 
 KEY_SEED = "key"  # how results show a probe seed derived from the key's (committed) secret
@@ -479,7 +482,7 @@ class Verifier:
         confusion_rows = self.confusion_probes(key, data)
         check_budget(suspect, sum(self.mark_cost(m, len(rows), clean=not shared) for m, rows in
                                   zip(marks, slices, strict=True)) + (len(slices[0]) if shared else 0)
-                     + len(confusion_rows))
+                     + len(confusion_rows), confusion=len(confusion_rows))
         clean = self._answers_checked(suspect, inputs[slices[0]]) if shared else None
         answers = [self.ask_mark(suspect, mark, inputs[rows], data.labels[rows], margin, clean)
                    for mark, rows in zip(marks, slices, strict=True)]
