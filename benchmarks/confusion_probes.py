@@ -30,6 +30,8 @@ from datamark import __version__
 from datamark._device import device_name
 from datamark.key import Key
 from datamark.suspects import LocalSuspect
+from datamark.verify.confusion_test import union_outcome
+from datamark.verify.stats import TestOutcome
 from datamark.verify.verifier import Verifier
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -69,15 +71,16 @@ def main(argv: list[str]) -> None:
             every = suspect.query(test.inputs())  # each probe count asks a subset of these answers
             for mode in ("probs", "labels"):
                 verifier = Verifier(mode=mode)
-                p_marks = verifier.verify(suspect.with_outputs(mode), key, test).channels["marks"]["p_value"]
+                marks = TestOutcome(**verifier.verify(suspect.with_outputs(mode), key, test).channels["marks"])
                 for per_class in args.probes:
                     sized = with_probes(key, per_class)
                     probes = verifier.confusion_probes(sized, test)
                     answers = every[probes] if mode == "probs" else every[probes].argmax(1)
-                    p_confusion = verifier.confusion_test(sized, answers, test.labels[probes]).p_value
-                    p_union = min(1.0, 2 * min(p_marks, p_confusion))  # the verdict: each channel at alpha / 2
+                    confusion = verifier.confusion_test(sized, answers, test.labels[probes])
+                    p_union = union_outcome(marks, confusion).p_value  # the verdict's rule: each channel at alpha/2
+                    p_confusion = confusion.p_value
                     rows.append({"method": method, "model": name, "mode": mode, "probes_per_class": per_class,
-                                 "queries": int(len(probes)), "p_marks": p_marks, "p_confusion": p_confusion,
+                                 "queries": int(len(probes)), "p_marks": marks.p_value, "p_confusion": p_confusion,
                                  "p": p_union, "accused": p_union < key.plan.alpha})
                     log(f"{method} {name} ({mode}, {per_class}/class): confusion p {p_confusion:.3g}, "
                         f"union {p_union:.3g}")
