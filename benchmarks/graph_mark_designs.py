@@ -13,6 +13,10 @@ the old default was not learned (issue 17), all verified with the default random
   marked row is relabelled (twice the relabelled rows of ``sized`` on a binary task, the same marked rows).
 * ``sized-k7``      -- as ``sized`` with 7 marks instead of 10: about 13 rows a mark on PROTEINS instead of 9, at
   the cost of the test's floor (2^-7 = 0.0078 on a binary task, against 2^-10).
+* ``sized-paired``  -- as ``sized``, and every marked row also carries a second mark of the same secret target
+  (keyed, another mark's sub-graph injected beside its own): each sub-graph is seen on about twice the rows with
+  the label it teaches, at no extra relabelled row. The test stays exact (the pairing reads only the targets,
+  and under H0 the suspect never saw them).
 
 The designs are set on the loaded data's graph modality (``mark_sizes``, ``MARK_OPTIONS``), so the keys of the
 non-default designs are for this comparison only: their sub-graphs are not what a key file re-draws. Each cell
@@ -47,11 +51,14 @@ DESIGNS = {"same": ("same", {}), "sized-er": ("distinct", {"family": "er", "atta
            "sized-keyed": ("distinct", {"family": "complete", "attach": "inject", "labels": "keyed"}),
            "sized-sparse": ("distinct", {"family": "er", "density": 0.3, "attach": "inject"}),
            "sized-flipped": ("distinct", {"family": "complete", "attach": "inject"}),
-           "sized-k7": ("distinct", {"family": "complete", "attach": "inject"})}
+           "sized-k7": ("distinct", {"family": "complete", "attach": "inject"}),
+           "sized-paired": ("distinct", {"family": "complete", "attach": "inject"})}
 #: Designs with another number of marks than the default (10).
 N_MARKS = {"sized-k7": 7}
 #: Designs whose marks take only rows of another class than their target (every marked row's label changes).
 FLIPPED = {"sized-flipped"}
+#: Designs whose marked rows each carry a second mark of the same target.
+PAIRED = {"sized-paired"}
 
 
 class FlippedBadNets(BadNets):
@@ -60,6 +67,33 @@ class FlippedBadNets(BadNets):
 
     def eligible_rows(self, data, target):
         return np.asarray(data.labels) != target
+
+
+def pair_marks(original, marked, seed: int):
+    """The release of ``marked`` (a :class:`~datamark.methods.Watermarked` of ``original``, whose ids the key's
+    marks name) with every marked row also carrying
+    another mark of its target, chosen by a generator seeded with ``seed`` (rows of a mark whose target no other
+    mark shares keep one sub-graph)."""
+    key, data = marked.key, marked.dataset
+    marks = key.mark_list()
+    position = {row_id: i for i, row_id in enumerate(original.ids)}
+    rng = np.random.default_rng([seed, 17])
+    rows, inputs = [], []
+    for j, mark in enumerate(marks):
+        partners = [m for i, m in enumerate(marks) if i != j and m.target == mark.target]
+        if not partners:
+            continue
+        own = np.array([position[row_id] for row_id in mark.marked_ids], dtype=np.int64)
+        current = data.take(own)
+        second = rng.integers(len(partners), size=len(own))
+        for i, row in enumerate(own):
+            rows.append(row)
+            inputs.append(partners[second[i]].trigger.apply(current[i:i + 1])[0])
+    order = np.argsort(rows)
+    rows = np.asarray(rows, dtype=np.int64)[order]
+    stacked = np.empty(len(rows), dtype=object)
+    stacked[:] = [inputs[i] for i in order]
+    return data.replace(rows, stacked, np.asarray(data.labels)[rows])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                     train_data.modality.mark_sizes, train_data.modality.MARK_OPTIONS = sizes, options
                     method = FlippedBadNets if design in FLIPPED else BadNets
                     marked = method(seed=seed, rate=0.1, n_marks=N_MARKS.get(design)).apply(train_data)
-                    stolen, _ = train(marked.dataset, arch, seed, None)
+                    release = pair_marks(train_data, marked, seed) if design in PAIRED else marked.dataset
+                    stolen, _ = train(release, arch, seed, None)
                     clean = clean or train(train_data, arch, seed, None)[0]
                     for r in evaluate_scenarios(marked.key, stolen, clean, test_data, seed=seed):
                         row = {"dataset": name, "arch": arch, "seed": seed, "design": design, "scenario": r.scenario,
