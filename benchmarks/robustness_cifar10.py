@@ -39,7 +39,7 @@ from calibration_cifar10 import write_atomic
 
 from datamark import UBWP, BadNets, Blended, CleanLabel, __version__, load_data
 from datamark._device import device_name
-from datamark.evaluate.report import survival_table
+from datamark.evaluate.report import clean_accused, survival_table
 from datamark.key import Key
 from datamark.methods.presets import PRESETS
 from datamark.models import default_config, fit, load_checkpoint, save_checkpoint
@@ -250,7 +250,8 @@ def summary_table(result: dict) -> str:
             p = row["p_probs"] if row["p_probs"] is not None else row["p_labels"]
             clean = rows.get((label, "clean"))
             cell = f"{'✔' if row['accused'] else '✘'} {p:.2g} ({row['cost_points']:+.1f})"
-            cells.setdefault(label, {})[name] = cell + (" **clean accused**" if clean and clean["accused"] else "")
+            flag = clean_accused(clean) if clean else "no"
+            cells.setdefault(label, {})[name] = cell + (f" clean accused: {flag}" if flag != "no" else "")
     lines = ["| countermeasure | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
     lines += [f"| {label} | " + " | ".join(by.get(n, "–") for n in methods) + " |" for label, by in cells.items()]
     return ("✔ the stolen model is still accused (p < 0.01) / ✘ not; p in probability mode where the API returns "

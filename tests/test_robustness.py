@@ -175,3 +175,32 @@ def test_a_truncated_npz_release_is_named_in_one_line(tmp_path):
     cut.write_bytes(whole.read_bytes()[:3000])
     with pytest.raises(DataFormatError, match="cut.npz' is not a datamark .npz dataset"):
         load_data(str(cut))
+
+
+def test_a_clean_control_accused_with_labels_only_is_flagged_everywhere_it_is_shown():
+    """The owner's verdict uses probabilities where the API returns them, but an innocent model that the label-only
+    test accuses is a false accusation too: the row, the survival table and the CLI line all say so."""
+    from types import SimpleNamespace
+
+    from datamark.cli.attack import verdict_words
+    from datamark.evaluate.report import survival_table
+    from datamark.evaluate.robustness import SurvivalRow
+
+    def result(p):
+        accused = p < 0.01
+        return SimpleNamespace(accused=accused, outcome=SimpleNamespace(p_value=p),
+                               to_dict=lambda: {"accused": accused, "p_value": p})
+
+    def row(model, p_probs, p_labels):
+        return SurvivalRow({"name": "bit-depth", "kind": "query", "params": {"bits": 3}}, "bit-depth(bits=3)", model,
+                           0.87, 0.80, result(p_probs), result(p_labels), 1.0)
+
+    stolen, clean = row("stolen", 1e-10, 1e-10), row("clean", 0.13, 0.0018)
+    assert not clean.accused and clean.accused_in_either_mode
+    assert clean.to_dict()["accused_in_either_mode"] is True
+    assert verdict_words(clean) == "ACCUSED with labels only" and verdict_words(stolen) == "ACCUSED"
+    table = survival_table([stolen.to_dict(), clean.to_dict()])
+    assert "| **YES (labels)** |" in table
+    innocent = row("clean", 0.13, 0.3)
+    assert not innocent.accused_in_either_mode and verdict_words(innocent) == "not accused"
+    assert "| no |" in survival_table([stolen.to_dict(), innocent.to_dict()])

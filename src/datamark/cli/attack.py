@@ -14,6 +14,14 @@ DEFAULT_QUERY_ATTACKS = ("jpeg:quality=50", "blur:sigma=1.0", "median:size=3", "
 DEFAULT_MODEL_ATTACKS = ("fine-tune:lr=0.01", "fine-prune:prune=0.5", "distill")
 
 
+def verdict_words(row) -> str:
+    """A survival row's verdict in the progress line: the owner's verdict, and a label-only accusation where the
+    probability verdict does not accuse (for the clean control that is a false accusation too)."""
+    if row.accused:
+        return "ACCUSED"
+    return "ACCUSED with labels only" if row.labels.accused else "not accused"
+
+
 def _list_attacks(out) -> None:
     from ..evaluate.attacks import KINDS, attack_names, parse_attack
 
@@ -85,7 +93,7 @@ def attack(
             p = f"{row.probs.outcome.p_value:.3g}" if row.probs is not None else "–"
             out.print(f"{row.label:<32} {row.model:<6} BA {100 * row.ba:6.2f} % ({row.cost_points:+6.2f} pt)  "
                       f"p probs {p:>9}  p labels {row.labels.outcome.p_value:9.3g}  "
-                      f"{'ACCUSED' if row.accused else 'not accused'}")
+                      f"{verdict_words(row)}")
             if json_path is not None and str(json_path) != "-":
                 emit_json(document, "attack-result", json_path, overwrite=overwrite or written[0], inputs=inputs)
                 written[0] = True

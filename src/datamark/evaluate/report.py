@@ -85,6 +85,14 @@ def rich_table(rows: Sequence[ScenarioRow], title: str):
     return table
 
 
+def clean_accused(row: dict) -> str:
+    """The clean control's verdict for a survival table (a ``SurvivalRow.to_dict()``): "**YES**" where the owner's
+    verdict accuses, "**YES (labels)**" where only the label-only one does, else "no"."""
+    if row["accused"]:
+        return "**YES**"
+    return "**YES (labels)**" if (row.get("labels") or {}).get("accused") else "no"
+
+
 def survival_table(rows: Sequence[Any]) -> str:
     """Markdown: one line per countermeasure, the stolen model's accuracy cost and p-values beside the clean
     control's (rows: :class:`~datamark.evaluate.robustness.SurvivalRow` or their ``to_dict()``)."""
@@ -108,6 +116,6 @@ def survival_table(rows: Sequence[Any]) -> str:
         c = clean.get(r["label"])
         lines.append(f"| {r['label']} | {r['attack']['kind']} | {100 * r['ba']:.2f} | {r['cost_points']:+.2f} | "
                      f"{p(r)} | {'yes' if r['accused'] else '**no**'} | {p(c) if c else '–'} | "
-                     f"{('**YES**' if c['accused'] else 'no') if c else '–'} |"
+                     f"{clean_accused(c) if c else '–'} |"
                      + (f" {channels(r)} |" if split else ""))
     return "\n".join(lines)

@@ -4,7 +4,7 @@ clean one), re-verify with the owner's key, and put the thief's accuracy cost be
 One row per (attack, model): the attacked model's (or purified API's) benign accuracy against the unattacked
 model's, and the key's verification in both black-box settings (probabilities where the attacked API still
 returns them). A watermark *survives* an attack when the stolen model is still accused; the same attack on the
-clean model must still not accuse (an attack must not turn an innocent model guilty). Rows are handed to
+clean model must not accuse in either setting (an attack must not turn an innocent model guilty). Rows are handed to
 ``on_row`` as they are made, so a long sweep keeps what it measured if it is interrupted.
 
 What each kind needs: ``query`` attacks only the model; ``model`` attacks the thief's clean data
@@ -66,9 +66,16 @@ class SurvivalRow:
     def accused(self) -> bool:
         return self.verdict.accused
 
+    @property
+    def accused_in_either_mode(self) -> bool:
+        """Whether either setting accuses: what the clean control must never do (an owner may verify an innocent
+        model behind a label-only API even where this one returns probabilities)."""
+        return (self.probs is not None and self.probs.accused) or self.labels.accused
+
     def to_dict(self) -> dict[str, Any]:
         return {"attack": self.attack, "label": self.label, "model": self.model, "ba_before": self.ba_before,
                 "ba": self.ba, "cost_points": self.cost_points, "accused": self.accused,
+                "accused_in_either_mode": self.accused_in_either_mode,
                 "p_probs": None if self.probs is None else self.probs.outcome.p_value,
                 "p_labels": self.labels.outcome.p_value, "seconds": self.seconds, "details": self.details,
                 "probs": None if self.probs is None else self.probs.to_dict(), "labels": self.labels.to_dict()}
