@@ -48,6 +48,42 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AmbiguousConfusion(BadNets):
+    """A benchmark variant of the confusion channel (not a method of datamark): each class's relabelled rows are
+    not drawn by keyed hash but are the class's free rows that a reference model (the owner's clean model) finds
+    most like the class's secret partner. Relabelled to the partner, such rows cost a model trained on them little
+    loss, so a thief's loss filter and feature-space outlier detectors should find fewer of them, and they sit where
+    the boundary between the two classes moves. The test is unchanged and still exact: the partners are the key's,
+    and the suspect's answers under H0 do not depend on them, whichever rows carried them."""
+
+    @classmethod
+    def from_method(cls, method: BadNets, reference: Path) -> AmbiguousConfusion:
+        """``method`` with this row choice, ranked by the checkpoint at ``reference`` (kept off the key's params:
+        the key is a preset key whose relabelled rows differ)."""
+        variant = cls(**{f.name: getattr(method, f.name) for f in dataclasses.fields(method)})
+        object.__setattr__(variant, "_reference", Path(reference))
+        return variant
+
+    def relabelled_rows(self, data, secret, taken):
+        from datamark.confusion import partners
+        from datamark.suspects import LocalSuspect
+
+        partner = partners(secret, data.num_classes)
+        free = np.ones(len(data), dtype=bool)
+        free[taken] = False
+        labels = np.asarray(data.labels)
+        suspect = LocalSuspect.from_checkpoint(self._reference)
+        chosen = []
+        for c in range(data.num_classes):
+            rows = np.flatnonzero((labels == c) & free)
+            k = int(round(self.confusion_rate * int((labels == c).sum())))
+            likeness = suspect.query(data.take(rows))[:, partner[c]]
+            chosen.append(np.sort(rows[np.argsort(-likeness, kind="stable")[:k]]))
+        rows = np.sort(np.concatenate(chosen))
+        return rows, partner[labels[rows]]
+
+
 def build_method(name: str, seed: int, clean_checkpoint: Path):
     """Each method's recommended default (README): multi-mark keys; decoys 0.1 for DVBW and UBW-P."""
     if name == "badnets":
@@ -62,6 +98,8 @@ def build_method(name: str, seed: int, clean_checkpoint: Path):
         return BadNets(seed=seed, decoy_rate=0.1, pattern="blocks", trigger_size=8, confusion_rate=0.05)
     if name == "badnets-blocks-confusion10":  # twice the relabelled rows (more than a 5 % loss filter removes):
         return PRESETS["robust"].build(seed=seed)  # the preset datamark protect --preset robust writes
+    if name == "badnets-blocks-confusion10-ambiguous":  # the preset, its relabelled rows the most partner-like
+        return AmbiguousConfusion.from_method(PRESETS["robust"].build(seed=seed), clean_checkpoint)
     if name == "ubw-p":
         return UBWP(seed=seed, labels="other", trigger_size=6, decoy_rate=0.1)
     if name == "clean-label":
@@ -70,7 +108,7 @@ def build_method(name: str, seed: int, clean_checkpoint: Path):
 
 
 METHODS = ("badnets", "badnets-blocks", "badnets-blocks-confusion", "badnets-blocks-confusion10",
-           "blended", "blended-mosaic", "ubw-p", "clean-label")
+           "badnets-blocks-confusion10-ambiguous", "blended", "blended-mosaic", "ubw-p", "clean-label")
 
 # The strength sweep of each countermeasure (NAME:PARAM=VALUE, parsed by datamark.evaluate.attacks). Groups can be
 # chosen with --attacks; "query" and "model" are the default, "data" and "training" retrain the thief's model
