@@ -65,23 +65,16 @@ class AmbiguousConfusion(BadNets):
         object.__setattr__(variant, "_reference", Path(reference))
         return variant
 
-    def relabelled_rows(self, data, secret, taken):
-        from datamark.confusion import partners
+    def confusion_order(self, data, partner, free):
         from datamark.suspects import LocalSuspect
 
-        partner = partners(secret, data.num_classes)
-        free = np.ones(len(data), dtype=bool)
-        free[taken] = False
-        labels = np.asarray(data.labels)
         suspect = LocalSuspect.from_checkpoint(self._reference)
-        chosen = []
+        labels = np.asarray(data.labels)
+        order = np.full(len(data), np.inf)
         for c in range(data.num_classes):
             rows = np.flatnonzero((labels == c) & free)
-            k = int(round(self.confusion_rate * int((labels == c).sum())))
-            likeness = suspect.query(data.take(rows))[:, partner[c]]
-            chosen.append(np.sort(rows[np.argsort(-likeness, kind="stable")[:k]]))
-        rows = np.sort(np.concatenate(chosen))
-        return rows, partner[labels[rows]]
+            order[rows] = -suspect.query(data.take(rows))[:, partner[c]]  # most partner-like first
+        return order
 
 
 def build_method(name: str, seed: int, clean_checkpoint: Path):

@@ -54,10 +54,11 @@ def partners(secret: bytes, num_classes: int) -> np.ndarray:
     return np.where(draws >= np.arange(num_classes), draws + 1, draws).astype(np.int64)  # skip the class itself
 
 
-def confusion_rows(secret: bytes, ids: list[str], labels: np.ndarray, rate: float, free: np.ndarray) -> np.ndarray:
-    """Sorted positions of the relabelled rows: round(rate x n_c) of each class c among ``free`` rows, by keyed
-    hash (rows a mark or a decoy took are never chosen)."""
-    scores = keyed_scores(secret, ids, "confusion")
+def confusion_rows(secret: bytes, ids: list[str], labels: np.ndarray, rate: float, free: np.ndarray,
+                   scores: np.ndarray | None = None) -> np.ndarray:
+    """Sorted positions of the relabelled rows: round(rate x n_c) of each class c among ``free`` rows, those with
+    the smallest ``scores`` (default: the keyed hash; rows a mark or a decoy took are never chosen)."""
+    scores = keyed_scores(secret, ids, "confusion") if scores is None else scores
     chosen = []
     for c in np.unique(labels):
         in_class = labels == c

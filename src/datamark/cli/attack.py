@@ -19,7 +19,7 @@ def verdict_words(row) -> str:
     probability verdict does not accuse (for the clean control that is a false accusation too)."""
     if row.accused:
         return "ACCUSED"
-    return "ACCUSED with labels only" if row.labels.accused else "not accused"
+    return "ACCUSED with labels only" if row.accused_in_either_mode else "not accused"
 
 
 def _list_attacks(out) -> None:

@@ -71,8 +71,15 @@ class PoisonLabel(WatermarkMethod):
         check_classes(data.num_classes, data.where)
         free = np.ones(len(data), dtype=bool)
         free[taken] = False
-        rows = confusion_rows(secret, data.ids, data.labels, self.confusion_rate, free)
-        return rows, partners(secret, data.num_classes)[data.labels[rows]]
+        partner = partners(secret, data.num_classes)
+        rows = confusion_rows(secret, data.ids, data.labels, self.confusion_rate, free,
+                              self.confusion_order(data, partner, free))
+        return rows, partner[data.labels[rows]]
+
+    def confusion_order(self, data: Records, partner: np.ndarray, free: np.ndarray) -> np.ndarray | None:
+        """The order in which each class's ``free`` rows are relabelled (smallest first), or None for the keyed
+        hash, the channel's rule; a variant may rank rows by how they look (the test never reads which rows)."""
+        return None
 
     def candidates(self) -> int:
         return self.n_candidates if self.n_candidates > 1 else 0
