@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import fcntl
 import json
 import platform
@@ -48,35 +47,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class AmbiguousConfusion(BadNets):
-    """A benchmark variant of the confusion channel (not a method of datamark): each class's relabelled rows are
-    not drawn by keyed hash but are the class's free rows that a reference model (the owner's clean model) finds
-    most like the class's secret partner. Relabelled to the partner, such rows cost a model trained on them little
-    loss, so a thief's loss filter and feature-space outlier detectors should find fewer of them, and they sit where
-    the boundary between the two classes moves. The test is unchanged and still exact: the partners are the key's,
-    and the suspect's answers under H0 do not depend on them, whichever rows carried them."""
-
-    @classmethod
-    def from_method(cls, method: BadNets, reference: Path) -> AmbiguousConfusion:
-        """``method`` with this row choice, ranked by the checkpoint at ``reference`` (kept off the key's params:
-        the key is a preset key whose relabelled rows differ)."""
-        variant = cls(**{f.name: getattr(method, f.name) for f in dataclasses.fields(method)})
-        object.__setattr__(variant, "_reference", Path(reference))
-        return variant
-
-    def confusion_order(self, data, partner, free):
-        from datamark.suspects import LocalSuspect
-
-        suspect = LocalSuspect.from_checkpoint(self._reference)
-        labels = np.asarray(data.labels)
-        order = np.full(len(data), np.inf)
-        for c in range(data.num_classes):
-            rows = np.flatnonzero((labels == c) & free)
-            order[rows] = -suspect.query(data.take(rows))[:, partner[c]]  # most partner-like first
-        return order
-
-
 def build_method(name: str, seed: int, clean_checkpoint: Path):
     """Each method's recommended default (README): multi-mark keys; decoys 0.1 for DVBW and UBW-P."""
     if name == "badnets":
@@ -92,7 +62,7 @@ def build_method(name: str, seed: int, clean_checkpoint: Path):
     if name == "badnets-blocks-confusion10":  # twice the relabelled rows (more than a 5 % loss filter removes):
         return PRESETS["robust"].build(seed=seed)  # the preset datamark protect --preset robust writes
     if name == "badnets-blocks-confusion10-ambiguous":  # the preset, its relabelled rows the most partner-like
-        return AmbiguousConfusion.from_method(PRESETS["robust"].build(seed=seed), clean_checkpoint)
+        return PRESETS["robust"].build(seed=seed, confusion_choice="partner-like", base_model=str(clean_checkpoint))
     if name == "ubw-p":
         return UBWP(seed=seed, labels="other", trigger_size=6, decoy_rate=0.1)
     if name == "clean-label":
@@ -121,11 +91,14 @@ SWEEP = {
 
 
 def same_release(remade: Key, saved: Key) -> bool:
-    """Whether re-protecting with the saved key's seed gave the saved key's release: every field of the key but the
-    time it was made and its verification plan (a later default may ask more probes; verification reads the saved
-    key's plan)."""
-    return dataclasses.replace(remade, created=saved.created, verification=saved.verification).commitment == \
-        saved.commitment
+    """Whether re-protecting with the saved key's seed gave the saved key's release: the same secret, marks, changed
+    rows and watermarked dataset (its fingerprint covers every input and label). The rest of the key may differ: the
+    time it was made, its verification plan (a later default may ask more probes; verification reads the saved
+    key's plan), and what it records about how rows were chosen (a key written before ``confusion_choice`` existed
+    does not name it)."""
+    ids = ("decoy_ids", "confusion_ids")
+    return (remade.secret == saved.secret and remade.marks == saved.marks and remade.marked_ids == saved.marked_ids
+            and remade.dataset == saved.dataset and all(remade.extra.get(k) == saved.extra.get(k) for k in ids))
 
 
 def log(message: str) -> None:

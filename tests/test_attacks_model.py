@@ -122,6 +122,33 @@ def test_distill_into_another_architecture(setting):
     assert student_spec.arch == "resnet20" and type(student).__name__ == "ResNet20" and student_spec.params == {}
 
 
+def test_a_sequence_runs_its_steps_in_order_on_each_others_output(setting):
+    """``A+B`` is B applied to A's model: the same weights as running the steps by hand, a label naming both, and
+    the results record each step's parameters."""
+    teacher, spec, thief, _ = setting
+    both = parse_attack("fine-tune:epochs=1,lr=0.05+distill:rows=300,epochs=2")
+    assert both.kind == "model" and both.label.startswith("fine-tune(") and " + distill(" in both.label
+    assert [s["name"] for s in both.to_dict()["params"]["steps"]] == ["fine-tune", "distill"]
+    tuned, tuned_spec = parse_attack("fine-tune:epochs=1,lr=0.05").apply(teacher, spec, thief, seed=3)
+    by_hand = parse_attack("distill:rows=300,epochs=2").apply(tuned, tuned_spec, thief, seed=3)[0]
+    chained = both.apply(teacher, spec, thief, seed=3)[0]
+    assert weights_hash(chained) == weights_hash(by_hand) != weights_hash(teacher)
+    # the teacher of the distillation was the fine-tuned model: distilling the original gives other weights
+    assert weights_hash(parse_attack("distill:rows=300,epochs=2").apply(teacher, spec, thief, seed=3)[0]) != \
+        weights_hash(chained)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("fine-tune+jpeg:quality=50", "'jpeg' is a query-side attack"),
+    ("loss-filter+distill", "'loss-filter' is a data-side attack"),
+    ("fine-tune+", "has an empty step"),
+    ("fine-tune+distill:rows=-1", "'rows'"),
+])
+def test_a_sequence_of_what_does_not_chain_is_refused_in_one_line(text, message):
+    with pytest.raises(ParameterError, match=message):
+        parse_attack(text)
+
+
 def cpu_fingerprint() -> str:
     """The bits of a fixed 3x3 convolution's forward and backward on this CPU (one thread): equal on CPUs whose
     kernels compute the same floats, so it tells which recorded baseline applies. No datamark code is involved."""

@@ -231,3 +231,76 @@ def test_a_budget_too_small_is_refused_before_a_query_and_names_the_confusion_pr
     _, marked = protected
     with pytest.raises(QueryBudgetError, match=r"needs \d+ queries \(\d+ of them the confusion channel's clean probes"):
         Verifier().verify(Capped(), marked.key, digits[1])
+
+
+@pytest.fixture(scope="module")
+def partner_like(digits, tiny_clean, tmp_path_factory):
+    """The digits protected with partner-like confusion rows ranked by the clean tiny model's checkpoint."""
+    from datamark.testing.servers import save_tiny_checkpoint
+
+    train, _ = digits
+    ckpt = tmp_path_factory.mktemp("base") / "clean.pt"
+    save_tiny_checkpoint(tiny_clean.model, ckpt)
+    method = BadNets(seed=0, n_marks=5, decoy_rate=0.1, confusion_rate=0.1, confusion_choice="partner-like",
+                     base_model=str(ckpt))
+    return ckpt, method.apply(train)
+
+
+def test_partner_like_rows_are_the_free_rows_the_base_model_finds_most_like_the_partner(
+        digits, tiny_clean, protected, partner_like):
+    """Each class's relabelled rows are, among the rows no mark or decoy took, those to which the base model gives
+    the class's partner the most probability; the marks, decoys and partners are the keyed preset's (same secret);
+    the key records the base model's file and hash; a keyed key does not name the option at all."""
+    from datamark._io import file_sha256
+
+    train, _ = digits
+    ckpt, marked = partner_like
+    key, keyed = marked.key, protected[1].key
+    assert key.marked_ids == keyed.marked_ids and key.extra["decoy_ids"] == keyed.extra["decoy_ids"]
+    position = {row_id: i for i, row_id in enumerate(train.ids)}
+    chosen = np.array(sorted(position[i] for i in key.extra["confusion_ids"]))
+    assert not np.array_equal(chosen, sorted(position[i] for i in keyed.extra["confusion_ids"]))
+    partner = partners(key.secret_bytes, train.num_classes)
+    probs = tiny_clean.query(train.inputs())
+    free = np.ones(len(train), dtype=bool)
+    free[[position[i] for i in (*key.marked_ids, *key.extra["decoy_ids"])]] = False
+    for c in range(train.num_classes):
+        in_class = np.flatnonzero((train.labels == c) & free)
+        likeness = probs[in_class, partner[c]]
+        picked = np.isin(in_class, chosen)
+        assert picked.sum() == round(0.1 * (train.labels == c).sum())
+        assert likeness[picked].min() >= likeness[~picked].max() - 1e-6, c
+    assert np.array_equal(marked.dataset.labels[chosen], partner[train.labels[chosen]])
+    params = key.method["params"]
+    assert params["confusion_choice"] == "partner-like" and params["base_model"] == str(ckpt)
+    assert key.extra["confusion_base_model_sha256"] == file_sha256(ckpt)
+    assert key.extra["confusion_base_model"] == f"checkpoint:{ckpt}"
+    assert "confusion_choice" not in keyed.method["params"] and "base_model" not in keyed.method["params"]
+    assert "confusion_base_model" not in keyed.extra
+
+
+def test_partner_like_rows_keep_the_test_exact_for_an_innocent_model(digits, tiny_clean, partner_like, tmp_path):
+    """Which rows carried the partners does not enter the test: the clean model, the very base model that chose
+    the rows, is not accused, and the key reloads and verifies as any other."""
+    from datamark.key import Key
+
+    _, test = digits
+    _, marked = partner_like
+    marked.key.save(tmp_path / "key.json")
+    key = Key.load(tmp_path / "key.json")
+    for mode in ("probs", "labels"):
+        result = Verifier(mode=mode).verify(tiny_clean.with_outputs(mode), key, test)
+        assert not result.accused and result.channels["confusion"]["p_value"] > 0.005, mode
+
+
+def test_partner_like_settings_are_refused_in_one_line(digits, tmp_path):
+    train, _ = digits
+    with pytest.raises(ParameterError, match="set confusion_rate"):
+        BadNets(seed=0, confusion_choice="partner-like")
+    with pytest.raises(ParameterError, match="Pass both or neither"):
+        BadNets(seed=0, confusion_rate=0.1, base_model="clean.pt")
+    with pytest.raises(ParameterError, match="one of"):
+        BadNets(seed=0, confusion_rate=0.1, confusion_choice="hardest")
+    with pytest.raises(ParameterError, match="is not a file"):
+        BadNets(seed=0, n_marks=5, confusion_rate=0.1, confusion_choice="partner-like",
+                base_model=str(tmp_path / "missing.pt")).apply(train)

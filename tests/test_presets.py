@@ -70,3 +70,18 @@ def test_protect_refuses_the_preset_on_data_it_was_not_measured_on_in_one_line(t
     unknown = _protect(tmp_path, "digits:train", "--preset", "fastest")
     assert unknown.exit_code != 0 and "Unknown preset 'fastest'" in unknown.output
     assert not (tmp_path / "k.json").exists() and not (tmp_path / "wm.npz").exists()
+
+
+def test_protect_with_partner_like_rows_trains_a_base_model_when_none_is_given(tmp_path, small_images):
+    """--confusion-choice partner-like without --base-model trains the modality's default model on the data first
+    (its cost is in the key); a --base-model that is not a file is refused in one line, and nothing is written."""
+    missing = _protect(tmp_path, small_images, "--preset", "robust", "--confusion-choice", "partner-like",
+                       "--base-model", tmp_path / "none.pt")
+    assert missing.exit_code != 0 and "none.pt" in missing.output and "Traceback" not in missing.output
+    assert not (tmp_path / "k.json").exists() and not (tmp_path / "wm.npz").exists()
+    result = _protect(tmp_path, small_images, "--preset", "robust", "--confusion-choice", "partner-like", "--json", "-")
+    assert result.exit_code == 0, result.output
+    key = Key.load(tmp_path / "k.json")
+    assert key.method["params"]["confusion_choice"] == "partner-like" and "base_model" not in key.method["params"]
+    assert key.extra["confusion_base_model"] == "trained:fastnet" and key.extra["confusion_base_model_train_s"] > 0
+    assert len(key.extra["confusion_ids"]) == 30

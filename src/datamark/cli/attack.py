@@ -40,7 +40,8 @@ def attack(
     data: str | None = typer.Option(None, "--data", "-d", help="Held-out test data: benign accuracy and the "
                                     "verification probes (e.g. the test split)."),
     attacks: list[str] | None = typer.Option(None, "--attack", "-a", help="NAME[:PARAM=VALUE,...], repeatable "
-                                             "(see --list). Default: the query-side set, plus fine-tune, "
+                                             "(see --list); model-side attacks joined by '+' run in turn "
+                                             "(fine-tune:lr=0.05+distill). Default: the query-side set, plus fine-tune, "
                                              "fine-prune and distill when --thief-data is given."),
     thief_data: str | None = typer.Option(None, help="The thief's own clean data, for model-side attacks "
                                           "(fine-tuning, fine-pruning, distillation)."),

@@ -45,6 +45,12 @@ def protect(
                                                 "trigger-free second channel that survives distillation, verified "
                                                 "beside the marks at alpha/2 each (default 0 = off; 0.05 and 0.1 "
                                                 "measured, 0.1 recommended against filtering thieves)."),
+    confusion_choice: str | None = typer.Option(None, help="With --confusion-rate: which rows of each class are "
+                                                "relabelled: 'keyed' (keyed hash, default) or 'partner-like' (the "
+                                                "rows a clean base model finds most like the class's partner; "
+                                                "--base-model, else one is trained on DATA first). Partner-like "
+                                                "rows survived the adaptive filtering thief where keyed rows did "
+                                                "not (full-width CIFAR-10)."),
     n_marks: int | None = typer.Option(None, "--n-marks", help="K, marks with their own secret trigger and target "
                                        "(untargeted: embedded candidate), verified by an exact test (default: 10 "
                                        "DVBW/WaNet, 5 clean-label, 4 UBW-P; 1 = the paper's single watermark, "
@@ -62,7 +68,9 @@ def protect(
                                             "corners (label-consistent default)."),
     eps: float | None = typer.Option(None, help="Clean-label: PGD budget on the [0, 1] scale (16/255 = 0.0627)."),
     base_model: Path | None = typer.Option(None, help="Clean-label, UBW-C, Sleeper Agent: checkpoint of a model "
-                                           "trained on DATA to craft against (default: train one, part of the cost)."),
+                                           "trained on DATA to craft against; BadNets/Blended with "
+                                           "--confusion-choice partner-like: the model that ranks the rows "
+                                           "(default: train one, part of the cost)."),
     craft_steps: int | None = typer.Option(None, help="UBW-C, Sleeper Agent: gradient-matching steps (paper: 250)."),
     pgd_batch_size: int | None = typer.Option(None, help="Clean-label: rows per PGD batch (default 256; every batch "
                                               "is padded to it, so with --engine and few rows per shard lower it, "
@@ -127,7 +135,8 @@ def protect(
         if trigger not in (None, "word", "tone", "subgraph"):  # not the default: a named trigger, drawn from the
             options["trigger_name"] = trigger                 # secret and recorded, so the key can re-draw it
         optional = dict(target=target, trigger_size=trigger_size, blend=blend,
-                        rate=rate, decoy_rate=decoy_rate, confusion_rate=confusion_rate, pattern=pattern,
+                        rate=rate, decoy_rate=decoy_rate, confusion_rate=confusion_rate,
+                        confusion_choice=confusion_choice, pattern=pattern,
                         labels=random_labels, class_rate=class_rate,
                         n_marks=n_marks, n_candidates=n_candidates,
                         trigger_kind=trigger_kind, eps=eps, craft_steps=craft_steps, pgd_batch_size=pgd_batch_size,

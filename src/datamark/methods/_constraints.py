@@ -18,6 +18,9 @@ import numpy as np
 from ..exceptions import ParameterError
 
 CONSTRAINT = "constraint"
+#: Field metadata: the key stores the parameter only where it differs from its default (an option added after keys
+#: were written, so that a key made at the default is byte-identical to one made before the option existed).
+KEY_WHEN_SET = "key_when_set"
 
 
 @dataclass(frozen=True)
@@ -78,9 +81,16 @@ class AtLeast:
         return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= self.low
 
 
-def constrained(default: Any, constraint: Interval | OneOf | AtLeast) -> Any:
-    """A dataclass field with ``default`` and a constraint checked by :func:`check_fields`."""
-    return dataclasses.field(default=default, metadata={CONSTRAINT: constraint})
+def constrained(default: Any, constraint: Interval | OneOf | AtLeast, *, key_when_set: bool = False) -> Any:
+    """A dataclass field with ``default`` and a constraint checked by :func:`check_fields`; ``key_when_set``: the
+    key stores it only where it differs from ``default`` (:data:`KEY_WHEN_SET`)."""
+    return dataclasses.field(default=default, metadata={CONSTRAINT: constraint, KEY_WHEN_SET: key_when_set})
+
+
+def in_key(field: dataclasses.Field, value: Any) -> bool:
+    """Whether a key stores ``field`` at ``value``: always, unless the field is :data:`KEY_WHEN_SET` and at its
+    default."""
+    return not (field.metadata.get(KEY_WHEN_SET) and value == field.default)
 
 
 def check_fields(obj: Any) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -25,6 +26,7 @@ class BaseModel:
     spec: Any
     source: str          # "checkpoint:<path>" or "trained:<arch>"
     train_seconds: float
+    sha256: str | None = None  # of the checkpoint file, where one was loaded
 
 
 def resolve_base_model(data: Records, *, checkpoint: str | None, arch: str, epochs: int | None, secret: bytes,
@@ -33,17 +35,21 @@ def resolve_base_model(data: Records, *, checkpoint: str | None, arch: str, epoc
 
     ``owner`` names the method and parameter in error messages.
     """
+    from .._io import file_sha256
     from ..models import default_config, fit, load_checkpoint
 
     start = time.perf_counter()
     if checkpoint:
+        if not Path(checkpoint).is_file():
+            raise ParameterError(f"The base model of {owner} is not a file: {checkpoint!r}; pass the path of a "
+                                 f"checkpoint trained on this dataset (datamark train).")
         model, spec = load_checkpoint(checkpoint)
-        source = f"checkpoint:{checkpoint}"
+        source, digest = f"checkpoint:{checkpoint}", file_sha256(checkpoint)
     else:
         overrides = {"epochs": epochs} if epochs else {}
         config = default_config(arch, seed=torch_seed(secret, "base-model") % (2 ** 31), **overrides)
         model, spec = fit(data, arch=arch, config=config, progress=progress)
-        source = f"trained:{arch}"
+        source, digest = f"trained:{arch}", None
     if spec.num_classes != data.num_classes:
         raise ParameterError(f"The base model of {owner} has {spec.num_classes} classes but the data "
                              f"{data.where} has {data.num_classes}; pass a checkpoint trained on this dataset.")
@@ -52,5 +58,5 @@ def resolve_base_model(data: Records, *, checkpoint: str | None, arch: str, epoc
                              f"the data {data.where} has {tuple(data.input_shape)}; pass a matching checkpoint.")
     for p in model.parameters():
         p.requires_grad_(False)
-    return BaseModel(model.eval(), spec, source, time.perf_counter() - start)
+    return BaseModel(model.eval(), spec, source, time.perf_counter() - start, digest)
 

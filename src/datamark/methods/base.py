@@ -31,7 +31,7 @@ from ..verify.plan import (
     SINGLE_MARK_CONTROLS,
     marks_test_for,
 )
-from ._constraints import check_fields
+from ._constraints import check_fields, in_key
 
 logger = logging.getLogger(__name__)
 
@@ -245,7 +245,8 @@ class WatermarkMethod(ABC):
     # --- the template --------------------------------------------------------------------------------------
     def params(self) -> dict[str, Any]:
         """Hyper-parameters as JSON values, for the key (the trigger is stored on its own)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "trigger"}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name != "trigger" and in_key(f, getattr(self, f.name))}
 
     def resolve_target(self, data: Records, secret: bytes, purpose: str = "target") -> int | None:
         if not self.targeted:
@@ -335,7 +336,7 @@ class WatermarkMethod(ABC):
             decoy_rng = generator(secret, "mark")  # the stream decoys have always used: keeps old runs reproducible
             changes.append((decoys, self.decoy_inputs(data.take(decoys), marks[0].trigger, decoy_rng),
                             data.labels[decoys]))
-        relabelled, new_labels = self.relabelled_rows(data, secret, np.concatenate([rows, decoys]))
+        relabelled, new_labels = self.relabelled_rows(data, secret, np.concatenate([rows, decoys]), context=context)
         if len(relabelled):
             changes.append((relabelled, data.take(relabelled), new_labels))
         rows_all = np.concatenate([c[0] for c in changes])  # marks, decoys and relabelled rows are disjoint
@@ -411,9 +412,11 @@ class WatermarkMethod(ABC):
                                  f"are left. Lower decoy_rate or rate.")
         return select_smallest(keyed_scores(secret, data.ids, "decoy"), k, free)
 
-    def relabelled_rows(self, data: Records, secret: bytes, taken: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def relabelled_rows(self, data: Records, secret: bytes, taken: np.ndarray, *, context: Any = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
         """Rows relabelled with their inputs unchanged, beyond the marks and decoys (``taken``), and their new
-        labels: the confusion channel of poison-label methods (:mod:`datamark.confusion`); none by default."""
+        labels: the confusion channel of poison-label methods (:mod:`datamark.confusion`); none by default.
+        ``context`` is :meth:`prepare`'s value."""
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
 
     def key_extra(self, data: Records, rows: np.ndarray, new_labels: np.ndarray, *, context: Any = None

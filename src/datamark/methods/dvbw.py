@@ -22,18 +22,28 @@ C: on a binary task, K = 10 marks with n_candidates=5 accuse at 5 hits of 10 (p 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..confusion import MAX_RATE, PROBES_PER_CLASS, check_classes, confusion_rows, partners
+from ..confusion import (
+    CONFUSION_CHOICES,
+    MAX_RATE,
+    PROBES_PER_CLASS,
+    check_classes,
+    confusion_rows,
+    partner_likeness,
+    partners,
+)
 from ..data.records import Records
 from ..exceptions import ParameterError
 from ..registry import METHODS, register
 from ..triggers.base import Trigger
 from ..triggers.image import PATTERNS, make_blend_trigger, make_patch_trigger
-from ._constraints import FRACTION, OPACITY, AtLeast, Interval, OneOf, constrained
+from ._constraints import FRACTION, KEY_WHEN_SET, OPACITY, AtLeast, Interval, OneOf, constrained
+from ._surrogate import BaseModel, resolve_base_model
 from .base import MarkBatch, WatermarkMethod
 
 DVBW_VERIFICATION = {"score": "target-probability", "test": "paired-t", "alternative": "greater",
@@ -51,6 +61,10 @@ class PoisonLabel(WatermarkMethod):
     # each class relabelled to the class's secret partner, images unchanged; verified beside the marks.
     confusion_rate: float = constrained(0.0, Interval(0.0, MAX_RATE, open_low=False, open_high=False,
                                                       note="of each class; 0 = off"))
+    # Which rows of each class carry the channel: "keyed" (keyed hash) or "partner-like" (the rows a clean base
+    # model finds most like the class's partner: base_model, or one trained here on the clean data).
+    confusion_choice: str = constrained("keyed", OneOf(CONFUSION_CHOICES), key_when_set=True)
+    base_model: str | None = dataclasses.field(default=None, metadata={KEY_WHEN_SET: True})
 
     default_marks = 10  # K = 10 marks at rate / 10 each (datamark: exact test; the papers use K = 1)
     supports_marks = True
@@ -63,8 +77,26 @@ class PoisonLabel(WatermarkMethod):
             raise ParameterError(f"{type(self).__name__}'s confusion channel is verified beside the exact marks test; "
                                  f"drop 'confusion_rate' or keep several marks (n_marks > 1, no fixed target or "
                                  f"trigger).")
+        if self.confusion_choice == "partner-like" and not self.confusion_rate:
+            raise ParameterError(f"{type(self).__name__}'s confusion_choice='partner-like' chooses the confusion "
+                                 f"channel's rows; set confusion_rate (e.g. 0.1) or drop confusion_choice.")
+        if self.base_model is not None and (self.confusion_choice != "partner-like"
+                                            or not isinstance(self.base_model, str) or not self.base_model):
+            raise ParameterError(f"{type(self).__name__}'s 'base_model' is the checkpoint path that ranks the "
+                                 f"confusion rows of confusion_choice='partner-like'; got {self.base_model!r} "
+                                 f"with confusion_choice='{self.confusion_choice}'. Pass both or neither.")
 
-    def relabelled_rows(self, data: Records, secret: bytes, taken: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def prepare(self, data: Records, inputs: np.ndarray | None, *, secret: bytes, target: int | None,
+                trigger: Trigger, progress: bool = False) -> BaseModel | None:
+        """The base model that ranks the partner-like confusion rows (None for the keyed hash)."""
+        if self.confusion_choice != "partner-like":
+            return None
+        check_classes(data.num_classes, data.where)
+        return resolve_base_model(data, checkpoint=self.base_model, arch=data.modality.default_arch, epochs=None,
+                                  secret=secret, owner=f"{type(self).__name__} (base_model)", progress=progress)
+
+    def relabelled_rows(self, data: Records, secret: bytes, taken: np.ndarray, *, context: Any = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
         """The confusion channel's rows (none unless ``confusion_rate`` > 0) and their partners' labels."""
         if not self.confusion_rate:
             return super().relabelled_rows(data, secret, taken)
@@ -72,14 +104,18 @@ class PoisonLabel(WatermarkMethod):
         free = np.ones(len(data), dtype=bool)
         free[taken] = False
         partner = partners(secret, data.num_classes)
-        rows = confusion_rows(secret, data.ids, data.labels, self.confusion_rate, free,
-                              self.confusion_order(data, partner, free))
+        order = None if context is None else partner_likeness(context, data, partner, free)
+        rows = confusion_rows(secret, data.ids, data.labels, self.confusion_rate, free, order)
         return rows, partner[data.labels[rows]]
 
-    def confusion_order(self, data: Records, partner: np.ndarray, free: np.ndarray) -> np.ndarray | None:
-        """The order in which each class's ``free`` rows are relabelled (smallest first), or None for the keyed
-        hash, the channel's rule; a variant may rank rows by how they look (the test never reads which rows)."""
-        return None
+    def key_extra(self, data: Records, rows: np.ndarray, new_labels: np.ndarray, *, context: Any = None
+                  ) -> dict[str, Any]:
+        """Where the partner-like rows' base model came from (its file's SHA-256, its training time): the release
+        is reproducible only with the same base model."""
+        if context is None:
+            return {}
+        return {"confusion_base_model": context.source, "confusion_base_model_sha256": context.sha256,
+                "confusion_base_model_train_s": round(context.train_seconds, 1)}
 
     def candidates(self) -> int:
         return self.n_candidates if self.n_candidates > 1 else 0
