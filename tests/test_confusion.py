@@ -304,3 +304,12 @@ def test_partner_like_settings_are_refused_in_one_line(digits, tmp_path):
     with pytest.raises(ParameterError, match="is not a file"):
         BadNets(seed=0, n_marks=5, confusion_rate=0.1, confusion_choice="partner-like",
                 base_model=str(tmp_path / "missing.pt")).apply(train)
+
+
+def test_partner_like_protect_is_deterministic_and_leaves_global_rngs_alone(digits, partner_like, global_rng_guard):
+    train, _ = digits
+    ckpt, marked = partner_like
+    again = BadNets(seed=0, n_marks=5, decoy_rate=0.1, confusion_rate=0.1, confusion_choice="partner-like",
+                    base_model=str(ckpt)).apply(train)
+    assert again.key.extra["confusion_ids"] == marked.key.extra["confusion_ids"]
+    assert again.key.dataset["watermarked_fingerprint"] == marked.key.dataset["watermarked_fingerprint"]
