@@ -84,6 +84,15 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def markdown_head(result: dict, *lines: str) -> list[str]:
+    """The opening lines of a results Markdown file: the title, the command and the machine of ``result``, then
+    ``lines`` (the setup in words), each followed by a blank line."""
+    head = [f"# {result['title']}", "", f"Command: `{result['command']}`", "", f"Machine: {result['environment']}", ""]
+    for line in lines:
+        head += [line, ""]
+    return head
+
+
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Exact two-sided Clopper-Pearson interval for k successes in n trials."""
     if n == 0:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from calibration_cifar10 import write_atomic
+from calibration_cifar10 import markdown_head, write_atomic
 from robustness_cifar10 import build_method, load_split, log, same_release, train_or_load
 
 from datamark import __version__
@@ -166,12 +166,11 @@ def main(argv: list[str]) -> None:
                              f"{__version__}", "key": key.commitment, "alpha": key.plan.alpha,
               "total_s": time.perf_counter() - start, "rows": rows}
     write_atomic(RESULTS / f"{args.out}.json", json.dumps(result, indent=2) + "\n")
-    lines = [f"# {result['title']}", "", f"Command: `{result['command']}`", "", f"Machine: {result['environment']}",
-             "", f"Key {key.commitment[:16]}…, alpha {key.plan.alpha}; level: share of {args.keys} random secrets' "
-             f"partners with confusion p < alpha/2 (and < alpha) on the model's clean answers; "
-             f"{result['total_s'] / 60:.1f} min.", "",
-             "| model | BA % | mode | accused | p (union) | p marks | p confusion | level at alpha/2 | "
-             "level at alpha | smallest p |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = markdown_head(result, f"Key {key.commitment[:16]}…, alpha {key.plan.alpha}; level: share of {args.keys} "
+                          f"random secrets' partners with confusion p < alpha/2 (and < alpha) on the model's clean "
+                          f"answers; {result['total_s'] / 60:.1f} min.")
+    lines += ["| model | BA % | mode | accused | p (union) | p marks | p confusion | level at alpha/2 | "
+              "level at alpha | smallest p |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lv = r["level"]
         lines.append(f"| {r['model']} | {100 * r['ba']:.2f} | {r['mode']} | {'yes' if r['accused'] else 'no'} | "

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from calibration_cifar10 import write_atomic
+from calibration_cifar10 import markdown_head, write_atomic
 from robustness_cifar10 import load_split, log
 
 from datamark import __version__
@@ -121,15 +121,14 @@ def main(argv: list[str]) -> None:
               "key": key.commitment, "thief": " + ".join(THIEF), "relabelled_rows": len(relabelled),
               "in_thief_set": int(seen.sum()), "total_s": time.perf_counter() - start, "rows": rows}
     write_atomic(RESULTS / f"{args.out}.json", json.dumps(result, indent=2) + "\n")
-    lines = [f"# {result['title']}", "", f"Command: `{result['command']}`", "", f"Machine: {result['environment']}",
-             "", f"Key `{key.commitment[:16]}…`; {len(relabelled)} relabelled rows, {int(seen.sum())} of them in the "
-             f"thief's {len(thief_rows)} rows; thief: `{result['thief']}` (seed {args.seed}). "
-             f"{result['total_s'] / 60:.1f} min.", "",
-             "The verdict is the key's own test (marks and confusion on held-out probes, at alpha / 2 each); the other "
-             "columns are the exact confusion rank test with the relabelled training images as probes "
-             "(probabilities / labels).", "",
-             "| model | BA % | verdict p (probs / labels) | marks / confusion p (labels) | "
-             + " | ".join(f"relabelled images: {g}" for g in groups) + " |", "|---" * (4 + len(groups)) + "|"]
+    lines = markdown_head(result, f"Key `{key.commitment[:16]}…`; {len(relabelled)} relabelled rows, "
+                          f"{int(seen.sum())} of them in the thief's {len(thief_rows)} rows; thief: "
+                          f"`{result['thief']}` (seed {args.seed}). {result['total_s'] / 60:.1f} min.",
+                          "The verdict is the key's own test (marks and confusion on held-out probes, at alpha / 2 "
+                          "each); the other columns are the exact confusion rank test with the relabelled training "
+                          "images as probes (probabilities / labels).")
+    lines += ["| model | BA % | verdict p (probs / labels) | marks / confusion p (labels) | "
+              + " | ".join(f"relabelled images: {g}" for g in groups) + " |", "|---" * (4 + len(groups)) + "|"]
     for r in rows:
         cells = [f"{r[f'memory_probs_{g}']['p']:.2g} / {r[f'memory_labels_{g}']['p']:.2g} "
                  f"(n {r[f'memory_probs_{g}']['n_images']})" for g in groups]
