@@ -81,9 +81,10 @@ class AtLeast:
         return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= self.low
 
 
-def constrained(default: Any, constraint: Interval | OneOf | AtLeast, *, key_when_set: bool = False) -> Any:
-    """A dataclass field with ``default`` and a constraint checked by :func:`check_fields`; ``key_when_set``: the
-    key stores it only where it differs from ``default`` (:data:`KEY_WHEN_SET`)."""
+def constrained(default: Any, constraint: Interval | OneOf | AtLeast | None, *, key_when_set: bool = False) -> Any:
+    """A dataclass field with ``default`` and a constraint checked by :func:`check_fields` (None: checked by the
+    method itself); ``key_when_set``: the key stores it only where it differs from ``default``
+    (:data:`KEY_WHEN_SET`)."""
     return dataclasses.field(default=default, metadata={CONSTRAINT: constraint, KEY_WHEN_SET: key_when_set})
 
 

@@ -22,7 +22,6 @@ C: on a binary task, K = 10 marks with n_candidates=5 accuse at 5 hits of 10 (p 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +41,7 @@ from ..exceptions import ParameterError
 from ..registry import METHODS, register
 from ..triggers.base import Trigger
 from ..triggers.image import PATTERNS, make_blend_trigger, make_patch_trigger
-from ._constraints import FRACTION, KEY_WHEN_SET, OPACITY, AtLeast, Interval, OneOf, constrained
+from ._constraints import FRACTION, OPACITY, AtLeast, Interval, OneOf, constrained
 from ._surrogate import BaseModel, resolve_base_model
 from .base import MarkBatch, WatermarkMethod
 
@@ -64,7 +63,7 @@ class PoisonLabel(WatermarkMethod):
     # Which rows of each class carry the channel: "keyed" (keyed hash) or "partner-like" (the rows a clean base
     # model finds most like the class's partner: base_model, or one trained here on the clean data).
     confusion_choice: str = constrained("keyed", OneOf(CONFUSION_CHOICES), key_when_set=True)
-    base_model: str | None = dataclasses.field(default=None, metadata={KEY_WHEN_SET: True})
+    base_model: str | None = constrained(None, None, key_when_set=True)  # checked in __post_init__
 
     default_marks = 10  # K = 10 marks at rate / 10 each (datamark: exact test; the papers use K = 1)
     supports_marks = True
