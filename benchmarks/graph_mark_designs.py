@@ -44,6 +44,7 @@ from graph_tu import grid_arguments, train, write_results  # noqa: E402  (the be
 from datamark import BadNets  # noqa: E402
 from datamark.data import load_data  # noqa: E402
 from datamark.evaluate.scenarios import evaluate_scenarios  # noqa: E402
+from datamark.verify import Verifier  # noqa: E402
 
 DESIGNS = {"same": ("same", {}), "sized-er": ("distinct", {"family": "er", "attach": "inject"}),
            "sized-replace": ("distinct", {"family": "complete", "attach": "replace"}),
@@ -116,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                     release = pair_marks(train_data, marked, seed) if design in PAIRED else marked.dataset
                     stolen, _ = train(release, arch, seed, None)
                     clean = clean or train(train_data, arch, seed, None)[0]
-                    for r in evaluate_scenarios(marked.key, stolen, clean, test_data, seed=seed):
+                    for r in evaluate_scenarios(marked.key, stolen, clean, test_data, seed=seed,
+                                                  verifier=Verifier(released=marked.dataset)):
                         row = {"dataset": name, "arch": arch, "seed": seed, "design": design, "scenario": r.scenario,
                                "wsr": r.wsr, "ba": r.ba, "p_probs": r.probs.outcome.p_value,
                                "p_labels": r.labels.outcome.p_value,

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     train_data.modality.mark_sizes, train_data.modality.MARK_OPTIONS = DESIGNS[args.design]
     marked = BadNets(seed=args.seed, rate=0.1).apply(train_data)
     stolen, _ = train(marked.dataset, args.arch, args.seed, None)
-    suspect, verifier = stolen.with_outputs(args.mode), Verifier(mode=args.mode)
+    suspect, verifier = stolen.with_outputs(args.mode), Verifier(mode=args.mode, released=marked.dataset)
     own = verifier.verify(suspect, marked.key, test_data).outcome.p_value
     others = np.array([verifier.verify(suspect, independent_key(marked.key, 100 + i), test_data).outcome.p_value
                        for i in range(args.keys)])

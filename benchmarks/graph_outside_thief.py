@@ -43,6 +43,7 @@ from datamark import BadNets  # noqa: E402
 from datamark.data import load_data  # noqa: E402
 from datamark.data.tu_write import write_tu  # noqa: E402
 from datamark.evaluate.scenarios import evaluate_scenarios  # noqa: E402
+from datamark.verify import Verifier  # noqa: E402
 
 THIEVES = ("gin", "sage")
 
@@ -172,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                         model, seconds = train_thief(dataset, kind, seed, args.epochs)
                         models[role] = (PyGThiefAPI(model, encoding, dataset.num_classes), seconds)
                     (stolen, stolen_s), (clean, _) = models["stolen"], models["clean"]
-                    for r in evaluate_scenarios(marked.key, stolen, clean, test_data, seed=seed):
+                    for r in evaluate_scenarios(marked.key, stolen, clean, test_data, seed=seed,
+                                                  verifier=Verifier(released=marked.dataset)):
                         row = {"dataset": name, "thief": kind, "seed": seed, "scenario": r.scenario, "wsr": r.wsr,
                                "ba": r.ba, "p_probs": r.probs.outcome.p_value, "p_labels": r.labels.outcome.p_value,
                                "accused_probs": bool(r.probs.accused), "accused_labels": bool(r.labels.accused),

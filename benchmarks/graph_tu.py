@@ -53,6 +53,7 @@ from datamark.evaluate.scenarios import evaluate_scenarios
 from datamark.models import default_graph_config, fit_graph
 from datamark.models.graph import pyg_nn
 from datamark.suspects import LocalSuspect
+from datamark.verify import Verifier
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATASETS = ("PROTEINS", "NCI1", "IMDB-BINARY")
@@ -113,7 +114,8 @@ def cell(train_data, test_data, clean, config: str, arch: str, rate: float, seed
     marked = build(config, rate=rate, seed=seed, target=args.target).apply(train_data)
     protect_s = time.perf_counter() - start
     stolen, train_s = train(marked.dataset, arch, seed, args.epochs)
-    rows = evaluate_scenarios(marked.key, stolen, clean, test_data, seed=seed)
+    rows = evaluate_scenarios(marked.key, stolen, clean, test_data, seed=seed,
+                              verifier=Verifier(released=marked.dataset))
     return {"marked_rows": len(marked.rows), "protect_s": protect_s, "train_s": train_s,
             "scenarios": {r.scenario: {"ba": r.ba, "wsr": r.wsr, "p_probs": r.probs.outcome.p_value,
                                        "p_labels": r.labels.outcome.p_value, "accused_probs": r.probs.accused,

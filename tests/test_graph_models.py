@@ -249,3 +249,108 @@ def test_verification_over_the_wire_matches_local(data, tmp_path, mode):
             assert result.queries == local.queries == remote.queries > 0
     assert result.accused == local.accused
     assert np.isclose(result.outcome.log10_p, local.outcome.log10_p, rtol=1e-4, atol=1e-6)
+
+
+class _Remembers:
+    """A suspect that answers each released marked graph with the label the release gave it, and 50/50 on
+    every other graph: a model that learned the release's rows and nothing of its triggers."""
+
+    def __init__(self, released, modality, outputs: str = "probs") -> None:
+        self.remembered = dict(zip(released.ids, released.labels.tolist(), strict=True))
+        self.modality, self.num_classes, self.queries, self.outputs = modality, released.num_classes, 0, outputs
+
+    @property
+    def budget_left(self):
+        return None
+
+    def describe(self):
+        return {"kind": "test double"}
+
+    def query(self, inputs):
+        self.queries += len(inputs)
+        out = np.full((len(inputs), self.num_classes), 1.0 / self.num_classes)
+        for i, graph in enumerate(inputs):
+            label = self.remembered.get(self.modality.content_id(graph))
+            if label is not None:
+                out[i] = np.eye(self.num_classes)[label]
+        return out if self.outputs == "probs" else out.argmax(1)
+
+
+@pytest.fixture(scope="module")
+def graph_key(data):
+    import warnings
+
+    from datamark import BadNets
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a trigger larger than the smallest graphs (TriggerSizeWarning)
+        return BadNets(seed=3, rate=0.25).apply(data[0])
+
+
+def test_graph_keys_ask_their_marks_released_rows(data, graph_key):
+    """A multi-mark graph key's plan asks each mark's released rows and names them by their released ids; a key of
+    another modality is written as before (no such field), so its bytes and commitment are unchanged."""
+    from datamark import BadNets
+    from datamark.data.arrays import ArrayRecords as Arrays
+    from datamark.modalities.image import ImageModality
+
+    key, release = graph_key.key, graph_key.dataset
+    assert key.verification["marked_rows"] is True and key.plan.marked_rows
+    position = {row_id: i for i, row_id in enumerate(data[0].ids)}
+    for mark in key.mark_list():
+        rows = np.array([position[row_id] for row_id in mark.marked_ids])
+        assert list(mark.released_ids) == [release.ids[r] for r in rows]  # the same rows, as released
+        assert (release.labels[rows] == mark.target).all()
+    rng = np.random.default_rng(0)
+    images = Arrays(rng.integers(0, 256, (200, 8, 8, 3), dtype=np.uint8), rng.integers(0, 4, 200),
+                    ["a", "b", "c", "d"], modality=ImageModality())
+    image_key = BadNets(seed=3, rate=0.2, trigger_size=2).apply(images).key
+    assert "marked_rows" not in image_key.verification
+    assert all("released_ids" not in m for m in image_key.marks)
+
+
+@pytest.mark.filterwarnings("ignore::datamark.exceptions.DegenerateTestWarning")  # the effect test beside it
+def test_remembered_rows_convict_and_other_keys_do_not(data, graph_key):
+    """A suspect that learned only the release's marked rows (no trigger) is accused at the test's floor in both
+    modes through them; another owner's key (fresh targets, asked on the same rows) is not; a clean answerer is
+    not. The suspect is asked nothing before the release is checked."""
+    from datamark import Verifier
+    from datamark.evaluate.scenarios import independent_key
+
+    key, release = graph_key.key, graph_key.dataset
+    _, test = data
+    suspect = _Remembers(release, release.modality)
+    with pytest.raises(ParameterError, match="--released"):
+        Verifier().verify(suspect, key, test)
+    with pytest.raises(ParameterError, match="marked rows are not in"):
+        Verifier(released=data[0]).verify(suspect, key, test)  # the original data: not the rows released
+    assert suspect.queries == 0
+    for mode in ("probs", "labels"):
+        suspect = _Remembers(release, release.modality, mode)
+        result = Verifier(mode=mode, released=release).verify(suspect, key, test)
+        assert result.accused and result.outcome.p_value == pytest.approx(2.0 ** -len(key.marks))
+        assert result.marks["released_rows_per_mark"] == [len(m.released_ids) for m in key.mark_list()]
+        other = Verifier(mode=mode, released=release).verify(suspect, independent_key(key, 7), test)
+        assert not other.accused and other.outcome.p_value > 0.01
+    blank = _Remembers(data[0], release.modality)
+    blank.remembered = {}
+    assert Verifier(released=release).verify(blank, key, test).outcome.p_value == 1.0
+
+
+def test_edited_marked_rows_plans_are_refused(graph_key, tmp_path):
+    """A plan that asks the marked rows where a mark names none, or with a non-boolean value, is refused."""
+    import json as _json
+
+    from datamark.exceptions import KeyFormatError
+    from datamark.key import Key
+
+    graph_key.key.save(tmp_path / "k.json")
+    raw = _json.loads((tmp_path / "k.json").read_text())
+    broken = {**raw, "marks": [{**raw["marks"][0], "released_ids": []}, *raw["marks"][1:]]}
+    (tmp_path / "b.json").write_text(_json.dumps(broken))
+    with pytest.raises(KeyFormatError):
+        Key.load(tmp_path / "b.json")
+    odd = {**raw, "verification": {**raw["verification"], "marked_rows": "yes"}}
+    (tmp_path / "o.json").write_text(_json.dumps(odd))
+    with pytest.raises(KeyFormatError, match="marked_rows"):
+        Key.load(tmp_path / "o.json")

@@ -210,6 +210,8 @@ class Key:
                 raise KeyFormatError(f"its target {self.target!r} or trigger is not its first mark's")
             if self.plan.uses_marks and any(m.options(self.dataset["num_classes"]) < 2 for m in marks):
                 raise KeyFormatError("its marks test needs at least 2 options per mark")
+            if self.plan.marked_rows and not all(m.targeted and m.released_ids for m in marks):
+                raise KeyFormatError("its plan asks the marked rows but a mark has no target or no released row ids")
         except (ValueError, TypeError) as err:  # ParameterError and KeyFormatError are ValueErrors
             raise KeyFormatError(f"The key '{where}' holds an invalid value ({err}); it was edited or damaged; "
                                  f"use the original key file.") from err

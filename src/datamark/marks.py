@@ -38,7 +38,9 @@ class Mark:
 
     ``target`` is the secret target class (targeted methods; None otherwise). ``candidates`` (untargeted methods,
     and targeted ones drawn with ``n_candidates`` > 1) are the M + 1 triggers among which ``embedded`` (an index)
-    was drawn; the embedded one is ``trigger``. ``marked_ids`` are the ids of the rows this mark changed.
+    was drawn; the embedded one is ``trigger``. ``marked_ids`` are the ids of the rows this mark changed;
+    ``released_ids`` (keys whose plan asks the marked rows, :attr:`VerificationPlan.marked_rows`) the same rows'
+    ids as released, in the same order: the examples the suspect was trained on, which the verifier asks again.
     """
 
     trigger: Trigger
@@ -46,6 +48,7 @@ class Mark:
     candidates: tuple[Trigger, ...] = ()
     embedded: int | None = None
     marked_ids: tuple[str, ...] = ()
+    released_ids: tuple[str, ...] = ()
 
     @property
     def targeted(self) -> bool:
@@ -71,6 +74,8 @@ class Mark:
 
     def to_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"target": self.target, "marked_ids": list(self.marked_ids)}
+        if self.released_ids:  # only keys whose plan asks the marked rows: every other key reads as before
+            config["released_ids"] = list(self.released_ids)
         if self.candidates:
             config.update(candidates=[c.to_config() for c in self.candidates], embedded=self.embedded)
         else:
@@ -87,8 +92,13 @@ class Mark:
             raise KeyFormatError(f"{where} has target {target!r}; expected a class index in 0..{num_classes - 1}.")
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise KeyFormatError(f"{where} has malformed 'marked_ids'; expected a list of row ids.")
+        released = config.get("released_ids", [])
+        if (not isinstance(released, list) or not all(isinstance(i, str) for i in released)
+                or (released and len(released) != len(ids))):
+            raise KeyFormatError(f"{where} has malformed 'released_ids'; expected one released row id per marked id.")
         if "candidates" not in config:
-            return cls(Trigger.from_config(_dict(config.get("trigger"), where)), target, (), None, tuple(ids))
+            return cls(Trigger.from_config(_dict(config.get("trigger"), where)), target, (), None, tuple(ids),
+                       tuple(released))
         raw, embedded = config["candidates"], config.get("embedded")
         if not isinstance(raw, list) or len(raw) < 2:
             raise KeyFormatError(f"{where} has 'candidates' but not a list of at least 2 candidate triggers.")
@@ -97,7 +107,7 @@ class Mark:
             raise KeyFormatError(f"{where} has candidate triggers of different kinds; the key is damaged.")
         if not (_is_int(embedded) and 0 <= embedded < len(candidates)):
             raise KeyFormatError(f"{where} has embedded index {embedded!r}; expected 0..{len(candidates) - 1}.")
-        return cls(candidates[embedded], target, candidates, int(embedded), tuple(ids))
+        return cls(candidates[embedded], target, candidates, int(embedded), tuple(ids), tuple(released))
 
     def independent(self, rng: np.random.Generator, num_classes: int) -> Mark:
         """A mark of the same kind another owner could have drawn: fresh trigger(s) and a fresh secret choice."""

@@ -41,6 +41,8 @@ def evaluate(
     stolen: Path = typer.Option(..., help="Checkpoint of a model trained on the watermarked data."),
     clean: Path = typer.Option(..., help="Checkpoint of a model trained on the clean data."),
     data: str = typer.Option(..., "--data", "-d", help="Test data."),
+    released: str | None = typer.Option(None, "--released", help="The watermarked dataset protect wrote: graph keys "
+                                        "also ask each mark's released rows."),
     seed: int = typer.Option(0, help="Seed of the independent trigger or key (Independent-T); probes are drawn "
                                      "from each key's secret."),
     control_triggers: int | None = typer.Option(None, "--control-triggers", help="Run the trigger-specificity "
@@ -58,11 +60,12 @@ def evaluate(
     from ..verify import Verifier
 
     def work():
-        inputs = existing(key_path, stolen, clean, data)
+        inputs = existing(key_path, stolen, clean, data, released)
         check_json_output(json_path, overwrite=overwrite, inputs=inputs)  # before the models are queried
         key = Key.load(key_path)
         rows = evaluate_scenarios(key, LocalSuspect.from_checkpoint(stolen), LocalSuspect.from_checkpoint(clean),
-                                  load_data(data), verifier=Verifier(n_control_triggers=control_triggers),
+                                  load_data(data), verifier=Verifier(n_control_triggers=control_triggers,
+                                                                    released=load_data(released) if released else None),
                                   seed=seed)
         print_table(rows, f"{key.method['name']} (key {key.commitment[:16]}…)", table_format, human(json_path))
         emit_json({"commitment": key.commitment, "method": key.method["name"], "rows": [r.to_dict() for r in rows]},

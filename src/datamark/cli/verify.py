@@ -91,6 +91,8 @@ def print_result(result, evidence: Path | None, out: Console) -> None:
 def verify(
     key_path: Path = typer.Option(..., "--key", "-k", help="The secret key written by protect."),
     data: str = typer.Option(..., "--data", "-d", help="Held-out probe data (e.g. the test split)."),
+    released: str | None = typer.Option(None, "--released", help="The watermarked dataset protect wrote (kept by "
+                                        "the owner): graph keys also ask each mark's released rows."),
     model: Path | None = typer.Option(None, "--model", "-m", help="Local suspect: a datamark checkpoint, an ONNX "
                                       "file (declare --layout, --datatype, --model-outputs, and --scale, --mean, "
                                       "--std as its author preprocessed) or a transformers save_pretrained folder "
@@ -180,7 +182,7 @@ def verify(
             raise DatamarkError("Pass --evidence FILE for a new run or --resume FILE to continue one, not both.")
         if budget is not None and endpoint is None:
             raise DatamarkError("--budget caps the queries sent to an endpoint; it needs --endpoint.")
-        inputs = [*existing(key_path, data, model, template, resume), evidence]
+        inputs = [*existing(key_path, data, model, template, resume, released), evidence]
         check_json_output(json_path, overwrite=overwrite, inputs=inputs)  # before a single query is spent
         key = Key.load(key_path, commitment=commitment)
         if commitment is None:
@@ -188,7 +190,8 @@ def verify(
                       "at release, so this result does not show the key existed before the suspect did.")
         probes = load_data(data)
         settings = dict(mode=mode.value, n_probe=n_probe, margin=margin, alpha=alpha, seed=seed,
-                        n_control_triggers=control_triggers, accept_owner_trigger=accept_owner_trigger)
+                        n_control_triggers=control_triggers, accept_owner_trigger=accept_owner_trigger,
+                        released=load_data(released) if released else None)
         verifier = SequentialVerifier(**settings, batch_size=round_size) if sequential else Verifier(**settings)
         wire = dict(input_name=input_name, output_name=output_name, layout=layout, datatype=datatype, scale=scale,
                     num_classes=num_classes, batch_size=batch_size)

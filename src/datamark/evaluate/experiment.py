@@ -8,7 +8,7 @@ import json
 import platform
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +113,8 @@ def run_experiment(train: Records, test: Records, methods: Mapping[str, Watermar
     report = ExperimentReport(clean_ba=benign_accuracy(clean, test), clean_train_s=report_clean_s,
                               settings={"arch": arch, "train_config": {k: getattr(config, k) for k in
                                                                        config.__dataclass_fields__},
-                                        "verifier": {k: getattr(verifier, k) for k in verifier.__dataclass_fields__},
+                                        "verifier": {k: getattr(verifier, k) for k in verifier.__dataclass_fields__
+                                                     if k != "released"},
                                         "train_rows": len(train), "test_rows": len(test),
                                         **({"experiment": dict(experiment)} if experiment else {}),
                                         "environment": environment()})
@@ -139,11 +140,12 @@ def run_experiment(train: Records, test: Records, methods: Mapping[str, Watermar
                                    titles=[f"{train.class_names[train.labels[r]]}→"
                                            f"{train.class_names[marked.dataset.labels[r]]}" for r in shown])
         stolen = LocalSuspect.from_model(stolen_model, stolen_spec)
+        owner = replace(verifier, released=marked.dataset)  # keys that ask their marked rows find them here
         with on_device(clean_model), on_device(stolen_model):  # queries on the GPU where there is one
-            rows = evaluate_scenarios(marked.key, stolen, clean, test, verifier=verifier, seed=config.seed)
+            rows = evaluate_scenarios(marked.key, stolen, clean, test, verifier=owner, seed=config.seed)
             robustness = survival(marked.key, attacks, test, stolen=(stolen_model, stolen_spec),
                                   clean=(clean_model, spec), thief_data=thief_data, released=marked.dataset,
-                                  verifier=verifier, seed=config.seed, progress=progress) if attacks else []
+                                  verifier=owner, seed=config.seed, progress=progress) if attacks else []
         details = {k: marked.key.extra[k] for k in PUBLIC_DETAILS if k in marked.key.extra}
         report.methods[name] = MethodReport(name, rows, marked.key.commitment, marked.key.target,
                                             len(marked.rows), protect_s, train_s, details, marked.key.goal,

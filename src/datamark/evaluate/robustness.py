@@ -157,6 +157,8 @@ def survival(key: Key, attacks: Sequence[Attack], test_data: Records, *, stolen:
     module docstring. ``marked_rows`` (the watermarked rows' positions in ``released``) adds each data attack's
     recall on them to its row's details."""
     verifier = verifier or Verifier()
+    if verifier.released is None and released is not None:  # keys that ask their marked rows find them here
+        verifier = replace(verifier, released=released)
     models = {"stolen": stolen, **({"clean": clean} if clean is not None else {})}
     for attack in attacks:
         attack.check_modality(test_data.modality.name)

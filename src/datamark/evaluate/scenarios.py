@@ -55,9 +55,16 @@ def independent_trigger(key: Key, seed: int) -> Trigger:
 def independent_key(key: Key, seed: int) -> Key:
     """The key another owner of the same method could hold: a fresh secret, fresh triggers, fresh secret choices
     (targets or embedded candidates), drawn from ``seed``. Verifying a model with it is the Independent-T
-    scenario of a multi-mark key, and the calibration studies' "other owner"."""
+    scenario of a multi-mark key, and the calibration studies' "other owner". Where the key's plan asks the marked
+    rows, the other key asks *this* key's released rows with its own fresh targets: the hardest case for it, since
+    a stolen model remembers those rows with this key's targets (its answers are still independent of the other
+    key's, so the test stays exact)."""
     secret = seed_secret(seed)
-    marks = independent_marks(key.mark_list(), generator(secret, "independent-key"), int(key.dataset["num_classes"]))
+    own = key.mark_list()
+    marks = independent_marks(own, generator(secret, "independent-key"), int(key.dataset["num_classes"]))
+    if key.plan.marked_rows:  # asked on this key's released rows, which the stolen model learned with other targets
+        marks = tuple(replace(m, marked_ids=o.marked_ids, released_ids=o.released_ids) for m, o in zip(marks, own,
+                                                                                                      strict=True))
     return replace(key, secret=secret.hex(), marks=tuple(m.to_config() for m in marks),
                    trigger=marks[0].trigger.to_config(), target=marks[0].target)
 

@@ -343,6 +343,8 @@ class WatermarkMethod(ABC):
         order = np.argsort(rows_all)
         watermarked = data.replace(rows_all[order], np.concatenate([c[1] for c in changes])[order],
                                    np.concatenate([c[2] for c in changes])[order])
+        released_ids = ([tuple(watermarked.ids[r] for r in p[0]) for p in per_mark]
+                        if self.asks_marked_rows(data, marks) else None)
         key = self.build_key(marks, secret, [tuple(data.ids[r] for r in p[0]) for p in per_mark],
                              tuple(data.ids[r] for r in rows),
                              dataset_record(data, watermarked.fingerprint, input_shape),
@@ -350,20 +352,32 @@ class WatermarkMethod(ABC):
                                     **({"unmarkable_rows": int((~markable).sum())} if not markable.all() else {}),
                                     **({"decoy_ids": [data.ids[r] for r in decoys]} if len(decoys) else {}),
                                     **({"confusion_ids": [data.ids[r] for r in relabelled]} if len(relabelled)
-                                       else {})})
+                                       else {})},
+                             released_ids=released_ids)
         return Watermarked(watermarked, key, rows)
 
+    def asks_marked_rows(self, data: Records, marks: list[Mark]) -> bool:
+        """Whether the key's marks test also asks each mark's released rows (``marked_rows`` in
+        :mod:`datamark.verify.plan`): where the modality asks for it (graphs: small datasets, few rows a mark) and
+        the marks are targeted (the rows teach the mark's target)."""
+        return bool(self.uses_marks and data.modality.verify_marked_rows and marks[0].targeted)
+
     def build_key(self, marks: list[Mark], secret: bytes, mark_ids: list[tuple[str, ...]], marked_ids: tuple[str, ...],
-                  dataset: dict[str, Any], extra: dict[str, Any]) -> Key:
+                  dataset: dict[str, Any], extra: dict[str, Any],
+                  released_ids: list[tuple[str, ...]] | None = None) -> Key:
         """The key of a run: the marks with the ids each changed, all marked ids in row order, the dataset's record
-        (:func:`dataset_record`) and the outcomes in ``extra``. Shared by in-memory and sharded protect
+        (:func:`dataset_record`) and the outcomes in ``extra``; with ``released_ids`` (each mark's rows as
+        released) the plan also asks the marked rows. Shared by in-memory and sharded protect
         (:mod:`datamark.scale`), so both write the same key."""
-        configs = tuple(Mark(m.trigger, m.target, m.candidates, m.embedded, ids).to_config()
-                        for m, ids in zip(marks, mark_ids, strict=True))
+        released = released_ids or [()] * len(marks)
+        configs = tuple(Mark(m.trigger, m.target, m.candidates, m.embedded, ids, out).to_config()
+                        for m, ids, out in zip(marks, mark_ids, released, strict=True))
+        plan = self.verification_plan(marks[0].options(dataset["num_classes"]))
+        if released_ids:
+            plan = {**plan, "marked_rows": True}
         return Key(method={"name": self.registry_name, "params": self.params()}, trigger=marks[0].trigger.to_config(),
                    target=marks[0].target, secret=secret.hex(), marked_ids=marked_ids, dataset=dataset,
-                   verification=self.verification_plan(marks[0].options(dataset["num_classes"])), extra=extra,
-                   marks=configs if self.uses_marks else ())
+                   verification=plan, extra=extra, marks=configs if self.uses_marks else ())
 
     def decoy_inputs(self, inputs: np.ndarray, trigger: Trigger, rng: np.random.Generator) -> np.ndarray:
         """The decoy rows' new inputs: each stamped with its own independent trigger of the key's kind."""

@@ -104,6 +104,9 @@ class Modality(ABC):
     #: Whether a stored example decodes to exactly the batch row it was encoded from (audio: quantised to the
     #: file's sample format, so adapters re-decode what they store).
     lossless_storage: ClassVar[bool] = True
+    #: Whether multi-mark keys of this modality also ask each mark's released rows at verification
+    #: (:mod:`datamark.verify.plan`, ``marked_rows``): where datasets are small and a mark has few rows.
+    verify_marked_rows: ClassVar[bool] = False
 
     def as_stored(self, examples: np.ndarray, stored: list[Any], where: str) -> np.ndarray:
         """The batch that ``stored`` (the values just encoded from ``examples``) decodes to: ``examples`` itself

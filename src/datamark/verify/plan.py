@@ -14,6 +14,13 @@ Tests:
 * ``paired-t`` / ``wilcoxon`` (single-mark keys: the papers' tests) with margin tau on paired probabilities;
   such keys also carry the trigger-specificity control (``n_control_triggers``), because without it a model
   trained on another owner's watermark of the same method can be accused.
+
+``marked_rows`` (targeted marks tests; the default of graph keys): each mark is also asked on its own rows as
+released -- the relabelled training examples the suspect would have learned -- and their class shares are added to
+the mark's option scores. Exact for the same reason as the triggered probes: which rows a mark took and how they
+were marked are drawn from other purposes of the secret than its target, so under H0 the answers on them are
+independent of the secret choices. A model trained on the release remembers the labels it was taught there; a small
+graph dataset gives each mark too few rows for its trigger alone to be learned reliably (issue 17).
 """
 
 from __future__ import annotations
@@ -104,6 +111,8 @@ class VerificationPlan:
     # How the channel scores a partner (datamark.verify.confusion_test): "net" for keys written since it exists;
     # keys without the setting were written before it and keep the score they were verified with, "direct".
     confusion_score: str = "direct"
+    # Whether the marks test also asks each mark's released rows (see the module); keys written before it: False.
+    marked_rows: bool = False
 
     def __post_init__(self) -> None:
         where = "the key's verification plan"
@@ -127,6 +136,11 @@ class VerificationPlan:
         if self.confusion_score != "direct" and not self.confusion_probes:
             raise ParameterError(f"{where} sets 'confusion_score' without a confusion channel (confusion_probes 0); "
                                  f"the key was edited.")
+        if not isinstance(self.marked_rows, bool):
+            raise ParameterError(f"The 'marked_rows' of {where} must be true or false; got {self.marked_rows!r}.")
+        if self.marked_rows and not self.uses_marks:
+            raise ParameterError(f"{where} asks the marked rows but the test '{self.test}'; they go with a marks "
+                                 f"test. The key was edited.")
         if self.confusion_probes and not self.uses_marks:
             raise ParameterError(f"{where} has a confusion channel but the test '{self.test}'; the channel goes with "
                                  f"a marks test. The key was edited.")
@@ -141,7 +155,7 @@ class VerificationPlan:
         if not isinstance(raw, dict):
             raise ParameterError(f"The key's verification plan must be an object; got {type(raw).__name__}.")
         known = {"test", "margin", "n_probe", "alpha", "n_control_triggers", "effect_test", "confusion_probes",
-                 "confusion_score"}
+                 "confusion_score", "marked_rows"}
         informative = {"score", "alternative"}  # written by older versions, implied by the method
         unknown = set(raw) - known - informative
         if unknown:
@@ -150,7 +164,12 @@ class VerificationPlan:
         return cls(test=raw.get("test", "paired-t"), margin=raw.get("margin", 0.2), n_probe=raw.get("n_probe", 100),
                    alpha=raw.get("alpha", 0.01), n_control_triggers=raw.get("n_control_triggers", 0),
                    effect_test=raw.get("effect_test", "paired-t"), confusion_probes=raw.get("confusion_probes", 0),
-                   confusion_score=raw.get("confusion_score", "direct"))
+                   confusion_score=raw.get("confusion_score", "direct"), marked_rows=raw.get("marked_rows", False))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The plan as a key stores it; ``marked_rows`` only where set, so keys without it read (and hash) as
+        they did before it existed."""
+        plan = asdict(self)
+        if not self.marked_rows:
+            del plan["marked_rows"]
+        return plan

@@ -158,17 +158,19 @@ class SequentialVerifier(Verifier):
         if per_mark < 1:
             raise ParameterError(f"The key has {len(marks)} marks but the probe data {data.where} gave only "
                                  f"{len(rows)} probes; give more probe data.")
+        released = self.released_rows(key)
         inputs, options = data.inputs(), marks[0].options(key.dataset["num_classes"])
         hits, rounds, success, stop = [], [], [], "max_marks"
         state = SequentialMarks(np.zeros(0), len(marks), options)
         for j, mark in enumerate(marks):
-            need = self.mark_cost(mark, per_mark)
+            need = self.mark_cost(mark, per_mark, released=len(released[j]) if released else 0)
             left = as_suspect(suspect).budget_left
             if left is not None and left < need:
                 stop = "budget"
                 break
             probe_rows = rows[j * per_mark:(j + 1) * per_mark]
-            answer = self.ask_mark(suspect, mark, inputs[probe_rows], data.labels[probe_rows], margin)
+            answer = self.ask_mark(suspect, mark, inputs[probe_rows], data.labels[probe_rows], margin,
+                                   released=self.released_inputs(released, j))
             hits.append(answer.hit)
             success.append(answer.success)
             if answer.scores is not None:

@@ -28,7 +28,7 @@ at ``n_control_triggers=None`` follows the key, and an explicit 0 turns it off.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
@@ -50,6 +50,9 @@ from .marks_test import (
     marks_outcome,
     option_scores,
     randomization_outcome,
+)
+from .marks_test import (
+    class_scores as share_scores,
 )
 from .plan import (
     MARKS_RANDOMIZATION,
@@ -176,6 +179,9 @@ class Verifier:
     # A single-mark key whose trigger was made by hand (not drawn from its secret) may accuse only with this: such
     # a trigger cannot be told from one a forger crafted on the suspect (see VerificationResult.owner_trigger).
     accept_owner_trigger: bool = False
+    # The watermarked dataset protect wrote: a key whose plan asks the marked rows (graph keys) is verified on its
+    # marks' released rows too (see datamark.verify.plan), which only the owner's copy of the release holds.
+    released: Records | None = field(default=None, repr=False, compare=False)
 
     supports_controls: ClassVar[bool] = True
 
@@ -190,6 +196,9 @@ class Verifier:
             check_margin(self.margin)
         if self.alpha is not None:
             check_alpha(self.alpha)
+        if self.released is not None and not isinstance(self.released, Records):
+            raise ParameterError(f"The verifier's 'released' must be the watermarked dataset as loaded "
+                                 f"(datamark.data.load_data); got {type(self.released).__name__}.")
         if self.seed is not None and (not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool)):
             raise ParameterError(f"The probe 'seed' must be an integer or None (derived from the key); got "
                                  f"{self.seed!r}.")
@@ -256,7 +265,8 @@ class Verifier:
                 "margin": margin, "alpha": alpha, "seed": KEY_SEED if self.seed is None else self.seed,
                 **({"n_control_triggers": k} if k else {}),
                 **({"confusion_probes": key.plan.confusion_probes, "confusion_score": key.plan.confusion_score}
-                   if key.plan.confusion_probes else {})}
+                   if key.plan.confusion_probes else {}),
+                **({"marked_rows": True} if key.plan.marked_rows else {})}
 
     def deviations(self, key: Key) -> list[dict[str, Any]]:
         """Settings of this run that differ from the key's plan (shown in the result and the evidence)."""
@@ -416,18 +426,46 @@ class Verifier:
                                  f"{data.where}; raise n_probe to at least {n_marks} or give more probe data.")
         return (n_probe, margin, alpha), [rows[j * per_mark:(j + 1) * per_mark] for j in range(n_marks)]
 
+    def released_rows(self, key: Key) -> list[np.ndarray] | None:
+        """Each mark's released rows, as positions in :attr:`released`, where the key's plan asks them (else None).
+        Refuses, before any query, a missing release or one that lacks any of the rows the key names."""
+        if not key.plan.marked_rows:
+            return None
+        if self.released is None:
+            raise ParameterError("This key's marks test also asks each mark's released rows (its plan's "
+                                 "'marked_rows'); pass the watermarked dataset protect wrote: --released WM "
+                                 "(Verifier(released=...)).")
+        position = {row_id: i for i, row_id in enumerate(self.released.ids)}
+        marks = key.mark_list()
+        wanted = [row_id for m in marks for row_id in m.released_ids]
+        missing = sum(row_id not in position for row_id in wanted)
+        if missing:
+            raise ParameterError(f"{missing} of the key's {len(wanted)} marked rows are not in "
+                                 f"{self.released.where} as released; pass the watermarked dataset that this key's "
+                                 f"protect wrote.")
+        return [np.array([position[row_id] for row_id in m.released_ids], dtype=np.int64) for m in marks]
+
+    def released_inputs(self, rows: list[np.ndarray] | None, j: int) -> np.ndarray | None:
+        """Mark ``j``'s released examples (None where the plan does not ask them)."""
+        return None if rows is None or self.released is None else self.released.take(rows[j])
+
     def ask_mark(self, suspect: Suspect, mark: Mark, inputs: np.ndarray, true: np.ndarray, margin: float,
-                 clean: np.ndarray | None = None) -> MarkAnswer:
+                 clean: np.ndarray | None = None, released: np.ndarray | None = None) -> MarkAnswer:
         """Query one mark on its probes: its option scores, hit, paired scores and success rate (:class:`MarkAnswer`).
 
         Label-only mode asks only triggered probes; probability mode also asks the clean ones, for the paired
         effect beside the exact test, unless their answers are given (``clean``: marks that share their probes
-        ask them once). A mark with candidate triggers asks its probes with every candidate.
+        ask them once). A mark with candidate triggers asks its probes with every candidate. ``released`` (keys
+        whose plan asks the marked rows) are the mark's rows as released: each class's share of the answers on
+        them is added to the options of that class (see :mod:`datamark.verify.plan`).
         """
         asked = [self._answers_checked(suspect, t.apply(inputs)) for t in mark.triggers]
         own = asked[mark.own]
         objective = Objective(mark.target)
         options = option_scores(mark, asked, self.mode, true, suspect.num_classes)
+        if released is not None:
+            remembered = share_scores(self._answers_checked(suspect, released), self.mode, suspect.num_classes)
+            options = options + np.tile(remembered, len(mark.triggers))
         hit = is_hit(mark, options, suspect.num_classes)
         if self.mode == "probs":
             clean = self._answers_checked(suspect, inputs) if clean is None else clean
@@ -447,10 +485,10 @@ class Verifier:
             return randomization_outcome(shares, np.array([m.choice(num_classes) for m in marks]), hits)
         return marks_outcome(hits, len(marks), marks[0].options(num_classes))
 
-    def mark_cost(self, mark: Mark, n_probes: int, clean: bool = True) -> int:
+    def mark_cost(self, mark: Mark, n_probes: int, clean: bool = True, released: int = 0) -> int:
         """Queries :meth:`ask_mark` spends on ``n_probes`` probes: every trigger asked, plus the clean probes in
-        probability mode (unless ``clean`` is False: their answers are given)."""
-        return n_probes * len(mark.triggers) + (n_probes if self.mode == "probs" and clean else 0)
+        probability mode (unless ``clean`` is False: their answers are given), plus ``released`` marked rows."""
+        return n_probes * len(mark.triggers) + (n_probes if self.mode == "probs" and clean else 0) + released
 
     def _answers_checked(self, suspect: Suspect, inputs: np.ndarray) -> np.ndarray:
         check_budget(suspect, len(inputs))
@@ -477,15 +515,18 @@ class Verifier:
         self._no_controls_for_marks()
         start, marks = suspect.queries, key.mark_list()
         (n_probe, margin, alpha), slices = self.mark_probes(suspect, key, data)
+        released = self.released_rows(key)
         inputs = data.inputs()
         shared = self.mode == "probs" and key.plan.test == MARKS_RANDOMIZATION  # one set of clean probes for all
         confusion_rows = self.confusion_probes(key, data)
-        check_budget(suspect, sum(self.mark_cost(m, len(rows), clean=not shared) for m, rows in
-                                  zip(marks, slices, strict=True)) + (len(slices[0]) if shared else 0)
-                     + len(confusion_rows), confusion=len(confusion_rows))
+        check_budget(suspect, sum(self.mark_cost(m, len(rows), clean=not shared,
+                                                 released=len(released[j]) if released else 0)
+                                  for j, (m, rows) in enumerate(zip(marks, slices, strict=True)))
+                     + (len(slices[0]) if shared else 0) + len(confusion_rows), confusion=len(confusion_rows))
         clean = self._answers_checked(suspect, inputs[slices[0]]) if shared else None
-        answers = [self.ask_mark(suspect, mark, inputs[rows], data.labels[rows], margin, clean)
-                   for mark, rows in zip(marks, slices, strict=True)]
+        answers = [self.ask_mark(suspect, mark, inputs[rows], data.labels[rows], margin, clean,
+                                 self.released_inputs(released, j))
+                   for j, (mark, rows) in enumerate(zip(marks, slices, strict=True))]
         rounds = [a.scores for a in answers if a.scores is not None]
         hits = int(sum(a.hit for a in answers))
         outcome = self.marks_test(key, marks, answers)
@@ -544,7 +585,12 @@ class Verifier:
                   f"{options}^{len(marks)} possibilities and independent of its answers, so T is no larger than "
                   f"for a random choice of them")
             h1 = f"the suspect's answers lean to the marks' secret {choices}: T is larger than chance gives"
+        if key.plan.marked_rows:
+            score = (f"{score}; each class's share of the answers on the mark's own released rows (the relabelled "
+                     f"examples a model trained on the release learned) is added to that class's options")
         details = {"n_marks": len(marks), "options_per_mark": options, "probes_per_mark": per_mark,
+                   **({"released_rows_per_mark": [len(m.released_ids) for m in marks]} if key.plan.marked_rows
+                      else {}),
                    "marks_asked": int(outcome.n), "hits": hits,
                    "probe_success_rate": float(np.mean(success)) if success else float("nan")}
         channels = None
