@@ -40,6 +40,7 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -116,10 +117,18 @@ def cell(train_data, test_data, clean, config: str, arch: str, rate: float, seed
     stolen, train_s = train(marked.dataset, arch, seed, args.epochs)
     rows = evaluate_scenarios(marked.key, stolen, clean, test_data, seed=seed,
                               verifier=Verifier(released=marked.dataset))
-    return {"marked_rows": len(marked.rows), "protect_s": protect_s, "train_s": train_s,
-            "scenarios": {r.scenario: {"ba": r.ba, "wsr": r.wsr, "p_probs": r.probs.outcome.p_value,
-                                       "p_labels": r.labels.outcome.p_value, "accused_probs": r.probs.accused,
-                                       "accused_labels": r.labels.accused, **_specificity(r)} for r in rows}}
+    result = {"marked_rows": len(marked.rows), "protect_s": protect_s, "train_s": train_s,
+              "scenarios": {r.scenario: {"ba": r.ba, "wsr": r.wsr, "p_probs": r.probs.outcome.p_value,
+                                         "p_labels": r.labels.outcome.p_value, "accused_probs": r.probs.accused,
+                                         "accused_labels": r.labels.accused, **_specificity(r)} for r in rows}}
+    if marked.key.plan.marked_rows:  # the ablation: the same stolen model judged on the triggered probes alone
+        triggers_only = replace(marked.key, verification={k: v for k, v in marked.key.verification.items()
+                                                          if k != "marked_rows"})
+        for mode in ("probs", "labels"):
+            outcome = Verifier(mode=mode).verify(stolen.with_outputs(mode), triggers_only, test_data)
+            result["scenarios"]["Steal"][f"p_triggers_only_{mode}"] = outcome.outcome.p_value
+            result["scenarios"]["Steal"][f"accused_triggers_only_{mode}"] = outcome.accused
+    return result
 
 
 def _specificity(row) -> dict[str, float]:
@@ -157,6 +166,10 @@ def summarise(runs: dict[str, Any], args) -> dict[str, Any]:
                     "steal_p_specific_max": {m: max(s["Steal"].get(f"p_specific_{m}", float("nan")) for s in scen)
                                              for m in ("probs", "labels")},
                     "steal_accused": all(s["Steal"][f"accused_{m}"] for s in scen for m in ("probs", "labels")),
+                    "steal_verdicts": sum(s["Steal"][f"accused_{m}"] for s in scen for m in ("probs", "labels")),
+                    "steal_verdicts_triggers_only": (
+                        sum(s["Steal"][f"accused_triggers_only_{m}"] for s in scen for m in ("probs", "labels"))
+                        if all("accused_triggers_only_probs" in s["Steal"] for s in scen) else None),
                     "false_accusations": sum(s[row][f"accused_{m}"] for s in scen for m in ("probs", "labels")
                                              for row in ("Independent-M", "Independent-T")),
                     "wsr": _mean_std([s["Steal"]["wsr"] for s in scen]),
@@ -171,17 +184,22 @@ def markdown(result: dict[str, Any]) -> str:
              "BA in % (mean ± std over seeds); p: the largest Steal p over seeds (probability / label-only mode); "
              "control p: the largest p of the trigger-specificity control (single-mark keys: the key's sub-graph "
              "against 100 independent ones; accused needs both p and control p below alpha = 0.01); false "
-             "accusations: Independent-M and Independent-T verdicts of 'accused' over seeds and both modes.", "",
+             "accusations: Independent-M and Independent-T verdicts of 'accused' over seeds and both modes; Steal "
+             "verdicts: accused of seeds x 2 modes, and (after the slash) with the triggered probes alone, for keys "
+             "that also ask their marks' released graphs.", "",
              "| dataset | model | config | clean BA | watermarked BA | drop (pt) | WSR | Steal p max | control p max | "
-             "Steal accused | false accusations | train s |", "|" + "---|" * 12]
+             "Steal accused | Steal verdicts | false accusations | train s |", "|" + "---|" * 13]
     for name, s in result["summary"].items():
         dataset, arch, config = name.split("/")
         pm = lambda d: f"{100 * d['mean']:.1f} ± {100 * d['std']:.1f}"  # noqa: E731
+        alone = s["steal_verdicts_triggers_only"]
         lines.append(f"| {dataset} | {arch} | {config} | {pm(s['clean_ba'])} | {pm(s['stolen_ba'])} | "
                      f"{s['ba_drop_points']['mean']:+.2f} ± {s['ba_drop_points']['std']:.2f} | "
                      f"{s['wsr']['mean']:.2f} | {s['steal_p_max']['probs']:.2g} / {s['steal_p_max']['labels']:.2g} | "
                      f"{s['steal_p_specific_max']['probs']:.2g} / {s['steal_p_specific_max']['labels']:.2g} | "
-                     f"{'yes' if s['steal_accused'] else 'no'} | {s['false_accusations']} | "
+                     f"{'yes' if s['steal_accused'] else 'no'} | {s['steal_verdicts']} of {2 * s['seeds']}"
+                     f"{'' if alone is None else f' / {alone}'}"
+                     f" | {s['false_accusations']} | "
                      f"{s['train_s']['mean']:.1f} |")
     if result["sweep"]:
         lines += ["", f"## Rate sweep ({result['sweep_arch']}, config {result['sweep_config']}, seed "

@@ -354,3 +354,26 @@ def test_edited_marked_rows_plans_are_refused(graph_key, tmp_path):
     (tmp_path / "o.json").write_text(_json.dumps(odd))
     with pytest.raises(KeyFormatError, match="marked_rows"):
         Key.load(tmp_path / "o.json")
+
+
+def test_cli_verify_of_a_graph_key_needs_the_release(tmp_path):
+    """`datamark verify` of a graph key: without --released one line naming the option and no query; with the TU
+    folder protect wrote, a verdict whose marks test asked every mark's released graphs."""
+    from typer.testing import CliRunner
+
+    from datamark.cli import app
+
+    def invoke(*args):
+        return CliRunner().invoke(app, ["--threads", "1", *map(str, args)])
+
+    assert invoke("protect", "graphs:MUTAG", "--out", tmp_path / "wm", "--key", tmp_path / "k.json", "--rate",
+                  "0.3").exit_code == 0
+    assert invoke("train", tmp_path / "wm", "--out", tmp_path / "m.pt", "--epochs", "3").exit_code == 0
+    base = ("verify", "--key", tmp_path / "k.json", "--model", tmp_path / "m.pt", "--data", "graphs:MUTAG")
+    missing = invoke(*base)
+    assert missing.exit_code == 2 and "--released" in missing.output
+    assert len([line for line in missing.output.splitlines() if line.startswith("error")]) == 1
+    asked = invoke(*base, "--released", tmp_path / "wm", "--json", tmp_path / "r.json")
+    assert asked.exit_code in (0, 1), asked.output
+    marks = json.loads((tmp_path / "r.json").read_text())["marks"]
+    assert sum(marks["released_rows_per_mark"]) == len(json.loads((tmp_path / "k.json").read_text())["marked_ids"])
