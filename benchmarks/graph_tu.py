@@ -10,7 +10,9 @@ watermark (``--sweep-config``, ``dvbw-1``).
 Configurations (``--configs``):
 
 * ``dvbw``   -- BadNets with datamark's default key: K = 10 marks of gamma / K each, every mark a keyed sub-graph
-  trigger with its own secret target; exact binomial marks test (Independent-T: another owner's key).
+  trigger with its own secret target; the exact marks test (randomization on binary tasks) on the triggered probes
+  and each mark's released graphs (Independent-T: another owner's key; the Steal row also reports the triggered
+  probes alone, the ablation).
 * ``dvbw-c5`` -- the default key with 5 candidate sub-graphs per mark (``n_candidates=5``): each mark hides its
   target and which candidate it embedded, 2 x 5 = 10 options on a binary task.
 * ``dvbw-1`` -- the paper's watermark: one mark, target class ``--target``, paired t-test (margin 0.2, m = 100)

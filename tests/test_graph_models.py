@@ -337,6 +337,21 @@ def test_remembered_rows_convict_and_other_keys_do_not(data, graph_key):
     assert Verifier(released=release).verify(blank, key, test).outcome.p_value == 1.0
 
 
+@pytest.mark.filterwarnings("ignore::datamark.exceptions.DegenerateTestWarning")  # the effect test beside it
+def test_sequential_marks_test_asks_the_released_rows_too(data, graph_key):
+    """The anytime-valid marks test asks each mark's released graphs beside its triggered probes: a suspect that
+    remembers only the release's rows is accused by it, and without the release it is refused before a query."""
+    from datamark.verify.sequential import SequentialVerifier
+
+    key, release = graph_key.key, graph_key.dataset
+    suspect = _Remembers(release, release.modality)
+    with pytest.raises(ParameterError, match="--released"):
+        SequentialVerifier().verify(suspect, key, data[1])
+    assert suspect.queries == 0
+    result = SequentialVerifier(probes_per_mark=5, released=release).verify(suspect, key, data[1])
+    assert result.accused and result.marks["hits"] == result.marks["marks_asked"]
+
+
 def test_edited_marked_rows_plans_are_refused(graph_key, tmp_path):
     """A plan that asks the marked rows where a mark names none, or with a non-boolean value, is refused."""
     import json as _json
