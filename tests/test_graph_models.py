@@ -373,7 +373,8 @@ def test_edited_marked_rows_plans_are_refused(graph_key, tmp_path):
 
 def test_cli_verify_of_a_graph_key_needs_the_release(tmp_path):
     """`datamark verify` of a graph key: without --released one line naming the option and no query; with the TU
-    folder protect wrote, a verdict whose marks test asked every mark's released graphs."""
+    folder protect wrote, a verdict whose marks test asked every mark's released graphs, and an evidence file
+    that re-verifies with the same release (and asks for it without)."""
     from typer.testing import CliRunner
 
     from datamark.cli import app
@@ -388,7 +389,12 @@ def test_cli_verify_of_a_graph_key_needs_the_release(tmp_path):
     missing = invoke(*base)
     assert missing.exit_code == 2 and "--released" in missing.output
     assert len([line for line in missing.output.splitlines() if line.startswith("error")]) == 1
-    asked = invoke(*base, "--released", tmp_path / "wm", "--json", tmp_path / "r.json")
+    asked = invoke(*base, "--released", tmp_path / "wm", "--json", tmp_path / "r.json", "--evidence",
+                   tmp_path / "ev.jsonl")
     assert asked.exit_code in (0, 1), asked.output
     marks = json.loads((tmp_path / "r.json").read_text())["marks"]
     assert sum(marks["released_rows_per_mark"]) == len(json.loads((tmp_path / "k.json").read_text())["marked_ids"])
+    check = ("evidence", tmp_path / "ev.jsonl", "--key", tmp_path / "k.json", "--data", "graphs:MUTAG")
+    assert invoke(*check, "--released", tmp_path / "wm").exit_code == 0  # the answers imply the verdict
+    unreleased = invoke(*check)
+    assert unreleased.exit_code == 2 and "--released" in unreleased.output

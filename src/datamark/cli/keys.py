@@ -17,6 +17,8 @@ def evidence_check(
     key_path: Path | None = typer.Option(None, "--key", "-k", help="With --data: re-run the test from the "
                                             "recorded answers and check they imply the recorded result."),
     data: str | None = typer.Option(None, "--data", "-d", help="The probe data of the run."),
+    released: str | None = typer.Option(None, "--released", help="The watermarked dataset of a run that asked the "
+                                        "key's released rows (graph keys)."),
     json_path: Path | None = json_option("the check's findings"),
     overwrite: bool = typer.Option(False, help="Replace an existing --json file."),
 ) -> None:
@@ -58,7 +60,8 @@ def evidence_check(
             from ..data import load_data
             from ..key import Key
 
-            again = reverify(path, Key.load(key_path), load_data(data))
+            again = reverify(path, Key.load(key_path), load_data(data),
+                             released=load_data(released) if released else None)
             out.print(f"re-verified from the recorded answers: p = {again.outcome.p_value:.4g}, "
                       f"accused = {again.accused}")
             findings["reverified"] = {"p_value": again.outcome.p_value, "accused": again.accused}

@@ -138,16 +138,18 @@ class Replay:
     notes: list[str] = field(default_factory=list)
 
 
-def replay_evidence(evidence: str | os.PathLike, key: Key, data: Records, result: VerificationResult) -> Replay:
+def replay_evidence(evidence: str | os.PathLike, key: Key, data: Records, result: VerificationResult,
+                    released: Records | None = None) -> Replay:
     """Re-run the recorded verification from ``evidence`` (no suspect), checked against its recorded result, and
-    return the per-probe scores, the control triggers' effects and the e-value path it computed."""
+    return the per-probe scores, the control triggers' effects and the e-value path it computed (``released``:
+    the watermarked dataset, for a run that asked the key's released rows)."""
     seen, holder = _Seen(), {}
 
     def wrap(verifier: Verifier) -> Verifier:
         holder["verifier"] = _recording(verifier, seen)
         return holder["verifier"]
 
-    reverify(evidence, key, data, wrap=wrap)
+    reverify(evidence, key, data, released=released, wrap=wrap)
     verifier, objective, replay = holder["verifier"], Objective.of(key), Replay()
     kept = seen.scores
     if kept and result.mode == "probs":
@@ -209,7 +211,8 @@ def _verification_context(result: VerificationResult, key: Key | None, data: Rec
     report = check_evidence(evidence) if evidence is not None else None
     if report is not None:
         _same_run(report, result, evidence)
-    replay = replay_evidence(evidence, key, data, result) if report and key and data else None
+    replay = (replay_evidence(evidence, key, data, result, released[1] if released else None)
+              if report and key and data else None)
     missing = "pass --evidence FILE (the run's evidence) with --key and --data (its probe data)"
     figs, notes = [], list(replay.notes if replay else [])
     tests = [("main test", result.outcome.log10_p)]

@@ -23,7 +23,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -477,9 +477,18 @@ def verifier_from_settings(settings: dict[str, Any]) -> Verifier:
     return cls(**kwargs)
 
 
-def _rebuild_verifier(path: str | os.PathLike, header: dict[str, Any], key: Key) -> Verifier:
-    """The recorded run's verifier, refused where this version cannot reproduce every recorded setting."""
-    verifier = verifier_from_settings(header["test"])
+def _rebuild_verifier(path: str | os.PathLike, header: dict[str, Any], key: Key,
+                      released: Records | None = None) -> Verifier:
+    """The recorded run's verifier, refused where this version cannot reproduce every recorded setting (a run
+    that asked the key's released rows needs the same release back: ``released``)."""
+    if header["test"].get("marked_rows") and released is None:
+        raise EvidenceError(f"The evidence file '{path}' records a run that also asked the key's released rows; "
+                            f"pass the watermarked dataset it used (--released WM).")
+    recorded = header["test"].get("released_fingerprint")
+    if released is not None and recorded is not None and released.fingerprint != recorded:
+        raise EvidenceError(f"The evidence file '{path}' was written with another release than "
+                            f"{released.where} (fingerprint {recorded[:16]}…); pass the watermarked dataset it used.")
+    verifier = replace(verifier_from_settings(header["test"]), released=released)
     differ = _differences(header["test"], _as_json(verifier.settings(key)))
     if differ:
         raise EvidenceError(f"The evidence file '{path}' records test settings this datamark ({__version__}) cannot "
@@ -505,7 +514,7 @@ def _check_verdict(path: str | os.PathLike, header: dict[str, Any], recorded: di
                         f"{result.outcome.log10_p:.4g}; differing: {', '.join(differ)}); it was tampered with{note}.")
 
 
-def reverify(path: str | os.PathLike, key: Key, data: Records, *,
+def reverify(path: str | os.PathLike, key: Key, data: Records, *, released: Records | None = None,
              wrap: Callable[[Verifier], Verifier] | None = None) -> VerificationResult:
     """Re-run a recorded verification from the evidence alone (no suspect) and check it reaches the same result.
 
@@ -525,7 +534,7 @@ def reverify(path: str | os.PathLike, key: Key, data: Records, *,
             raise EvidenceError(f"The evidence file '{path}' was written for a different {field} "
                                 f"({json.dumps(header.get(field))}, not {json.dumps(value)}); pass the key and "
                                 f"probe data of that run.")
-    verifier = _rebuild_verifier(path, header, key)
+    verifier = _rebuild_verifier(path, header, key, released)
     verifier = wrap(verifier) if wrap is not None else verifier
     replay = RecordingSuspect(None, EvidenceLog(Path(path), report.entries), outputs=header["test"]["mode"],
                               num_classes=data.num_classes)

@@ -266,7 +266,9 @@ class Verifier:
                 **({"n_control_triggers": k} if k else {}),
                 **({"confusion_probes": key.plan.confusion_probes, "confusion_score": key.plan.confusion_score}
                    if key.plan.confusion_probes else {}),
-                **({"marked_rows": True} if key.plan.marked_rows else {})}
+                **({"marked_rows": True,
+                    "released_fingerprint": None if self.released is None else self.released.fingerprint}
+                   if key.plan.marked_rows else {})}
 
     def deviations(self, key: Key) -> list[dict[str, Any]]:
         """Settings of this run that differ from the key's plan (shown in the result and the evidence)."""
