@@ -167,9 +167,4 @@ class VerificationPlan:
                    confusion_score=raw.get("confusion_score", "direct"), marked_rows=raw.get("marked_rows", False))
 
     def to_dict(self) -> dict[str, Any]:
-        """The plan as a key stores it; ``marked_rows`` only where set, so keys without it read (and hash) as
-        they did before it existed."""
-        plan = asdict(self)
-        if not self.marked_rows:
-            del plan["marked_rows"]
-        return plan
+        return asdict(self)

@@ -158,7 +158,7 @@ class SequentialVerifier(Verifier):
         if per_mark < 1:
             raise ParameterError(f"The key has {len(marks)} marks but the probe data {data.where} gave only "
                                  f"{len(rows)} probes; give more probe data.")
-        released = self.released_rows(key)
+        released = self.released_rows(key, marks)
         inputs, options = data.inputs(), marks[0].options(key.dataset["num_classes"])
         hits, rounds, success, stop = [], [], [], "max_marks"
         state = SequentialMarks(np.zeros(0), len(marks), options)

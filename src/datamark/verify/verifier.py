@@ -428,9 +428,9 @@ class Verifier:
                                  f"{data.where}; raise n_probe to at least {n_marks} or give more probe data.")
         return (n_probe, margin, alpha), [rows[j * per_mark:(j + 1) * per_mark] for j in range(n_marks)]
 
-    def released_rows(self, key: Key) -> list[np.ndarray] | None:
-        """Each mark's released rows, as positions in :attr:`released`, where the key's plan asks them (else None).
-        Refuses, before any query, a missing release or one that lacks any of the rows the key names."""
+    def released_rows(self, key: Key, marks: tuple[Mark, ...]) -> list[np.ndarray] | None:
+        """Each of ``marks``' (the key's) released rows, as positions in :attr:`released`, where the key's plan asks
+        them (else None). Refuses, before any query, a missing release or one that lacks any of the rows."""
         if not key.plan.marked_rows:
             return None
         if self.released is None:
@@ -438,7 +438,6 @@ class Verifier:
                                  "'marked_rows'); pass the watermarked dataset protect wrote: --released WM "
                                  "(Verifier(released=...)).")
         position = {row_id: i for i, row_id in enumerate(self.released.ids)}
-        marks = key.mark_list()
         wanted = [row_id for m in marks for row_id in m.released_ids]
         missing = sum(row_id not in position for row_id in wanted)
         if missing:
@@ -517,7 +516,7 @@ class Verifier:
         self._no_controls_for_marks()
         start, marks = suspect.queries, key.mark_list()
         (n_probe, margin, alpha), slices = self.mark_probes(suspect, key, data)
-        released = self.released_rows(key)
+        released = self.released_rows(key, marks)
         inputs = data.inputs()
         shared = self.mode == "probs" and key.plan.test == MARKS_RANDOMIZATION  # one set of clean probes for all
         confusion_rows = self.confusion_probes(key, data)
