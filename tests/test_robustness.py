@@ -204,3 +204,120 @@ def test_a_clean_control_accused_with_labels_only_is_flagged_everywhere_it_is_sh
     innocent = row("clean", 0.13, 0.3)
     assert not innocent.accused_in_either_mode and verdict_words(innocent) == "not accused"
     assert "| no |" in survival_table([stolen.to_dict(), innocent.to_dict()])
+
+
+def test_a_chain_filters_retrains_with_the_recipe_then_changes_the_model_then_purifies_the_api():
+    """``data+training+model+query`` is one thief: the rows every filter flags are dropped together (each judged
+    with the stolen model), the recipe trains once on what is left, the model step gets the retrained model, and
+    the owner meets it behind the query step."""
+    from datamark.evaluate.attacks import AttackChain, DataAttack, TrainingAttack, parse_attack
+    from datamark.evaluate.robustness import attacked_suspect
+    from datamark.models.checkpoint import ModelSpec, build_model
+    from datamark.testing import digits_split
+
+    spec = ModelSpec(arch="tiny", num_classes=10, input_shape=(8, 8, 1), mean=(0.0,), std=(1.0,), params={"width": 4})
+    stolen, retrained, changed = build_model(spec, seed=0), build_model(spec, seed=1), build_model(spec, seed=2)
+    calls = []
+
+    @dataclass(frozen=True)
+    class Flag(DataAttack):
+        rows: tuple = ()
+        registry_name = "flag"
+
+        def flag(self, model, spec, released, *, seed=0):
+            calls.append(("flag", model))
+            return np.asarray(self.rows)
+
+    @dataclass(frozen=True)
+    class Recipe(TrainingAttack):
+        registry_name = "recipe"
+
+        def recipe(self, config):
+            return "the recipe's config"
+
+        def details(self, config, rows):
+            return {"recipe_rows": rows}
+
+    @dataclass(frozen=True)
+    class Swap(ModelAttack):
+        registry_name = "swap"
+
+        def apply(self, model, spec, thief_data, *, seed=0, progress=False):
+            calls.append(("swap", model))
+            return changed, spec
+
+    def train(records, config, arch_params):
+        calls.append(("train", len(records), config, arch_params))
+        return retrained, spec
+
+    released, thief = digits_split(n_train=20, n_test=10)
+    chain = AttackChain((Flag((0, 1, 2)), Flag((2, 7)), Recipe(), Swap(), parse_attack("top1")))
+    assert chain.kind == "data" and chain.label == "flag(rows=(0, 1, 2)) + flag(rows=(2, 7)) + recipe + swap + top1"
+    suspect, details = attacked_suspect(chain, stolen, spec, released=released, thief_data=thief, train=train,
+                                        marked_rows=[2, 3])
+    assert calls == [("flag", stolen), ("flag", stolen), ("train", 16, "the recipe's config", {"width": 4}),
+                     ("swap", retrained)]
+    assert details == {"flagged_rows": 4, "marked_rows": 2, "flagged_marked_rows": 1, "recipe_rows": 16}
+    assert suspect.outputs == "labels" and suspect.inner.model is changed  # behind the top-1 API
+    with pytest.raises(ParameterError, match="'swap' attack needs the thief's clean data"):
+        attacked_suspect(chain, stolen, spec, released=released, train=train)
+    with pytest.raises(ParameterError, match="'flag' attack retrains on the released data"):
+        attacked_suspect(chain, stolen, spec, thief_data=thief, train=train)
+
+
+def test_a_chain_is_written_in_the_order_a_thief_works_and_retrains_once():
+    from datamark.evaluate.attacks import parse_attack
+
+    assert parse_attack("loss-filter:fraction=0.2+distill:rows=20000").kind == "data"
+    assert parse_attack("mixup+fine-tune:lr=0.05").kind == "training"
+    assert parse_attack("fine-tune:lr=0.05+jpeg:quality=50").kind == "model"
+    assert parse_attack("jpeg:quality=50+round:decimals=1").kind == "query"
+    with pytest.raises(ParameterError, match="'loss-filter' \\(data-side\\) cannot follow 'distill' \\(model-side\\)"):
+        parse_attack("distill+loss-filter")
+    with pytest.raises(ParameterError, match="'fine-tune' \\(model-side\\) cannot follow 'jpeg'"):
+        parse_attack("jpeg+fine-tune")
+    with pytest.raises(ParameterError, match="retrains once"):
+        parse_attack("mixup+cutmix")
+    with pytest.raises(ParameterError, match="empty step"):
+        parse_attack("jpeg+")
+
+
+def test_an_api_of_several_query_steps_applies_them_in_the_order_written(tiny_marks):
+    """Each query passes the steps' input transforms in order and each answer their output transforms: the same
+    answers as purifying by hand, and labels only when any step answers labels only."""
+    from datamark.evaluate.attacks import parse_attack
+    from datamark.evaluate.robustness import attacked_suspect
+    from datamark.suspects.local import LocalSuspect
+
+    _, (model, spec), _, test = _pair(tiny_marks)
+    x = test.inputs()[:16]
+    api, _ = attacked_suspect(parse_attack("bit-depth:bits=2+round:decimals=1"), model, spec)
+    by_hand = LocalSuspect.from_model(model, spec).query(parse_attack("bit-depth:bits=2").transform_inputs(x, "image"))
+    assert api.outputs == "probs"
+    rounded = parse_attack("round:decimals=1").transform_outputs(by_hand, np.random.default_rng(0))
+    assert np.allclose(api.query(x), rounded) and not np.allclose(rounded, by_hand)
+    labels_only, _ = attacked_suspect(parse_attack("top1+bit-depth:bits=2"), model, spec)
+    assert labels_only.outputs == "labels"
+    assert np.array_equal(labels_only.query(x), by_hand.argmax(axis=1))
+
+
+def test_a_chain_that_retrains_is_not_applied_to_the_clean_model_and_a_model_chain_is(tiny_marks):
+    key, stolen, clean, test = _pair(tiny_marks)
+    from datamark.evaluate.attacks import AttackChain, DataAttack
+
+    @dataclass(frozen=True)
+    class FlagNothing(DataAttack):
+        registry_name = "flag-nothing"
+
+        def flag(self, model, spec, released, *, seed=0):
+            return np.zeros(0, dtype=np.int64)
+
+    def train(records, config, arch_params):
+        return stolen
+
+    rows = survival(key, [AttackChain((FlagNothing(), Identity())), AttackChain((Reinitialise(), Identity()))], test,
+                    stolen=stolen, clean=clean, thief_data=test, released=test, train=train)
+    assert [(r.label, r.model) for r in rows][2:] == [("flag-nothing + identity", "stolen"),
+                                                      ("reinitialise + identity", "stolen"),
+                                                      ("reinitialise + identity", "clean")]
+    assert rows[2].accused and not rows[3].accused

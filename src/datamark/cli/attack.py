@@ -41,9 +41,12 @@ def attack(
     data: str | None = typer.Option(None, "--data", "-d", help="Held-out test data: benign accuracy and the "
                                     "verification probes (e.g. the test split)."),
     attacks: list[str] | None = typer.Option(None, "--attack", "-a", help="NAME[:PARAM=VALUE,...], repeatable "
-                                             "(see --list); model-side attacks joined by '+' run in turn "
-                                             "(fine-tune:lr=0.05+distill). Default: the query-side set, plus "
-                                             "fine-tune, fine-prune, distill and fine-tune-then-distill when "
+                                             "(see --list); attacks joined by '+' are one thief's steps "
+                                             "in the order they run: a data filter or training recipe, "
+                                             "model-side steps, the API's query-side steps "
+                                             "(loss-filter:fraction=0.2+distill, fine-tune:lr=0.05+distill). "
+                                             "Default: the query-side set, plus fine-tune, fine-prune, distill "
+                                             "and fine-tune-then-distill when "
                                              "--thief-data is given."),
     thief_data: str | None = typer.Option(None, help="The thief's own clean data, for model-side attacks "
                                           "(fine-tuning, fine-pruning, distillation)."),

@@ -153,6 +153,7 @@ class ExperimentFile:
     def build_attacks(self) -> list[Any]:
         """The [robustness] attacks, each validated; model-side ones need thief_data."""
         from .attacks import parse_attack
+        from .attacks.chain import steps_of
 
         attacks = []
         for spec in self.attacks:
@@ -160,7 +161,7 @@ class ExperimentFile:
                 attack = parse_attack(spec)
             except ParameterError as err:
                 raise ParameterError(f"{self.path}: [robustness] attacks: {err}") from err
-            if attack.kind == "model" and self.thief_data is None:
+            if any(step.kind == "model" for step in steps_of(attack)) and self.thief_data is None:
                 raise ParameterError(f"{self.path}: [robustness] attack '{spec}' changes the stolen model with the "
                                      f"thief's clean data; add thief_data = \"...\" (e.g. a held-out split).")
             attacks.append(attack)

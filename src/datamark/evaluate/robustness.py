@@ -30,6 +30,7 @@ from ..suspects.local import LocalSuspect
 from ..verify.result import VerificationResult
 from ..verify.verifier import Verifier
 from .attacks.base import Attack, DataAttack, ModelAttack, QueryAttack, TrainingAttack
+from .attacks.chain import purifier, steps_of
 from .metrics import benign_accuracy
 
 log = logging.getLogger(__name__)
@@ -103,15 +104,19 @@ def _verify(key: Key, suspect: Any, test_data: Records, verifier: Verifier
     return probs, labels
 
 
+KNOWN_KINDS = (QueryAttack, ModelAttack, DataAttack, TrainingAttack)
+
+
 def check_needs(attack: Attack, *, thief_data: Records | None, released: Records | None) -> None:
     """Refuse, before any work, an attack whose inputs are missing: model attacks need the thief's clean data,
-    data and training attacks the released data they retrain from."""
-    if isinstance(attack, ModelAttack) and thief_data is None:
-        raise ParameterError(f"The '{attack.registry_name}' attack needs the thief's clean data (thief_data=, "
-                             f"--thief-data).")
-    if isinstance(attack, (DataAttack, TrainingAttack)) and released is None:
-        raise ParameterError(f"The '{attack.registry_name}' attack retrains on the released data (released=, "
-                             f"--released).")
+    data and training attacks the released data they retrain from (for a chain: what any of its steps needs)."""
+    for step in steps_of(attack):
+        if isinstance(step, ModelAttack) and thief_data is None:
+            raise ParameterError(f"The '{step.registry_name}' attack needs the thief's clean data (thief_data=, "
+                                 f"--thief-data).")
+        if isinstance(step, (DataAttack, TrainingAttack)) and released is None:
+            raise ParameterError(f"The '{step.registry_name}' attack retrains on the released data (released=, "
+                                 f"--released).")
 
 
 def attacked_suspect(attack: Attack, model: Any, spec: ModelSpec, *, thief_data: Records | None = None,
@@ -122,28 +127,46 @@ def attacked_suspect(attack: Attack, model: Any, spec: ModelSpec, *, thief_data:
     rows for data attacks; given the positions of the watermarked rows in ``released`` (``marked_rows``: the
     owner's ``Watermarked.rows``), also how many of them it flagged: the detector's recall on the watermark).
     Raises a one-line ParameterError when the attack's inputs are missing."""
-    train = train or default_trainer(spec, seed, progress=progress)
-    if isinstance(attack, QueryAttack):
-        return attack.wrap(LocalSuspect.from_model(model, spec), seed=seed), {}
+    steps = steps_of(attack)
+    unknown = [type(step).__name__ for step in steps if not isinstance(step, KNOWN_KINDS)]
+    if unknown:
+        raise ParameterError(f"'{unknown[0]}' is not an attack of a known kind.")
     check_needs(attack, thief_data=thief_data, released=released)
-    if isinstance(attack, ModelAttack):
-        new_model, new_spec = attack.apply(model, spec, thief_data, seed=seed, progress=progress)
-        return LocalSuspect.from_model(new_model, new_spec), {}
-    if isinstance(attack, DataAttack):
-        flagged = np.asarray(attack.flag(model, spec, released, seed=seed), dtype=np.int64)
-        keep = np.setdiff1d(np.arange(len(released)), flagged)
-        new_model, new_spec = train(released.subset(keep), None, None)
-        details = {"flagged_rows": int(len(flagged))}
+    details: dict[str, Any] = {}
+    retrain = [step for step in steps if isinstance(step, (DataAttack, TrainingAttack))]
+    if retrain:
+        train = train or default_trainer(spec, seed, progress=progress)
+        model, spec, details = _retrain(retrain, model, spec, released, train, seed, marked_rows)
+    for step in steps:
+        if isinstance(step, ModelAttack):
+            model, spec = step.apply(model, spec, thief_data, seed=seed, progress=progress)
+    suspect: Any = LocalSuspect.from_model(model, spec)
+    api = purifier([step for step in steps if isinstance(step, QueryAttack)])
+    return (suspect if api is None else api.wrap(suspect, seed=seed)), details
+
+
+def _retrain(steps: Sequence[Attack], model: Any, spec: ModelSpec, released: Records, train: Trainer, seed: int,
+             marked_rows: Collection[int] | None) -> tuple[Any, ModelSpec, dict[str, Any]]:
+    """The thief's model retrained from ``released``: without the rows any data step flags (each judging with the
+    model trained on the whole release), with the training step's recipe and build where there is one."""
+    from ..models import default_config
+
+    details: dict[str, Any] = {}
+    flagged = np.zeros(0, dtype=np.int64)
+    for step in steps:
+        if isinstance(step, DataAttack):
+            flagged = np.union1d(flagged, np.asarray(step.flag(model, spec, released, seed=seed), dtype=np.int64))
+    data = released
+    if any(isinstance(step, DataAttack) for step in steps):
+        data = released.subset(np.setdiff1d(np.arange(len(released)), flagged))
+        details["flagged_rows"] = int(len(flagged))
         if marked_rows is not None:
             details["marked_rows"] = len(marked_rows)
             details["flagged_marked_rows"] = int(np.isin(flagged, np.asarray(list(marked_rows))).sum())
-        return LocalSuspect.from_model(new_model, new_spec), details
-    if isinstance(attack, TrainingAttack):
-        from ..models import default_config
-        config = attack.recipe(default_config(spec.arch, seed=seed))
-        new_model, new_spec = train(released, config, attack.architecture(spec))
-        return LocalSuspect.from_model(new_model, new_spec), attack.details(config, len(released))
-    raise ParameterError(f"'{type(attack).__name__}' is not an attack of a known kind.")
+    recipe = next((step for step in steps if isinstance(step, TrainingAttack)), None)
+    config = None if recipe is None else recipe.recipe(default_config(spec.arch, seed=seed))
+    new_model, new_spec = train(data, config, None if recipe is None else recipe.architecture(spec))
+    return new_model, new_spec, details if recipe is None else {**details, **recipe.details(config, len(data))}
 
 
 def survival(key: Key, attacks: Sequence[Attack], test_data: Records, *, stolen: tuple[Any, ModelSpec],

@@ -15,6 +15,7 @@ from .base import (
                    parse_attack,
                    register_attack,
 )
+from .chain import AttackChain
 
-__all__ = ["KINDS", "Attack", "DataAttack", "ModelAttack", "QueryAttack", "TrainingAttack", "attack_names",
-           "parse_attack", "register_attack"]
+__all__ = ["KINDS", "Attack", "AttackChain", "DataAttack", "ModelAttack", "QueryAttack", "TrainingAttack",
+           "attack_names", "parse_attack", "register_attack"]

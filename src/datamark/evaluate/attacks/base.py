@@ -154,17 +154,17 @@ def _convert(text: str, field: dataclasses.Field, where: str) -> Any:
 
 
 def parse_attack(spec: str) -> Attack:
-    """An attack from ``NAME[:PARAM=VALUE,...]`` (e.g. ``jpeg:quality=50``, ``distill:rows=20000``), or model-side
-    attacks joined by ``+``, run in that order (``fine-tune:lr=0.05+distill``, :mod:`.sequence`)."""
+    """An attack from ``NAME[:PARAM=VALUE,...]`` (e.g. ``jpeg:quality=50``, ``distill:rows=20000``), or attacks
+    joined by ``+``, one thief's steps in the order they run (``loss-filter:fraction=0.2+distill``, :mod:`.chain`)."""
     _load_all()
     if "+" in spec:
-        from .sequence import ModelSequence
+        from .chain import AttackChain
 
         parts = spec.split("+")
         if not all(part.strip() for part in parts):
             raise ParameterError(f"Attack '{spec}' has an empty step; join attacks as A+B, e.g. "
-                                 f"'fine-tune:lr=0.05+distill:rows=20000'.")
-        return ModelSequence(tuple(parse_attack(part) for part in parts))
+                                 f"'loss-filter:fraction=0.2+distill:rows=20000'.")
+        return AttackChain(tuple(parse_attack(part) for part in parts))
     name, _, rest = spec.strip().partition(":")
     if name not in ATTACKS:
         raise ParameterError(f"Unknown attack '{name}'; known attacks are {', '.join(sorted(ATTACKS))}.")
