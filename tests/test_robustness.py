@@ -80,7 +80,10 @@ def test_model_attacks_need_the_thiefs_data_and_leave_the_input_model_alone(tiny
     assert all(np.array_equal(a.numpy(), b.detach().numpy()) for a, b in zip(before, after, strict=True))
 
 
-def test_tradeoff_plot_draws_every_countermeasure(tmp_path):
+def test_tradeoff_plot_draws_every_countermeasure(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    from datamark.evaluate.attacks import parse_attack
     from datamark.evaluate.plots import tradeoff_plot
 
     def row(name, model, cost, p):
@@ -88,7 +91,15 @@ def test_tradeoff_plot_draws_every_countermeasure(tmp_path):
                 "cost_points": cost, "p_probs": p, "p_labels": p}
     rows = [row("none", "stolen", 0.0, 1e-9), row("jpeg", "stolen", 2.0, 0.5), row("jpeg", "clean", 1.0, 1.0),
             row("top1", "stolen", 0.0, 1e-4)]
+    rows += [{**row("sequence", "stolen", cost, 0.5), "attack": parse_attack(chain).to_dict()}
+             for chain, cost in (("fine-tune:lr=0.05+distill", 3.0), ("fine-tune:lr=0.01+distill", 3.5),
+                                 ("loss-filter+distill", 6.0))]
+    seen = []
+    title = matplotlib.axes.Axes.set_title
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_title",
+                        lambda ax, text, **kw: seen.append(text) or title(ax, text, **kw))
     tradeoff_plot({"badnets": rows}, tmp_path / "t.png", alpha=0.01)
+    assert sorted(seen) == ["fine-tune + distill", "jpeg", "loss-filter + distill", "top1"]  # a panel per chain kind
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(FileExistsError):
         tradeoff_plot({"badnets": rows}, tmp_path / "t.png", alpha=0.01)

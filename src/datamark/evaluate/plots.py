@@ -85,6 +85,13 @@ def pvalue_plot(results: dict[str, Sequence[ScenarioRow]], path: str | os.PathLi
     _save(fig, path, overwrite)
 
 
+def _panel(attack: dict) -> str:
+    """The trade-off panel of an attack (``Attack.to_dict()``): its name, or a chain's step names in order, so that
+    each kind of chain (fine-tune + distill) is a countermeasure of its own with its strengths along the curve."""
+    steps = attack.get("params", {}).get("steps") if attack["name"] == "sequence" else None
+    return " + ".join(step["name"] for step in steps) if steps else attack["name"]
+
+
 def tradeoff_plot(series: dict[str, Sequence[dict]], path: str | os.PathLike, *, alpha: float,
                   overwrite: bool = False) -> None:
     """The thief's trade-off: one panel per countermeasure, its accuracy cost (points) against -log10 p of the
@@ -93,14 +100,14 @@ def tradeoff_plot(series: dict[str, Sequence[dict]], path: str | os.PathLike, *,
     stolen models (above the dashed alpha line: still accused), hollow ones the clean control (must stay below);
     the dotted line marks a thief's 3-point accuracy budget.
     """
-    names = sorted({r["attack"]["name"] for rows in series.values() for r in rows if r["attack"]["name"] != "none"})
+    names = sorted({_panel(r["attack"]) for rows in series.values() for r in rows if r["attack"]["name"] != "none"})
     cols = min(4, max(1, len(names)))
     fig, axes = _figure(math.ceil(len(names) / cols), cols, 3.2)
     flat = [ax for row in axes for ax in row]
     for ax, name in zip(flat, names, strict=False):
         for i, (method, rows) in enumerate(series.items()):
             for model, fill in (("stolen", f"C{i}"), ("clean", "none")):
-                picked = sorted((r for r in rows if r["attack"]["name"] == name and r["model"] == model),
+                picked = sorted((r for r in rows if _panel(r["attack"]) == name and r["model"] == model),
                                 key=lambda r: r["cost_points"])
                 if not picked:
                     continue
