@@ -42,11 +42,26 @@ def test_table_and_json_with_the_clean_control(cli_files):
     assert key.secret not in out.read_text() and key.secret not in result.output
 
 
+def test_a_chain_of_query_steps_is_one_api_for_both_models(cli_files):
+    path, _ = cli_files
+    out = path / "attack.json"
+    result = invoke("--key", path / "key.json", "--model", path / "stolen.pt", "--data", path / "test.npz",
+                    "--clean-model", path / "clean.pt", "--attack", "jpeg:quality=90+top1", "--json", out)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["label"], r["model"]) for r in rows[2:]] == [("jpeg(quality=90) + top1", "stolen"),
+                                                            ("jpeg(quality=90) + top1", "clean")]
+    assert rows[2]["p_probs"] is None and [s["name"] for s in rows[2]["attack"]["params"]["steps"]] == ["jpeg", "top1"]
+    assert rows[2]["accused"] and not rows[3]["accused_in_either_mode"]
+
+
 @pytest.mark.parametrize("args, message", [
     (("--attack", "nope"), "Unknown attack 'nope'"),
     (("--attack", "jpeg:quality=200"), "quality"),
     (("--attack", "jpeg:colour=1"), "PARAM=VALUE"),
     (("--attack", "distill"), "thief's clean data"),
+    (("--attack", "distill+loss-filter"), "'loss-filter' (data-side) cannot follow 'distill' (model-side)"),
+    (("--attack", "loss-filter:fraction=0.2+distill"), "'loss-filter' attack retrains on the released data"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(cli_files, args, message):
     path, _ = cli_files
