@@ -291,6 +291,8 @@ def test_a_chain_is_written_in_the_order_a_thief_works_and_retrains_once():
         parse_attack("mixup+cutmix")
     with pytest.raises(ParameterError, match="empty step"):
         parse_attack("jpeg+")
+    with pytest.raises(ParameterError, match="no modality in common"):
+        parse_attack("jpeg:quality=50+audio-quantize")
 
 
 def test_an_api_of_several_query_steps_applies_them_in_the_order_written(tiny_marks):

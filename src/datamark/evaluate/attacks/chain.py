@@ -49,6 +49,9 @@ class AttackChain(Attack):
                                      f"order they run ({', then '.join(STAGES)}).")
         if sum(step.kind == "training" for step in self.steps) > 1:
             raise ParameterError("A chain retrains once: name at most one training-side recipe.")
+        if self.modalities == ():
+            raise ParameterError(f"The steps of '{self.label}' apply to no modality in common; chain attacks for one "
+                                 f"kind of data.")
 
     @property
     def kind(self) -> str:  # type: ignore[override]
