@@ -30,7 +30,7 @@ from ..suspects.local import LocalSuspect
 from ..verify.result import VerificationResult
 from ..verify.verifier import Verifier
 from .attacks.base import Attack, DataAttack, ModelAttack, QueryAttack, TrainingAttack
-from .attacks.chain import purifier, steps_of
+from .attacks.chain import AttackChain, purifier, steps_of
 from .metrics import benign_accuracy
 
 log = logging.getLogger(__name__)
@@ -137,9 +137,8 @@ def attacked_suspect(attack: Attack, model: Any, spec: ModelSpec, *, thief_data:
     if retrain:
         train = train or default_trainer(spec, seed, progress=progress)
         model, spec, details = _retrain(retrain, model, spec, released, train, seed, marked_rows)
-    for step in steps:
-        if isinstance(step, ModelAttack):
-            model, spec = step.apply(model, spec, thief_data, seed=seed, progress=progress)
+    if isinstance(attack, (ModelAttack, AttackChain)):  # a chain applies its model-side steps in turn
+        model, spec = attack.apply(model, spec, thief_data, seed=seed, progress=progress)
     suspect: Any = LocalSuspect.from_model(model, spec)
     api = purifier([step for step in steps if isinstance(step, QueryAttack)])
     return (suspect if api is None else api.wrap(suspect, seed=seed)), details
@@ -152,12 +151,11 @@ def _retrain(steps: Sequence[Attack], model: Any, spec: ModelSpec, released: Rec
     from ..models import default_config
 
     details: dict[str, Any] = {}
-    flagged = np.zeros(0, dtype=np.int64)
-    for step in steps:
-        if isinstance(step, DataAttack):
-            flagged = np.union1d(flagged, np.asarray(step.flag(model, spec, released, seed=seed), dtype=np.int64))
+    filters = [step for step in steps if isinstance(step, DataAttack)]
     data = released
-    if any(isinstance(step, DataAttack) for step in steps):
+    if filters:
+        flagged = np.unique(np.concatenate([np.asarray(f.flag(model, spec, released, seed=seed), dtype=np.int64)
+                                            for f in filters]))
         data = released.subset(np.setdiff1d(np.arange(len(released)), flagged))
         details["flagged_rows"] = int(len(flagged))
         if marked_rows is not None:
