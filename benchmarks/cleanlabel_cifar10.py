@@ -48,6 +48,7 @@ from datamark.verify import Verifier
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TRIGGERS = ("patch", "blend")
+ARCHS = ("fastnet", "vgg11", "resnet20")  # the transferability matrix's architectures
 # Tang et al. 2023 (arXiv 2303.11470): the abstract's claim is that 1 % watermarking samples suffice to inject a
 # traceable watermark with a small accuracy impact; their per-setting CIFAR-10 table was not available offline
 # when this script was written, so its cells are left empty rather than quoted from memory.
@@ -162,22 +163,37 @@ def sweep_part(runner: Runner, train: Records, args: argparse.Namespace, base: s
 def transfer_part(runner: Runner, train: Records, args: argparse.Namespace) -> list[dict]:
     subset = train.subset(range(min(args.transfer_rows, len(train))))
     runner.log(f"transfer: {len(subset)} rows, {args.transfer_epochs} epochs (cheaper than the main setting)")
+    cells = transfer_cells(args)
     bases = {}
-    for arch in args.transfer_archs:
+    for arch in dict.fromkeys(arch for cell in cells for arch in cell):
         model, spec, _ = runner.model(f"clean-transfer-{arch}", subset, arch, args.transfer_epochs)
         suspect = LocalSuspect.from_model(model, spec)
         bases[arch] = (str(runner.work / f"clean-transfer-{arch}.pt"), suspect, benign_accuracy(suspect, runner.test))
     rows = []
-    for a in args.transfer_archs:
-        for b in args.transfer_archs:
-            _, clean_b, ba_b = bases[b]
-            rows.append(runner.setting(f"transfer-{a}-to-{b}{suffix(args)}", subset,
-                                       method(args, args.main_rate, "patch", bases[a][0]),
-                                       arch=b, epochs=args.transfer_epochs, clean=clean_b, clean_ba=ba_b,
-                                       detectors=False) | {"perturb_arch": a, "suspect_arch": b})
-            # Each cell as it is measured: an interrupted matrix keeps the cells it has (merged at the end).
-            write_atomic(args.results / f"{args.name}.transfer-partial.json", json.dumps(rows, indent=2, default=float))
+    for a, b in cells:
+        _, clean_b, ba_b = bases[b]
+        rows.append(runner.setting(f"transfer-{a}-to-{b}{suffix(args)}", subset,
+                                   method(args, args.main_rate, "patch", bases[a][0]),
+                                   arch=b, epochs=args.transfer_epochs, clean=clean_b, clean_ba=ba_b,
+                                   detectors=False) | {"perturb_arch": a, "suspect_arch": b})
+        # Each cell as it is measured: an interrupted matrix keeps the cells it has (merged at the end).
+        write_atomic(args.results / f"{args.name}.transfer-partial.json", json.dumps(rows, indent=2, default=float))
     return rows
+
+
+def transfer_cells(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The (perturbing, suspect) architecture pairs to measure: ``--transfer-cells`` (``A:B`` each), or every pair
+    of ``--transfer-archs``; a malformed or unknown pair is refused in one line."""
+    if not args.transfer_cells:
+        return [(a, b) for a in args.transfer_archs for b in args.transfer_archs]
+    cells = []
+    for text in args.transfer_cells:
+        a, sep, b = text.partition(":")
+        if not sep or a not in ARCHS or b not in ARCHS:
+            raise SystemExit(f"--transfer-cells: {text!r} is not PERTURB:SUSPECT with both in {', '.join(ARCHS)}; "
+                             f"for example fastnet:resnet20.")
+        cells.append((a, b))
+    return cells
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -218,15 +234,18 @@ def markdown(result: dict[str, Any]) -> str:
                              f"{cells['Independent-T']} |")
             lines.append("")
     if result.get("transfer"):
-        archs = list(dict.fromkeys(r["perturb_arch"] for r in result["transfer"]))
         cell = {(r["perturb_arch"], r["suspect_arch"]): r for r in result["transfer"]}
-        lines += ["## Transferability (cheaper setting): rows perturb with A, columns train the suspect with B; "
-                  "TSR % / WDR % (clean B: TSR / WDR)\n", "| A \\ B | " + " | ".join(archs) + " |",
+        archs = [a for a in ARCHS if any(a in pair for pair in cell)]
+        setting = result["settings"]
+        lines += [f"## Transferability ({setting['transfer_rows']} rows, {setting['transfer_epochs']} epochs): rows "
+                  "perturb with A, columns train the suspect with B; TSR % / WDR % (clean B: TSR / WDR), the "
+                  "suspect's BA %; – not measured in this run\n", "| A \\ B | " + " | ".join(archs) + " |",
                   "|---|" + "---|" * len(archs)]
         for a in archs:
             lines.append(f"| {a} | " + " | ".join(
                 f"{pct(cell[a, b]['tsr'])} / {pct(cell[a, b]['wdr'])} ({pct(cell[a, b]['clean_model']['tsr'])} / "
-                f"{pct(cell[a, b]['clean_model']['wdr'])})" for b in archs) + " |")
+                f"{pct(cell[a, b]['clean_model']['wdr'])}), BA {pct(cell[a, b]['ba'])}" if (a, b) in cell else "–"
+                for b in archs) + " |")
         lines.append("")
     cost = result.get("cost")
     if cost:
@@ -248,7 +267,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None, help="Main setting epochs (default: the FastNet preset).")
     p.add_argument("--sweep-epochs", type=int, default=4)
     p.add_argument("--train-rows", type=int, default=None, help="Use only the first N training rows.")
-    p.add_argument("--transfer-archs", nargs="+", default=["fastnet", "vgg11", "resnet20"])
+    p.add_argument("--transfer-archs", nargs="+", default=list(ARCHS), choices=ARCHS)
+    p.add_argument("--transfer-cells", nargs="+", default=None, metavar="A:B",
+                   help="Only these cells of the matrix (perturb with A, train the suspect with B), e.g. the ones "
+                        "another run left out; default: every pair of --transfer-archs.")
     p.add_argument("--transfer-epochs", type=int, default=4)
     p.add_argument("--transfer-rows", type=int, default=20000)
     p.add_argument("--test-rows", type=int, default=None)
@@ -263,6 +285,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--name", default="cleanlabel_cifar10", help="Results file stem (runs elsewhere keep theirs apart).")
     p.add_argument("--smoke", action="store_true", help="A < 1 minute run on a tiny subset (tests the script).")
     args = p.parse_args(argv)
+    transfer_cells(args)  # a malformed cell is refused before anything loads or trains
     if args.smoke:
         args.train_rows, args.test_rows, args.epochs, args.sweep_epochs, args.transfer_epochs = 200, 100, 1, 1, 1
         args.rates, args.transfer_rows, args.wdr_draws, args.ae_epochs = [0.2], 100, 5, 1

@@ -179,3 +179,24 @@ def test_benchmark_smoke_run(tmp_path, monkeypatch):
     text = (tmp_path / "cleanlabel_cifar10_smoke.md").read_text()
     assert "Transferability" in text and "| vgg11 |" in text and "SMOKE RUN" in text
     assert "## Main (full setting" in text and "## Rate sweep" in text  # the three parts ran
+
+
+def test_benchmark_transfer_cells_pick_the_matrix_cells(monkeypatch):
+    """``--transfer-cells A:B`` measures only those cells (e.g. the ones another machine left out); a cell that is
+    not two of the matrix's architectures is refused in one line before anything loads."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "cleanlabel_cifar10.py"
+    monkeypatch.syspath_prepend(str(script.parent))
+    spec = importlib.util.spec_from_file_location("cleanlabel_cifar10", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    every = module.parse(["--transfer-archs", "fastnet", "resnet20"])
+    assert module.transfer_cells(every) == [("fastnet", "fastnet"), ("fastnet", "resnet20"),
+                                            ("resnet20", "fastnet"), ("resnet20", "resnet20")]
+    picked = module.parse(["--transfer-cells", "resnet20:fastnet", "fastnet:resnet20"])
+    assert module.transfer_cells(picked) == [("resnet20", "fastnet"), ("fastnet", "resnet20")]
+    for bad in ("fastnet", "fastnet:resnet18", ":vgg11"):
+        with pytest.raises(SystemExit, match="PERTURB:SUSPECT"):
+            module.parse(["--transfer-cells", bad])
