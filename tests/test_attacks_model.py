@@ -69,7 +69,7 @@ def predictions(model, spec, data) -> np.ndarray:
     return LocalSuspect.from_model(model, spec).query(data.inputs()).argmax(1)
 
 
-ATTACKS = ["fine-tune:epochs=1", "fine-prune:epochs=1", "distill:rows=300,epochs=2"]
+ATTACKS = ["fine-tune:epochs=1", "fine-prune:epochs=1", "distill:rows=300,epochs=2", "own-data:rows=300,epochs=1"]
 
 
 @pytest.mark.parametrize("name", ATTACKS)
@@ -124,6 +124,22 @@ def test_distill_into_another_architecture(setting):
     assert np.allclose(targets.sum(1), 1) and (targets.max(1) >= 0.5).all()  # half the mass on the label
     student, student_spec = attack.apply(teacher, spec, thief.subset(np.arange(100)), seed=0)
     assert student_spec.arch == "resnet20" and type(student).__name__ == "ResNet20" and student_spec.params == {}
+
+
+def test_own_data_is_a_fresh_model_on_the_thiefs_labels_alone(setting):
+    """The thief's outside option uses nothing of the stolen model: any model in gives the same weights, those of
+    the architecture's default recipe on the thief's rows from a fresh network (an innocent baseline)."""
+    teacher, spec, thief, held_out = setting
+    attack = parse_attack("own-data:epochs=6")
+    own, own_spec = attack.apply(teacher, spec, thief, seed=0)
+    other, _ = attack.apply(build_model(spec, seed=9), spec, thief, seed=0)
+    assert own_spec == spec and weights_hash(own) == weights_hash(other)
+    by_hand = train_model(build_model(spec, seed=0), thief.inputs(), np.asarray(thief.labels),
+                          default_config("tiny", epochs=6, seed=0))
+    assert weights_hash(own) == weights_hash(by_hand)
+    assert (predictions(own, spec, held_out) == np.asarray(held_out.labels)).mean() > 0.5  # it learned the task
+    resnet, resnet_spec = parse_attack("own-data:rows=100,epochs=1,arch=resnet20").apply(teacher, spec, thief)
+    assert resnet_spec.arch == "resnet20" and type(resnet).__name__ == "ResNet20"
 
 
 def test_a_sequence_runs_its_steps_in_order_on_each_others_output(setting):
@@ -236,7 +252,8 @@ def test_training_recipes_set_one_field_each():
     ("distill:rows=-5", "rows"), ("distill:arch=nope", "arch"), ("distill:arch=textcnn", "arch"),
     ("distill:lr=-1", "lr"), ("mixup:alpha=0", "alpha"), ("cutmix:alpha=-1", "alpha"),
     ("label-smoothing:smoothing=1", "smoothing"), ("strong-augment:min_area=0", "min_area"),
-    ("adversarial-training:eps=0", "eps"), ("adversarial-training:eps=300", "eps"),
+    ("adversarial-training:eps=0", "eps"), ("adversarial-training:eps=300", "eps"), ("own-data:rows=-1", "rows"),
+    ("own-data:epochs=0", "epochs"), ("own-data:arch=nope", "arch"),
 ])
 def test_bad_attack_parameters_are_named(spec_text, param):
     with pytest.raises(ParameterError, match=f"'{param}'"):

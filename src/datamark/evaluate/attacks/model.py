@@ -2,13 +2,16 @@
 
 Every attack deep-copies the stolen model (the input is never modified) and trains through the one image trainer,
 :func:`datamark.models.train_model`: fine-tuning is that trainer with a small learning rate, fine-pruning adds a
-parameter mask that keeps the pruned weights at zero, distillation trains a fresh network on soft targets.
+parameter mask that keeps the pruned weights at zero, distillation trains a fresh network on soft targets (and
+the own-data baseline one on the thief's labels).
 
 * ``fine-tune``: continue training on the thief's labelled data at a small learning rate;
 * ``fine-prune`` (Liu, Dolan-Gavitt and Garg, RAID 2018): remove the features of the last layer that clean data
   leaves dormant, then fine-tune;
 * ``distill`` (Hinton, Vinyals and Dean, 2015): train a fresh student on the stolen model's softened outputs on
   clean, by default unlabelled, images.
+* ``own-data``: the thief's outside option, a fresh network on its own labelled data alone (no stolen model):
+  the innocent baseline whose accuracy cost any countermeasure must beat to be worth a thief's while.
 
 Images only for now: each attack needs a trainer that takes a model, targets and a mask. Text, audio and graphs
 have their own trainers (``train_text_model``, ``train_audio_model``, ``train_graph_model``, AdamW through
@@ -101,6 +104,32 @@ class _ImageModelAttack(ModelAttack):
 
         config = default_config(spec.arch, lr=lr, epochs=epochs, seed=seed)
         return train_model(model, images, labels, config, progress=progress, masks=masks)
+
+    def _train_fresh(self, spec: Any, arch: str, images: np.ndarray, labels: np.ndarray | None, *, epochs: int,
+                     lr: float, seed: int, progress: bool, **train: Any) -> tuple[nn.Module, Any]:
+        """A FRESH network of ``arch`` (empty: the stolen model's, ``spec.arch``) trained on ``images`` with the
+        architecture's default recipe for ``epochs`` at its learning rate (or ``lr`` if > 0); ``train`` goes to
+        :func:`~datamark.models.train_model` (soft targets and temperature), except ``label_smoothing``, which
+        overrides the recipe's. Returns the network and its spec."""
+        from ...models import build_model, default_config, train_model
+
+        arch = arch or spec.arch
+        fresh_spec = spec if arch == spec.arch else dataclasses.replace(spec, arch=arch, params={})
+        overrides = {"lr": lr} if lr else {}
+        if "label_smoothing" in train:
+            overrides["label_smoothing"] = train.pop("label_smoothing")
+        config = default_config(arch, epochs=epochs, seed=seed, **overrides)
+        fresh = build_model(fresh_spec, seed=seed)
+        return train_model(fresh, images, labels, config, progress=progress, **train), fresh_spec
+
+    def _check_arch(self, arch: str) -> None:
+        """Refuse an ``arch`` parameter that is not a registered image architecture (empty: the stolen model's)."""
+        if arch:
+            from ...registry import MODELS
+
+            _check(self.registry_name, "arch", _image_arch(arch) == "image", arch,
+                   f"an image architecture, one of {', '.join(sorted(a for a in MODELS if _image_arch(a) == 'image'))}"
+                   f" (empty: the stolen model's)")
 
 
 @register_attack("fine-tune")
@@ -231,28 +260,16 @@ class Distill(_ImageModelAttack):
         _check(name, "epochs", self.epochs >= 1, self.epochs, ">= 1")
         _check(name, "temperature", self.temperature > 0, self.temperature, "> 0 (Hinton et al. use 1 to 20)")
         _check(name, "lr", self.lr >= 0, self.lr, ">= 0 (0 = the student architecture's default)")
-        if self.arch:
-            from ...registry import MODELS
-
-            _check(name, "arch", _image_arch(self.arch) == "image", self.arch,
-                   f"an image architecture, one of {', '.join(sorted(a for a in MODELS if _image_arch(a) == 'image'))}"
-                   f" (empty: the stolen model's)")
+        self._check_arch(self.arch)
 
     def apply(self, model: Any, spec: Any, thief_data: Any, *, seed: int = 0, progress: bool = False
               ) -> tuple[Any, Any]:
-        from ...models import build_model, default_config, train_model
-
         self._check_inputs(spec, thief_data)
         images, labels = _thief_rows(self.registry_name, thief_data, self.rows, seed)
         targets = self.targets(model, images, labels, spec.num_classes)
-        arch = self.arch or spec.arch
-        student_spec = spec if arch == spec.arch else dataclasses.replace(spec, arch=arch, params={})
-        config = default_config(arch, epochs=self.epochs, seed=seed, label_smoothing=0.0,
-                                **({"lr": self.lr} if self.lr else {}))
-        student = build_model(student_spec, seed=seed)
-        student = train_model(student, images, None, config, progress=progress, soft_targets=targets,
-                              temperature=self.temperature)
-        return student, student_spec
+        return self._train_fresh(spec, self.arch, images, None, epochs=self.epochs, lr=self.lr, seed=seed,
+                                 progress=progress, soft_targets=targets, temperature=self.temperature,
+                                 label_smoothing=0.0)
 
     def targets(self, model: nn.Module, images: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
         """The student's targets: the teacher's probabilities at the temperature (mixed 50/50 with the one-hot
@@ -263,3 +280,38 @@ class Distill(_ImageModelAttack):
         if self.labels:
             soft = 0.5 * soft + 0.5 * np.eye(num_classes)[labels]
         return soft
+
+
+@register_attack("own-data")
+@dataclass(frozen=True)
+class OwnData(_ImageModelAttack):
+    """The thief's outside option: discard the stolen model and train a FRESH network (the stolen model's
+    architecture, or ``arch``) on ``rows`` of its own labelled data (0 = all) with the architecture's default
+    recipe for ``epochs``. Nothing of the stolen model is used, so the result is an innocent model: the verdict
+    must be "not accused" (a second clean control, trained on the thief's rows), and its accuracy cost is the
+    price the thief pays for not stealing at all.
+
+    That cost is the yardstick for the other rows: a countermeasure that costs the thief as much as (or more
+    than) this row buys nothing the thief could not have had without the owner's data, so escaping the watermark
+    with it is no theft worth making. Not a removal attack of the literature; a baseline the survival table
+    needs to be read.
+    """
+
+    rows: int = 0
+    epochs: int = 10
+    arch: str = ""
+
+    strength = "rows"
+
+    def __post_init__(self) -> None:
+        name = self.registry_name
+        _check(name, "rows", self.rows >= 0, self.rows, ">= 0 (0 = all the thief's data)")
+        _check(name, "epochs", self.epochs >= 1, self.epochs, ">= 1")
+        self._check_arch(self.arch)
+
+    def apply(self, model: Any, spec: Any, thief_data: Any, *, seed: int = 0, progress: bool = False
+              ) -> tuple[Any, Any]:
+        self._check_inputs(spec, thief_data)
+        images, labels = _thief_rows(self.registry_name, thief_data, self.rows, seed)
+        return self._train_fresh(spec, self.arch, images, labels, epochs=self.epochs, lr=0.0, seed=seed,
+                                 progress=progress)
