@@ -80,6 +80,18 @@ def test_model_attacks_need_the_thiefs_data_and_leave_the_input_model_alone(tiny
     assert all(np.array_equal(a.numpy(), b.detach().numpy()) for a, b in zip(before, after, strict=True))
 
 
+def test_the_own_data_baseline_is_innocent_and_not_repeated_on_the_clean_control(tiny_marks):
+    """own-data ignores the stolen model (a fresh model on the thief's rows): not accused, and not trained a second
+    time for the clean control, where it would be the same model."""
+    from datamark.evaluate.attacks import parse_attack
+
+    key, stolen, clean, test = _pair(tiny_marks)
+    rows = survival(key, [parse_attack("own-data:epochs=3")], test, stolen=stolen, clean=clean, thief_data=test)
+    assert [(r.attack["name"], r.model) for r in rows] == [("none", "stolen"), ("none", "clean"),
+                                                           ("own-data", "stolen")]
+    assert rows[0].accused and not rows[-1].accused and not rows[-1].accused_in_either_mode
+
+
 def test_tradeoff_plot_draws_every_countermeasure(tmp_path, monkeypatch):
     import matplotlib.axes
 

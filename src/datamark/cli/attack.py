@@ -11,8 +11,10 @@ from ._common import check_json_output, emit_json, existing, human, json_option,
 
 DEFAULT_QUERY_ATTACKS = ("jpeg:quality=50", "blur:sigma=1.0", "median:size=3", "bit-depth:bits=4", "round:decimals=1",
                          "top1", "logit-noise:sigma=1.0")
-# the last: the thief that removed every key on the full-width CIFAR-10 fastnet (README, "At full width")
-DEFAULT_MODEL_ATTACKS = ("fine-tune:lr=0.01", "fine-prune:prune=0.5", "distill", "fine-tune:lr=0.05+distill")
+# fine-tune then distil: the thief that removed every key on the full-width CIFAR-10 fastnet (README, "At full
+# width"); own-data: no theft at all, the cost that the others' costs are read against
+DEFAULT_MODEL_ATTACKS = ("fine-tune:lr=0.01", "fine-prune:prune=0.5", "distill", "fine-tune:lr=0.05+distill",
+                         "own-data")
 
 
 def verdict_words(row) -> str:
@@ -45,11 +47,12 @@ def attack(
                                              "in the order they run: a data filter or training recipe, "
                                              "model-side steps, the API's query-side steps "
                                              "(loss-filter:fraction=0.2+distill, fine-tune:lr=0.05+distill). "
-                                             "Default: the query-side set, plus fine-tune, fine-prune, distill "
-                                             "and fine-tune-then-distill when "
+                                             "Default: the query-side set, plus fine-tune, fine-prune, distill, "
+                                             "fine-tune-then-distill and own-data (a fresh model on the "
+                                             "thief's data alone: the cost of not stealing) when "
                                              "--thief-data is given."),
     thief_data: str | None = typer.Option(None, help="The thief's own clean data, for model-side attacks "
-                                          "(fine-tuning, fine-pruning, distillation)."),
+                                          "(fine-tuning, fine-pruning, distillation, own-data)."),
     released: str | None = typer.Option(None, help="The released (watermarked) data, for data- and training-side "
                                         "attacks, which retrain from it."),
     clean_model: Path | None = typer.Option(None, help="A model trained without the watermark: each query- and "

@@ -206,6 +206,8 @@ def survival(key: Key, attacks: Sequence[Attack], test_data: Records, *, stolen:
         for name, (model, spec) in models.items():
             if name == "clean" and (attack.kind in ("data", "training") or attack.kind not in clean_kinds):
                 continue  # the innocent model never trained on the released data: nothing to filter or retrain
+            if name == "clean" and not getattr(attack, "uses_model", True):
+                continue  # the same fresh model as on the stolen one (own-data): its row already is a clean control
             start = time.perf_counter()
             suspect, details = attacked_suspect(attack, model, spec, thief_data=thief_data, released=released,
                                                 train=train, seed=seed, progress=progress,

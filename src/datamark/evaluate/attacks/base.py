@@ -89,6 +89,9 @@ class ModelAttack(Attack):
     attack that needs no labels says so and ignores them)."""
 
     kind = "model"
+    #: False for an attack that ignores the model it is given (the own-data baseline): the suite then does not
+    #: repeat it on the clean control, where it would train the very same model again.
+    uses_model: ClassVar[bool] = True
 
     def apply(self, model: Any, spec: Any, thief_data: Any, *, seed: int = 0, progress: bool = False
               ) -> tuple[Any, Any]:

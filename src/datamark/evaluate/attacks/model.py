@@ -302,6 +302,7 @@ class OwnData(_ImageModelAttack):
     arch: str = ""
 
     strength = "rows"
+    uses_model = False
 
     def __post_init__(self) -> None:
         name = self.registry_name
