@@ -84,7 +84,8 @@ SWEEP = {
     "model": ["fine-tune:lr=0.001,rows=5000", "fine-tune:lr=0.01,rows=5000", "fine-tune:lr=0.05,rows=5000",
               "fine-prune:prune=0.5", "fine-prune:prune=0.8", "distill:rows=5000",
               "distill:rows=20000", "fine-tune:lr=0.01,rows=5000+distill:rows=20000",
-              "fine-tune:lr=0.05,rows=5000+distill:rows=20000"],
+              "fine-tune:lr=0.05,rows=5000+distill:rows=20000",
+              "own-data:rows=20000"],  # no theft: the thief's own rows alone, the cost the others are read against
     "data": ["loss-filter:fraction=0.05", "spectral-signatures:eps=0.1", "strip:fraction=0.05"],
     "training": ["mixup:alpha=1.0", "cutmix:alpha=1.0", "label-smoothing:smoothing=0.3", "adversarial-training:eps=8",
                  "dp-sgd:noise=1.0"],
