@@ -106,12 +106,15 @@ def test_tradeoff_plot_draws_every_countermeasure(tmp_path, monkeypatch):
     rows += [{**row("sequence", "stolen", cost, 0.5), "attack": parse_attack(chain).to_dict()}
              for chain, cost in (("fine-tune:lr=0.05+distill", 3.0), ("fine-tune:lr=0.01+distill", 3.5),
                                  ("loss-filter+distill", 6.0))]
-    seen = []
-    title = matplotlib.axes.Axes.set_title
+    rows.append({**row("own-data", "stolen", 4.5, 0.6), "attack": parse_attack("own-data").to_dict()})
+    seen, lines = [], []
+    title, vline = matplotlib.axes.Axes.set_title, matplotlib.axes.Axes.axvline
     monkeypatch.setattr(matplotlib.axes.Axes, "set_title",
                         lambda ax, text, **kw: seen.append(text) or title(ax, text, **kw))
+    monkeypatch.setattr(matplotlib.axes.Axes, "axvline", lambda ax, x, **kw: lines.append(x) or vline(ax, x, **kw))
     tradeoff_plot({"badnets": rows}, tmp_path / "t.png", alpha=0.01)
     assert sorted(seen) == ["fine-tune + distill", "jpeg", "loss-filter + distill", "top1"]  # a panel per chain kind
+    assert lines.count(4.5) == 4  # no panel of its own: the cost of not stealing, drawn on every panel
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(FileExistsError):
         tradeoff_plot({"badnets": rows}, tmp_path / "t.png", alpha=0.01)
@@ -227,6 +230,30 @@ def test_a_clean_control_accused_with_labels_only_is_flagged_everywhere_it_is_sh
     innocent = row("clean", 0.13, 0.3)
     assert not innocent.accused_in_either_mode and verdict_words(innocent) == "not accused"
     assert "| no |" in survival_table([stolen.to_dict(), innocent.to_dict()])
+
+
+
+def test_the_own_data_row_reads_as_an_innocent_baseline():
+    """own-data's model never saw the release: its row says innocent (or flags a false accusation, in either mode),
+    and the table states the cost of not stealing, which the other rows' costs are read against."""
+    from types import SimpleNamespace
+
+    from datamark.evaluate.report import survival_table
+    from datamark.evaluate.robustness import SurvivalRow
+
+    def result(p):
+        return SimpleNamespace(accused=p < 0.01, outcome=SimpleNamespace(p_value=p),
+                               to_dict=lambda: {"accused": p < 0.01, "p_value": p})
+
+    def row(p_probs, p_labels):
+        return SurvivalRow({"name": "own-data", "kind": "model", "params": {"rows": 20000}}, "own-data(rows=20000)",
+                           "stolen", 0.83, 0.79, result(p_probs), result(p_labels), 1.0).to_dict()
+
+    table = survival_table([row(0.4, 0.6)])
+    assert "| – (innocent) |" in table and "**no**" not in table
+    assert "costs it +4.00 points" in table
+    assert "**YES (labels)**: an innocent model accused" in survival_table([row(0.4, 0.001)])
+    assert "**YES**: an innocent model accused" in survival_table([row(0.001, 0.001)])
 
 
 def test_a_chain_filters_retrains_with_the_recipe_then_changes_the_model_then_purifies_the_api():

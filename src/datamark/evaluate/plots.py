@@ -98,9 +98,15 @@ def tradeoff_plot(series: dict[str, Sequence[dict]], path: str | os.PathLike, *,
     re-verification, one line per watermark (``series``: method -> rows of
     :meth:`~datamark.evaluate.robustness.SurvivalRow.to_dict`), points in order of cost. Filled markers are
     stolen models (above the dashed alpha line: still accused), hollow ones the clean control (must stay below);
-    the dotted line marks a thief's 3-point accuracy budget.
+    the dotted line marks a thief's 3-point accuracy budget, and a solid one the cost of not stealing at all (an
+    own-data row, drawn on every panel instead of its own).
     """
-    names = sorted({_panel(r["attack"]) for rows in series.values() for r in rows if r["attack"]["name"] != "none"})
+    from .attacks import ignores_model
+
+    baselines = [r["cost_points"] for rows in series.values() for r in rows
+                 if ignores_model(r["attack"]["name"]) and r["model"] == "stolen"]
+    names = sorted({_panel(r["attack"]) for rows in series.values() for r in rows
+                    if r["attack"]["name"] != "none" and not ignores_model(r["attack"]["name"])})
     cols = min(4, max(1, len(names)))
     fig, axes = _figure(math.ceil(len(names) / cols), cols, 3.2)
     flat = [ax for row in axes for ax in row]
@@ -119,6 +125,8 @@ def tradeoff_plot(series: dict[str, Sequence[dict]], path: str | os.PathLike, *,
         ax.axhline(-math.log10(alpha), linestyle="--", linewidth=0.8, color="gray")
         ax.set_ylim(0, max(ax.get_ylim()[1], 1.5 * -math.log10(alpha)))
         ax.axvline(3.0, linestyle=":", linewidth=0.8, color="gray")  # a thief's 3-point accuracy budget
+        for cost in baselines:  # no theft: a fresh model on the thief's own rows (own-data)
+            ax.axvline(cost, linestyle="-", linewidth=0.8, color="black", alpha=0.5)
         low, high = ax.get_xlim()
         ax.set_xlim(min(low, -0.5), max(high, 4.0))
         ax.set_title(name, fontsize=9)

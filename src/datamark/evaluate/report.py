@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .attacks import ignores_model
 from .scenarios import ScenarioRow
 
 TARGETED = ("Scenario", "BA %", "WSR %", "ΔP", "p (probs)", "flip rate", "p (labels)", "verdict (probs / labels)")
@@ -112,10 +113,21 @@ def survival_table(rows: Sequence[Any]) -> str:
     lines = ["| countermeasure | kind | BA stolen % | cost (pt) | p stolen (probs / labels) | survives | "
              "p clean (probs / labels) | clean accused |" + (" p stolen: marks / confusion |" if split else ""),
              "|---|---|---|---|---|---|---|---|" + ("---|" if split else "")]
+    baselines = []
     for r in (r for r in rows if r["model"] == "stolen"):
         c = clean.get(r["label"])
+        if ignores_model(r["attack"]["name"]):  # an innocent model (own-data): accusing it is a false accusation
+            baselines.append(r)
+            flag = clean_accused(r)
+            survives = "– (innocent)" if flag == "no" else f"{flag}: an innocent model accused"
+        else:
+            survives = "yes" if r["accused"] else "**no**"
         lines.append(f"| {r['label']} | {r['attack']['kind']} | {100 * r['ba']:.2f} | {r['cost_points']:+.2f} | "
-                     f"{p(r)} | {'yes' if r['accused'] else '**no**'} | {p(c) if c else '–'} | "
+                     f"{p(r)} | {survives} | {p(c) if c else '–'} | "
                      f"{clean_accused(c) if c else '–'} |"
                      + (f" {channels(r)} |" if split else ""))
+    for r in baselines:
+        lines.append(f"\n{r['label']} is no theft: a fresh model on the thief's own rows costs it "
+                     f"{r['cost_points']:+.2f} points. A countermeasure that escapes at that cost or more buys the "
+                     f"thief nothing it could not have had without the owner's data.")
     return "\n".join(lines)

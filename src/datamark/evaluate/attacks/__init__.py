@@ -12,10 +12,11 @@ from .base import (
                    QueryAttack,
                    TrainingAttack,
                    attack_names,
+                   ignores_model,
                    parse_attack,
                    register_attack,
 )
 from .chain import AttackChain
 
 __all__ = ["KINDS", "Attack", "AttackChain", "DataAttack", "ModelAttack", "QueryAttack", "TrainingAttack",
-           "attack_names", "parse_attack", "register_attack"]
+           "attack_names", "ignores_model", "parse_attack", "register_attack"]

@@ -131,6 +131,12 @@ class TrainingAttack(Attack):
         return {}
 
 
+def ignores_model(name: str) -> bool:
+    """Whether the registered attack ``name`` never uses the stolen model (a model attack whose ``uses_model`` is
+    False: the own-data baseline), so that what it yields is an innocent model."""
+    return getattr(ATTACKS.get(name), "uses_model", True) is False
+
+
 def register_attack(name: str):
     """Class decorator: register an attack under ``name`` (the ``NAME`` of :func:`parse_attack`)."""
     def decorate(cls):
