@@ -134,6 +134,7 @@ class TrainingAttack(Attack):
 def ignores_model(name: str) -> bool:
     """Whether the registered attack ``name`` never uses the stolen model (a model attack whose ``uses_model`` is
     False: the own-data baseline), so that what it yields is an innocent model."""
+    _load_all()
     return getattr(ATTACKS.get(name), "uses_model", True) is False
 
 
