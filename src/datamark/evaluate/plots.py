@@ -126,9 +126,10 @@ def tradeoff_plot(series: dict[str, Sequence[dict]], path: str | os.PathLike, *,
         ax.set_ylim(0, max(ax.get_ylim()[1], 1.5 * -math.log10(alpha)))
         ax.axvline(3.0, linestyle=":", linewidth=0.8, color="gray")  # a thief's 3-point accuracy budget
         for cost in baselines:  # no theft: a fresh model on the thief's own rows (own-data)
-            ax.axvline(cost, linestyle="-", linewidth=0.8, color="black", alpha=0.5)
+            ax.axvline(cost, linestyle="-", linewidth=0.8, color="black", alpha=0.5,
+                       label="no theft: a fresh model on the thief's own rows")
         low, high = ax.get_xlim()
-        ax.set_xlim(min(low, -0.5), max(high, 4.0))
+        ax.set_xlim(min(low, -0.5), max(high, 4.0, *(cost + 0.5 for cost in baselines)))
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("thief's accuracy cost (points)", fontsize=8)
     for row in axes:
