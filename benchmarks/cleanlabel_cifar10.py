@@ -162,8 +162,9 @@ def sweep_part(runner: Runner, train: Records, args: argparse.Namespace, base: s
 
 def transfer_part(runner: Runner, train: Records, args: argparse.Namespace) -> list[dict]:
     subset = train.subset(range(min(args.transfer_rows, len(train))))
-    runner.log(f"transfer: {len(subset)} rows, {args.transfer_epochs} epochs (cheaper than the main setting)")
     cells = transfer_cells(args)
+    runner.log(f"transfer: {len(subset)} rows, {args.transfer_epochs} epochs, cells "
+               f"{', '.join(f'{a}->{b}' for a, b in cells)}")
     bases = {}
     for arch in dict.fromkeys(arch for cell in cells for arch in cell):
         model, spec, _ = runner.model(f"clean-transfer-{arch}", subset, arch, args.transfer_epochs)
