@@ -249,11 +249,20 @@ def test_the_own_data_row_reads_as_an_innocent_baseline():
         return SurvivalRow({"name": "own-data", "kind": "model", "params": {"rows": 20000}}, "own-data(rows=20000)",
                            "stolen", 0.83, 0.79, result(p_probs), result(p_labels), 1.0).to_dict()
 
+    from datamark.cli.attack import verdict_words
+
     table = survival_table([row(0.4, 0.6)])
     assert "| – (innocent) |" in table and "**no**" not in table
     assert "costs it +4.00 points" in table
     assert "**YES (labels)**: an innocent model accused" in survival_table([row(0.4, 0.001)])
     assert "**YES**: an innocent model accused" in survival_table([row(0.001, 0.001)])
+
+    def live(p_probs, p_labels):
+        return SurvivalRow({"name": "own-data", "kind": "model", "params": {}}, "own-data", "stolen", 0.83, 0.79,
+                           result(p_probs), result(p_labels), 1.0)
+
+    assert verdict_words(live(0.4, 0.6)) == "not accused (innocent baseline: as it should)"
+    assert verdict_words(live(0.4, 0.001)) == "ACCUSED with labels only (innocent baseline: a FALSE accusation)"
 
 
 def test_a_chain_filters_retrains_with_the_recipe_then_changes_the_model_then_purifies_the_api():

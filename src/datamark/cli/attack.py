@@ -19,10 +19,14 @@ DEFAULT_MODEL_ATTACKS = ("fine-tune:lr=0.01", "fine-prune:prune=0.5", "distill",
 
 def verdict_words(row) -> str:
     """A survival row's verdict in the progress line: the owner's verdict, and a label-only accusation where the
-    probability verdict does not accuse (for the clean control that is a false accusation too)."""
-    if row.accused:
-        return "ACCUSED"
-    return "ACCUSED with labels only" if row.accused_in_either_mode else "not accused"
+    probability verdict does not accuse (for the clean control that is a false accusation too). A row whose model
+    never saw the stolen one (own-data) is an innocent baseline and says so."""
+    from ..evaluate.attacks import ignores_model
+
+    words = "ACCUSED" if row.accused else "ACCUSED with labels only" if row.accused_in_either_mode else "not accused"
+    if ignores_model(row.attack["name"]):
+        return f"{words} (innocent baseline: {'a FALSE accusation' if row.accused_in_either_mode else 'as it should'})"
+    return words
 
 
 def _list_attacks(out) -> None:
