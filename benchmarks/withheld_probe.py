@@ -93,6 +93,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--out", default="withheld_probe")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the JSON and Markdown results")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -140,7 +141,8 @@ def main(argv: list[str]) -> None:
                              f"torch {torch.__version__}, datamark {__version__}",
               "key": key.commitment, "members": len(members), "nonmembers": len(test),
               "total_s": time.perf_counter() - start, "rows": rows}
-    write_atomic(RESULTS / f"{args.out}.json", json.dumps(result, indent=2) + "\n")
+    args.results.mkdir(parents=True, exist_ok=True)
+    write_atomic(args.results / f"{args.out}.json", json.dumps(result, indent=2) + "\n")
     lines = markdown_head(result, f"Key `{key.commitment[:16]}…` (its release's unchanged rows); {len(members)} "
                           f"members (not in the thief's {len(thief_rows)} rows), {len(test)} non-members (the test "
                           f"split); seed {args.seed}. {result['total_s'] / 60:.1f} min.",
@@ -154,7 +156,7 @@ def main(argv: list[str]) -> None:
         lines.append(f"| {r['model']} | {100 * r['ba']:.2f} | {100 * r['member_accuracy']:.2f} | "
                      f"{r['member_loss']:.3f} / {r['nonmember_loss']:.3f} | {r['auc_lower_loss_member']:.3f} | "
                      + " | ".join(f"{a['p_probs']:.2g} / {a['p_labels']:.2g}" for a in r["audits"]) + " |")
-    write_atomic(RESULTS / f"{args.out}.md", "\n".join(lines) + "\n")
+    write_atomic(args.results / f"{args.out}.md", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
