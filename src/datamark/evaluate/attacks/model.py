@@ -285,11 +285,13 @@ class Distill(_ImageModelAttack):
 @register_attack("own-data")
 @dataclass(frozen=True)
 class OwnData(_ImageModelAttack):
-    """The thief's outside option: discard the stolen model and train a FRESH network (the stolen model's
-    architecture, or ``arch``) on ``rows`` of its own labelled data (0 = all) with the architecture's default
-    recipe for ``epochs``. Nothing of the stolen model is used, so the result is an innocent model: the verdict
-    must be "not accused" (a second clean control, trained on the thief's rows), and its accuracy cost is the
-    price the thief pays for not stealing at all.
+    """No theft, the thief's outside option: a fresh model on its own labelled data alone (an innocent baseline).
+
+    The stolen model is discarded and a FRESH network (the stolen model's architecture, or ``arch``) trains on
+    ``rows`` of the thief's labelled data (0 = all) with the architecture's default recipe for ``epochs``.
+    Nothing of the stolen model is used, so the result is an innocent model: the verdict must be "not accused" (a
+    second clean control, trained on the thief's rows), and its accuracy cost is the price the thief pays for not
+    stealing at all.
 
     That cost is the yardstick for the other rows: a countermeasure that costs the thief as much as (or more
     than) this row buys nothing the thief could not have had without the owner's data, so escaping the watermark
