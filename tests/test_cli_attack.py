@@ -70,3 +70,4 @@ def test_bad_input_is_one_line_and_writes_nothing(cli_files, args, message):
                     *args, "--json", out)
     assert result.exit_code == 2 and message in result.output, result.output
     assert "Traceback" not in result.output and not out.exists()
+    assert "key commitment" not in result.output  # refused before the key or any data is read

@@ -88,6 +88,10 @@ def attack(
             raise DatamarkError(f"attack needs {', '.join(missing)} (or --list to see the attacks).")
         specs = list(attacks or DEFAULT_QUERY_ATTACKS + (DEFAULT_MODEL_ATTACKS if thief_data else ()))
         chosen = [parse_attack(spec) for spec in specs]  # every spec checked before any work
+        from ..evaluate.robustness import check_needs
+
+        for each in chosen:  # and what each needs (the thief's data, the release), before anything is read
+            check_needs(each, thief_data=thief_data, released=released)
         inputs = existing(key_path, model, data, thief_data, released, clean_model)
         check_json_output(json_path, overwrite=overwrite, inputs=inputs)
         from ..data import load_data
