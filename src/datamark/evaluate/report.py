@@ -116,7 +116,7 @@ def survival_table(rows: Sequence[Any]) -> str:
     baselines = []
     for r in (r for r in rows if r["model"] == "stolen"):
         c = clean.get(r["label"])
-        if ignores_model(r["attack"]["name"]):  # an innocent model (own-data): accusing it is a false accusation
+        if ignores_model(r["attack"].get("name", "")):  # an innocent model (own-data): accused = falsely
             baselines.append(r)
             flag = clean_accused(r)
             survives = "– (innocent)" if flag == "no" else f"{flag}: an innocent model accused"
