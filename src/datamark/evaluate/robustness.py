@@ -29,7 +29,7 @@ from ..models.checkpoint import ModelSpec
 from ..suspects.local import LocalSuspect
 from ..verify.result import VerificationResult
 from ..verify.verifier import Verifier
-from .attacks.base import Attack, DataAttack, ModelAttack, QueryAttack, TrainingAttack
+from .attacks.base import Attack, DataAttack, ModelAttack, QueryAttack, TrainingAttack, ignores_model
 from .attacks.chain import AttackChain, purifier, steps_of
 from .metrics import benign_accuracy
 
@@ -206,7 +206,7 @@ def survival(key: Key, attacks: Sequence[Attack], test_data: Records, *, stolen:
         for name, (model, spec) in models.items():
             if name == "clean" and (attack.kind in ("data", "training") or attack.kind not in clean_kinds):
                 continue  # the innocent model never trained on the released data: nothing to filter or retrain
-            if name == "clean" and not getattr(attack, "uses_model", True):
+            if name == "clean" and ignores_model(attack.registry_name):
                 continue  # the same fresh model as on the stolen one (own-data): its row already is a clean control
             start = time.perf_counter()
             suspect, details = attacked_suspect(attack, model, spec, thief_data=thief_data, released=released,

@@ -106,18 +106,19 @@ class _ImageModelAttack(ModelAttack):
         return train_model(model, images, labels, config, progress=progress, masks=masks)
 
     def _train_fresh(self, spec: Any, arch: str, images: np.ndarray, labels: np.ndarray | None, *, epochs: int,
-                     lr: float, seed: int, progress: bool, **train: Any) -> tuple[nn.Module, Any]:
+                     lr: float, seed: int, progress: bool, label_smoothing: float | None = None,
+                     **train: Any) -> tuple[nn.Module, Any]:
         """A FRESH network of ``arch`` (empty: the stolen model's, ``spec.arch``) trained on ``images`` with the
-        architecture's default recipe for ``epochs`` at its learning rate (or ``lr`` if > 0); ``train`` goes to
-        :func:`~datamark.models.train_model` (soft targets and temperature), except ``label_smoothing``, which
-        overrides the recipe's. Returns the network and its spec."""
+        architecture's default recipe for ``epochs`` at its learning rate (or ``lr`` if > 0) and label smoothing (or
+        ``label_smoothing`` if given); ``train`` goes to :func:`~datamark.models.train_model` (soft targets and
+        temperature). Returns the network and its spec."""
         from ...models import build_model, default_config, train_model
 
         arch = arch or spec.arch
         fresh_spec = spec if arch == spec.arch else dataclasses.replace(spec, arch=arch, params={})
         overrides = {"lr": lr} if lr else {}
-        if "label_smoothing" in train:
-            overrides["label_smoothing"] = train.pop("label_smoothing")
+        if label_smoothing is not None:
+            overrides["label_smoothing"] = label_smoothing
         config = default_config(arch, epochs=epochs, seed=seed, **overrides)
         fresh = build_model(fresh_spec, seed=seed)
         return train_model(fresh, images, labels, config, progress=progress, **train), fresh_spec
