@@ -16,6 +16,12 @@ cached in ``--work`` (keyed by data fingerprint and settings), so an interrupted
 
     python benchmarks/cleanlabel_cifar10.py --clean-checkpoint runs/dvbw_cifar10/clean.pt   # ~75-110 min, 2 cores
     python benchmarks/cleanlabel_cifar10.py --smoke                                          # < 1 min
+
+The matrix can be measured a few cells at a time (``--transfer-cells A:B ...``, on whatever machine is free) and
+composed afterwards, training nothing and refusing cells of another setting:
+
+    python benchmarks/cleanlabel_cifar10.py --transfer-rows 50000 --transfer-epochs 15 --name MATRIX \\
+        --merge benchmarks/results/RUN1.json benchmarks/results/RUN2.transfer-partial.json
 """
 
 from __future__ import annotations
@@ -176,7 +182,7 @@ def transfer_part(runner: Runner, train: Records, args: argparse.Namespace) -> l
         rows.append(runner.setting(f"transfer-{a}-to-{b}{suffix(args)}", subset,
                                    method(args, args.main_rate, "patch", bases[a][0]),
                                    arch=b, epochs=args.transfer_epochs, clean=clean_b, clean_ba=ba_b,
-                                   detectors=False) | {"perturb_arch": a, "suspect_arch": b})
+                                   detectors=False) | {"perturb_arch": a, "suspect_arch": b, **transfer_setting(args)})
         # Each cell as it is measured: an interrupted matrix keeps the cells it has (merged at the end).
         write_atomic(args.results / f"{args.name}.transfer-partial.json", json.dumps(rows, indent=2, default=float))
     return rows
@@ -235,19 +241,9 @@ def markdown(result: dict[str, Any]) -> str:
                              f"{cells['Independent-T']} |")
             lines.append("")
     if result.get("transfer"):
-        cell = {(r["perturb_arch"], r["suspect_arch"]): r for r in result["transfer"]}
-        archs = [a for a in ARCHS if any(a in pair for pair in cell)]
         setting = result["settings"]
-        lines += [f"## Transferability ({setting['transfer_rows']} rows, {setting['transfer_epochs']} epochs): rows "
-                  "perturb with A, columns train the suspect with B; TSR % / WDR % (clean B: TSR / WDR), the "
-                  "suspect's BA %; – not measured in this run\n", "| A \\ B | " + " | ".join(archs) + " |",
-                  "|---|" + "---|" * len(archs)]
-        for a in archs:
-            lines.append(f"| {a} | " + " | ".join(
-                f"{pct(cell[a, b]['tsr'])} / {pct(cell[a, b]['wdr'])} ({pct(cell[a, b]['clean_model']['tsr'])} / "
-                f"{pct(cell[a, b]['clean_model']['wdr'])}), BA {pct(cell[a, b]['ba'])}" if (a, b) in cell else "–"
-                for b in archs) + " |")
-        lines.append("")
+        lines += transfer_table(result["transfer"], f"## Transferability ({setting['transfer_rows']} rows, "
+                                f"{setting['transfer_epochs']} epochs)")
     cost = result.get("cost")
     if cost:
         lines.append(f"## Cost\n\nProtect r = {pct(cost['class_rate'])} % of one class ({cost['marked_rows']} images, "
@@ -256,6 +252,94 @@ def markdown(result: dict[str, Any]) -> str:
                      f"cost when none is given: {cost['base_model_train_s']}.\n")
     lines.append(f"Paper: {json.dumps(PAPER)}. The issue quotes the paper's image TSR as near 50 % at r = 10 %.\n")
     return "\n".join(lines)
+
+
+def transfer_table(rows: list[dict[str, Any]], title: str) -> list[str]:
+    """The transferability matrix as Markdown lines: rows perturb with A, columns train the suspect with B."""
+    pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    cell = {(r["perturb_arch"], r["suspect_arch"]): r for r in rows}
+    archs = [a for a in ARCHS if any(a in pair for pair in cell)]
+    lines = [f"{title}: rows perturb with A, columns train the suspect with B; TSR % / WDR % (clean B: TSR / WDR), "
+             "the suspect's BA %; – not measured\n", "| A \\ B | " + " | ".join(archs) + " |",
+             "|---|" + "---|" * len(archs)]
+    for a in archs:
+        lines.append(f"| {a} | " + " | ".join(
+            f"{pct(cell[a, b]['tsr'])} / {pct(cell[a, b]['wdr'])} ({pct(cell[a, b]['clean_model']['tsr'])} / "
+            f"{pct(cell[a, b]['clean_model']['wdr'])}), BA {pct(cell[a, b]['ba'])}" if (a, b) in cell else "–"
+            for b in archs) + " |")
+    lines.append("")
+    return lines
+
+
+def transfer_setting(args: argparse.Namespace) -> dict[str, Any]:
+    """What makes two transfer cells comparable: rows, epochs, seed, rate, target, decoys (recorded in each row)."""
+    return {"rows": min(args.transfer_rows, args.train_rows or args.transfer_rows), "epochs": args.transfer_epochs,
+            "seed": args.seed, "class_rate": args.main_rate, "target": args.target, "decoy_rate": args.decoy_rate}
+
+
+def merge_transfer(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """Compose one transferability matrix from cells measured by earlier runs (``--merge``), trains nothing.
+
+    Each source is a run's results JSON (its settings recorded) or a ``.transfer-partial.json`` (cells written as
+    measured; older ones record no setting, which is then taken from this command's flags and said so). Cells of
+    another setting, or the same cell twice, are refused in one line: a matrix mixes machines, never settings.
+    """
+    want = transfer_setting(args)
+    rows: list[dict[str, Any]] = []
+    sources = []
+    for path in args.merge:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--merge: cannot read {path} ({exc.__class__.__name__}); give a results JSON of "
+                             f"this script or its .transfer-partial.json.") from None
+        full = isinstance(data, dict)
+        cells = data.get("transfer", []) if full else data
+        if full:
+            s = data["settings"]
+            recorded = {"rows": min(s["transfer_rows"], s.get("train_rows") or s["transfer_rows"]),
+                        "epochs": s["transfer_epochs"], "seed": s["seed"], "class_rate": s["main_rate"],
+                        "target": s["target"], "decoy_rate": s.get("decoy_rate", 0.0)}
+            env = data["environment"]
+            machine = (f"{env.get('device', 'cpu')}, {env['cpu_threads']} threads, {env['platform']}, "
+                       f"torch {env['torch']}")
+        else:
+            recorded, machine = None, "machine not recorded in a partial file"
+        if not cells:
+            raise SystemExit(f"--merge: {path} holds no transfer cells.")
+        for row in cells:
+            have = {k: row.get(k, 0.0) for k in want} if "rows" in row and "epochs" in row else recorded
+            stated = have is None
+            if not stated and have != want:
+                raise SystemExit(f"--merge: {path} was measured in another setting ({have}) than this command's "
+                                 f"({want}); give the flags it was run with.")
+            pair = (row["perturb_arch"], row["suspect_arch"])
+            if any((r["perturb_arch"], r["suspect_arch"]) == pair for r in rows):
+                raise SystemExit(f"--merge: the cell {pair[0]}:{pair[1]} is in two sources ({path} and an earlier "
+                                 f"one); keep one.")
+            rows.append(row | {"source": Path(path).name, "machine": machine, "setting_stated": stated})
+        sources.append({"file": Path(path).name, "machine": machine, "full_result": full,
+                        "cells": [f"{r['perturb_arch']}:{r['suspect_arch']}" for r in cells]})
+    command = "python " + " ".join(["benchmarks/cleanlabel_cifar10.py", *(argv if argv is not None else sys.argv[1:])])
+    result = {"command": command, "setting": want, "sources": sources, "transfer": rows, "paper": PAPER}
+    measured = len(rows)
+    total = len({a for r in rows for a in (r["perturb_arch"], r["suspect_arch"])}) ** 2
+    lines = ["# Transferability of the clean-label watermark on CIFAR-10, composed from several runs\n",
+             f"Command (trains nothing; reads the runs below): `{command}`\n",
+             f"Setting of every cell: {want['rows']} rows, {want['epochs']} epochs, seed {want['seed']}, r = "
+             f"{100 * want['class_rate']:g} % of class {want['target']}, patch trigger, decoys {want['decoy_rate']:g}. "
+             "TSR and WDR on the suspect, in brackets on a clean model of the suspect's architecture (it must stay "
+             "near 0). WDR: 100 draws of 200 non-target test images, Wilcoxon, tau 0.1, alpha 0.05.\n",
+             *transfer_table(rows, f"## {measured} of {total} cells"), "## Sources\n"]
+    for source in sources:
+        note = "" if source["full_result"] else "; setting not recorded in the file, stated by this command's flags"
+        lines.append(f"- `{source['file']}` ({source['machine']}{note}): {', '.join(source['cells'])}")
+    text = "\n".join(lines) + "\n"
+    args.results.mkdir(parents=True, exist_ok=True)
+    write_atomic(args.results / f"{args.name}.json", json.dumps(result, indent=2, default=float) + "\n")
+    write_atomic(args.results / f"{args.name}.md", text)
+    print(text)
+    return 0
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -285,6 +369,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--results", type=Path, default=RESULTS, help="Folder of the JSON and Markdown results.")
     p.add_argument("--name", default="cleanlabel_cifar10", help="Results file stem (runs elsewhere keep theirs apart).")
     p.add_argument("--smoke", action="store_true", help="A < 1 minute run on a tiny subset (tests the script).")
+    p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="RESULTS.json",
+                   help="Train nothing: compose one transferability matrix from these runs' results (JSON or "
+                        ".transfer-partial.json), measured in the setting of this command's transfer flags.")
     args = p.parse_args(argv)
     transfer_cells(args)  # a malformed cell is refused before anything loads or trains
     if args.smoke:
@@ -298,6 +385,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.merge:
+        return merge_transfer(args, argv)
     if not args.smoke:
         return run(args, argv)
     # Tiny models: thread contention on a shared 2-core machine costs more than threads gain (torch and BLAS).
@@ -352,9 +441,9 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         result = {**previous, **result}
     else:
         result["commands"] = {part + tag: command for part in args.parts}
-    path.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    write_atomic(path, json.dumps(result, indent=2, default=float) + "\n")
     text = markdown(result) + f"\nTotal wall time: {result['wall_s']:.0f} s\n"
-    (args.results / f"{name}.md").write_text(text)
+    write_atomic(args.results / f"{name}.md", text)
     print(text)
     return 0
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -29,6 +31,28 @@ def pytest_runtest_makereport(item, call):
     if "DATAMARK_DATA" in message and not (shared_data_dir() / "README.md").is_file():
         report.outcome = "skipped"
         report.longrepr = (str(item.path), item.location[1] or 0, f"the shared data folder is absent: {message}")
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark("scale")`` imports ``benchmarks/scale.py`` as a module, as when it runs as a script: its
+    sibling modules (``from calibration_cifar10 import ...``) import, and ``sys.path`` is left as it was."""
+    import importlib.util
+    import sys
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+
+    def load(stem: str):
+        spec = importlib.util.spec_from_file_location(f"benchmark_{stem}", folder / f"{stem}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, str(folder))
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(str(folder))
+        return module
+
+    return load
 
 
 @pytest.fixture(scope="session")

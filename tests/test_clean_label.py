@@ -158,22 +158,15 @@ def test_preview_png_is_written_by_library_and_cli(digits, base, tmp_path):
 
 
 @pytest.mark.slow
-def test_benchmark_smoke_run(tmp_path, monkeypatch):
+def test_benchmark_smoke_run(tmp_path, load_benchmark):
     """The CIFAR-10 benchmark script end to end on a tiny subset (about 30 s; skipped without the data). The
     transfer part with one architecture (VGG-11, the cheapest to train): its loops, cache and table are the same
     code for one or two, and two (FastNet and VGG-11) cost 15 s more."""
-    import importlib.util
-    from pathlib import Path
-
     from datamark.data import shared_data_dir
 
     if not (shared_data_dir() / "cifar10").exists():
         pytest.skip("CIFAR-10 is not in the shared data folder")
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "cleanlabel_cifar10.py"
-    monkeypatch.syspath_prepend(str(script.parent))  # as when run as a script: its sibling modules import
-    spec = importlib.util.spec_from_file_location("cleanlabel_cifar10", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("cleanlabel_cifar10")
     assert module.main(["--smoke", "--transfer-archs", "vgg11", "--work", str(tmp_path / "work"), "--results",
                         str(tmp_path)]) == 0
     text = (tmp_path / "cleanlabel_cifar10_smoke.md").read_text()
@@ -181,17 +174,10 @@ def test_benchmark_smoke_run(tmp_path, monkeypatch):
     assert "## Main (full setting" in text and "## Rate sweep" in text  # the three parts ran
 
 
-def test_benchmark_transfer_cells_pick_the_matrix_cells(monkeypatch):
+def test_benchmark_transfer_cells_pick_the_matrix_cells(load_benchmark):
     """``--transfer-cells A:B`` measures only those cells (e.g. the ones another machine left out); a cell that is
     not two of the matrix's architectures is refused in one line before anything loads."""
-    import importlib.util
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "cleanlabel_cifar10.py"
-    monkeypatch.syspath_prepend(str(script.parent))
-    spec = importlib.util.spec_from_file_location("cleanlabel_cifar10", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("cleanlabel_cifar10")
     every = module.parse(["--transfer-archs", "fastnet", "resnet20"])
     assert module.transfer_cells(every) == [("fastnet", "fastnet"), ("fastnet", "resnet20"),
                                             ("resnet20", "fastnet"), ("resnet20", "resnet20")]
@@ -200,3 +186,48 @@ def test_benchmark_transfer_cells_pick_the_matrix_cells(monkeypatch):
     for bad in ("fastnet", "fastnet:resnet18", ":vgg11"):
         with pytest.raises(SystemExit, match="PERTURB:SUSPECT"):
             module.parse(["--transfer-cells", bad])
+
+
+def _transfer_cell(a: str, b: str, tsr: float, **setting) -> dict:
+    return {"perturb_arch": a, "suspect_arch": b, "tsr": tsr, "wdr": 1.0, "ba": 0.88, "class_rate": 0.1, "target": 5,
+            "clean_model": {"tsr": 0.02, "wdr": 0.0}, **setting}
+
+
+def test_benchmark_merge_composes_one_matrix_and_refuses_another_setting(load_benchmark, tmp_path):
+    """``--merge`` builds one matrix from cells that several runs (machines) measured, trains nothing, says where
+    each came from, and refuses a cell of another setting or the same cell twice, writing nothing."""
+    import json
+
+    module = load_benchmark("cleanlabel_cifar10")
+    setting = {"rows": 50000, "epochs": 15, "seed": 0, "class_rate": 0.1, "target": 5, "decoy_rate": 0.0}
+    old_partial = tmp_path / "gpu.transfer-partial.json"  # an older partial file: no setting recorded
+    old_partial.write_text(json.dumps([_transfer_cell("fastnet", "fastnet", 0.567)]))
+    run = tmp_path / "cpu.json"  # a run's results: the setting recorded once, the machine too
+    run.write_text(json.dumps({
+        "settings": {"transfer_rows": 50000, "train_rows": None, "transfer_epochs": 15, "seed": 0, "main_rate": 0.1,
+                     "target": 5, "decoy_rate": 0.0},
+        "environment": {"device": "cpu", "cpu_threads": 2, "platform": "Linux-x", "torch": "2.13.0"},
+        "transfer": [_transfer_cell("fastnet", "resnet20", 0.692)]}))
+    new_partial = tmp_path / "new.transfer-partial.json"  # each cell records its setting
+    new_partial.write_text(json.dumps([_transfer_cell("resnet20", "resnet20", 0.5, **setting)]))
+    flags = ["--transfer-rows", "50000", "--transfer-epochs", "15", "--results", str(tmp_path / "out"),
+             "--name", "matrix"]
+    assert module.main(["--merge", str(old_partial), str(run), str(new_partial), *flags]) == 0
+    text = (tmp_path / "out" / "matrix.md").read_text()
+    assert "## 3 of 4 cells" in text
+    assert "| fastnet | 56.7 / 100.0 (2.0 / 0.0), BA 88.0 | 69.2 / 100.0 (2.0 / 0.0), BA 88.0 |" in text
+    assert "| resnet20 | – | 50.0 / 100.0 (2.0 / 0.0), BA 88.0 |" in text
+    assert "`gpu.transfer-partial.json` (machine not recorded in a partial file; setting not recorded" in text
+    assert "`cpu.json` (cpu, 2 threads, Linux-x, torch 2.13.0)" in text
+    merged = json.loads((tmp_path / "out" / "matrix.json").read_text())
+    assert [r["source"] for r in merged["transfer"]] == ["gpu.transfer-partial.json", "cpu.json",
+                                                         "new.transfer-partial.json"]
+    assert [r["setting_stated"] for r in merged["transfer"]] == [True, False, False]
+
+    other = tmp_path / "other.transfer-partial.json"
+    other.write_text(json.dumps([_transfer_cell("vgg11", "vgg11", 0.5, **(setting | {"epochs": 4}))]))
+    refusals = {"another setting": [str(run), str(other)], "in two sources": [str(run), str(run)]}
+    for words, files in refusals.items():
+        with pytest.raises(SystemExit, match=words):
+            module.main(["--merge", *files, *flags[:-1], "refused"])
+        assert not (tmp_path / "out" / "refused.md").exists()

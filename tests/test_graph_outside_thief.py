@@ -1,10 +1,6 @@
 """The outside-thief graph benchmark's client must send the thief's model exactly the features the thief trained on:
 its encoding is checked against what ``torch_geometric.datasets.TUDataset`` builds from datamark's release."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -14,19 +10,10 @@ from datamark import BadNets  # noqa: E402
 from datamark.data import load_data, shared_data_dir  # noqa: E402
 from datamark.data.tu_write import write_tu  # noqa: E402
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "graph_outside_thief.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("graph_outside_thief", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return module
+def bench(load_benchmark):
+    return load_benchmark("graph_outside_thief")
 
 
 @pytest.mark.parametrize("name", ["MUTAG", "IMDB-BINARY"])

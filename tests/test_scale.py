@@ -214,17 +214,12 @@ def test_ray_engine_gives_the_local_engines_bytes(data, tmp_path):
     assert signal.getsignal(signal.SIGTERM) == before
 
 
-def test_memory_limit_mode_refuses_without_cgroups(tmp_path, monkeypatch, capsys):
+def test_memory_limit_mode_refuses_without_cgroups(tmp_path, monkeypatch, capsys, load_benchmark):
     """benchmarks/scale.py --memory-limit-mib refuses in one line, before generating anything, without a writable
     cgroup-v1 memory hierarchy."""
-    import importlib.util
     import sys
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "scale.py"
-    monkeypatch.syspath_prepend(str(script.parent))  # as when run as a script: its sibling modules import
-    spec = importlib.util.spec_from_file_location("scale_benchmark", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("scale")
     monkeypatch.setattr(module, "CGROUP_MEMORY", tmp_path / "no-cgroup")
     monkeypatch.setattr(sys, "argv", ["scale.py", "--rows", "10", "--shards", "1", "--memory-limit-mib", "256",
                                       "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results")])
@@ -246,22 +241,13 @@ def test_without_ray_the_local_engine_works_and_the_ray_engine_says_how_to_insta
         protect_shards(BadNets(seed=1), data, tmp_path / "ray", engine="ray")
 
 
-def test_cifar_repeat_copies_keep_their_pixels_and_get_their_own_ids():
+def test_cifar_repeat_copies_keep_their_pixels_and_get_their_own_ids(load_benchmark):
     """benchmarks/scale.py --cifar-repeat: a JPEG comment makes each copy's bytes (its content id) its own."""
-    import importlib.util
     import io
-    import sys
 
     from PIL import Image
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "scale.py"
-    spec = importlib.util.spec_from_file_location("scale_benchmark_cifar", script)
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(script.parent))  # as when run as a script: its sibling modules import
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(script.parent))
+    module = load_benchmark("scale")
     buffer = io.BytesIO()
     pixels = np.random.default_rng(0).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(buffer, format="JPEG", quality=75)
