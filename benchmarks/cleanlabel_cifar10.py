@@ -87,7 +87,7 @@ class Runner:
                 return model, spec, float(payload["extra"]["train_s"])
         self.log(f"  {name}: training {arch}, {config.epochs} epochs on {len(data)} images")
         start = time.perf_counter()
-        model, spec = fit(data, arch=arch, config=config)
+        model, spec = fit(data, arch=arch, config=config, progress=self.args.progress)
         train_s = time.perf_counter() - start
         save_checkpoint(model, spec, path, overwrite=True, extra={"settings": settings, "train_s": train_s})
         self.log(f"  {name}: trained in {train_s:.0f} s")
@@ -368,6 +368,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=Path("runs/cleanlabel_cifar10"))
     p.add_argument("--results", type=Path, default=RESULTS, help="Folder of the JSON and Markdown results.")
     p.add_argument("--name", default="cleanlabel_cifar10", help="Results file stem (runs elsewhere keep theirs apart).")
+    p.add_argument("--progress", action="store_true", help="Each training's progress (rate and ETA) on stderr.")
     p.add_argument("--smoke", action="store_true", help="A < 1 minute run on a tiny subset (tests the script).")
     p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="RESULTS.json",
                    help="Train nothing: compose one transferability matrix from these runs' results (JSON or "
