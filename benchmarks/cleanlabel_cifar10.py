@@ -280,9 +280,10 @@ def transfer_setting(args: argparse.Namespace) -> dict[str, Any]:
 def merge_transfer(args: argparse.Namespace, argv: list[str] | None) -> int:
     """Compose one transferability matrix from cells measured by earlier runs (``--merge``), trains nothing.
 
-    Each source is a run's results JSON (its settings recorded) or a ``.transfer-partial.json`` (cells written as
-    measured; older ones record no setting, which is then taken from this command's flags and said so). Cells of
-    another setting, or the same cell twice, are refused in one line: a matrix mixes machines, never settings.
+    Each source is a run's results JSON or a ``.transfer-partial.json`` (cells written as measured). Cells record
+    their setting since 2026-11-30; for older cells it is the results file's settings (those of the run that wrote
+    it last), or, in an older partial file, this command's flags, and the table says so. Cells of another setting,
+    or the same cell twice, are refused in one line: a matrix may mix machines, never settings.
     """
     want = transfer_setting(args)
     rows: list[dict[str, Any]] = []
@@ -294,7 +295,7 @@ def merge_transfer(args: argparse.Namespace, argv: list[str] | None) -> int:
             raise SystemExit(f"--merge: cannot read {path} ({exc.__class__.__name__}); give a results JSON of "
                              f"this script or its .transfer-partial.json.") from None
         full = isinstance(data, dict)
-        cells = data.get("transfer", []) if full else data
+        cells = data.get("transfer" + ("_decoys" if args.decoy_rate else ""), []) if full else data
         if full:
             s = data["settings"]
             recorded = {"rows": min(s["transfer_rows"], s.get("train_rows") or s["transfer_rows"]),
