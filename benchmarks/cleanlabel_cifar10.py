@@ -296,6 +296,11 @@ def merge_transfer(args: argparse.Namespace, argv: list[str] | None) -> int:
                              f"this script or its .transfer-partial.json.") from None
         full = isinstance(data, dict)
         cells = data.get("transfer" + ("_decoys" if args.decoy_rate else ""), []) if full else data
+        if not cells or (full and not {"settings", "environment"} <= data.keys()) or not all(
+                isinstance(r, dict) and {"perturb_arch", "suspect_arch", "tsr", "wdr", "ba", "clean_model"} <= r.keys()
+                for r in cells):
+            raise SystemExit(f"--merge: {path} holds no transfer cells of this script; give a results JSON of "
+                             f"a --parts transfer run or its .transfer-partial.json.")
         if full:
             s = data["settings"]
             recorded = {"rows": min(s["transfer_rows"], s.get("train_rows") or s["transfer_rows"]),
@@ -306,8 +311,6 @@ def merge_transfer(args: argparse.Namespace, argv: list[str] | None) -> int:
                        f"torch {env['torch']}")
         else:
             recorded, machine = None, "machine not recorded in a partial file"
-        if not cells:
-            raise SystemExit(f"--merge: {path} holds no transfer cells.")
         for row in cells:
             have = {k: row.get(k, 0.0) for k in want} if "rows" in row and "epochs" in row else recorded
             stated = have is None

@@ -226,7 +226,10 @@ def test_benchmark_merge_composes_one_matrix_and_refuses_another_setting(load_be
 
     other = tmp_path / "other.transfer-partial.json"
     other.write_text(json.dumps([_transfer_cell("vgg11", "vgg11", 0.5, **(setting | {"epochs": 4}))]))
-    refusals = {"another setting": [str(run), str(other)], "in two sources": [str(run), str(run)]}
+    junk = tmp_path / "junk.json"  # JSON, but not this script's cells
+    junk.write_text(json.dumps({"rows": [1, 2]}))
+    refusals = {"another setting": [str(run), str(other)], "in two sources": [str(run), str(run)],
+                "no transfer cells": [str(junk)]}
     for words, files in refusals.items():
         with pytest.raises(SystemExit, match=words):
             module.main(["--merge", *files, *flags[:-1], "refused"])
