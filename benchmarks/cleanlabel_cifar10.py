@@ -323,6 +323,7 @@ def merge_transfer(args: argparse.Namespace, argv: list[str] | None) -> int:
                                  f"one); keep one.")
             rows.append(row | {"source": Path(path).name, "machine": machine, "setting_stated": stated})
         sources.append({"file": Path(path).name, "machine": machine, "full_result": full,
+                        "setting_stated": any(r["setting_stated"] for r in rows[-len(cells):]),
                         "cells": [f"{r['perturb_arch']}:{r['suspect_arch']}" for r in cells]})
     command = "python " + " ".join(["benchmarks/cleanlabel_cifar10.py", *(argv if argv is not None else sys.argv[1:])])
     result = {"command": command, "setting": want, "sources": sources, "transfer": rows, "paper": PAPER}
@@ -336,7 +337,7 @@ def merge_transfer(args: argparse.Namespace, argv: list[str] | None) -> int:
              "near 0). WDR: 100 draws of 200 non-target test images, Wilcoxon, tau 0.1, alpha 0.05.\n",
              *transfer_table(rows, f"## {measured} of {total} cells"), "## Sources\n"]
     for source in sources:
-        note = "" if source["full_result"] else "; setting not recorded in the file, stated by this command's flags"
+        note = "; setting not recorded in the file, stated by this command's flags" if source["setting_stated"] else ""
         lines.append(f"- `{source['file']}` ({source['machine']}{note}): {', '.join(source['cells'])}")
     text = "\n".join(lines) + "\n"
     args.results.mkdir(parents=True, exist_ok=True)

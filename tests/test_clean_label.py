@@ -219,6 +219,7 @@ def test_benchmark_merge_composes_one_matrix_and_refuses_another_setting(load_be
     assert "| resnet20 | – | 50.0 / 100.0 (2.0 / 0.0), BA 88.0 |" in text
     assert "`gpu.transfer-partial.json` (machine not recorded in a partial file; setting not recorded" in text
     assert "`cpu.json` (cpu, 2 threads, Linux-x, torch 2.13.0)" in text
+    assert "`new.transfer-partial.json` (machine not recorded in a partial file):" in text  # its cells say the setting
     merged = json.loads((tmp_path / "out" / "matrix.json").read_text())
     assert [r["source"] for r in merged["transfer"]] == ["gpu.transfer-partial.json", "cpu.json",
                                                          "new.transfer-partial.json"]
