@@ -203,8 +203,12 @@ def transfer_cells(args: argparse.Namespace) -> list[tuple[str, str]]:
     return cells
 
 
+def pct(value: float) -> str:
+    """A fraction as a percentage with one decimal, as every table of this script shows it."""
+    return f"{100 * value:.1f}"
+
+
 def markdown(result: dict[str, Any]) -> str:
-    pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
     where = "SMOKE RUN: not a result" if result["smoke"] else result["environment"].get("device", "cpu")
     lines = [f"# Clean-label watermark on CIFAR-10 ({where})\n",
              "Commands: " + "; ".join(f"{part}: `{cmd}`" for part, cmd in result.get(
@@ -256,7 +260,6 @@ def markdown(result: dict[str, Any]) -> str:
 
 def transfer_table(rows: list[dict[str, Any]], title: str) -> list[str]:
     """The transferability matrix as Markdown lines: rows perturb with A, columns train the suspect with B."""
-    pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
     cell = {(r["perturb_arch"], r["suspect_arch"]): r for r in rows}
     archs = [a for a in ARCHS if any(a in pair for pair in cell)]
     lines = [f"{title}: rows perturb with A, columns train the suspect with B; TSR % / WDR % (clean B: TSR / WDR), "
